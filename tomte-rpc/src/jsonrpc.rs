@@ -1,0 +1,354 @@
+//! JSON-RPC 2.0, exactly as its specification says: single calls, batches, notifications and
+//! every error case. Requests are parsed into borrowed structures (the id is echoed from its raw
+//! bytes), results are serialized straight into the output buffer.
+
+use std::borrow::Cow;
+use std::io::Write as _;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::fault::Fault;
+use crate::registry::{Args, Protocol, Registry};
+use crate::value::Value;
+
+/// One request object, fields kept raw so that a wrong type is an Invalid Request, not a parse
+/// error, and the id is echoed byte for byte.
+#[derive(Deserialize)]
+struct RawRequest<'a> {
+    #[serde(borrow, default, deserialize_with = "present")]
+    jsonrpc: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    method: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    params: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    id: Option<&'a RawValue>,
+}
+
+/// Keeps `null` apart from absence: `"id": null` is a request, a missing id a notification.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(d).map(Some)
+}
+
+const NULL_ID: &str = "null";
+
+/// Serves one JSON-RPC message (a request or a batch) and appends the response to `out`.
+/// Returns false when there is nothing to send back (notifications only).
+pub fn serve<C>(registry: &Registry<C>, ctx: &mut C, input: &[u8], out: &mut Vec<u8>) -> bool {
+    let first = input.iter().find(|b| !b.is_ascii_whitespace());
+    if first == Some(&b'[') {
+        return serve_batch(registry, ctx, input, out);
+    }
+    match serde_json::from_slice::<RawRequest>(input) {
+        Ok(req) => serve_one(registry, ctx, req, out),
+        Err(e) => {
+            write_error(out, NULL_ID, &classify(input, e));
+            true
+        }
+    }
+}
+
+fn serve_batch<C>(registry: &Registry<C>, ctx: &mut C, input: &[u8], out: &mut Vec<u8>) -> bool {
+    let items: Vec<&RawValue> = match serde_json::from_slice(input) {
+        Ok(items) => items,
+        Err(e) => {
+            write_error(out, NULL_ID, &Fault::parse_error(e.to_string()));
+            return true;
+        }
+    };
+    if items.is_empty() {
+        write_error(out, NULL_ID, &Fault::invalid_request("empty batch"));
+        return true;
+    }
+    let start = out.len();
+    out.push(b'[');
+    let mut any = false;
+    for item in items {
+        let mark = out.len();
+        if any {
+            out.push(b',');
+        }
+        let wrote = match serde_json::from_str::<RawRequest>(item.get()) {
+            Ok(req) => serve_one(registry, ctx, req, out),
+            Err(e) => {
+                write_error(out, NULL_ID, &Fault::invalid_request(e.to_string()));
+                true
+            }
+        };
+        if wrote {
+            any = true;
+        } else {
+            out.truncate(mark);
+        }
+    }
+    if !any {
+        // A batch of notifications only: the spec says nothing is returned at all.
+        out.truncate(start);
+        return false;
+    }
+    out.push(b']');
+    true
+}
+
+/// Tells a syntax error (−32700) from valid JSON that is not a request object (−32600).
+fn classify(input: &[u8], e: serde_json::Error) -> Fault {
+    if e.is_data() && serde_json::from_slice::<serde::de::IgnoredAny>(input).is_ok() {
+        Fault::invalid_request(e.to_string())
+    } else {
+        Fault::parse_error(e.to_string())
+    }
+}
+
+fn serve_one<C>(registry: &Registry<C>, ctx: &mut C, req: RawRequest<'_>, out: &mut Vec<u8>) -> bool {
+    // An id that is not a string, number or null makes the request invalid; its error carries
+    // a null id because the id itself cannot be trusted.
+    let id = match req.id {
+        None => None,
+        Some(raw) if valid_id(raw.get()) => Some(raw.get()),
+        Some(_) => {
+            write_error(out, NULL_ID, &Fault::invalid_request("id must be a string, a number or null"));
+            return true;
+        }
+    };
+    let call = decode_call(&req);
+    match (call, id) {
+        (Err(fault), id) => {
+            write_error(out, id.unwrap_or(NULL_ID), &fault);
+            true
+        }
+        (Ok((method, args)), None) => {
+            // A notification: run it, answer nothing, not even an error.
+            let _ = registry.call(&method, args, ctx, Protocol::Json);
+            false
+        }
+        (Ok((method, args)), Some(id)) => {
+            match registry.call(&method, args, ctx, Protocol::Json) {
+                Ok(v) => write_result(out, id, &v),
+                Err(f) => write_error(out, id, &f),
+            }
+            true
+        }
+    }
+}
+
+fn valid_id(raw: &str) -> bool {
+    matches!(raw.as_bytes().first(), Some(b'"' | b'-' | b'0'..=b'9')) || raw == "null"
+}
+
+fn decode_call<'a>(req: &RawRequest<'a>) -> Result<(Cow<'a, str>, Args), Fault> {
+    match req.jsonrpc.map(RawValue::get) {
+        Some("\"2.0\"") => {}
+        Some(other) if serde_json::from_str::<&str>(other).is_ok_and(|v| v == "2.0") => {}
+        _ => return Err(Fault::invalid_request("member 'jsonrpc' must be exactly \"2.0\"")),
+    }
+    let method: Cow<'a, str> = req
+        .method
+        .and_then(|raw| serde_json::from_str::<Cow<'a, str>>(raw.get()).ok())
+        .ok_or_else(|| Fault::invalid_request("member 'method' must be a string"))?;
+    let args = match req.params {
+        None => Args::default(),
+        Some(raw) => match serde_json::from_str::<Value>(raw.get()) {
+            Ok(Value::Array(items)) => Args::Positional(items),
+            Ok(Value::Struct(members)) => Args::Named(members),
+            _ => return Err(Fault::invalid_request("member 'params' must be an array or an object")),
+        },
+    };
+    Ok((method, args))
+}
+
+fn write_result(out: &mut Vec<u8>, id: &str, v: &Value) {
+    out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"result\":");
+    serde_json::to_writer(&mut *out, v).expect("serializing a Value into memory cannot fail");
+    out.extend_from_slice(b",\"id\":");
+    out.extend_from_slice(id.as_bytes());
+    out.push(b'}');
+}
+
+/// Appends a JSON-RPC error response for `id` (raw JSON text, `null` when unknown).
+pub fn write_error(out: &mut Vec<u8>, id: &str, f: &Fault) {
+    let _ = write!(out, "{{\"jsonrpc\":\"2.0\",\"error\":{{\"code\":{},\"message\":", f.code);
+    serde_json::to_writer(&mut *out, &f.message).expect("in memory");
+    if let Some(data) = &f.data {
+        out.extend_from_slice(b",\"data\":");
+        serde_json::to_writer(&mut *out, data).expect("in memory");
+    }
+    out.extend_from_slice(b"},\"id\":");
+    out.extend_from_slice(id.as_bytes());
+    out.push(b'}');
+}
+
+// ---- the client side ----
+
+/// Encodes a request; `id: None` makes it a notification.
+pub fn encode_request(method: &str, params: &Args, id: Option<u64>, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"method\":");
+    serde_json::to_writer(&mut *out, method).expect("in memory");
+    match params {
+        Args::Positional(v) if v.is_empty() => {}
+        Args::Positional(v) => {
+            out.extend_from_slice(b",\"params\":");
+            serde_json::to_writer(&mut *out, v).expect("in memory");
+        }
+        Args::Named(m) => {
+            out.extend_from_slice(b",\"params\":");
+            serde_json::to_writer(&mut *out, &Value::Struct(m.clone())).expect("in memory");
+        }
+    }
+    if let Some(id) = id {
+        let _ = write!(out, ",\"id\":{id}");
+    }
+    out.push(b'}');
+}
+
+/// A decoded response: the id it answers and the result or the fault.
+#[derive(Debug, PartialEq)]
+pub struct Response {
+    pub id: Value,
+    pub outcome: Result<Value, Fault>,
+}
+
+#[derive(Deserialize)]
+struct WireResponse {
+    #[serde(default)]
+    result: Option<Value>,
+    #[serde(default)]
+    error: Option<WireError>,
+    #[serde(default)]
+    id: Value,
+}
+
+#[derive(Deserialize)]
+struct WireError {
+    code: i32,
+    message: String,
+    #[serde(default)]
+    data: Option<Value>,
+}
+
+/// Why a response could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("malformed JSON-RPC response: {0}")]
+pub struct ResponseError(String);
+
+/// Decodes one response object (not a batch).
+pub fn decode_response(bytes: &[u8]) -> Result<Response, ResponseError> {
+    let w: WireResponse = serde_json::from_slice(bytes).map_err(|e| ResponseError(e.to_string()))?;
+    let outcome = match (w.result, w.error) {
+        (_, Some(e)) => Err(Fault { code: e.code, message: e.message, data: e.data }),
+        (Some(r), None) => Ok(r),
+        // `"result": null` deserializes as None: a null result.
+        (None, None) => Ok(Value::Nil),
+    };
+    Ok(Response { id: w.id, outcome })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::method::{Method, Type};
+
+    fn reg() -> Registry<()> {
+        let mut r = Registry::new();
+        r.add(
+            Method::new("subtract", |p, _| Ok(Value::Int(p.get::<i64>("minuend")? - p.get::<i64>("subtrahend")?)))
+                .returns(Type::Int)
+                .param(Type::Int, "minuend")
+                .param(Type::Int, "subtrahend"),
+        )
+        .unwrap();
+        r.add(Method::new("sum", |p, _| Ok(Value::Int(p.values().iter().map(|v| if let Value::Int(i) = v { *i } else { 0 }).sum())))).unwrap();
+        r.add(Method::new("update", |_, _| Ok(Value::Nil))).unwrap();
+        r.add(Method::new("notify_hello", |_, _| Ok(Value::Nil))).unwrap();
+        r.add(Method::new("get_data", |_, _| Ok(Value::from(vec![Value::from("hello"), Value::Int(5)])))).unwrap();
+        r
+    }
+
+    fn run(input: &str) -> Option<serde_json::Value> {
+        let mut out = Vec::new();
+        let wrote = serve(&reg(), &mut (), input.as_bytes(), &mut out);
+        assert_eq!(wrote, !out.is_empty());
+        wrote.then(|| serde_json::from_slice(&out).expect("valid JSON out"))
+    }
+
+    fn same(input: &str, expected: Option<&str>) {
+        let mut got = run(input);
+        // The spec's examples show no `data` member; ours carries details there.
+        fn strip(v: &mut serde_json::Value) {
+            match v {
+                serde_json::Value::Array(a) => a.iter_mut().for_each(strip),
+                serde_json::Value::Object(o) => {
+                    if let Some(serde_json::Value::Object(e)) = o.get_mut("error") {
+                        e.remove("data");
+                    }
+                }
+                _ => {}
+            }
+        }
+        if let Some(g) = &mut got {
+            strip(g);
+        }
+        let expected = expected.map(|e| serde_json::from_str::<serde_json::Value>(e).unwrap());
+        assert_eq!(got, expected, "for {input}");
+    }
+
+    #[test]
+    fn specification_examples() {
+        same(r#"{"jsonrpc": "2.0", "method": "subtract", "params": [42, 23], "id": 1}"#, Some(r#"{"jsonrpc": "2.0", "result": 19, "id": 1}"#));
+        same(r#"{"jsonrpc": "2.0", "method": "subtract", "params": {"subtrahend": 23, "minuend": 42}, "id": 3}"#, Some(r#"{"jsonrpc": "2.0", "result": 19, "id": 3}"#));
+        same(r#"{"jsonrpc": "2.0", "method": "update", "params": [1,2,3,4,5]}"#, None);
+        same(r#"{"jsonrpc": "2.0", "method": "foobar", "id": "1"}"#, Some(r#"{"jsonrpc": "2.0", "error": {"code": -32601, "message": "Method not found"}, "id": "1"}"#));
+        same(r#"{"jsonrpc": "2.0", "method": "foobar, "params": "bar", "baz]"#, Some(r#"{"jsonrpc": "2.0", "error": {"code": -32700, "message": "Parse error"}, "id": null}"#));
+        same(r#"{"jsonrpc": "2.0", "method": 1, "params": "bar"}"#, Some(r#"{"jsonrpc": "2.0", "error": {"code": -32600, "message": "Invalid Request"}, "id": null}"#));
+        same(r#"[{"jsonrpc": "2.0", "method": "sum", "params": [1,2,4], "id": "1"},{"jsonrpc": "2.0", "method"]"#, Some(r#"{"jsonrpc": "2.0", "error": {"code": -32700, "message": "Parse error"}, "id": null}"#));
+        same("[]", Some(r#"{"jsonrpc": "2.0", "error": {"code": -32600, "message": "Invalid Request"}, "id": null}"#));
+        same("[1]", Some(r#"[{"jsonrpc": "2.0", "error": {"code": -32600, "message": "Invalid Request"}, "id": null}]"#));
+        let e = r#"{"jsonrpc": "2.0", "error": {"code": -32600, "message": "Invalid Request"}, "id": null}"#;
+        same("[1,2,3]", Some(&format!("[{e},{e},{e}]")));
+        same(
+            r#"[
+                {"jsonrpc": "2.0", "method": "sum", "params": [1,2,4], "id": "1"},
+                {"jsonrpc": "2.0", "method": "notify_hello", "params": [7]},
+                {"jsonrpc": "2.0", "method": "subtract", "params": [42,23], "id": "2"},
+                {"foo": "boo"},
+                {"jsonrpc": "2.0", "method": "foo.get", "params": {"name": "myself"}, "id": "5"},
+                {"jsonrpc": "2.0", "method": "get_data", "id": "9"}
+            ]"#,
+            Some(r#"[
+                {"jsonrpc": "2.0", "result": 7, "id": "1"},
+                {"jsonrpc": "2.0", "result": 19, "id": "2"},
+                {"jsonrpc": "2.0", "error": {"code": -32600, "message": "Invalid Request"}, "id": null},
+                {"jsonrpc": "2.0", "error": {"code": -32601, "message": "Method not found"}, "id": "5"},
+                {"jsonrpc": "2.0", "result": ["hello", 5], "id": "9"}
+            ]"#),
+        );
+        same(r#"[{"jsonrpc": "2.0", "method": "notify_sum", "params": [1,2,4]},{"jsonrpc": "2.0", "method": "notify_hello", "params": [7]}]"#, None);
+    }
+
+    #[test]
+    fn edge_cases_the_original_got_wrong() {
+        // Wrong version, missing jsonrpc, scalar payload, null id: answered, never a crash.
+        for bad in [r#"{"jsonrpc":"1.0","method":"update","id":6}"#, r#"{"method":"update","id":6}"#] {
+            let v = run(bad).unwrap();
+            assert_eq!(v["error"]["code"], -32600);
+            assert_eq!(v["id"], 6);
+        }
+        assert_eq!(run("5").unwrap()["error"]["code"], -32600);
+        assert_eq!(run("").unwrap()["error"]["code"], -32700);
+        let v = run(r#"{"jsonrpc":"2.0","method":"get_data","id":null}"#).unwrap();
+        assert_eq!(v["result"][0], "hello");
+        assert!(v["id"].is_null());
+        assert_eq!(run(r#"{"jsonrpc":"2.0","method":"get_data","id":{}}"#).unwrap()["error"]["code"], -32600);
+        assert_eq!(run(r#"{"jsonrpc":"2.0","method":"subtract","params":"x","id":1}"#).unwrap()["error"]["code"], -32600);
+    }
+
+    #[test]
+    fn client_round_trip() {
+        let mut out = Vec::new();
+        encode_request("subtract", &Args::Named(vec![("minuend".into(), 5.into()), ("subtrahend".into(), 2.into())]), Some(7), &mut out);
+        let mut resp = Vec::new();
+        assert!(serve(&reg(), &mut (), &out, &mut resp));
+        let r = decode_response(&resp).unwrap();
+        assert_eq!(r, Response { id: Value::Int(7), outcome: Ok(Value::Int(3)) });
+    }
+}

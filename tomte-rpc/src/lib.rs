@@ -1,0 +1,20 @@
+//! The RPC protocols of tomte, pure: bytes in, bytes out, no I/O and no `unsafe`.
+//!
+//! * [`Value`]: the value model (XML-RPC's types; JSON maps onto a subset).
+//! * [`Method`], [`Type`], [`Params`]: a method with signatures and a handler.
+//! * [`Registry`]: lookup, validation of parameters against signatures, dispatch, `system.*`.
+//! * [`jsonrpc`]: JSON-RPC 2.0 requests, batches, notifications, responses.
+//!
+//! A registry is generic over the context `C` its handlers receive: the daemon passes its own,
+//! tests pass `()`.
+
+pub mod fault;
+pub mod jsonrpc;
+pub mod method;
+pub mod registry;
+pub mod value;
+
+pub use fault::Fault;
+pub use method::{Handler, Method, Params, Signature, Type};
+pub use registry::{Args, Capability, Protocol, Registry, RegistryError};
+pub use value::{FromValue, Value};

@@ -1,0 +1,403 @@
+//! The method registry: lookup, parameter validation against signatures, dispatch, and the
+//! `system.*` introspection methods.
+
+use std::collections::HashMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use crate::fault::{self, Fault};
+use crate::method::{Body, Method, Params, Signature};
+use crate::value::Value;
+
+/// The protocol a call arrived in; a few answers depend on it (`system.multicall`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    Json,
+    Xml,
+}
+
+/// The parameters of a call as they arrived: by position or by name.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Args {
+    Positional(Vec<Value>),
+    Named(Vec<(String, Value)>),
+}
+
+impl Default for Args {
+    fn default() -> Args {
+        Args::Positional(Vec::new())
+    }
+}
+
+/// The introspection and reserved methods every registry has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SystemMethod {
+    GetCapabilities,
+    ListMethods,
+    MethodHelp,
+    MethodSignature,
+    Multicall,
+}
+
+/// A capability advertised by `system.getCapabilities`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Capability {
+    pub name: String,
+    pub spec_url: String,
+    pub spec_version: i64,
+}
+
+/// Why a method could not be registered.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RegistryError {
+    #[error("method '{0}' is already registered")]
+    Duplicate(String),
+    #[error("method name is empty")]
+    EmptyName,
+}
+
+/// Methods by name, in registration order (the order `system.listMethods` reports).
+pub struct Registry<C> {
+    methods: Vec<Method<C>>,
+    index: HashMap<String, usize>,
+    capabilities: Vec<Capability>,
+}
+
+impl<C> Default for Registry<C> {
+    fn default() -> Self {
+        Registry::new()
+    }
+}
+
+impl<C> Registry<C> {
+    /// A registry holding the five `system.*` methods, in comodojo's order, and comodojo's six
+    /// capabilities.
+    pub fn new() -> Registry<C> {
+        use crate::method::Type::*;
+        let mut r = Registry { methods: Vec::new(), index: HashMap::new(), capabilities: Vec::new() };
+        let sys = |name: &str, m: SystemMethod| Method::with_body(name.to_owned(), Body::System(m));
+        let system = [
+            sys("system.getCapabilities", SystemMethod::GetCapabilities)
+                .description("This method lists all the capabilites that the RPC server has: the (more or less standard) extensions to the RPC spec that it adheres to")
+                .returns(Struct),
+            sys("system.listMethods", SystemMethod::ListMethods)
+                .description("This method lists all the methods that the RPC server knows how to dispatch")
+                .returns(Array),
+            sys("system.methodHelp", SystemMethod::MethodHelp)
+                .description("Returns help text if defined for the method passed, otherwise returns an empty string")
+                .returns(String)
+                .param(String, "method"),
+            sys("system.methodSignature", SystemMethod::MethodSignature)
+                .description("Returns an array of known signatures (an array of arrays) for the method name passed. If no signatures are known, returns a none-array (test for type != array to detect missing signature)")
+                .returns(Array)
+                .param(String, "method"),
+            sys("system.multicall", SystemMethod::Multicall)
+                .description("Boxcar multiple RPC calls in one request. See http://www.xmlrpc.com/discuss/msgReader$1208 for details")
+                .returns(Array)
+                .param(Array, "requests"),
+        ];
+        for m in system {
+            r.add(m).expect("system methods are distinct");
+        }
+        for (name, url, version) in [
+            ("xmlrpc", "http://www.xmlrpc.com/spec", 1),
+            ("system.multicall", "http://www.xmlrpc.com/discuss/msgReader$1208", 1),
+            ("introspection", "http://phpxmlrpc.sourceforge.net/doc-2/ch10.html", 2),
+            ("nil", "http://www.ontosys.com/xml-rpc/extensions.php", 1),
+            ("faults_interop", "http://xmlrpc-epi.sourceforge.net/specs/rfc.fault_codes.php", 20010516),
+            ("json-rpc", "http://www.jsonrpc.org/specification", 2),
+        ] {
+            r.add_capability(name, url, version);
+        }
+        r
+    }
+
+    /// Registers a method; a name can be registered once.
+    pub fn add(&mut self, method: Method<C>) -> Result<(), RegistryError> {
+        if method.name.is_empty() {
+            return Err(RegistryError::EmptyName);
+        }
+        if self.index.contains_key(&method.name) {
+            return Err(RegistryError::Duplicate(method.name));
+        }
+        self.index.insert(method.name.clone(), self.methods.len());
+        self.methods.push(method);
+        Ok(())
+    }
+
+    /// Advertises a capability in `system.getCapabilities` (replacing one of the same name).
+    pub fn add_capability(&mut self, name: &str, spec_url: &str, spec_version: i64) {
+        self.capabilities.retain(|c| c.name != name);
+        self.capabilities.push(Capability {
+            name: name.to_owned(),
+            spec_url: spec_url.to_owned(),
+            spec_version,
+        });
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Method<C>> {
+        self.index.get(name).map(|&i| &self.methods[i])
+    }
+
+    /// Method names in registration order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.methods.iter().map(|m| m.name.as_str())
+    }
+
+    pub fn len(&self) -> usize {
+        self.methods.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.methods.is_empty()
+    }
+
+    /// Runs one call: finds the method, validates `args` against its signatures (the first that
+    /// matches wins), then runs it. A handler that panics becomes −32603, not a dead daemon.
+    pub fn call(&self, name: &str, args: Args, ctx: &mut C, protocol: Protocol) -> Result<Value, Fault> {
+        let method = self.get(name).ok_or_else(Fault::method_not_found)?;
+        let (values, names) = bind(method, args)?;
+        let params = Params::new(values, names);
+        match &method.body {
+            Body::User(handler) => match catch_unwind(AssertUnwindSafe(|| handler(params, ctx))) {
+                Ok(result) => result,
+                Err(panic) => Err(Fault::internal(format!("method '{name}' panicked: {}", panic_text(&panic)))),
+            },
+            Body::System(sys) => self.system(*sys, params, ctx, protocol),
+        }
+    }
+
+    fn system(&self, which: SystemMethod, p: Params<'_>, ctx: &mut C, protocol: Protocol) -> Result<Value, Fault> {
+        match which {
+            SystemMethod::ListMethods => Ok(Value::Array(self.names().map(Value::from).collect())),
+            SystemMethod::MethodHelp => {
+                let m = self.get(&p.get::<String>("method")?).ok_or_else(Fault::method_not_found)?;
+                Ok(Value::from(m.help().unwrap_or("")))
+            }
+            SystemMethod::MethodSignature => {
+                let m = self.get(&p.get::<String>("method")?).ok_or_else(Fault::method_not_found)?;
+                let sigs = m.signatures();
+                if sigs.is_empty() {
+                    // The introspection spec's "none-array" for a method without signatures.
+                    return Ok(Value::from("undef"));
+                }
+                Ok(Value::Array(sigs.iter().map(|s| Value::from(s.compact())).collect()))
+            }
+            SystemMethod::GetCapabilities => Ok(Value::Struct(
+                self.capabilities
+                    .iter()
+                    .map(|c| {
+                        let spec = Value::structure([
+                            ("specUrl", Value::from(c.spec_url.as_str())),
+                            ("specVersion", Value::Int(c.spec_version)),
+                        ]);
+                        (c.name.clone(), spec)
+                    })
+                    .collect(),
+            )),
+            SystemMethod::Multicall => {
+                if protocol != Protocol::Xml {
+                    return Err(Fault::new(fault::MULTICALL_JSON, "Multicall is available only in XMLRPC"));
+                }
+                let calls: Vec<Value> = p.get("requests")?;
+                Ok(Value::Array(calls.into_iter().map(|c| self.multicall_entry(c, ctx)).collect()))
+            }
+        }
+    }
+
+    /// One entry of `system.multicall`: `[result]` on success, a fault struct in place otherwise.
+    fn multicall_entry(&self, call: Value, ctx: &mut C) -> Value {
+        let outcome = match call {
+            Value::Struct(members) => {
+                let mut name = None;
+                let mut params = Vec::new();
+                for (k, v) in members {
+                    match (k.as_str(), v) {
+                        ("methodName", Value::String(s)) => name = Some(s),
+                        ("params", Value::Array(a)) => params = a,
+                        _ => {}
+                    }
+                }
+                match name {
+                    None => Err(Fault::invalid_request("multicall entry without a methodName string")),
+                    Some(n) if n == "system.multicall" => {
+                        Err(Fault::new(fault::MULTICALL_RECURSION, "Recursive system.multicall forbidden"))
+                    }
+                    Some(n) => self.call(&n, Args::Positional(params), ctx, Protocol::Xml),
+                }
+            }
+            other => Err(Fault::invalid_request(format!("multicall entry is a {}, not a struct", other.type_name()))),
+        };
+        match outcome {
+            Ok(v) => Value::Array(vec![v]),
+            Err(f) => Value::structure([
+                ("faultCode", Value::Int(i64::from(f.code))),
+                ("faultString", Value::String(f.full_message())),
+            ]),
+        }
+    }
+}
+
+/// Matches arguments to the first signature they fit, and returns them in its order.
+fn bind<C>(method: &Method<C>, args: Args) -> Result<(Vec<Value>, &[String]), Fault> {
+    let sigs = method.signatures();
+    if sigs.is_empty() {
+        return match args {
+            Args::Positional(v) => Ok((v, &[])),
+            Args::Named(_) => Err(Fault::invalid_params(format!(
+                "{} declares no parameter names; pass parameters by position",
+                method.name
+            ))),
+        };
+    }
+    match args {
+        Args::Positional(values) => {
+            let fits = |s: &Signature| s.types.len() == values.len() && s.types.iter().zip(&values).all(|(t, v)| t.accepts(v));
+            match sigs.iter().find(|s| fits(s)) {
+                Some(s) => Ok((values, &s.names)),
+                None => Err(mismatch(method)),
+            }
+        }
+        Args::Named(mut members) => {
+            for s in sigs {
+                if s.names.len() != members.len() || !s.names.iter().all(|n| members.iter().any(|(k, _)| k == n)) {
+                    continue;
+                }
+                let ordered: Vec<Value> = s
+                    .names
+                    .iter()
+                    .map(|n| {
+                        let i = members.iter().position(|(k, _)| k == n).expect("checked above");
+                        std::mem::take(&mut members[i].1)
+                    })
+                    .collect();
+                if s.types.iter().zip(&ordered).all(|(t, v)| t.accepts(v)) {
+                    return Ok((ordered, &s.names));
+                }
+                // Put the values back for the next signature.
+                for (n, v) in s.names.iter().zip(ordered) {
+                    let i = members.iter().position(|(k, _)| k == n).expect("checked above");
+                    members[i].1 = v;
+                }
+            }
+            Err(mismatch(method))
+        }
+    }
+}
+
+fn mismatch<C>(method: &Method<C>) -> Fault {
+    let expected: Vec<String> = method.signatures().iter().map(|s| s.to_string()).collect();
+    Fault::invalid_params(format!("{} expects {}", method.name, expected.join(" or ")))
+}
+
+fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::method::Type;
+
+    fn registry() -> Registry<u32> {
+        let mut r = Registry::new();
+        r.add(
+            Method::new("my.echo", |mut p, calls: &mut u32| {
+                *calls += 1;
+                Ok(Value::String(p.take("message")?))
+            })
+            .description("I'm here to reply your data")
+            .returns(Type::String)
+            .param(Type::String, "message"),
+        )
+        .unwrap();
+        r.add(
+            Method::new("math.sub", |p, _| Ok(Value::Int(p.get::<i64>("a")? - p.get::<i64>("b")?)))
+                .returns(Type::Int)
+                .param(Type::Int, "a")
+                .param(Type::Int, "b")
+                .signature()
+                .returns(Type::Double)
+                .param(Type::Double, "a")
+                .param(Type::Double, "b"),
+        )
+        .unwrap();
+        r.add(Method::new("boom", |_, _| panic!("kaboom"))).unwrap();
+        r
+    }
+
+    #[test]
+    fn positional_and_named_params_bind_to_names() {
+        let r = registry();
+        let mut n = 0;
+        let pos = r.call("my.echo", Args::Positional(vec!["hi".into()]), &mut n, Protocol::Json);
+        assert_eq!(pos, Ok("hi".into()));
+        let named = r.call("math.sub", Args::Named(vec![("b".into(), 2.into()), ("a".into(), 5.into())]), &mut n, Protocol::Json);
+        assert_eq!(named, Ok(Value::Int(3)));
+        assert_eq!(n, 1);
+    }
+
+    #[test]
+    fn params_are_validated_before_the_handler_runs() {
+        let r = registry();
+        let mut n = 0;
+        let f = r.call("my.echo", Args::Positional(vec![5.into()]), &mut n, Protocol::Json).unwrap_err();
+        assert_eq!(f.code, fault::INVALID_PARAMS);
+        assert_eq!(f.full_message(), "Invalid params: my.echo expects (string message) -> string");
+        assert_eq!(n, 0, "the handler must not run");
+        let f = r.call("my.echo", Args::Named(vec![("msg".into(), "x".into())]), &mut n, Protocol::Json).unwrap_err();
+        assert_eq!(f.code, fault::INVALID_PARAMS);
+    }
+
+    #[test]
+    fn unknown_methods_and_panics_are_faults() {
+        let r = registry();
+        let mut n = 0;
+        assert_eq!(r.call("nope", Args::default(), &mut n, Protocol::Json).unwrap_err().code, fault::METHOD_NOT_FOUND);
+        let f = r.call("boom", Args::default(), &mut n, Protocol::Json).unwrap_err();
+        assert_eq!(f.code, fault::INTERNAL_ERROR);
+        assert!(f.full_message().contains("kaboom"));
+    }
+
+    #[test]
+    fn introspection() {
+        let r = registry();
+        let mut n = 0;
+        let list = r.call("system.listMethods", Args::default(), &mut n, Protocol::Xml).unwrap();
+        let Value::Array(names) = list else { panic!() };
+        assert_eq!(names[0], "system.getCapabilities".into());
+        assert_eq!(names[5], "my.echo".into());
+        let sig = r.call("system.methodSignature", Args::Positional(vec!["math.sub".into()]), &mut n, Protocol::Xml);
+        assert_eq!(sig, Ok(Value::from(vec![vec!["int", "int", "int"], vec!["double", "double", "double"]])));
+        let help = r.call("system.methodHelp", Args::Positional(vec!["my.echo".into()]), &mut n, Protocol::Xml);
+        assert_eq!(help, Ok("I'm here to reply your data".into()));
+        let caps = r.call("system.getCapabilities", Args::default(), &mut n, Protocol::Xml).unwrap();
+        assert_eq!(caps.member("faults_interop").and_then(|c| c.member("specVersion")), Some(&Value::Int(20010516)));
+    }
+
+    #[test]
+    fn multicall_wraps_results_and_keeps_faults_in_place() {
+        let r = registry();
+        let mut n = 0;
+        let call = |name: &str, params: Vec<Value>| Value::structure([("methodName", Value::from(name)), ("params", Value::Array(params))]);
+        let calls = Value::Array(vec![
+            call("math.sub", vec![4.into(), 2.into()]),
+            call("foo", vec![]),
+            call("system.multicall", vec![]),
+            Value::Int(3),
+        ]);
+        let out = r.call("system.multicall", Args::Positional(vec![calls.clone()]), &mut n, Protocol::Xml).unwrap();
+        let Value::Array(items) = out else { panic!() };
+        assert_eq!(items[0], Value::Array(vec![Value::Int(2)]));
+        assert_eq!(items[1].member("faultCode"), Some(&Value::Int(-32601)));
+        assert_eq!(items[2].member("faultCode"), Some(&Value::Int(-31001)));
+        assert_eq!(items[3].member("faultCode"), Some(&Value::Int(-32600)));
+        let json = r.call("system.multicall", Args::Positional(vec![calls]), &mut n, Protocol::Json).unwrap_err();
+        assert_eq!(json.code, -31000);
+    }
+}

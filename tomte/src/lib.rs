@@ -1,0 +1,4 @@
+//! tomte: solid Unix daemons.
+
+pub mod sys;
+pub mod worker;

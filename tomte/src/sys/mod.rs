@@ -1,0 +1,6 @@
+//! The only place in tomte with `unsafe`: thin wrappers over the system calls that have no safe
+//! form in rustix (fork, signal dispositions, shared mappings). Every block says why it is sound.
+#![allow(unsafe_code)]
+
+pub mod process;
+pub mod shm;

@@ -1,0 +1,1 @@
+//! Shared mappings for worker channels (written with the worker channel).

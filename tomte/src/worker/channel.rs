@@ -1,0 +1,1 @@
+//! The shared-memory channel between the daemon and one worker.

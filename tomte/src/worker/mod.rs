@@ -1,0 +1,3 @@
+//! Workers: forked child processes with their own loop, supervised by the daemon.
+
+pub mod channel;
