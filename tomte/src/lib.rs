@@ -1,4 +1,16 @@
 //! tomte: solid Unix daemons.
 
+pub mod cli;
+pub mod client;
+pub mod daemon;
+pub mod event;
+pub mod logging;
+pub mod net;
+pub mod process;
+pub mod signal;
 pub mod sys;
 pub mod worker;
+
+pub use daemon::{Config, Ctx, Daemon, DaemonError, Mode};
+pub use event::Event;
+pub use tomte_rpc::{Args, Fault, Method, Params, Type, Value};

@@ -2,5 +2,6 @@
 //! form in rustix (fork, signal dispositions, shared mappings). Every block says why it is sound.
 #![allow(unsafe_code)]
 
+pub mod eventfd;
 pub mod process;
 pub mod shm;

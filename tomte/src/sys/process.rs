@@ -64,3 +64,47 @@ pub fn ignore_sigpipe() {
         libc::signal(libc::SIGPIPE, libc::SIG_IGN);
     }
 }
+
+/// Forks, after checking that the process has a single thread, which makes `fork` sound.
+pub fn fork_alone() -> io::Result<Forked> {
+    let threads = thread_count()?;
+    if threads != 1 {
+        return Err(io::Error::other(format!(
+            "refusing to fork: the process has {threads} threads, and fork is only sound with one"
+        )));
+    }
+    // SAFETY: the process has one thread (checked just above, and nothing in between starts one).
+    unsafe { fork() }
+}
+
+/// The number of threads of this process, from `/proc/self/stat`.
+fn thread_count() -> io::Result<usize> {
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    rest.split_whitespace()
+        .nth(17)
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| io::Error::other("cannot read the thread count from /proc/self/stat"))
+}
+
+/// Closes every descriptor above stderr except those in `keep`: a daemon or a worker must not
+/// hold on to descriptors it inherited (a terminal's, a parent's sockets, another's lock).
+///
+/// # Safety
+/// No live Rust object may own one of the descriptors closed (it would close it again, or use
+/// a descriptor number reused by then): call it right after a fork, before opening anything
+/// that is not in `keep`.
+pub unsafe fn close_fds_except(keep: &[i32]) {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else { return };
+    let fds: Vec<i32> = dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect();
+    for fd in fds {
+        if fd > 2 && !keep.contains(&fd) {
+            // SAFETY: per this function's contract nothing owns `fd`; closing a number that is
+            // no longer open (the directory's own, already closed) only returns EBADF.
+            unsafe {
+                libc::close(fd);
+            }
+        }
+    }
+}

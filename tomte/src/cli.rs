@@ -1,0 +1,323 @@
+//! The command line every daemon binary gets for free:
+//!
+//! ```text
+//! NAME start|run|stop|status|restart|reload [--socket ADDR]... [--pidfile PATH] [--log PATH] [-v]
+//! ```
+//!
+//! comodojo's flags work too: `-d` (= start), `-f` (= run), `-s` (hard start: clear stale
+//! files first), `-v`, `-h`. `status` exits 0 when running and 3 when not, as LSB says.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use rustix::process::{kill_process, Pid, Signal};
+
+use crate::daemon::{Config, Daemon, Mode};
+use crate::net::{Address, Transport};
+use crate::process::{self, pidfile, Detached};
+
+/// How long `start` waits for readiness and `stop` for the exit before SIGKILL.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Command {
+    Start,
+    Run,
+    Stop,
+    Status,
+    Restart,
+    Reload,
+}
+
+struct Parsed {
+    command: Option<Command>,
+    hard: bool,
+    help: bool,
+    config: Config,
+}
+
+/// Parses `std::env::args()`, acts, and returns the process exit code.
+pub fn main(daemon: Daemon) -> i32 {
+    main_with(daemon, std::env::args().skip(1).collect())
+}
+
+/// As [`main`], with the arguments given (without the program name).
+pub fn main_with(daemon: Daemon, args: Vec<String>) -> i32 {
+    let name = daemon.name().to_owned();
+    let parsed = match parse(&name, args) {
+        Ok(p) => p,
+        Err(why) => {
+            eprintln!("{name}: {why}\n\n{}", usage(&name));
+            return 2;
+        }
+    };
+    if parsed.help {
+        println!("{}", usage(&name));
+        return 0;
+    }
+    let Some(command) = parsed.command else {
+        eprintln!("{}", usage(&name));
+        return 2;
+    };
+    let config = parsed.config;
+    match command {
+        Command::Start => {
+            if parsed.hard {
+                hard_clean(&name, &config);
+            }
+            start(daemon, &config)
+        }
+        Command::Run => match daemon.run(&config, Mode::Foreground) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("{name}: {e}");
+                1
+            }
+        },
+        Command::Stop => stop(&name, &config),
+        Command::Status => match running(&config) {
+            Some(pid) => {
+                println!("{name} is running (pid {pid})");
+                0
+            }
+            None => {
+                println!("{name} is not running");
+                3
+            }
+        },
+        Command::Restart => match stop(&name, &config) {
+            0 => start(daemon, &config),
+            code => code,
+        },
+        Command::Reload => match running(&config) {
+            Some(pid) => match kill_process(pid, Signal::HUP) {
+                Ok(()) => {
+                    println!("{name} (pid {pid}) asked to reload");
+                    0
+                }
+                Err(e) => {
+                    eprintln!("{name}: cannot signal pid {pid}: {e}");
+                    1
+                }
+            },
+            None => {
+                eprintln!("{name} is not running");
+                3
+            }
+        },
+    }
+}
+
+fn usage(name: &str) -> String {
+    format!(
+        "Usage: {name} start|run|stop|status|restart|reload [options]
+
+Commands:
+  start      detach and run in the background; returns once ready (comodojo: -d)
+  run        run in the foreground, logging to stderr (comodojo: -f)
+  stop       stop the running daemon (SIGTERM, then SIGKILL after {}s)
+  status     exit 0 if running, 3 if not
+  restart    stop, then start
+  reload     reopen the log and emit daemon.reload (SIGHUP)
+
+Options:
+  --socket ADDR         listen on ADDR (repeatable): unix:///path, tcp://host:port,
+                        comodojo+unix:///path, comodojo+tcp://host:port
+  --pidfile PATH        pid file, locked while the daemon runs
+  --log PATH            log file of the detached daemon (default: none)
+  --nice N              set niceness N (absolute)
+  --umask OCTAL         umask of the detached daemon (default 027)
+  --max-connections N   connections open at once (default 1024)
+  --max-message BYTES   largest request accepted (default 16777216)
+  --idle-timeout SECS   close connections idle this long (default 300)
+  -s                    hard start: clear stale pid and socket files first
+  -v, --verbose         debug logging
+  -h, --help            this help
+
+Defaults: socket {}, pid file {}",
+        STOP_TIMEOUT.as_secs(),
+        Config::defaults(name).sockets[0],
+        Config::defaults(name).pidfile.unwrap_or_default().display(),
+    )
+}
+
+fn parse(name: &str, args: Vec<String>) -> Result<Parsed, String> {
+    let mut p = Parsed { command: None, hard: false, help: false, config: Config::defaults(name) };
+    let mut sockets = Vec::new();
+    let mut args = args.into_iter();
+    let set = |p: &mut Parsed, c: Command| match p.command {
+        Some(old) if old != c => Err(format!("two commands given: {old:?} and {c:?}").to_lowercase()),
+        _ => {
+            p.command = Some(c);
+            Ok(())
+        }
+    };
+    while let Some(arg) = args.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
+            _ => (arg.clone(), None),
+        };
+        let mut value = |what: &str| -> Result<String, String> {
+            inline.clone().or_else(|| args.next()).ok_or_else(|| format!("{flag} needs {what}"))
+        };
+        match flag.as_str() {
+            "start" | "-d" => set(&mut p, Command::Start)?,
+            "run" | "-f" => set(&mut p, Command::Run)?,
+            "stop" => set(&mut p, Command::Stop)?,
+            "status" => set(&mut p, Command::Status)?,
+            "restart" => set(&mut p, Command::Restart)?,
+            "reload" => set(&mut p, Command::Reload)?,
+            "-s" => {
+                p.hard = true;
+                set(&mut p, Command::Start)?;
+            }
+            "-v" | "--verbose" => p.config.verbose = true,
+            "-h" | "--help" => p.help = true,
+            "--socket" => sockets.push(value("an address")?.parse::<Address>().map_err(|e| e.to_string())?),
+            "--pidfile" => p.config.pidfile = Some(absolute(&value("a path")?)?),
+            "--log" => p.config.log = Some(absolute(&value("a path")?)?),
+            "--nice" => p.config.nice = Some(number(&flag, &value("a number")?)?),
+            "--umask" => {
+                let v = value("an octal mask")?;
+                p.config.umask = u32::from_str_radix(&v, 8).map_err(|_| format!("--umask: '{v}' is not an octal mask"))?;
+            }
+            "--max-connections" => p.config.limits.max_connections = number(&flag, &value("a number")?)?,
+            "--max-message" => p.config.limits.max_message = number(&flag, &value("a number")?)?,
+            "--idle-timeout" => p.config.limits.idle_timeout = Duration::from_secs(number(&flag, &value("seconds")?)?),
+            other => return Err(format!("unknown argument '{other}'")),
+        }
+    }
+    if !sockets.is_empty() {
+        p.config.sockets = sockets;
+    }
+    Ok(p)
+}
+
+fn number<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T, String> {
+    v.parse().map_err(|_| format!("{flag}: '{v}' is not a valid number"))
+}
+
+/// The daemon changes directory to `/`, so relative paths are resolved now.
+fn absolute(p: &str) -> Result<PathBuf, String> {
+    let path = Path::new(p);
+    if path.is_absolute() {
+        return Ok(path.to_owned());
+    }
+    std::env::current_dir().map(|d| d.join(path)).map_err(|e| format!("cannot resolve {p}: {e}"))
+}
+
+fn running(config: &Config) -> Option<Pid> {
+    config.pidfile.as_deref().and_then(pidfile::running)
+}
+
+fn start(daemon: Daemon, config: &Config) -> i32 {
+    let name = daemon.name().to_owned();
+    if let Some(pid) = running(config) {
+        let path = config.pidfile.as_deref().unwrap_or(Path::new("")).display();
+        eprintln!("{name}: already running with pid {pid} (pid file {path} is locked)");
+        return 1;
+    }
+    match process::detach(config.umask, config.log.as_deref()) {
+        Err(e) => {
+            eprintln!("{name}: cannot start: {e}");
+            1
+        }
+        Ok(Detached::Daemon(pipe)) => match daemon.run(config, Mode::Detached(pipe)) {
+            Ok(()) => 0,
+            Err(_) => 1,
+        },
+        Ok(Detached::Parent(wait)) => match wait.wait(START_TIMEOUT) {
+            Ok(pid) => {
+                println!("{name} started (pid {pid})");
+                for s in &config.sockets {
+                    println!("  socket:   {s}");
+                }
+                if let Some(p) = &config.pidfile {
+                    println!("  pid file: {}", p.display());
+                }
+                if let Some(l) = &config.log {
+                    println!("  log:      {}", l.display());
+                }
+                0
+            }
+            Err(why) => {
+                eprintln!("{name}: cannot start: {why}");
+                1
+            }
+        },
+    }
+}
+
+fn stop(name: &str, config: &Config) -> i32 {
+    let Some(pid) = running(config) else {
+        println!("{name} is not running");
+        return 0;
+    };
+    if let Err(e) = kill_process(pid, Signal::TERM) {
+        eprintln!("{name}: cannot signal pid {pid}: {e}");
+        return 1;
+    }
+    if wait_gone(config, STOP_TIMEOUT) {
+        println!("{name} stopped (pid {pid})");
+        return 0;
+    }
+    eprintln!("{name}: pid {pid} still running after {}s: killing it", STOP_TIMEOUT.as_secs());
+    let _ = kill_process(pid, Signal::KILL);
+    if !wait_gone(config, Duration::from_secs(5)) {
+        eprintln!("{name}: pid {pid} survived SIGKILL");
+        return 1;
+    }
+    hard_clean(name, config);
+    0
+}
+
+/// Waits until nothing holds the pid file.
+fn wait_gone(config: &Config, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if running(config).is_none() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    running(config).is_none()
+}
+
+/// Removes the files a dead daemon left behind; never those of a live one.
+fn hard_clean(name: &str, config: &Config) {
+    if running(config).is_some() {
+        return;
+    }
+    if let Some(p) = &config.pidfile {
+        if std::fs::remove_file(p).is_ok() {
+            eprintln!("{name}: removed stale pid file {}", p.display());
+        }
+    }
+    for s in &config.sockets {
+        if let Transport::Unix(path) = &s.transport {
+            if std::os::unix::net::UnixStream::connect(path).is_err() && std::fs::remove_file(path).is_ok() {
+                eprintln!("{name}: removed stale socket {}", path.display());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn comodojo_flags_and_options() {
+        let p = parse("echo", vec!["-d".into(), "--socket".into(), "tcp://127.0.0.1:1".into(), "-v".into()]).unwrap();
+        assert_eq!(p.command, Some(Command::Start));
+        assert!(p.config.verbose);
+        assert_eq!(p.config.sockets.len(), 1);
+        let p = parse("echo", vec!["--pidfile=rel.pid".into(), "-f".into()]).unwrap();
+        assert_eq!(p.command, Some(Command::Run));
+        assert!(p.config.pidfile.unwrap().is_absolute());
+        assert!(parse("echo", vec!["start".into(), "stop".into()]).is_err());
+        assert!(parse("echo", vec!["--bogus".into()]).unwrap_err().contains("--bogus"));
+        assert!(parse("echo", vec!["--socket".into()]).unwrap_err().contains("needs"));
+    }
+}

@@ -1,0 +1,169 @@
+//! The `Daemon` builder and its configuration; the loop itself lives in `run`.
+
+mod builtins;
+mod ctx;
+mod run;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tomte_rpc::{Method, Registry};
+
+pub use ctx::Ctx;
+pub use run::Mode;
+
+use crate::event::{Event, EventBus, Listener};
+use crate::net::{Address, BindError, Limits};
+use crate::process::PidFileError;
+
+/// How a daemon is set up at start: sockets, files, process settings.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Listeners; several at once.
+    pub sockets: Vec<Address>,
+    /// The pid file, locked for the daemon's life.
+    pub pidfile: Option<PathBuf>,
+    /// Where logs go when detached (stderr in the foreground unless set).
+    pub log: Option<PathBuf>,
+    /// Debug-level logging.
+    pub verbose: bool,
+    /// The umask of the detached daemon.
+    pub umask: u32,
+    /// Absolute niceness to set at start.
+    pub nice: Option<i32>,
+    pub limits: Limits,
+}
+
+impl Config {
+    /// Defaults that work with no flags: socket and pid file under `$XDG_RUNTIME_DIR` when it
+    /// is set and exists, under `/tmp` (with the uid in the name) otherwise.
+    pub fn defaults(name: &str) -> Config {
+        let socket = runtime_path(name, "sock");
+        Config {
+            sockets: vec![Address::unix(socket)],
+            pidfile: Some(runtime_path(name, "pid")),
+            log: None,
+            verbose: false,
+            umask: 0o027,
+            nice: None,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// `$XDG_RUNTIME_DIR/NAME.EXT`, or `/tmp/NAME-UID.EXT`.
+pub fn runtime_path(name: &str, ext: &str) -> PathBuf {
+    match std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from) {
+        Some(dir) if dir.is_absolute() && dir.is_dir() => dir.join(format!("{name}.{ext}")),
+        _ => PathBuf::from(format!("/tmp/{name}-{}.{ext}", rustix::process::getuid().as_raw())),
+    }
+}
+
+/// Why a daemon could not start or run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DaemonError {
+    #[error(transparent)]
+    PidFile(#[from] PidFileError),
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    #[error("{what}: {source}")]
+    Io { what: String, source: std::io::Error },
+}
+
+pub(crate) type TimerFn = Box<dyn FnMut(&mut Ctx)>;
+
+/// A daemon under construction: methods, listeners and timers, then [`Daemon::run`].
+///
+/// ```no_run
+/// use tomte::{Daemon, Method, Type, Value};
+/// let mut daemon = Daemon::new("echo");
+/// daemon.method(
+///     Method::new("my.echo", |mut p, _| Ok(Value::String(p.take("message")?)))
+///         .description("I'm here to reply your data")
+///         .returns(Type::String)
+///         .param(Type::String, "message"),
+/// );
+/// std::process::exit(tomte::cli::main(daemon));
+/// ```
+pub struct Daemon {
+    pub(crate) name: String,
+    pub(crate) version: String,
+    pub(crate) registry: Registry<Ctx>,
+    pub(crate) events: EventBus,
+    pub(crate) timers: Vec<(Duration, TimerFn)>,
+}
+
+impl Daemon {
+    /// A daemon called `name` (used for default paths and log lines), with the built-in
+    /// `daemon.*` and `worker.*` methods and the default signal listeners: SIGTERM and SIGINT
+    /// stop it gracefully, SIGHUP reloads it.
+    pub fn new(name: &str) -> Daemon {
+        let mut d = Daemon {
+            name: name.to_owned(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            registry: Registry::new(),
+            events: EventBus::new(),
+            timers: Vec::new(),
+        };
+        builtins::install(&mut d.registry);
+        for sig in ["daemon.posix.SIGTERM", "daemon.posix.SIGINT"] {
+            d.events.on(sig, 0, false, |ev: &Event, ctx: &mut Ctx| {
+                log::info!("{} received: stopping", ev.name.trim_start_matches("daemon.posix."));
+                ctx.stop();
+            });
+        }
+        d.events.on("daemon.posix.SIGHUP", 0, false, |_: &Event, ctx: &mut Ctx| ctx.reload());
+        d
+    }
+
+    /// The version `daemon.status` reports (the tomte version by default).
+    pub fn version(&mut self, version: &str) -> &mut Self {
+        version.clone_into(&mut self.version);
+        self
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Registers a method.
+    ///
+    /// # Panics
+    /// When a method of that name is already registered: a programming error, found at once.
+    pub fn method(&mut self, method: Method<Ctx>) -> &mut Self {
+        if let Err(e) = self.registry.add(method) {
+            panic!("{e}");
+        }
+        self
+    }
+
+    /// The method registry, for what the builder methods do not cover (capabilities).
+    pub fn registry(&mut self) -> &mut Registry<Ctx> {
+        &mut self.registry
+    }
+
+    /// Hooks a listener on `event` with priority 0.
+    pub fn on(&mut self, event: &str, listener: impl Listener + 'static) -> &mut Self {
+        self.events.on(event, 0, false, listener);
+        self
+    }
+
+    /// Hooks a listener with a priority (higher runs first) and an optional once flag.
+    pub fn on_with(&mut self, event: &str, priority: i32, once: bool, listener: impl Listener + 'static) -> &mut Self {
+        self.events.on(event, priority, once, listener);
+        self
+    }
+
+    /// Removes every listener of `event`, the default ones included (to replace SIGTERM's).
+    pub fn clear(&mut self, event: &str) -> &mut Self {
+        self.events.clear(event);
+        self
+    }
+
+    /// Runs `f` every `period` on the loop (fixed rate; missed ticks are not caught up).
+    pub fn every(&mut self, period: Duration, f: impl FnMut(&mut Ctx) + 'static) -> &mut Self {
+        self.timers.push((period.max(Duration::from_millis(1)), Box::new(f)));
+        self
+    }
+}

@@ -1,0 +1,346 @@
+//! The loop: one thread, one `mio::Poll` for listeners, connections, signals and timers.
+
+use std::io;
+use std::time::{Duration, Instant};
+
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+use tomte_rpc::{jsonrpc, Registry, Value};
+
+use super::{Config, Ctx, Daemon, DaemonError, TimerFn};
+use crate::event::{names, Event, EventBus};
+use crate::net::{Conn, Drive, Limits, Listener, Service};
+use crate::process::{self, PidFile, ReadyPipe};
+
+const SIGNALS: Token = Token(0);
+const LISTENER_BASE: usize = 1;
+const CONN_BASE: usize = 1 << 16;
+
+/// How the daemon runs.
+#[derive(Debug)]
+pub enum Mode {
+    /// In the foreground: logs on stderr, `sd_notify` when `NOTIFY_SOCKET` is set.
+    Foreground,
+    /// Detached: readiness (or the reason for failing) goes back through this pipe.
+    Detached(ReadyPipe),
+}
+
+/// The RPC side of the loop, as connections see it.
+struct Rpc<'a> {
+    registry: &'a Registry<Ctx>,
+    ctx: &'a mut Ctx,
+}
+
+impl Service for Rpc<'_> {
+    fn json(&mut self, request: &[u8], out: &mut Vec<u8>) -> bool {
+        jsonrpc::serve(self.registry, self.ctx, request, out)
+    }
+    fn xml(&mut self, _request: &[u8], _out: &mut Vec<u8>) -> bool {
+        false
+    }
+    fn comodojo(&mut self, _frame: &[u8], _out: &mut Vec<u8>) {}
+    fn comodojo_greeter(&mut self, _out: &mut Vec<u8>) {}
+}
+
+struct Timer {
+    period: Duration,
+    next: Instant,
+    f: TimerFn,
+}
+
+impl Daemon {
+    /// Runs the daemon until it is asked to stop. In [`Mode::Detached`], readiness or the
+    /// reason for failing is reported to the command that started it.
+    pub fn run(self, config: &Config, mode: Mode) -> Result<(), DaemonError> {
+        crate::logging::init(&self.name, config.verbose);
+        let (mut pipe, foreground) = match mode {
+            Mode::Foreground => (None, true),
+            Mode::Detached(p) => (Some(p), false),
+        };
+        let started = match Running::start(self, config) {
+            Ok(r) => r,
+            Err(e) => {
+                log::error!("{e}");
+                if let Some(p) = &mut pipe {
+                    p.fail(&e.to_string());
+                }
+                return Err(e);
+            }
+        };
+        let mut running = started;
+        let where_ = running.listeners.iter().map(|l| l.address().to_string()).collect::<Vec<_>>().join(", ");
+        log::info!("{} ready (pid {}) on {where_}", running.ctx.name, std::process::id());
+        if let Some(p) = &mut pipe {
+            p.ready();
+        }
+        if foreground {
+            process::sd_notify("READY=1");
+        }
+        running.emit(Event::new(names::READY, Value::Nil));
+        let result = running.run_loop(config);
+        if foreground {
+            process::sd_notify("STOPPING=1");
+        }
+        running.shutdown();
+        result
+    }
+}
+
+/// A started daemon: files held, sockets bound.
+struct Running {
+    registry: Registry<Ctx>,
+    events: EventBus,
+    ctx: Ctx,
+    timers: Vec<Timer>,
+    poll: Poll,
+    signals: signal_hook_mio::v1_0::Signals,
+    listeners: Vec<Listener>,
+    conns: Slab<Conn>,
+    /// Connections that yielded with work left.
+    again: Vec<usize>,
+    limits: Limits,
+    log: Option<std::path::PathBuf>,
+    _pidfile: Option<PidFile>,
+}
+
+impl Running {
+    fn start(d: Daemon, config: &Config) -> Result<Running, DaemonError> {
+        let io_err = |what: &str| {
+            let what = what.to_owned();
+            move |source| DaemonError::Io { what, source }
+        };
+        if let Some(nice) = config.nice {
+            process::set_niceness(nice).map_err(io_err(&format!("cannot set niceness {nice}")))?;
+        }
+        let pidfile = config.pidfile.as_deref().map(PidFile::acquire).transpose()?;
+        let poll = Poll::new().map_err(io_err("cannot create the poll"))?;
+        let mut listeners = Vec::with_capacity(config.sockets.len());
+        for (i, addr) in config.sockets.iter().enumerate() {
+            let mut l = Listener::bind(addr)?;
+            poll.registry()
+                .register(l.source(), Token(LISTENER_BASE + i), Interest::READABLE)
+                .map_err(io_err("cannot watch a listener"))?;
+            listeners.push(l);
+        }
+        let mut signals = crate::signal::open().map_err(io_err("cannot install signal handlers"))?;
+        poll.registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)
+            .map_err(io_err("cannot watch signals"))?;
+        let now = Instant::now();
+        let timers = d.timers.into_iter().map(|(period, f)| Timer { period, next: now + period, f }).collect();
+        let mut running = Running {
+            registry: d.registry,
+            events: d.events,
+            ctx: Ctx::new(&d.name, &d.version),
+            timers,
+            poll,
+            signals,
+            listeners,
+            conns: Slab::new(),
+            again: Vec::new(),
+            limits: config.limits.clone(),
+            log: config.log.clone(),
+            _pidfile: pidfile,
+        };
+        running.emit(Event::new(names::START, Value::Nil));
+        Ok(running)
+    }
+
+    fn run_loop(&mut self, _config: &Config) -> Result<(), DaemonError> {
+        let mut events = Events::with_capacity(256);
+        let sweep_every = (self.limits.idle_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
+        let mut next_sweep = Instant::now() + sweep_every;
+        while !self.ctx.stop {
+            let now = Instant::now();
+            let next_timer = self.timers.iter().map(|t| t.next).min().unwrap_or(next_sweep).min(next_sweep);
+            let timeout = if self.again.is_empty() { next_timer.saturating_duration_since(now) } else { Duration::ZERO };
+            match self.poll.poll(&mut events, Some(timeout)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(DaemonError::Io { what: "poll failed".to_owned(), source: e }),
+            }
+            for ev in events.iter() {
+                match ev.token() {
+                    SIGNALS => self.signals(),
+                    Token(t) if t >= CONN_BASE => self.drive(t - CONN_BASE),
+                    Token(t) => self.accept(t - LISTENER_BASE),
+                }
+            }
+            for key in std::mem::take(&mut self.again) {
+                if self.conns.contains(key) {
+                    self.drive(key);
+                }
+            }
+            let now = Instant::now();
+            self.run_timers(now);
+            if now >= next_sweep {
+                self.sweep_idle(now);
+                next_sweep = now + sweep_every;
+            }
+            if self.ctx.reload {
+                self.reload();
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the listeners of `event`, then those of the events they queued.
+    fn emit(&mut self, event: Event) {
+        self.events.emit(&event, &mut self.ctx);
+        self.drain_queued();
+    }
+
+    fn drain_queued(&mut self) {
+        // Bounded, so listeners that emit each other forever cannot hang the loop.
+        for _ in 0..1024 {
+            if self.ctx.queued.is_empty() {
+                return;
+            }
+            for ev in std::mem::take(&mut self.ctx.queued) {
+                self.events.emit(&ev, &mut self.ctx);
+            }
+        }
+        log::warn!("event storm: dropping {} queued events", self.ctx.queued.len());
+        self.ctx.queued.clear();
+    }
+
+    fn signals(&mut self) {
+        let pending: Vec<i32> = self.signals.pending().collect();
+        for sig in pending {
+            log::debug!("signal {} ({sig})", crate::signal::name(sig));
+            for name in crate::signal::event_names(sig) {
+                self.emit(Event::new(name, Value::Int(i64::from(sig))));
+            }
+        }
+    }
+
+    fn accept(&mut self, index: usize) {
+        loop {
+            let Some(listener) = self.listeners.get(index) else { return };
+            let dialect = listener.dialect();
+            let (stream, peer) = match listener.accept() {
+                Ok(s) => s,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // EMFILE and friends: log, and try again on the next readiness event.
+                    log::warn!("cannot accept on {}: {e}", listener.address());
+                    return;
+                }
+            };
+            let mut rpc = Rpc { registry: &self.registry, ctx: &mut self.ctx };
+            let mut conn = Conn::new(stream, peer, dialect, &mut rpc);
+            if self.conns.len() >= self.limits.max_connections {
+                log::warn!("refusing a connection: {} are open (the limit)", self.conns.len());
+                let fault = tomte_rpc::Fault::new(-32000, "Server busy")
+                    .with_data(format!("too many connections (limit {})", self.limits.max_connections));
+                let mut line = Vec::new();
+                jsonrpc::write_error(&mut line, "null", &fault);
+                line.push(b'\n');
+                conn.refuse(&line);
+                // Best effort, without registering: the socket is fresh, so the write fits.
+                let _ = conn.drive(&mut rpc, &self.limits);
+                continue;
+            }
+            let entry = self.conns.vacant_entry();
+            let key = entry.key();
+            if let Err(e) =
+                self.poll.registry().register(conn.stream.source(), Token(CONN_BASE + key), Interest::READABLE | Interest::WRITABLE)
+            {
+                log::warn!("cannot watch a connection: {e}");
+                continue;
+            }
+            let peer = self.events.has(names::CLIENT_CONNECT).then(|| conn.peer.clone());
+            entry.insert(conn);
+            self.ctx.connections = self.conns.len();
+            if let Some(peer) = peer {
+                self.emit(Event::new(names::CLIENT_CONNECT, Value::String(peer)));
+            }
+            // Data may already be there, and a comodojo greeter waits to go out.
+            self.drive(key);
+        }
+    }
+
+    fn drive(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else { return };
+        let mut rpc = Rpc { registry: &self.registry, ctx: &mut self.ctx };
+        match conn.drive(&mut rpc, &self.limits) {
+            Drive::Open => {}
+            Drive::MoreWork => self.again.push(key),
+            Drive::Closed => self.close(key),
+        }
+        if !self.ctx.queued.is_empty() {
+            self.drain_queued();
+        }
+    }
+
+    fn close(&mut self, key: usize) {
+        let mut conn = self.conns.remove(key);
+        let _ = self.poll.registry().deregister(conn.stream.source());
+        self.ctx.connections = self.conns.len();
+        if self.events.has(names::CLIENT_HANGUP) {
+            self.emit(Event::new(names::CLIENT_HANGUP, Value::String(conn.peer)));
+        }
+    }
+
+    fn sweep_idle(&mut self, now: Instant) {
+        let idle: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| now.duration_since(c.last_active) > self.limits.idle_timeout)
+            .map(|(k, _)| k)
+            .collect();
+        for key in idle {
+            log::debug!("closing idle connection from {}", self.conns[key].peer);
+            self.close(key);
+        }
+    }
+
+    fn run_timers(&mut self, now: Instant) {
+        for t in &mut self.timers {
+            if t.next <= now {
+                (t.f)(&mut self.ctx);
+                // Fixed rate without catch-up: the next tick is the next period boundary ahead.
+                t.next += t.period;
+                if t.next <= now {
+                    t.next = now + t.period;
+                }
+            }
+        }
+        if !self.ctx.queued.is_empty() {
+            self.drain_queued();
+        }
+    }
+
+    fn reload(&mut self) {
+        self.ctx.reload = false;
+        if let Some(path) = &self.log {
+            if let Err(e) = process::redirect_stderr(path) {
+                log::error!("{e}");
+            }
+        }
+        log::info!("reloading");
+        self.emit(Event::new(names::RELOAD, Value::Nil));
+    }
+
+    /// Graceful end: `daemon.stop`, pending answers flushed (briefly), then listeners and the
+    /// pid file removed as they drop.
+    fn shutdown(&mut self) {
+        log::info!("{} stopping", self.ctx.name);
+        self.emit(Event::new(names::STOP, Value::Nil));
+        let deadline = Instant::now() + Duration::from_millis(500);
+        let mut rpc = Rpc { registry: &self.registry, ctx: &mut self.ctx };
+        for (_, conn) in self.conns.iter_mut() {
+            while conn.has_output() && Instant::now() < deadline {
+                conn.refuse(b"");
+                if conn.drive(&mut rpc, &self.limits) != Drive::Open {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        self.conns.clear();
+        self.listeners.clear();
+        log::info!("{} stopped", self.ctx.name);
+    }
+}

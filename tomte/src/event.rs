@@ -1,0 +1,116 @@
+//! Events: named occurrences (a signal, a client connecting, the daemon starting) and the
+//! listeners hooked on them, run in priority order on the daemon's loop thread.
+
+use std::collections::HashMap;
+
+use tomte_rpc::Value;
+
+use crate::daemon::Ctx;
+
+/// The daemon's lifecycle event names.
+pub mod names {
+    pub const START: &str = "daemon.start";
+    pub const READY: &str = "daemon.ready";
+    pub const STOP: &str = "daemon.stop";
+    pub const RELOAD: &str = "daemon.reload";
+    pub const CLIENT_CONNECT: &str = "daemon.socket.client.connect";
+    pub const CLIENT_HANGUP: &str = "daemon.socket.client.hangup";
+}
+
+/// One event as listeners see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub name: String,
+    /// What the event is about: the signal number, the peer address, …; `Nil` when nothing.
+    pub data: Value,
+}
+
+impl Event {
+    pub fn new(name: impl Into<String>, data: Value) -> Event {
+        Event { name: name.into(), data }
+    }
+}
+
+/// A listener: a closure, or any type implementing this trait.
+pub trait Listener {
+    fn on_event(&mut self, event: &Event, ctx: &mut Ctx);
+}
+
+impl<F: FnMut(&Event, &mut Ctx)> Listener for F {
+    fn on_event(&mut self, event: &Event, ctx: &mut Ctx) {
+        self(event, ctx)
+    }
+}
+
+struct Entry {
+    priority: i32,
+    once: bool,
+    seq: u64,
+    listener: Box<dyn Listener>,
+}
+
+/// Listeners by event name. Higher priority runs first; equal priorities run in the order
+/// they were added.
+#[derive(Default)]
+pub struct EventBus {
+    listeners: HashMap<String, Vec<Entry>>,
+    seq: u64,
+}
+
+impl EventBus {
+    pub fn new() -> EventBus {
+        EventBus::default()
+    }
+
+    /// Hooks `listener` on `event`. A `once` listener is removed after it first runs.
+    pub fn on(&mut self, event: &str, priority: i32, once: bool, listener: impl Listener + 'static) {
+        self.seq += 1;
+        let list = self.listeners.entry(event.to_owned()).or_default();
+        list.push(Entry { priority, once, seq: self.seq, listener: Box::new(listener) });
+        list.sort_by_key(|e| (std::cmp::Reverse(e.priority), e.seq));
+    }
+
+    /// Whether anything listens on `event` (so callers can skip building an event's data).
+    pub fn has(&self, event: &str) -> bool {
+        self.listeners.get(event).is_some_and(|l| !l.is_empty())
+    }
+
+    /// Runs the listeners of `event.name`; returns how many ran.
+    pub fn emit(&mut self, event: &Event, ctx: &mut Ctx) -> usize {
+        let Some(list) = self.listeners.get_mut(&event.name) else { return 0 };
+        let n = list.len();
+        for entry in list.iter_mut() {
+            entry.listener.on_event(event, ctx);
+        }
+        list.retain(|e| !e.once);
+        n
+    }
+
+    /// Removes every listener of `event`.
+    pub fn clear(&mut self, event: &str) {
+        self.listeners.remove(event);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    #[test]
+    fn priority_order_and_once() {
+        let seen = Rc::new(RefCell::new(Vec::new()));
+        let mut bus = EventBus::new();
+        for (name, prio, once) in [("low", 0, false), ("high", 10, false), ("once", 5, true)] {
+            let seen = seen.clone();
+            bus.on("x", prio, once, move |_: &Event, _: &mut Ctx| seen.borrow_mut().push(name));
+        }
+        let mut ctx = Ctx::detached_for_tests();
+        let ev = Event::new("x", Value::Nil);
+        assert_eq!(bus.emit(&ev, &mut ctx), 3);
+        assert_eq!(bus.emit(&ev, &mut ctx), 2);
+        assert_eq!(*seen.borrow(), ["high", "once", "low", "high", "low"]);
+        assert_eq!(bus.emit(&Event::new("y", Value::Nil), &mut ctx), 0);
+    }
+}

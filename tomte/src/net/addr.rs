@@ -1,0 +1,133 @@
+//! Listener and client addresses: `unix:///path`, `tcp://host:port`, and their `comodojo+`
+//! forms, which speak comodojo/daemon's framing.
+
+use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::str::FromStr;
+
+/// comodojo/daemon's default TCP port, kept.
+pub const DEFAULT_PORT: u16 = 10042;
+
+/// Where bytes go.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Transport {
+    Unix(PathBuf),
+    Tcp(SocketAddr),
+}
+
+/// What is spoken on a socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Dialect {
+    /// NDJSON JSON-RPC, or HTTP/1.1 carrying JSON-RPC or XML-RPC: told apart by the first byte.
+    Native,
+    /// comodojo/daemon 1.x: a greeter, then base64(PHP-serialized array) + CRLF frames.
+    Comodojo,
+}
+
+/// A parsed socket address.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Address {
+    pub transport: Transport,
+    pub dialect: Dialect,
+}
+
+/// Why an address could not be read.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("bad socket address '{input}': {why}")]
+pub struct AddressError {
+    pub input: String,
+    pub why: String,
+}
+
+impl Address {
+    pub fn unix(path: impl Into<PathBuf>) -> Address {
+        Address { transport: Transport::Unix(path.into()), dialect: Dialect::Native }
+    }
+    pub fn tcp(addr: SocketAddr) -> Address {
+        Address { transport: Transport::Tcp(addr), dialect: Dialect::Native }
+    }
+}
+
+impl FromStr for Address {
+    type Err = AddressError;
+
+    fn from_str(input: &str) -> Result<Address, AddressError> {
+        let err = |why: &str| AddressError { input: input.to_owned(), why: why.to_owned() };
+        let (dialect, rest) = match input.strip_prefix("comodojo+") {
+            Some(rest) => (Dialect::Comodojo, rest),
+            None => (Dialect::Native, input),
+        };
+        let transport = if let Some(path) = rest.strip_prefix("unix://") {
+            if !path.starts_with('/') {
+                return Err(err("a unix socket path must be absolute (unix:///run/x.sock)"));
+            }
+            Transport::Unix(PathBuf::from(path))
+        } else if rest.starts_with('/') {
+            Transport::Unix(PathBuf::from(rest))
+        } else if let Some(hostport) = rest.strip_prefix("tcp://") {
+            Transport::Tcp(parse_tcp(hostport).map_err(|w| err(&w))?)
+        } else {
+            return Err(err("expected unix:///path, tcp://host:port, or comodojo+ before either"));
+        };
+        Ok(Address { transport, dialect })
+    }
+}
+
+fn parse_tcp(hostport: &str) -> Result<SocketAddr, String> {
+    let hostport = hostport.trim_end_matches('/');
+    // `[::1]:80`, `127.0.0.1:80`, `host:80`, `host`, `:80` (loopback).
+    let (host, port) = if let Some(rest) = hostport.strip_prefix('[') {
+        let (h, after) = rest.split_once(']').ok_or("unclosed '[' in IPv6 address")?;
+        (h, after.strip_prefix(':'))
+    } else {
+        match hostport.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (hostport, None),
+        }
+    };
+    let port = match port {
+        None | Some("") => DEFAULT_PORT,
+        Some(p) => p.parse().map_err(|_| format!("'{p}' is not a port number"))?,
+    };
+    let host = if host.is_empty() { "127.0.0.1" } else { host };
+    (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve '{host}': {e}"))?
+        .next()
+        .ok_or_else(|| format!("'{host}' resolves to no address"))
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.dialect == Dialect::Comodojo {
+            f.write_str("comodojo+")?;
+        }
+        match &self.transport {
+            Transport::Unix(p) => write!(f, "unix://{}", p.display()),
+            Transport::Tcp(a) => write!(f, "tcp://{a}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_form() {
+        let a: Address = "unix:///tmp/x.sock".parse().unwrap();
+        assert_eq!(a, Address::unix("/tmp/x.sock"));
+        assert_eq!(a.to_string(), "unix:///tmp/x.sock");
+        let t: Address = "tcp://127.0.0.1:8080".parse().unwrap();
+        assert_eq!(t.to_string(), "tcp://127.0.0.1:8080");
+        let d: Address = "tcp://:".parse().unwrap();
+        assert_eq!(d.to_string(), "tcp://127.0.0.1:10042");
+        let v6: Address = "comodojo+tcp://[::1]:9".parse().unwrap();
+        assert_eq!(v6.dialect, Dialect::Comodojo);
+        assert_eq!(v6.to_string(), "comodojo+tcp://[::1]:9");
+        assert!("unix://rel.sock".parse::<Address>().unwrap_err().to_string().contains("absolute"));
+        assert!("http://x".parse::<Address>().is_err());
+        assert!("tcp://127.0.0.1:99999".parse::<Address>().unwrap_err().to_string().contains("port"));
+    }
+}

@@ -1,0 +1,158 @@
+//! Bound listeners: unix sockets (mode 0600, stale files recovered, removed on drop) and TCP.
+
+use std::io;
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
+
+use mio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+
+use super::addr::{Address, Dialect, Transport};
+
+/// Why a listener could not be bound.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BindError {
+    #[error("cannot listen on {addr}: another process is already listening there")]
+    InUse { addr: String },
+    #[error("cannot listen on {addr}: {path} exists and is not a socket")]
+    NotASocket { addr: String, path: PathBuf },
+    #[error("cannot listen on {addr}: {source}")]
+    Io { addr: String, source: io::Error },
+}
+
+/// A listening socket of either kind.
+#[derive(Debug)]
+pub enum Listener {
+    Unix { socket: UnixListener, path: PathBuf, address: Address },
+    Tcp { socket: TcpListener, address: Address },
+}
+
+/// An accepted connection's socket.
+#[derive(Debug)]
+pub enum Stream {
+    Unix(UnixStream),
+    Tcp(TcpStream),
+}
+
+impl Listener {
+    /// Binds `address`. A unix socket file left by a dead process is replaced; one a live
+    /// process listens on is left alone and reported.
+    pub fn bind(address: &Address) -> Result<Listener, BindError> {
+        let name = address.to_string();
+        let io_err = |source| BindError::Io { addr: name.clone(), source };
+        match &address.transport {
+            Transport::Unix(path) => {
+                recover_stale(path, &name)?;
+                // Created 0600: only the daemon's user may connect (umask is process-wide, and
+                // the daemon is single-threaded, so setting it around bind is race-free).
+                let old = rustix::process::umask(rustix::fs::Mode::from_bits_truncate(0o177));
+                let bound = UnixListener::bind(path);
+                rustix::process::umask(old);
+                let socket = bound.map_err(io_err)?;
+                Ok(Listener::Unix { socket, path: path.clone(), address: address.clone() })
+            }
+            Transport::Tcp(addr) => {
+                if !addr.ip().is_loopback() {
+                    log::warn!("{name} is reachable from other hosts: tomte has no authentication yet");
+                }
+                let socket = TcpListener::bind(*addr).map_err(|e| match e.kind() {
+                    io::ErrorKind::AddrInUse => BindError::InUse { addr: name.clone() },
+                    _ => io_err(e),
+                })?;
+                // Report the real port when 0 asked the kernel to pick one.
+                let bound = socket.local_addr().map_err(io_err)?;
+                let address = Address { transport: Transport::Tcp(bound), dialect: address.dialect };
+                Ok(Listener::Tcp { socket, address })
+            }
+        }
+    }
+
+    pub fn address(&self) -> &Address {
+        match self {
+            Listener::Unix { address, .. } | Listener::Tcp { address, .. } => address,
+        }
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.address().dialect
+    }
+
+    /// Accepts one pending connection; `WouldBlock` when none is left.
+    pub fn accept(&self) -> io::Result<(Stream, String)> {
+        match self {
+            Listener::Unix { socket, .. } => {
+                let (s, _) = socket.accept()?;
+                Ok((Stream::Unix(s), "unix".to_owned()))
+            }
+            Listener::Tcp { socket, .. } => {
+                let (s, peer) = socket.accept()?;
+                let _ = s.set_nodelay(true);
+                Ok((Stream::Tcp(s), peer.to_string()))
+            }
+        }
+    }
+
+    pub fn source(&mut self) -> &mut dyn mio::event::Source {
+        match self {
+            Listener::Unix { socket, .. } => socket,
+            Listener::Tcp { socket, .. } => socket,
+        }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Listener::Unix { path, .. } = self {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Removes a socket file nobody listens on any more; refuses to touch a live one.
+fn recover_stale(path: &Path, name: &str) -> Result<(), BindError> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(BindError::Io { addr: name.to_owned(), source: e }),
+    };
+    if !meta.file_type().is_socket() {
+        return Err(BindError::NotASocket { addr: name.to_owned(), path: path.to_owned() });
+    }
+    match std::os::unix::net::UnixStream::connect(path) {
+        Ok(_) => Err(BindError::InUse { addr: name.to_owned() }),
+        Err(_) => {
+            log::info!("removing stale socket file {}", path.display());
+            std::fs::remove_file(path).map_err(|e| BindError::Io { addr: name.to_owned(), source: e })
+        }
+    }
+}
+
+impl Stream {
+    pub fn source(&mut self) -> &mut dyn mio::event::Source {
+        match self {
+            Stream::Unix(s) => s,
+            Stream::Tcp(s) => s,
+        }
+    }
+}
+
+impl io::Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Unix(s) => s.read(buf),
+            Stream::Tcp(s) => s.read(buf),
+        }
+    }
+}
+
+impl io::Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Unix(s) => s.write(buf),
+            Stream::Tcp(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}

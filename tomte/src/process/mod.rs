@@ -1,0 +1,17 @@
+//! Process-level set-up: detaching (double fork with a readiness pipe), the pid file,
+//! niceness, and systemd's notify socket.
+
+mod detach;
+mod notify;
+pub mod pidfile;
+
+pub use detach::{detach, redirect_stderr, Detached, ReadyPipe, ReadyWait};
+pub use notify::sd_notify;
+pub use pidfile::{PidFile, PidFileError};
+
+use std::io;
+
+/// Sets the niceness of this process to `nice` (absolute, not an increment).
+pub fn set_niceness(nice: i32) -> io::Result<()> {
+    rustix::process::setpriority_process(None, nice).map_err(io::Error::from)
+}

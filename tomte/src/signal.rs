@@ -1,0 +1,60 @@
+//! The signal-to-event bridge: every catchable signal becomes the events
+//! `daemon.posix.SIGNAME` and `daemon.posix.NUMBER`.
+//!
+//! Nothing runs inside the signal handler: signal-hook's handler records the signal and writes
+//! to a self-pipe that the loop polls, so a signal that arrives while the loop is busy is acted
+//! on at the next turn, never lost. The fault signals (SEGV, BUS, FPE, ILL) keep their default
+//! action (a handler that returns would re-run the faulting instruction), SIGKILL and SIGSTOP
+//! cannot be caught, and SIGPIPE stays ignored so that a vanished client is an I/O error.
+
+use std::io;
+
+use signal_hook::consts::signal::*;
+use signal_hook_mio::v1_0::Signals;
+
+/// The signals the bridge turns into events.
+pub fn bridged() -> Vec<i32> {
+    let mut list = vec![
+        SIGHUP, SIGINT, SIGQUIT, SIGTRAP, SIGABRT, SIGUSR1, SIGUSR2, SIGALRM, SIGTERM, SIGCHLD, SIGCONT,
+        SIGTSTP, SIGTTIN, SIGTTOU, SIGURG, SIGXCPU, SIGXFSZ, SIGVTALRM, SIGPROF, SIGWINCH, SIGIO, SIGSYS,
+        libc::SIGSTKFLT, libc::SIGPWR,
+    ];
+    list.extend(libc::SIGRTMIN()..=libc::SIGRTMAX());
+    list
+}
+
+/// The conventional name of `signal` (`SIGTERM`, `SIGRTMIN+3`).
+pub fn name(signal: i32) -> String {
+    if let Some(n) = signal_hook::low_level::signal_name(signal) {
+        return n.to_owned();
+    }
+    let (min, max) = (libc::SIGRTMIN(), libc::SIGRTMAX());
+    if (min..=max).contains(&signal) {
+        return if signal == min { "SIGRTMIN".to_owned() } else { format!("SIGRTMIN+{}", signal - min) };
+    }
+    format!("SIG{signal}")
+}
+
+/// The two event names of `signal`: by name and by number.
+pub fn event_names(signal: i32) -> [String; 2] {
+    [format!("daemon.posix.{}", name(signal)), format!("daemon.posix.{signal}")]
+}
+
+/// The bridge's source of signals, to register with the loop's poll.
+pub fn open() -> io::Result<Signals> {
+    crate::sys::process::ignore_sigpipe();
+    Signals::new(bridged())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert_eq!(event_names(SIGTERM), ["daemon.posix.SIGTERM".to_owned(), "daemon.posix.15".to_owned()]);
+        assert_eq!(name(libc::SIGRTMIN() + 2), "SIGRTMIN+2");
+        assert!(!bridged().contains(&SIGSEGV));
+        assert!(!bridged().contains(&SIGPIPE));
+    }
+}
