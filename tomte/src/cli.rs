@@ -30,6 +30,7 @@ enum Command {
     Reload,
 }
 
+#[derive(Debug)]
 struct Parsed {
     command: Option<Command>,
     hard: bool,

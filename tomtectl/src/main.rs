@@ -1,1 +1,152 @@
-fn main() {}
+//! tomtectl: control a tomte daemon over its socket.
+//!
+//! Exit codes: 0 success, 1 the daemon answered with an RPC error, 2 it could not be reached
+//! (or the command line is wrong).
+
+use std::process::ExitCode;
+
+use anyhow::{bail, Context as _};
+use clap::{Parser, Subcommand};
+use tomte::client::{Client, ClientError};
+use tomte::net::Address;
+use tomte_rpc::{Args, Fault, Value};
+
+#[derive(Parser)]
+#[command(name = "tomtectl", version, disable_help_subcommand = true, about = "Control a tomte daemon: call methods, list them, read status, shut it down.")]
+struct Cli {
+    /// The daemon's socket: unix:///path or tcp://host:port
+    /// [default: $TOMTE_SOCKET, else the echo daemon's default socket]
+    #[arg(long, short = 's', global = true)]
+    socket: Option<String>,
+    /// Print results as raw JSON on one line
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Call METHOD with parameters: one JSON array or object, or key=value pairs, or values
+    Call {
+        method: String,
+        params: Vec<String>,
+    },
+    /// List the daemon's methods with their descriptions
+    Methods,
+    /// Show a method's signatures and description
+    Help { method: String },
+    /// Show the daemon's pid, uptime, version, connections and workers
+    Status,
+    /// Ask the daemon to stop
+    Shutdown,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let socket = cli
+        .socket
+        .clone()
+        .or_else(|| std::env::var("TOMTE_SOCKET").ok())
+        .unwrap_or_else(|| format!("unix://{}", tomte::daemon::runtime_path("echo", "sock").display()));
+    match run(&cli, &socket) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if let Some(fault) = e.downcast_ref::<Fault>() {
+                eprintln!("tomtectl: error {}: {}", fault.code, fault.full_message());
+                return ExitCode::from(1);
+            }
+            if let Some(ClientError::Connect { .. }) = e.downcast_ref::<ClientError>() {
+                eprintln!("tomtectl: {e}. Is the daemon running? Pass --socket ADDR or set TOMTE_SOCKET to reach another one.");
+            } else {
+                eprintln!("tomtectl: {e:#}");
+            }
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: &Cli, socket: &str) -> anyhow::Result<()> {
+    let address: Address = socket.parse()?;
+    let mut client = Client::connect(&address)?;
+    let mut call = |method: &str, args: Args| -> anyhow::Result<Value> { Ok(client.call(method, &args)??) };
+    match &cli.command {
+        Command::Call { method, params } => {
+            let v = call(method, parse_params(params)?)?;
+            print_value(&v, cli.json);
+        }
+        Command::Methods => {
+            let Value::Array(names) = call("system.listMethods", Args::default())? else {
+                bail!("system.listMethods did not return an array");
+            };
+            let names: Vec<String> = names.into_iter().filter_map(|n| n.as_str().map(str::to_owned)).collect();
+            let width = names.iter().map(String::len).max().unwrap_or(0);
+            for name in names {
+                let help = call("system.methodHelp", Args::Positional(vec![Value::from(name.as_str())]))?;
+                println!("{name:width$}  {}", help.as_str().unwrap_or(""));
+            }
+        }
+        Command::Help { method } => {
+            let arg = || Args::Positional(vec![Value::from(method.as_str())]);
+            let help = call("system.methodHelp", arg())?;
+            let sigs = call("system.methodSignature", arg())?;
+            match sigs {
+                Value::Array(sigs) => {
+                    for sig in sigs {
+                        let types: Vec<&str> = match &sig {
+                            Value::Array(t) => t.iter().filter_map(Value::as_str).collect(),
+                            _ => Vec::new(),
+                        };
+                        let (ret, params) = types.split_first().map(|(r, p)| (*r, p.join(", "))).unwrap_or(("?", String::new()));
+                        println!("{method}({params}) -> {ret}");
+                    }
+                }
+                _ => println!("{method}(...)"),
+            }
+            if let Some(text) = help.as_str().filter(|t| !t.is_empty()) {
+                println!("  {text}");
+            }
+        }
+        Command::Status => print_value(&call("daemon.status", Args::default())?, cli.json),
+        Command::Shutdown => {
+            call("daemon.shutdown", Args::default())?;
+            println!("shutting down");
+        }
+    }
+    Ok(())
+}
+
+/// `[..]`/`{..}` as given; otherwise `key=value` pairs (named) or bare values (positional).
+/// Each value is read as JSON when it is JSON, as a string otherwise.
+fn parse_params(params: &[String]) -> anyhow::Result<Args> {
+    let json_or_string = |s: &str| serde_json::from_str::<Value>(s).unwrap_or_else(|_| Value::from(s));
+    if let [only] = params {
+        let t = only.trim_start();
+        if t.starts_with('[') || t.starts_with('{') {
+            return match serde_json::from_str::<Value>(only).context("parameters are not valid JSON")? {
+                Value::Array(a) => Ok(Args::Positional(a)),
+                Value::Struct(m) => Ok(Args::Named(m)),
+                _ => unreachable!("starts with [ or {{"),
+            };
+        }
+    }
+    let is_key = |k: &str| !k.is_empty() && k.chars().all(|c| c.is_alphanumeric() || "_.-".contains(c));
+    let mut named = Vec::new();
+    let mut positional = Vec::new();
+    for p in params {
+        match p.split_once('=') {
+            Some((k, v)) if is_key(k) => named.push((k.to_owned(), json_or_string(v))),
+            _ => positional.push(json_or_string(p)),
+        }
+    }
+    match (named.is_empty(), positional.is_empty()) {
+        (true, _) => Ok(Args::Positional(positional)),
+        (false, true) => Ok(Args::Named(named)),
+        (false, false) => bail!("mix of key=value and bare parameters: use one form"),
+    }
+}
+
+fn print_value(v: &Value, raw: bool) {
+    let text = if raw { serde_json::to_string(v) } else { serde_json::to_string_pretty(v) };
+    println!("{}", text.expect("a Value always serializes"));
+}

@@ -1,0 +1,190 @@
+//! Fixtures for integration tests: real daemons in fresh temp dirs, killed by pid when the
+//! test ends, pass or fail.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// A built binary of this workspace: an example (`target/*/examples/NAME`) or a bin.
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    // target/debug/deps/test-hash -> target/debug
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    for candidate in [dir.join("examples").join(name), dir.join(name)] {
+        if candidate.exists() {
+            return candidate;
+        }
+    }
+    panic!("{name} is not built in {}: run `cargo build --workspace --examples` first", dir.display());
+}
+
+/// A fresh directory, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        // Short: unix socket paths are limited to 107 bytes.
+        let p = PathBuf::from(format!("/tmp/tt-{}-{tag}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A free TCP port on loopback (bound then released; the daemon binds it right after).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A daemon started with `start` (detached). Killed by pid on drop if still alive.
+pub struct Daemon {
+    pub bin: PathBuf,
+    pub dir: TempDir,
+    pub sock: PathBuf,
+    pub pidfile: PathBuf,
+    pub log: PathBuf,
+    pub args: Vec<String>,
+    pub pids: Vec<i32>,
+}
+
+impl Daemon {
+    /// A daemon of example `name` with a unix socket, a pid file and a log in a temp dir.
+    pub fn new(name: &str, extra: &[&str]) -> Daemon {
+        let dir = TempDir::new(name);
+        let sock = dir.path("d.sock");
+        let pidfile = dir.path("d.pid");
+        let log = dir.path("d.log");
+        let mut args = vec![
+            "--socket".to_owned(),
+            format!("unix://{}", sock.display()),
+            "--pidfile".to_owned(),
+            pidfile.display().to_string(),
+            "--log".to_owned(),
+            log.display().to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Daemon { bin: binary(name), dir, sock, pidfile, log, args, pids: Vec::new() }
+    }
+
+    /// Runs `NAME COMMAND args…` and returns its output.
+    pub fn cmd(&self, command: &str) -> Output {
+        Command::new(&self.bin).arg(command).args(&self.args).output().expect("run daemon binary")
+    }
+
+    /// `start`, asserting success; records the pid for cleanup.
+    pub fn start(mut self) -> Daemon {
+        let out = self.cmd("start");
+        assert!(out.status.success(), "start failed: {}{}", text(&out.stdout), text(&out.stderr));
+        let pid = self.pid().expect("pid file written by a ready daemon");
+        self.pids.push(pid);
+        self
+    }
+
+    pub fn pid(&self) -> Option<i32> {
+        std::fs::read_to_string(&self.pidfile).ok()?.trim().parse().ok()
+    }
+
+    pub fn connect(&self) -> UnixStream {
+        let s = UnixStream::connect(&self.sock).expect("connect to the daemon's socket");
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        s
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        for &pid in &self.pids {
+            kill(pid, libc::SIGKILL);
+        }
+    }
+}
+
+pub fn kill(pid: i32, sig: i32) {
+    if let Some(p) = rustix::process::Pid::from_raw(pid) {
+        let _ = rustix::process::kill_process(p, rustix::process::Signal::from_named_raw(sig).unwrap());
+    }
+}
+
+/// Whether `pid` is alive (a zombie counts as dead).
+pub fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// Waits up to `limit` for `cond`; returns whether it became true.
+pub fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    cond()
+}
+
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// One NDJSON exchange on an open stream: sends `line`, returns the answer line.
+pub fn ndjson<S: Read + Write>(reader: &mut BufReader<S>, line: &str) -> String {
+    reader.get_mut().write_all(format!("{line}\n").as_bytes()).unwrap();
+    let mut answer = String::new();
+    reader.read_line(&mut answer).expect("read answer");
+    answer
+}
+
+/// Reads one HTTP response (head + Content-Length body) from `r`.
+pub fn http_response<R: BufRead>(r: &mut R) -> (u16, Vec<(String, String)>, String) {
+    let mut status_line = String::new();
+    r.read_line(&mut status_line).unwrap();
+    let status: u16 = status_line.split_whitespace().nth(1).expect("status line").parse().unwrap();
+    let mut headers = Vec::new();
+    let mut len = 0;
+    loop {
+        let mut h = String::new();
+        r.read_line(&mut h).unwrap();
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        let (k, v) = h.split_once(':').unwrap();
+        if k.eq_ignore_ascii_case("content-length") {
+            len = v.trim().parse().unwrap();
+        }
+        headers.push((k.to_ascii_lowercase(), v.trim().to_owned()));
+    }
+    let mut body = vec![0; len];
+    r.read_exact(&mut body).unwrap();
+    (status, headers, text(&body))
+}
+
+pub fn http_post(path_ct: &str, body: &str) -> String {
+    format!("POST / HTTP/1.1\r\nHost: x\r\nContent-Type: {path_ct}\r\nContent-Length: {}\r\n\r\n{body}", body.len())
+}
+
+pub fn json(s: &str) -> serde_json::Value {
+    serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s:?}"))
+}
