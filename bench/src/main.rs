@@ -1,1 +1,24 @@
-fn main() {}
+//! `tomte-bench compare` runs the side-by-side benchmark; `floor-ndjson PATH` and
+//! `floor-http ADDR` run the floors it spawns.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use tomte_bench::{compare, floor};
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        ["floor-ndjson", path] => Ok(floor::ndjson_unix(path)?),
+        ["floor-http", addr] => Ok(floor::http_tcp(addr)?),
+        ["compare", rest @ ..] => {
+            let seconds = rest.first().map(|s| s.parse()).transpose().context("seconds per round")?.unwrap_or(1.0);
+            let exe = std::env::current_exe()?;
+            let echo = exe.with_file_name("echo");
+            let bins = compare::Bins { bench: exe, echo: PathBuf::from(echo) };
+            compare::run(&bins, seconds, 3)?;
+            Ok(())
+        }
+        _ => bail!("usage: tomte-bench compare [SECONDS] | floor-ndjson PATH | floor-http ADDR"),
+    }
+}

@@ -257,7 +257,10 @@ mod tests {
                 .param(Type::Int, "subtrahend"),
         )
         .unwrap();
-        r.add(Method::new("sum", |p, _| Ok(Value::Int(p.values().iter().map(|v| if let Value::Int(i) = v { *i } else { 0 }).sum())))).unwrap();
+        r.add(Method::new("sum", |p, _| {
+            Ok(Value::Int(p.values().iter().map(|v| if let Value::Int(i) = v { *i } else { 0 }).sum()))
+        }))
+        .unwrap();
         r.add(Method::new("update", |_, _| Ok(Value::Nil))).unwrap();
         r.add(Method::new("notify_hello", |_, _| Ok(Value::Nil))).unwrap();
         r.add(Method::new("get_data", |_, _| Ok(Value::from(vec![Value::from("hello"), Value::Int(5)])))).unwrap();
@@ -294,15 +297,36 @@ mod tests {
 
     #[test]
     fn specification_examples() {
-        same(r#"{"jsonrpc": "2.0", "method": "subtract", "params": [42, 23], "id": 1}"#, Some(r#"{"jsonrpc": "2.0", "result": 19, "id": 1}"#));
-        same(r#"{"jsonrpc": "2.0", "method": "subtract", "params": {"subtrahend": 23, "minuend": 42}, "id": 3}"#, Some(r#"{"jsonrpc": "2.0", "result": 19, "id": 3}"#));
+        same(
+            r#"{"jsonrpc": "2.0", "method": "subtract", "params": [42, 23], "id": 1}"#,
+            Some(r#"{"jsonrpc": "2.0", "result": 19, "id": 1}"#),
+        );
+        same(
+            r#"{"jsonrpc": "2.0", "method": "subtract", "params": {"subtrahend": 23, "minuend": 42}, "id": 3}"#,
+            Some(r#"{"jsonrpc": "2.0", "result": 19, "id": 3}"#),
+        );
         same(r#"{"jsonrpc": "2.0", "method": "update", "params": [1,2,3,4,5]}"#, None);
-        same(r#"{"jsonrpc": "2.0", "method": "foobar", "id": "1"}"#, Some(r#"{"jsonrpc": "2.0", "error": {"code": -32601, "message": "Method not found"}, "id": "1"}"#));
-        same(r#"{"jsonrpc": "2.0", "method": "foobar, "params": "bar", "baz]"#, Some(r#"{"jsonrpc": "2.0", "error": {"code": -32700, "message": "Parse error"}, "id": null}"#));
-        same(r#"{"jsonrpc": "2.0", "method": 1, "params": "bar"}"#, Some(r#"{"jsonrpc": "2.0", "error": {"code": -32600, "message": "Invalid Request"}, "id": null}"#));
-        same(r#"[{"jsonrpc": "2.0", "method": "sum", "params": [1,2,4], "id": "1"},{"jsonrpc": "2.0", "method"]"#, Some(r#"{"jsonrpc": "2.0", "error": {"code": -32700, "message": "Parse error"}, "id": null}"#));
+        same(
+            r#"{"jsonrpc": "2.0", "method": "foobar", "id": "1"}"#,
+            Some(r#"{"jsonrpc": "2.0", "error": {"code": -32601, "message": "Method not found"}, "id": "1"}"#),
+        );
+        same(
+            r#"{"jsonrpc": "2.0", "method": "foobar, "params": "bar", "baz]"#,
+            Some(r#"{"jsonrpc": "2.0", "error": {"code": -32700, "message": "Parse error"}, "id": null}"#),
+        );
+        same(
+            r#"{"jsonrpc": "2.0", "method": 1, "params": "bar"}"#,
+            Some(r#"{"jsonrpc": "2.0", "error": {"code": -32600, "message": "Invalid Request"}, "id": null}"#),
+        );
+        same(
+            r#"[{"jsonrpc": "2.0", "method": "sum", "params": [1,2,4], "id": "1"},{"jsonrpc": "2.0", "method"]"#,
+            Some(r#"{"jsonrpc": "2.0", "error": {"code": -32700, "message": "Parse error"}, "id": null}"#),
+        );
         same("[]", Some(r#"{"jsonrpc": "2.0", "error": {"code": -32600, "message": "Invalid Request"}, "id": null}"#));
-        same("[1]", Some(r#"[{"jsonrpc": "2.0", "error": {"code": -32600, "message": "Invalid Request"}, "id": null}]"#));
+        same(
+            "[1]",
+            Some(r#"[{"jsonrpc": "2.0", "error": {"code": -32600, "message": "Invalid Request"}, "id": null}]"#),
+        );
         let e = r#"{"jsonrpc": "2.0", "error": {"code": -32600, "message": "Invalid Request"}, "id": null}"#;
         same("[1,2,3]", Some(&format!("[{e},{e},{e}]")));
         same(
@@ -314,15 +338,20 @@ mod tests {
                 {"jsonrpc": "2.0", "method": "foo.get", "params": {"name": "myself"}, "id": "5"},
                 {"jsonrpc": "2.0", "method": "get_data", "id": "9"}
             ]"#,
-            Some(r#"[
+            Some(
+                r#"[
                 {"jsonrpc": "2.0", "result": 7, "id": "1"},
                 {"jsonrpc": "2.0", "result": 19, "id": "2"},
                 {"jsonrpc": "2.0", "error": {"code": -32600, "message": "Invalid Request"}, "id": null},
                 {"jsonrpc": "2.0", "error": {"code": -32601, "message": "Method not found"}, "id": "5"},
                 {"jsonrpc": "2.0", "result": ["hello", 5], "id": "9"}
-            ]"#),
+            ]"#,
+            ),
         );
-        same(r#"[{"jsonrpc": "2.0", "method": "notify_sum", "params": [1,2,4]},{"jsonrpc": "2.0", "method": "notify_hello", "params": [7]}]"#, None);
+        same(
+            r#"[{"jsonrpc": "2.0", "method": "notify_sum", "params": [1,2,4]},{"jsonrpc": "2.0", "method": "notify_hello", "params": [7]}]"#,
+            None,
+        );
     }
 
     #[test]
@@ -339,13 +368,21 @@ mod tests {
         assert_eq!(v["result"][0], "hello");
         assert!(v["id"].is_null());
         assert_eq!(run(r#"{"jsonrpc":"2.0","method":"get_data","id":{}}"#).unwrap()["error"]["code"], -32600);
-        assert_eq!(run(r#"{"jsonrpc":"2.0","method":"subtract","params":"x","id":1}"#).unwrap()["error"]["code"], -32600);
+        assert_eq!(
+            run(r#"{"jsonrpc":"2.0","method":"subtract","params":"x","id":1}"#).unwrap()["error"]["code"],
+            -32600
+        );
     }
 
     #[test]
     fn client_round_trip() {
         let mut out = Vec::new();
-        encode_request("subtract", &Args::Named(vec![("minuend".into(), 5.into()), ("subtrahend".into(), 2.into())]), Some(7), &mut out);
+        encode_request(
+            "subtract",
+            &Args::Named(vec![("minuend".into(), 5.into()), ("subtrahend".into(), 2.into())]),
+            Some(7),
+            &mut out,
+        );
         let mut resp = Vec::new();
         assert!(serve(&reg(), &mut (), &out, &mut resp));
         let r = decode_response(&resp).unwrap();

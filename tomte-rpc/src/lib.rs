@@ -4,15 +4,21 @@
 //! * [`Method`], [`Type`], [`Params`]: a method with signatures and a handler.
 //! * [`Registry`]: lookup, validation of parameters against signatures, dispatch, `system.*`.
 //! * [`jsonrpc`]: JSON-RPC 2.0 requests, batches, notifications, responses.
+//! * [`xmlrpc`]: XML-RPC calls and responses, every type, hardened decoder.
+//! * [`php`]: the PHP `serialize()` subset comodojo frames use (never objects).
+//! * [`comodojo`]: comodojo/daemon 1.x frames (base64 of a serialized array + CRLF).
 //!
 //! A registry is generic over the context `C` its handlers receive: the daemon passes its own,
 //! tests pass `()`.
 
+pub mod comodojo;
 pub mod fault;
 pub mod jsonrpc;
 pub mod method;
+pub mod php;
 pub mod registry;
 pub mod value;
+pub mod xmlrpc;
 
 pub use fault::Fault;
 pub use method::{Handler, Method, Params, Signature, Type};

@@ -157,10 +157,7 @@ impl<'a> Params<'a> {
 
     /// The parameter at `index` (0-based), converted.
     pub fn at<T: FromValue>(&self, index: usize) -> Result<T, Fault> {
-        let v = self
-            .values
-            .get(index)
-            .ok_or_else(|| Fault::invalid_params(format!("missing parameter #{index}")))?;
+        let v = self.values.get(index).ok_or_else(|| Fault::invalid_params(format!("missing parameter #{index}")))?;
         T::from_value(v.clone())
     }
 

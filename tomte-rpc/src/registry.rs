@@ -128,11 +128,7 @@ impl<C> Registry<C> {
     /// Advertises a capability in `system.getCapabilities` (replacing one of the same name).
     pub fn add_capability(&mut self, name: &str, spec_url: &str, spec_version: i64) {
         self.capabilities.retain(|c| c.name != name);
-        self.capabilities.push(Capability {
-            name: name.to_owned(),
-            spec_url: spec_url.to_owned(),
-            spec_version,
-        });
+        self.capabilities.push(Capability { name: name.to_owned(), spec_url: spec_url.to_owned(), spec_version });
     }
 
     pub fn get(&self, name: &str) -> Option<&Method<C>> {
@@ -251,7 +247,8 @@ fn bind<C>(method: &Method<C>, args: Args) -> Result<(Vec<Value>, &[String]), Fa
     }
     match args {
         Args::Positional(values) => {
-            let fits = |s: &Signature| s.types.len() == values.len() && s.types.iter().zip(&values).all(|(t, v)| t.accepts(v));
+            let fits =
+                |s: &Signature| s.types.len() == values.len() && s.types.iter().zip(&values).all(|(t, v)| t.accepts(v));
             match sigs.iter().find(|s| fits(s)) {
                 Some(s) => Ok((values, &s.names)),
                 None => Err(mismatch(method)),
@@ -337,7 +334,12 @@ mod tests {
         let mut n = 0;
         let pos = r.call("my.echo", Args::Positional(vec!["hi".into()]), &mut n, Protocol::Json);
         assert_eq!(pos, Ok("hi".into()));
-        let named = r.call("math.sub", Args::Named(vec![("b".into(), 2.into()), ("a".into(), 5.into())]), &mut n, Protocol::Json);
+        let named = r.call(
+            "math.sub",
+            Args::Named(vec![("b".into(), 2.into()), ("a".into(), 5.into())]),
+            &mut n,
+            Protocol::Json,
+        );
         assert_eq!(named, Ok(Value::Int(3)));
         assert_eq!(n, 1);
     }
@@ -384,7 +386,9 @@ mod tests {
     fn multicall_wraps_results_and_keeps_faults_in_place() {
         let r = registry();
         let mut n = 0;
-        let call = |name: &str, params: Vec<Value>| Value::structure([("methodName", Value::from(name)), ("params", Value::Array(params))]);
+        let call = |name: &str, params: Vec<Value>| {
+            Value::structure([("methodName", Value::from(name)), ("params", Value::Array(params))])
+        };
         let calls = Value::Array(vec![
             call("math.sub", vec![4.into(), 2.into()]),
             call("foo", vec![]),

@@ -23,10 +23,14 @@ fn main() {
             .param(Type::Int, "minuend")
             .param(Type::Int, "subtrahend"),
     )
-    .method(Method::new("sum", |p, _| Ok(Value::Int(ints(p.values())?.iter().sum()))).description("The sum of any ints"))
+    .method(
+        Method::new("sum", |p, _| Ok(Value::Int(ints(p.values())?.iter().sum()))).description("The sum of any ints"),
+    )
     .method(Method::new("notify_sum", |p, _| ints(p.values()).map(|_| Value::Nil)))
     .method(Method::new("update", |_, _| Ok(Value::Nil)))
     .method(Method::new("notify_hello", |_, _| Ok(Value::Nil)))
-    .method(Method::new("get_data", |_, _| Ok(Value::from(vec![Value::from("hello"), Value::Int(5)]))).returns(Type::Array));
+    .method(
+        Method::new("get_data", |_, _| Ok(Value::from(vec![Value::from("hello"), Value::Int(5)]))).returns(Type::Array),
+    );
     std::process::exit(tomte::cli::main(d));
 }

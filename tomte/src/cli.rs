@@ -181,7 +181,8 @@ fn parse(name: &str, args: Vec<String>) -> Result<Parsed, String> {
             "--nice" => p.config.nice = Some(number(&flag, &value("a number")?)?),
             "--umask" => {
                 let v = value("an octal mask")?;
-                p.config.umask = u32::from_str_radix(&v, 8).map_err(|_| format!("--umask: '{v}' is not an octal mask"))?;
+                p.config.umask =
+                    u32::from_str_radix(&v, 8).map_err(|_| format!("--umask: '{v}' is not an octal mask"))?;
             }
             "--max-connections" => p.config.limits.max_connections = number(&flag, &value("a number")?)?,
             "--max-message" => p.config.limits.max_message = number(&flag, &value("a number")?)?,

@@ -92,13 +92,20 @@ impl Client {
         let io_err = |source| ClientError::Io { addr: self.addr.clone(), source };
         self.reader.get_mut().write_all(&self.request).map_err(io_err)?;
         self.line.clear();
-        let n = self.reader.read_until(b'\n', &mut self.line).map_err(|source| ClientError::Io { addr: self.addr.clone(), source })?;
+        let n = self
+            .reader
+            .read_until(b'\n', &mut self.line)
+            .map_err(|source| ClientError::Io { addr: self.addr.clone(), source })?;
         if n == 0 {
             return Err(ClientError::Closed { addr: self.addr.clone() });
         }
-        let resp = jsonrpc::decode_response(&self.line).map_err(|e| ClientError::Protocol { addr: self.addr.clone(), why: e.to_string() })?;
+        let resp = jsonrpc::decode_response(&self.line)
+            .map_err(|e| ClientError::Protocol { addr: self.addr.clone(), why: e.to_string() })?;
         if resp.id != Value::Int(id as i64) && resp.id != Value::Nil {
-            return Err(ClientError::Protocol { addr: self.addr.clone(), why: format!("answer for id {:?}, expected {id}", resp.id) });
+            return Err(ClientError::Protocol {
+                addr: self.addr.clone(),
+                why: format!("answer for id {:?}, expected {id}", resp.id),
+            });
         }
         Ok(resp.outcome)
     }

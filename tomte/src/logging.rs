@@ -24,15 +24,8 @@ impl Log for StderrLog {
         }
         let tag = TAG.lock().map(|t| t.clone()).unwrap_or_default();
         let mut line = Vec::with_capacity(128);
-        let _ = writeln!(
-            line,
-            "{} {:<5} {}[{}] {}",
-            timestamp(),
-            record.level(),
-            tag,
-            std::process::id(),
-            record.args()
-        );
+        let _ =
+            writeln!(line, "{} {:<5} {}[{}] {}", timestamp(), record.level(), tag, std::process::id(), record.args());
         // One write per line, so lines from the daemon and its workers never interleave.
         let _ = std::io::stderr().lock().write_all(&line);
     }

@@ -15,9 +15,30 @@ use signal_hook_mio::v1_0::Signals;
 /// The signals the bridge turns into events.
 pub fn bridged() -> Vec<i32> {
     let mut list = vec![
-        SIGHUP, SIGINT, SIGQUIT, SIGTRAP, SIGABRT, SIGUSR1, SIGUSR2, SIGALRM, SIGTERM, SIGCHLD, SIGCONT,
-        SIGTSTP, SIGTTIN, SIGTTOU, SIGURG, SIGXCPU, SIGXFSZ, SIGVTALRM, SIGPROF, SIGWINCH, SIGIO, SIGSYS,
-        libc::SIGSTKFLT, libc::SIGPWR,
+        SIGHUP,
+        SIGINT,
+        SIGQUIT,
+        SIGTRAP,
+        SIGABRT,
+        SIGUSR1,
+        SIGUSR2,
+        SIGALRM,
+        SIGTERM,
+        SIGCHLD,
+        SIGCONT,
+        SIGTSTP,
+        SIGTTIN,
+        SIGTTOU,
+        SIGURG,
+        SIGXCPU,
+        SIGXFSZ,
+        SIGVTALRM,
+        SIGPROF,
+        SIGWINCH,
+        SIGIO,
+        SIGSYS,
+        libc::SIGSTKFLT,
+        libc::SIGPWR,
     ];
     list.extend(libc::SIGRTMIN()..=libc::SIGRTMAX());
     list

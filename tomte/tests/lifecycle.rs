@@ -38,7 +38,8 @@ fn start_returns_once_ready_and_the_daemon_is_detached() {
     // stderr is the log file here (--log); without --log it is /dev/null too (next test).
     assert_eq!(std::fs::read_link(format!("/proc/{pid}/fd/2")).unwrap(), d.log);
     // The unix socket is private to the daemon's user.
-    let mode = std::fs::metadata(&d.sock).map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777).unwrap();
+    let mode =
+        std::fs::metadata(&d.sock).map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777).unwrap();
     assert_eq!(mode, 0o600);
 }
 
@@ -55,7 +56,10 @@ fn without_a_log_stderr_goes_to_dev_null() {
     let _guard = Killer(pid);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
-    assert!(stdout.contains(&format!("pid {pid}")) && stdout.contains(sock.to_str().unwrap()), "start must say where: {stdout}");
+    assert!(
+        stdout.contains(&format!("pid {pid}")) && stdout.contains(sock.to_str().unwrap()),
+        "start must say where: {stdout}"
+    );
     assert_eq!(std::fs::read_link(format!("/proc/{pid}/fd/2")).unwrap().to_str(), Some("/dev/null"));
 }
 
@@ -199,7 +203,13 @@ fn run_stays_in_the_foreground_and_stops_on_sigint() {
     let dir = TempDir::new("run");
     let sock = dir.path("s.sock");
     let mut child = Command::new(binary("echo"))
-        .args(["run", "--socket", &format!("unix://{}", sock.display()), "--pidfile", dir.path("p.pid").to_str().unwrap()])
+        .args([
+            "run",
+            "--socket",
+            &format!("unix://{}", sock.display()),
+            "--pidfile",
+            dir.path("p.pid").to_str().unwrap(),
+        ])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();

@@ -14,24 +14,58 @@ use common::*;
 /// The specification's examples (jsonrpc.org/specification §7): request, expected response.
 /// The `data` member of errors is ours (details) and is ignored in the comparison.
 const SPEC: &[(&str, Option<&str>)] = &[
-    (r#"{"jsonrpc": "2.0", "method": "subtract", "params": [42, 23], "id": 1}"#, Some(r#"{"jsonrpc": "2.0", "result": 19, "id": 1}"#)),
-    (r#"{"jsonrpc": "2.0", "method": "subtract", "params": [23, 42], "id": 2}"#, Some(r#"{"jsonrpc": "2.0", "result": -19, "id": 2}"#)),
-    (r#"{"jsonrpc": "2.0", "method": "subtract", "params": {"subtrahend": 23, "minuend": 42}, "id": 3}"#, Some(r#"{"jsonrpc": "2.0", "result": 19, "id": 3}"#)),
-    (r#"{"jsonrpc": "2.0", "method": "subtract", "params": {"minuend": 42, "subtrahend": 23}, "id": 4}"#, Some(r#"{"jsonrpc": "2.0", "result": 19, "id": 4}"#)),
+    (
+        r#"{"jsonrpc": "2.0", "method": "subtract", "params": [42, 23], "id": 1}"#,
+        Some(r#"{"jsonrpc": "2.0", "result": 19, "id": 1}"#),
+    ),
+    (
+        r#"{"jsonrpc": "2.0", "method": "subtract", "params": [23, 42], "id": 2}"#,
+        Some(r#"{"jsonrpc": "2.0", "result": -19, "id": 2}"#),
+    ),
+    (
+        r#"{"jsonrpc": "2.0", "method": "subtract", "params": {"subtrahend": 23, "minuend": 42}, "id": 3}"#,
+        Some(r#"{"jsonrpc": "2.0", "result": 19, "id": 3}"#),
+    ),
+    (
+        r#"{"jsonrpc": "2.0", "method": "subtract", "params": {"minuend": 42, "subtrahend": 23}, "id": 4}"#,
+        Some(r#"{"jsonrpc": "2.0", "result": 19, "id": 4}"#),
+    ),
     (r#"{"jsonrpc": "2.0", "method": "update", "params": [1,2,3,4,5]}"#, None),
     (r#"{"jsonrpc": "2.0", "method": "foobar"}"#, None),
-    (r#"{"jsonrpc": "2.0", "method": "foobar", "id": "1"}"#, Some(r#"{"jsonrpc": "2.0", "error": {"code": -32601, "message": "Method not found"}, "id": "1"}"#)),
-    (r#"{"jsonrpc": "2.0", "method": "foobar, "params": "bar", "baz]"#, Some(r#"{"jsonrpc": "2.0", "error": {"code": -32700, "message": "Parse error"}, "id": null}"#)),
-    (r#"{"jsonrpc": "2.0", "method": 1, "params": "bar"}"#, Some(r#"{"jsonrpc": "2.0", "error": {"code": -32600, "message": "Invalid Request"}, "id": null}"#)),
-    (r#"[{"jsonrpc": "2.0", "method": "sum", "params": [1,2,4], "id": "1"},{"jsonrpc": "2.0", "method"]"#, Some(r#"{"jsonrpc": "2.0", "error": {"code": -32700, "message": "Parse error"}, "id": null}"#)),
+    (
+        r#"{"jsonrpc": "2.0", "method": "foobar", "id": "1"}"#,
+        Some(r#"{"jsonrpc": "2.0", "error": {"code": -32601, "message": "Method not found"}, "id": "1"}"#),
+    ),
+    (
+        r#"{"jsonrpc": "2.0", "method": "foobar, "params": "bar", "baz]"#,
+        Some(r#"{"jsonrpc": "2.0", "error": {"code": -32700, "message": "Parse error"}, "id": null}"#),
+    ),
+    (
+        r#"{"jsonrpc": "2.0", "method": 1, "params": "bar"}"#,
+        Some(r#"{"jsonrpc": "2.0", "error": {"code": -32600, "message": "Invalid Request"}, "id": null}"#),
+    ),
+    (
+        r#"[{"jsonrpc": "2.0", "method": "sum", "params": [1,2,4], "id": "1"},{"jsonrpc": "2.0", "method"]"#,
+        Some(r#"{"jsonrpc": "2.0", "error": {"code": -32700, "message": "Parse error"}, "id": null}"#),
+    ),
     ("[]", Some(r#"{"jsonrpc": "2.0", "error": {"code": -32600, "message": "Invalid Request"}, "id": null}"#)),
     ("[1]", Some(r#"[{"jsonrpc": "2.0", "error": {"code": -32600, "message": "Invalid Request"}, "id": null}]"#)),
-    ("[1,2,3]", Some(r#"[{"jsonrpc": "2.0", "error": {"code": -32600, "message": "Invalid Request"}, "id": null},{"jsonrpc": "2.0", "error": {"code": -32600, "message": "Invalid Request"}, "id": null},{"jsonrpc": "2.0", "error": {"code": -32600, "message": "Invalid Request"}, "id": null}]"#)),
+    (
+        "[1,2,3]",
+        Some(
+            r#"[{"jsonrpc": "2.0", "error": {"code": -32600, "message": "Invalid Request"}, "id": null},{"jsonrpc": "2.0", "error": {"code": -32600, "message": "Invalid Request"}, "id": null},{"jsonrpc": "2.0", "error": {"code": -32600, "message": "Invalid Request"}, "id": null}]"#,
+        ),
+    ),
     (
         r#"[{"jsonrpc": "2.0", "method": "sum", "params": [1,2,4], "id": "1"},{"jsonrpc": "2.0", "method": "notify_hello", "params": [7]},{"jsonrpc": "2.0", "method": "subtract", "params": [42,23], "id": "2"},{"foo": "boo"},{"jsonrpc": "2.0", "method": "foo.get", "params": {"name": "myself"}, "id": "5"},{"jsonrpc": "2.0", "method": "get_data", "id": "9"}]"#,
-        Some(r#"[{"jsonrpc": "2.0", "result": 7, "id": "1"},{"jsonrpc": "2.0", "result": 19, "id": "2"},{"jsonrpc": "2.0", "error": {"code": -32600, "message": "Invalid Request"}, "id": null},{"jsonrpc": "2.0", "error": {"code": -32601, "message": "Method not found"}, "id": "5"},{"jsonrpc": "2.0", "result": ["hello", 5], "id": "9"}]"#),
+        Some(
+            r#"[{"jsonrpc": "2.0", "result": 7, "id": "1"},{"jsonrpc": "2.0", "result": 19, "id": "2"},{"jsonrpc": "2.0", "error": {"code": -32600, "message": "Invalid Request"}, "id": null},{"jsonrpc": "2.0", "error": {"code": -32601, "message": "Method not found"}, "id": "5"},{"jsonrpc": "2.0", "result": ["hello", 5], "id": "9"}]"#,
+        ),
     ),
-    (r#"[{"jsonrpc": "2.0", "method": "notify_sum", "params": [1,2,4]},{"jsonrpc": "2.0", "method": "notify_hello", "params": [7]}]"#, None),
+    (
+        r#"[{"jsonrpc": "2.0", "method": "notify_sum", "params": [1,2,4]},{"jsonrpc": "2.0", "method": "notify_hello", "params": [7]}]"#,
+        None,
+    ),
 ];
 
 fn without_data(mut v: serde_json::Value) -> serde_json::Value {
@@ -174,7 +208,8 @@ fn a_hundred_clients_making_a_hundred_calls_each() {
                 let mut r = BufReader::new(s);
                 for i in 0..100 {
                     let msg = format!("client {c} call {i}");
-                    let req = format!(r#"{{"jsonrpc":"2.0","method":"my.echo","params":{{"message":"{msg}"}},"id":{i}}}"#);
+                    let req =
+                        format!(r#"{{"jsonrpc":"2.0","method":"my.echo","params":{{"message":"{msg}"}},"id":{i}}}"#);
                     let v = json(&ndjson(&mut r, &req));
                     assert_eq!(v["result"], msg.as_str());
                     assert_eq!(v["id"], i);
@@ -219,7 +254,16 @@ fn curl_and_socat_work_unchanged() {
     let d = Daemon::new("echo", &["--socket", &format!("tcp://127.0.0.1:{port}")]).start();
     let body = r#"{"jsonrpc":"2.0","method":"my.echo","params":{"message":"via curl"},"id":1}"#;
     let unix = Command::new("curl")
-        .args(["-sS", "--unix-socket", d.sock.to_str().unwrap(), "-H", "Content-Type: application/json", "-d", body, "http://localhost/"])
+        .args([
+            "-sS",
+            "--unix-socket",
+            d.sock.to_str().unwrap(),
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            body,
+            "http://localhost/",
+        ])
         .output()
         .expect("curl is installed");
     assert!(unix.status.success(), "{}", text(&unix.stderr));
@@ -230,7 +274,10 @@ fn curl_and_socat_work_unchanged() {
     let file = d.dir.path("big.json");
     std::fs::write(&file, body).unwrap();
     let data = format!("@{}", file.display());
-    let tcp = Command::new("curl").args(["-sS", "--data-binary", &data, &format!("http://127.0.0.1:{port}/")]).output().unwrap();
+    let tcp = Command::new("curl")
+        .args(["-sS", "--data-binary", &data, &format!("http://127.0.0.1:{port}/")])
+        .output()
+        .unwrap();
     assert!(tcp.status.success(), "{}", text(&tcp.stderr));
     assert_eq!(json(&text(&tcp.stdout))["result"].as_str().map(str::len), Some(200_000));
 
@@ -242,7 +289,12 @@ fn curl_and_socat_work_unchanged() {
                 .stdout(std::process::Stdio::piped())
                 .spawn()
                 .unwrap();
-            socat.stdin.take().unwrap().write_all(b"{\"jsonrpc\":\"2.0\",\"method\":\"my.echo\",\"params\":[\"via socat\"],\"id\":3}\n").unwrap();
+            socat
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(b"{\"jsonrpc\":\"2.0\",\"method\":\"my.echo\",\"params\":[\"via socat\"],\"id\":3}\n")
+                .unwrap();
             let out = socat.wait_with_output().unwrap();
             assert_eq!(json(&text(&out.stdout))["result"], "via socat");
         }
@@ -271,7 +323,8 @@ fn tomtectl_prints_results_and_maps_errors_to_exit_codes() {
     assert!(text(&out.stdout).contains("my.echo") && text(&out.stdout).contains("I'm here to reply your data"));
     let out = ctl(&["help", "my.echo"]);
     assert!(text(&out.stdout).contains("my.echo(string) -> string"), "{}", text(&out.stdout));
-    let out = Command::new(binary("tomtectl")).args(["--socket", "unix:///nonexistent/x.sock", "status"]).output().unwrap();
+    let out =
+        Command::new(binary("tomtectl")).args(["--socket", "unix:///nonexistent/x.sock", "status"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("unix:///nonexistent/x.sock"), "must say where it tried");
     let out = ctl(&["shutdown"]);
@@ -286,9 +339,20 @@ fn introspection_over_the_wire() {
     let mut r = BufReader::new(d.connect());
     let list = json(&ndjson(&mut r, r#"{"jsonrpc":"2.0","method":"system.listMethods","id":1}"#));
     let names: Vec<&str> = list["result"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
-    assert_eq!(&names[..6], ["system.getCapabilities", "system.listMethods", "system.methodHelp", "system.methodSignature", "system.multicall", "daemon.shutdown"]);
+    assert_eq!(
+        &names[..6],
+        [
+            "system.getCapabilities",
+            "system.listMethods",
+            "system.methodHelp",
+            "system.methodSignature",
+            "system.multicall",
+            "daemon.shutdown"
+        ]
+    );
     assert_eq!(names.last(), Some(&"my.echo"));
-    let sig = json(&ndjson(&mut r, r#"{"jsonrpc":"2.0","method":"system.methodSignature","params":["my.echo"],"id":2}"#));
+    let sig =
+        json(&ndjson(&mut r, r#"{"jsonrpc":"2.0","method":"system.methodSignature","params":["my.echo"],"id":2}"#));
     assert_eq!(sig["result"], json(r#"[["string","string"]]"#));
     let help = json(&ndjson(&mut r, r#"{"jsonrpc":"2.0","method":"system.methodHelp","params":["my.echo"],"id":3}"#));
     assert_eq!(help["result"], "I'm here to reply your data");

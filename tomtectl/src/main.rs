@@ -12,7 +12,12 @@ use tomte::net::Address;
 use tomte_rpc::{Args, Fault, Value};
 
 #[derive(Parser)]
-#[command(name = "tomtectl", version, disable_help_subcommand = true, about = "Control a tomte daemon: call methods, list them, read status, shut it down.")]
+#[command(
+    name = "tomtectl",
+    version,
+    disable_help_subcommand = true,
+    about = "Control a tomte daemon: call methods, list them, read status, shut it down."
+)]
 struct Cli {
     /// The daemon's socket: unix:///path or tcp://host:port
     /// [default: $TOMTE_SOCKET, else the echo daemon's default socket]
@@ -28,10 +33,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Call METHOD with parameters: one JSON array or object, or key=value pairs, or values
-    Call {
-        method: String,
-        params: Vec<String>,
-    },
+    Call { method: String, params: Vec<String> },
     /// List the daemon's methods with their descriptions
     Methods,
     /// Show a method's signatures and description
@@ -97,7 +99,8 @@ fn run(cli: &Cli, socket: &str) -> anyhow::Result<()> {
                             Value::Array(t) => t.iter().filter_map(Value::as_str).collect(),
                             _ => Vec::new(),
                         };
-                        let (ret, params) = types.split_first().map(|(r, p)| (*r, p.join(", "))).unwrap_or(("?", String::new()));
+                        let (ret, params) =
+                            types.split_first().map(|(r, p)| (*r, p.join(", "))).unwrap_or(("?", String::new()));
                         println!("{method}({params}) -> {ret}");
                     }
                 }

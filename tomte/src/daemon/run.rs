@@ -123,9 +123,7 @@ impl Running {
             listeners.push(l);
         }
         let mut signals = crate::signal::open().map_err(io_err("cannot install signal handlers"))?;
-        poll.registry()
-            .register(&mut signals, SIGNALS, Interest::READABLE)
-            .map_err(io_err("cannot watch signals"))?;
+        poll.registry().register(&mut signals, SIGNALS, Interest::READABLE).map_err(io_err("cannot watch signals"))?;
         let now = Instant::now();
         let timers = d.timers.into_iter().map(|(period, f)| Timer { period, next: now + period, f }).collect();
         let mut running = Running {
@@ -153,7 +151,8 @@ impl Running {
         while !self.ctx.stop {
             let now = Instant::now();
             let next_timer = self.timers.iter().map(|t| t.next).min().unwrap_or(next_sweep).min(next_sweep);
-            let timeout = if self.again.is_empty() { next_timer.saturating_duration_since(now) } else { Duration::ZERO };
+            let timeout =
+                if self.again.is_empty() { next_timer.saturating_duration_since(now) } else { Duration::ZERO };
             match self.poll.poll(&mut events, Some(timeout)) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -244,9 +243,11 @@ impl Running {
             }
             let entry = self.conns.vacant_entry();
             let key = entry.key();
-            if let Err(e) =
-                self.poll.registry().register(conn.stream.source(), Token(CONN_BASE + key), Interest::READABLE | Interest::WRITABLE)
-            {
+            if let Err(e) = self.poll.registry().register(
+                conn.stream.source(),
+                Token(CONN_BASE + key),
+                Interest::READABLE | Interest::WRITABLE,
+            ) {
                 log::warn!("cannot watch a connection: {e}");
                 continue;
             }

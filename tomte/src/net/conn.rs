@@ -102,7 +102,9 @@ impl Conn {
         loop {
             match self.flush() {
                 Err(_) => return Drive::Closed,
-                Ok(false) if self.close_after_flush || self.out.len() - self.out_pos > HIGH_WATER => return Drive::Open,
+                Ok(false) if self.close_after_flush || self.out.len() - self.out_pos > HIGH_WATER => {
+                    return Drive::Open
+                }
                 Ok(_) => {}
             }
             if self.close_after_flush {
@@ -272,7 +274,8 @@ impl Conn {
                 return self.http_fail(411, "Content-Length is required");
             };
             if len > limits.max_message {
-                return self.http_fail(413, &format!("body of {len} bytes exceeds the limit of {} bytes", limits.max_message));
+                return self
+                    .http_fail(413, &format!("body of {len} bytes exceeds the limit of {} bytes", limits.max_message));
             }
             let body_start = self.start + head.head_len;
             if self.end - body_start < len {

@@ -134,7 +134,8 @@ impl ReadyWait {
                 return Err(format!("the daemon did not report ready within {timeout:?}"));
             }
             let mut fds = [rustix::event::PollFd::new(&pipe, rustix::event::PollFlags::IN)];
-            let ts = rustix::event::Timespec::try_from(left).unwrap_or(rustix::event::Timespec { tv_sec: 1, tv_nsec: 0 });
+            let ts =
+                rustix::event::Timespec::try_from(left).unwrap_or(rustix::event::Timespec { tv_sec: 1, tv_nsec: 0 });
             match rustix::event::poll(&mut fds, Some(&ts)) {
                 Ok(0) => continue,
                 Ok(_) => {}

@@ -1,0 +1,184 @@
+//! The side-by-side run: tomte's echo daemon and the floors, driven by the same load generator
+//! in alternating rounds, in one run, so the ratios hold on a machine whose speed drifts.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use crate::load;
+
+/// Where the binaries are.
+pub struct Bins {
+    pub bench: PathBuf,
+    pub echo: PathBuf,
+}
+
+/// A child process killed by pid when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(cmd: &mut Command) -> Result<Proc> {
+    Ok(Proc(cmd.stdout(Stdio::null()).stderr(Stdio::inherit()).spawn().with_context(|| format!("spawn {cmd:?}"))?))
+}
+
+fn wait_unix(path: &Path) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::os::unix::net::UnixStream::connect(path).is_err() {
+        if Instant::now() > deadline {
+            bail!("{} never answered", path.display());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(())
+}
+
+fn wait_tcp(port: u16) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            bail!("port {port} never answered");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(())
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// One comparison: `rounds` alternating runs of `f` against the floor and tomte.
+fn duel(name: &str, rounds: usize, mut f: impl FnMut(bool) -> Result<f64>) -> Result<(f64, f64)> {
+    let (mut floor, mut tomte) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        floor.push(f(false)?);
+        tomte.push(f(true)?);
+    }
+    let (fl, to) = (median(floor), median(tomte));
+    println!("  {name:<44} floor {:>10.0}/s   tomte {:>10.0}/s   ratio {:.2}", fl, to, to / fl);
+    Ok((fl, to))
+}
+
+struct Line {
+    what: &'static str,
+    measured: String,
+    target: &'static str,
+    met: bool,
+}
+
+/// Runs everything and prints a report; returns whether every target was met.
+pub fn run(bins: &Bins, seconds: f64, rounds: usize) -> Result<bool> {
+    let dir = PathBuf::from(format!("/tmp/tomte-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let result = run_in(bins, &dir, Duration::from_secs_f64(seconds), rounds);
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+fn run_in(bins: &Bins, dir: &Path, time: Duration, rounds: usize) -> Result<bool> {
+    let floor_sock = dir.join("floor.sock");
+    let echo_sock = dir.join("echo.sock");
+    let (floor_port, echo_port) = (free_port()?, free_port()?);
+    let _floor = spawn(Command::new(&bins.bench).arg("floor-ndjson").arg(&floor_sock))?;
+    let _floor_http = spawn(Command::new(&bins.bench).arg("floor-http").arg(format!("127.0.0.1:{floor_port}")))?;
+    let _echo = spawn(Command::new(&bins.echo).args([
+        "run",
+        "--socket",
+        &format!("unix://{}", echo_sock.display()),
+        "--socket",
+        &format!("tcp://127.0.0.1:{echo_port}"),
+        "--pidfile",
+        &dir.join("echo.pid").display().to_string(),
+    ]))?;
+    wait_unix(&floor_sock)?;
+    wait_unix(&echo_sock)?;
+    wait_tcp(floor_port)?;
+    wait_tcp(echo_port)?;
+
+    println!("tomte side-by-side benchmark ({rounds} alternating rounds of {time:?}, medians)");
+    let pick = |tomte: bool| if tomte { echo_sock.clone() } else { floor_sock.clone() };
+    let (sf, st) = duel("sequential my.echo, unix socket, NDJSON", rounds, |t| Ok(load::sequential(&pick(t), time)?))?;
+    let (pf, pt) =
+        duel("64 in flight, one connection, unix, NDJSON", rounds, |t| Ok(load::pipelined(&pick(t), 64, time)?))?;
+    let addr = |t: bool| std::net::SocketAddr::from(([127, 0, 0, 1], if t { echo_port } else { floor_port }));
+    let (hf, ht) = duel("HTTP, 64 keep-alive connections, TCP", rounds, |t| Ok(load::http(addr(t), 64, time)?))?;
+
+    let (rss, anon) = idle_memory(bins, dir)?;
+    let ready = start_to_ready(bins, dir, 15)?;
+
+    let lines = [
+        Line { what: "sequential / floor", measured: format!("{:.2}", st / sf), target: ">= 0.85", met: st / sf >= 0.85 },
+        Line { what: "64 in flight / floor", measured: format!("{:.2}", pt / pf), target: ">= 0.70", met: pt / pf >= 0.7 },
+        Line { what: "HTTP 64 conns / floor", measured: format!("{:.2}", ht / hf), target: ">= 0.85", met: ht / hf >= 0.85 },
+        Line { what: "idle RSS", measured: format!("{rss} kB"), target: "<= 2500 kB", met: rss <= 2500 },
+        Line { what: "idle RssAnon", measured: format!("{anon} kB"), target: "<= 400 kB", met: anon <= 400 },
+        Line {
+            what: "start to ready (median)",
+            measured: format!("{:.1} ms", ready.as_secs_f64() * 1e3),
+            target: "<= 10 ms",
+            met: ready <= Duration::from_millis(10),
+        },
+    ];
+    println!("\n  {:<26} {:>12}  {:<12} result", "target", "measured", "wanted");
+    for l in &lines {
+        println!("  {:<26} {:>12}  {:<12} {}", l.what, l.measured, l.target, if l.met { "met" } else { "NOT MET" });
+    }
+    Ok(lines.iter().all(|l| l.met))
+}
+
+/// VmRSS and RssAnon of a detached, idle echo daemon, in kB.
+fn idle_memory(bins: &Bins, dir: &Path) -> Result<(u64, u64)> {
+    let sock = dir.join("idle.sock");
+    let pidfile = dir.join("idle.pid");
+    let args = ["--socket".to_owned(), format!("unix://{}", sock.display()), "--pidfile".to_owned(), pidfile.display().to_string()];
+    let out = Command::new(&bins.echo).arg("start").args(&args).output()?;
+    if !out.status.success() {
+        bail!("echo start failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let pid = std::fs::read_to_string(&pidfile)?.trim().to_owned();
+    std::thread::sleep(Duration::from_millis(500));
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let field = |name: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    let figures = (field("VmRSS:"), field("RssAnon:"));
+    Command::new(&bins.echo).arg("stop").args(&args).output()?;
+    Ok(figures)
+}
+
+/// Median wall time of `echo start` (fork, detach, lock, bind, readiness) over `runs` runs.
+fn start_to_ready(bins: &Bins, dir: &Path, runs: usize) -> Result<Duration> {
+    let sock = dir.join("start.sock");
+    let pidfile = dir.join("start.pid");
+    let args = ["--socket".to_owned(), format!("unix://{}", sock.display()), "--pidfile".to_owned(), pidfile.display().to_string()];
+    let mut times = Vec::new();
+    for _ in 0..runs {
+        let t = Instant::now();
+        let out = Command::new(&bins.echo).arg("start").args(&args).output()?;
+        times.push(t.elapsed().as_secs_f64());
+        if !out.status.success() {
+            bail!("echo start failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        // Ready means answering: check it before stopping.
+        std::os::unix::net::UnixStream::connect(&sock).context("not answering after start")?;
+        Command::new(&bins.echo).arg("stop").args(&args).output()?;
+    }
+    Ok(Duration::from_secs_f64(median(times)))
+}

@@ -1,0 +1,5 @@
+//! Benchmarks of tomte side by side with hand-written floors (see `compare`).
+
+pub mod compare;
+pub mod floor;
+pub mod load;
