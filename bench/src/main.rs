@@ -11,6 +11,12 @@ fn main() -> Result<()> {
     match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
         ["floor-ndjson", path] => Ok(floor::ndjson_unix(path)?),
         ["floor-http", addr] => Ok(floor::http_tcp(addr)?),
+        // For profiling: drive one server with the pipelined load.
+        ["pipelined", path, seconds] => {
+            let rate = tomte_bench::load::pipelined(path.as_ref(), 64, std::time::Duration::from_secs(seconds.parse()?))?;
+            println!("{rate:.0} calls/s");
+            Ok(())
+        }
         ["compare", rest @ ..] => {
             let seconds = rest.first().map(|s| s.parse()).transpose().context("seconds per round")?.unwrap_or(1.0);
             let exe = std::env::current_exe()?;
@@ -19,6 +25,6 @@ fn main() -> Result<()> {
             compare::run(&bins, seconds, 3)?;
             Ok(())
         }
-        _ => bail!("usage: tomte-bench compare [SECONDS] | floor-ndjson PATH | floor-http ADDR"),
+        _ => bail!("usage: tomte-bench compare [SECONDS] | floor-ndjson PATH | floor-http ADDR | pipelined PATH SECONDS"),
     }
 }

@@ -12,23 +12,83 @@ use crate::fault::Fault;
 use crate::registry::{Args, Protocol, Registry};
 use crate::value::Value;
 
-/// One request object, fields kept raw so that a wrong type is an Invalid Request, not a parse
-/// error, and the id is echoed byte for byte.
+/// One request object. Fields whose type may be wrong are read loosely, so that a wrong type
+/// is an Invalid Request (answered with the id) rather than a parse error; the id is kept raw
+/// and echoed byte for byte; params are read once, straight into values.
 #[derive(Deserialize)]
 struct RawRequest<'a> {
-    #[serde(borrow, default, deserialize_with = "present")]
-    jsonrpc: Option<&'a RawValue>,
-    #[serde(borrow, default, deserialize_with = "present")]
-    method: Option<&'a RawValue>,
-    #[serde(borrow, default, deserialize_with = "present")]
-    params: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    jsonrpc: Loose<'a>,
+    #[serde(borrow, default)]
+    method: Loose<'a>,
+    #[serde(default, deserialize_with = "present_value")]
+    params: Option<Value>,
     #[serde(borrow, default, deserialize_with = "present")]
     id: Option<&'a RawValue>,
+}
+
+/// A member that should be a string: the string, or the fact that it was something else.
+#[derive(Default)]
+enum Loose<'a> {
+    #[default]
+    Absent,
+    Str(Cow<'a, str>),
+    Other,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Loose<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Loose<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Loose::Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Loose::Str(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Loose::Str(Cow::Owned(v)))
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(Loose::Other)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(Loose::Other)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(Loose::Other)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(Loose::Other)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(Loose::Other)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
+                while a.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(Loose::Other)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
+                while a.next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?.is_some() {}
+                Ok(Loose::Other)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// Keeps `null` apart from absence: `"id": null` is a request, a missing id a notification.
 fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
     <&RawValue>::deserialize(d).map(Some)
+}
+
+/// As [`present`], for params: `"params": null` is invalid, a missing params is none.
+fn present_value<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
 }
 
 const NULL_ID: &str = "null";
@@ -40,7 +100,15 @@ pub fn serve<C>(registry: &Registry<C>, ctx: &mut C, input: &[u8], out: &mut Vec
     if first == Some(&b'[') {
         return serve_batch(registry, ctx, input, out);
     }
-    match serde_json::from_slice::<RawRequest>(input) {
+    // Validating UTF-8 once lets the parser borrow strings without checking each one again.
+    let text = match std::str::from_utf8(input) {
+        Ok(t) => t,
+        Err(e) => {
+            write_error(out, NULL_ID, &Fault::parse_error(format!("not UTF-8: {e}")));
+            return true;
+        }
+    };
+    match serde_json::from_str::<RawRequest>(text) {
         Ok(req) => serve_one(registry, ctx, req, out),
         Err(e) => {
             write_error(out, NULL_ID, &classify(input, e));
@@ -111,7 +179,7 @@ fn serve_one<C>(registry: &Registry<C>, ctx: &mut C, req: RawRequest<'_>, out: &
             return true;
         }
     };
-    let call = decode_call(&req);
+    let call = decode_call(req);
     match (call, id) {
         (Err(fault), id) => {
             write_error(out, id.unwrap_or(NULL_ID), &fault);
@@ -136,23 +204,18 @@ fn valid_id(raw: &str) -> bool {
     matches!(raw.as_bytes().first(), Some(b'"' | b'-' | b'0'..=b'9')) || raw == "null"
 }
 
-fn decode_call<'a>(req: &RawRequest<'a>) -> Result<(Cow<'a, str>, Args), Fault> {
-    match req.jsonrpc.map(RawValue::get) {
-        Some("\"2.0\"") => {}
-        Some(other) if serde_json::from_str::<&str>(other).is_ok_and(|v| v == "2.0") => {}
-        _ => return Err(Fault::invalid_request("member 'jsonrpc' must be exactly \"2.0\"")),
+fn decode_call<'a>(req: RawRequest<'a>) -> Result<(Cow<'a, str>, Args), Fault> {
+    if !matches!(&req.jsonrpc, Loose::Str(v) if v == "2.0") {
+        return Err(Fault::invalid_request("member 'jsonrpc' must be exactly \"2.0\""));
     }
-    let method: Cow<'a, str> = req
-        .method
-        .and_then(|raw| serde_json::from_str::<Cow<'a, str>>(raw.get()).ok())
-        .ok_or_else(|| Fault::invalid_request("member 'method' must be a string"))?;
+    let Loose::Str(method) = req.method else {
+        return Err(Fault::invalid_request("member 'method' must be a string"));
+    };
     let args = match req.params {
         None => Args::default(),
-        Some(raw) => match serde_json::from_str::<Value>(raw.get()) {
-            Ok(Value::Array(items)) => Args::Positional(items),
-            Ok(Value::Struct(members)) => Args::Named(members),
-            _ => return Err(Fault::invalid_request("member 'params' must be an array or an object")),
-        },
+        Some(Value::Array(items)) => Args::Positional(items),
+        Some(Value::Struct(members)) => Args::Named(members),
+        Some(_) => return Err(Fault::invalid_request("member 'params' must be an array or an object")),
     };
     Ok((method, args))
 }

@@ -2,6 +2,7 @@
 //! `system.*` introspection methods.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::fault::{self, Fault};
@@ -56,10 +57,28 @@ pub enum RegistryError {
     EmptyName,
 }
 
+/// FNV-1a: method names are short, and the table only ever holds registered names, so a
+/// client choosing colliding names gains nothing; SipHash would cost more than the lookup.
+#[derive(Default)]
+struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 { 0xcbf2_9ce4_8422_2325 } else { self.0 };
+        for &b in bytes {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 /// Methods by name, in registration order (the order `system.listMethods` reports).
 pub struct Registry<C> {
     methods: Vec<Method<C>>,
-    index: HashMap<String, usize>,
+    index: HashMap<String, usize, BuildHasherDefault<Fnv>>,
     capabilities: Vec<Capability>,
 }
 
@@ -74,7 +93,7 @@ impl<C> Registry<C> {
     /// capabilities.
     pub fn new() -> Registry<C> {
         use crate::method::Type::*;
-        let mut r = Registry { methods: Vec::new(), index: HashMap::new(), capabilities: Vec::new() };
+        let mut r = Registry { methods: Vec::new(), index: HashMap::default(), capabilities: Vec::new() };
         let sys = |name: &str, m: SystemMethod| Method::with_body(name.to_owned(), Body::System(m));
         let system = [
             sys("system.getCapabilities", SystemMethod::GetCapabilities)

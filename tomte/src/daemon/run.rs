@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
-use tomte_rpc::{jsonrpc, Registry, Value};
+use tomte_rpc::{comodojo, jsonrpc, xmlrpc, Registry, Value};
 
 use super::{Config, Ctx, Daemon, DaemonError, TimerFn};
 use crate::event::{names, Event, EventBus};
@@ -35,11 +35,16 @@ impl Service for Rpc<'_> {
     fn json(&mut self, request: &[u8], out: &mut Vec<u8>) -> bool {
         jsonrpc::serve(self.registry, self.ctx, request, out)
     }
-    fn xml(&mut self, _request: &[u8], _out: &mut Vec<u8>) -> bool {
-        false
+    fn xml(&mut self, request: &[u8], out: &mut Vec<u8>) -> bool {
+        xmlrpc::serve(self.registry, self.ctx, request, out);
+        true
     }
-    fn comodojo(&mut self, _frame: &[u8], _out: &mut Vec<u8>) {}
-    fn comodojo_greeter(&mut self, _out: &mut Vec<u8>) {}
+    fn comodojo(&mut self, frame: &[u8], out: &mut Vec<u8>) {
+        comodojo::serve(self.registry, self.ctx, frame, out)
+    }
+    fn comodojo_greeter(&mut self, out: &mut Vec<u8>) {
+        comodojo::greeter(out)
+    }
 }
 
 struct Timer {
