@@ -327,9 +327,9 @@ fn tomtectl_prints_results_and_maps_errors_to_exit_codes() {
         Command::new(binary("tomtectl")).args(["--socket", "unix:///nonexistent/x.sock", "status"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("unix:///nonexistent/x.sock"), "must say where it tried");
+    let pid = d.pid().unwrap();
     let out = ctl(&["shutdown"]);
     assert!(out.status.success());
-    let pid = d.pid().unwrap();
     assert!(wait_for(Duration::from_secs(10), || !alive(pid)));
 }
 

@@ -56,10 +56,8 @@ impl EventFd {
     /// Returns whether it is readable. Does not reset the counter (see [`EventFd::drain`]).
     /// An interrupted sleep (a signal) returns `Ok(false)` early, like a timeout.
     pub fn wait(&self, timeout: Option<Duration>) -> io::Result<bool> {
-        let timeout = timeout.map(|t| Timespec {
-            tv_sec: t.as_secs().try_into().unwrap_or(i64::MAX),
-            tv_nsec: t.subsec_nanos().into(),
-        });
+        let timeout = timeout
+            .map(|t| Timespec { tv_sec: t.as_secs().try_into().unwrap_or(i64::MAX), tv_nsec: t.subsec_nanos().into() });
         let mut fds = [PollFd::new(&self.0, PollFlags::IN)];
         match poll(&mut fds, timeout.as_ref()) {
             Ok(n) => Ok(n > 0 && fds[0].revents().contains(PollFlags::IN)),

@@ -42,10 +42,7 @@ unsafe impl Sync for SharedRegion {}
 
 impl std::fmt::Debug for SharedRegion {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SharedRegion")
-            .field("ptr", &self.ptr)
-            .field("len", &self.len)
-            .finish()
+        f.debug_struct("SharedRegion").field("ptr", &self.ptr).field("len", &self.len).finish()
     }
 }
 
@@ -55,28 +52,19 @@ impl SharedRegion {
     ///
     /// Fails with `InvalidInput` for a zero length, or with the `mmap` error.
     pub fn new(len: usize) -> io::Result<SharedRegion> {
-        let len = len
-            .checked_next_multiple_of(8)
-            .filter(|&len| len > 0)
-            .ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    format!("shared region of {len} bytes: length must be between 1 and usize::MAX - 7"),
-                )
-            })?;
+        let len = len.checked_next_multiple_of(8).filter(|&len| len > 0).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("shared region of {len} bytes: length must be between 1 and usize::MAX - 7"),
+            )
+        })?;
         // SAFETY: a null address hint lets the kernel pick a fresh range, so no existing memory
         // (and no Rust reference to it) is replaced; the result is owned by the returned value
         // and unmapped exactly once, in `Drop`.
-        let ptr = unsafe {
-            mmap_anonymous(
-                std::ptr::null_mut(),
-                len,
-                ProtFlags::READ | ProtFlags::WRITE,
-                MapFlags::SHARED,
-            )?
-        };
-        let ptr = NonNull::new(ptr.cast::<AtomicU64>())
-            .ok_or_else(|| io::Error::other("mmap returned a null mapping"))?;
+        let ptr =
+            unsafe { mmap_anonymous(std::ptr::null_mut(), len, ProtFlags::READ | ProtFlags::WRITE, MapFlags::SHARED)? };
+        let ptr =
+            NonNull::new(ptr.cast::<AtomicU64>()).ok_or_else(|| io::Error::other("mmap returned a null mapping"))?;
         Ok(SharedRegion { ptr, len })
     }
 
@@ -112,20 +100,131 @@ impl Drop for SharedRegion {
     }
 }
 
+/// Test support: running a closure in a forked child, for the tests of this mapping and of the
+/// worker channel built on it (code outside `sys` may not call the `unsafe fn fork`).
+#[cfg(test)]
+pub(crate) mod fork_test {
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+    use std::sync::{Mutex, MutexGuard, PoisonError};
+    use std::time::{Duration, Instant};
+
+    use rustix::io::Errno;
+    use rustix::process::{
+        getpid, getppid, kill_process, set_parent_process_death_signal, waitpid, Pid, Signal, WaitOptions, WaitStatus,
+    };
+
+    use crate::sys::process::{exit_now, fork, Forked};
+
+    /// Held by every test that forks (through [`fork_child`]), so that no two of them run at
+    /// once inside the test binary.
+    pub(crate) static FORK_LOCK: Mutex<()> = Mutex::new(());
+
+    /// A forked child: reaped by [`Child::wait`], or killed and reaped on drop (a failed
+    /// assertion in the parent leaks no process).
+    pub(crate) struct Child {
+        pid: Option<Pid>,
+        _lock: MutexGuard<'static, ()>,
+    }
+
+    /// Forks while holding [`FORK_LOCK`]. The child runs `body(value)` and exits with the code
+    /// it returns (`_exit`, so no destructor and no stdio flush); the parent gets `value` back.
+    ///
+    /// The test binary is multi-threaded (the harness runs tests in parallel), so the child
+    /// starts with a copy of whatever locks other threads held at the fork — the allocator's,
+    /// stdout's. `body` must therefore take none: only channel operations on memory allocated
+    /// before the fork, no printing, no panics (return a distinct exit code instead; a panic
+    /// still ends the child, with code 102, but its message may deadlock it). The child gets
+    /// SIGKILL when the parent dies (`PR_SET_PDEATHSIG`), so an aborted test run leaks nothing.
+    pub(crate) fn fork_child<T>(value: T, body: impl FnOnce(T) -> i32) -> (Child, T) {
+        let lock = FORK_LOCK.lock().unwrap_or_else(PoisonError::into_inner);
+        let parent = getpid();
+        // SAFETY: `fork` asks for a single-threaded process because the child may find a lock
+        // held forever by a thread that does not exist there. This child takes no lock: it runs
+        // only `body`, whose contract above rules that out, then leaves with `_exit`. The
+        // child's memory is a copy, so nothing it does can touch the parent's.
+        match unsafe { fork() }.expect("fork a test child") {
+            Forked::Child => {
+                let armed = set_parent_process_death_signal(Some(Signal::KILL)).is_ok();
+                // The parent may have died before the death signal was armed.
+                if !armed || getppid() != Some(parent) {
+                    exit_now(101);
+                }
+                let code = catch_unwind(AssertUnwindSafe(|| body(value))).unwrap_or(102);
+                exit_now(code)
+            }
+            Forked::Parent(pid) => (Child { pid: Some(pid), _lock: lock }, value),
+        }
+    }
+
+    fn reap(pid: Pid, options: WaitOptions) -> Option<WaitStatus> {
+        loop {
+            match waitpid(Some(pid), options) {
+                Ok(found) => return found.map(|(_, status)| status),
+                Err(Errno::INTR) => continue,
+                Err(e) => panic!("waitpid({pid:?}): {e}"),
+            }
+        }
+    }
+
+    impl Child {
+        /// Waits up to `timeout` for the child to exit and returns its exit code. A child that
+        /// is still running then is killed, reaped, and reported by a panic, as is one killed
+        /// by a signal.
+        pub(crate) fn wait(mut self, timeout: Duration) -> i32 {
+            let pid = self.pid.take().expect("a child is reaped once");
+            let deadline = Instant::now() + timeout;
+            let status = loop {
+                if let Some(status) = reap(pid, WaitOptions::NOHANG) {
+                    break status;
+                }
+                if Instant::now() >= deadline {
+                    let _ = kill_process(pid, Signal::KILL);
+                    reap(pid, WaitOptions::empty());
+                    panic!("test child {pid:?} still running after {timeout:?}: killed");
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            };
+            match status.exit_status() {
+                Some(code) => code,
+                None => panic!("test child {pid:?} did not exit normally: {status:?}"),
+            }
+        }
+    }
+
+    impl Drop for Child {
+        fn drop(&mut self) {
+            if let Some(pid) = self.pid.take() {
+                let _ = kill_process(pid, Signal::KILL);
+                reap(pid, WaitOptions::empty());
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::fork_test::fork_child;
     use super::*;
     use std::sync::atomic::Ordering;
+    use std::time::Duration;
+
+    #[test]
+    fn child_writes_are_seen_by_the_parent() {
+        let region = SharedRegion::new(4096).unwrap();
+        let (child, region) = fork_child(region, |region| {
+            region.words()[3].store(0xfeed, Ordering::Release);
+            0
+        });
+        assert_eq!(child.wait(Duration::from_secs(10)), 0);
+        assert_eq!(region.words()[3].load(Ordering::Acquire), 0xfeed);
+    }
 
     #[test]
     fn rounds_up_and_starts_zeroed() {
         let region = SharedRegion::new(13).unwrap();
         assert_eq!(region.len(), 16);
         assert_eq!(region.words().len(), 2);
-        assert!(region
-            .words()
-            .iter()
-            .all(|w| w.load(Ordering::Relaxed) == 0));
+        assert!(region.words().iter().all(|w| w.load(Ordering::Relaxed) == 0));
         region.words()[1].store(7, Ordering::Relaxed);
         assert_eq!(region.words()[1].load(Ordering::Relaxed), 7);
     }
