@@ -19,6 +19,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 
 use crate::php::{self, Key, PhpError, PhpValue};
+use crate::served::Served;
 use crate::registry::Registry;
 
 /// The protocol version the greeter announces and clients check.
@@ -139,22 +140,28 @@ pub fn is_json(content_type: Option<&str>) -> bool {
 
 /// Serves one request frame (the line without its terminator) and appends the response frame.
 /// A frame that cannot be read is answered with `status: false` and the reason.
-pub fn serve<C>(registry: &Registry<C>, ctx: &mut C, line: &[u8], out: &mut Vec<u8>) {
+///
+/// A handler that defers makes it [`Served::Later`], with nothing appended.
+pub fn serve<C>(registry: &Registry<C>, ctx: &mut C, line: &[u8], out: &mut Vec<u8>) -> Served {
     let request = match decode_request(line) {
         Ok(r) => r,
         Err(e) => {
             encode_response(false, Some(format!("invalid frame: {e}").as_bytes()), out);
-            return;
+            return Served::Answered;
         }
     };
     let mut payload = Vec::new();
-    let answered = if is_json(request.content_type.as_deref()) {
+    let served = if is_json(request.content_type.as_deref()) {
         crate::jsonrpc::serve(registry, ctx, &request.message, &mut payload)
     } else {
-        crate::xmlrpc::serve(registry, ctx, &request.message, &mut payload);
-        true
+        crate::xmlrpc::serve(registry, ctx, &request.message, &mut payload)
     };
-    encode_response(true, answered.then_some(payload.as_slice()), out);
+    match served {
+        Served::Later(p) => return Served::Later(p.in_comodojo_frame()),
+        Served::Answered => encode_response(true, Some(&payload), out),
+        Served::Nothing => encode_response(true, None, out),
+    }
+    Served::Answered
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ use serde_json::value::RawValue;
 
 use crate::fault::Fault;
 use crate::registry::{Args, Protocol, Registry};
+use crate::served::{Pending, Served};
 use crate::value::Value;
 
 /// One request object. Fields whose type may be wrong are read loosely, so that a wrong type
@@ -94,25 +95,25 @@ fn present_value<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>
 const NULL_ID: &str = "null";
 
 /// Serves one JSON-RPC message (a request or a batch) and appends the response to `out`.
-/// Returns false when there is nothing to send back (notifications only).
-pub fn serve<C>(registry: &Registry<C>, ctx: &mut C, input: &[u8], out: &mut Vec<u8>) -> bool {
+/// A single request whose handler defers is [`Served::Later`]; in a batch, deferring is an error.
+pub fn serve<C>(registry: &Registry<C>, ctx: &mut C, input: &[u8], out: &mut Vec<u8>) -> Served {
     let first = input.iter().find(|b| !b.is_ascii_whitespace());
     if first == Some(&b'[') {
-        return serve_batch(registry, ctx, input, out);
+        return if serve_batch(registry, ctx, input, out) { Served::Answered } else { Served::Nothing };
     }
     // Validating UTF-8 once lets the parser borrow strings without checking each one again.
     let text = match std::str::from_utf8(input) {
         Ok(t) => t,
         Err(e) => {
             write_error(out, NULL_ID, &Fault::parse_error(format!("not UTF-8: {e}")));
-            return true;
+            return Served::Answered;
         }
     };
     match serde_json::from_str::<RawRequest>(text) {
-        Ok(req) => serve_one(registry, ctx, req, out),
+        Ok(req) => serve_one(registry, ctx, req, out, true),
         Err(e) => {
             write_error(out, NULL_ID, &classify(input, e));
-            true
+            Served::Answered
         }
     }
 }
@@ -138,7 +139,7 @@ fn serve_batch<C>(registry: &Registry<C>, ctx: &mut C, input: &[u8], out: &mut V
             out.push(b',');
         }
         let wrote = match serde_json::from_str::<RawRequest>(item.get()) {
-            Ok(req) => serve_one(registry, ctx, req, out),
+            Ok(req) => serve_one(registry, ctx, req, out, false) == Served::Answered,
             Err(e) => {
                 write_error(out, NULL_ID, &Fault::invalid_request(e.to_string()));
                 true
@@ -168,7 +169,7 @@ fn classify(input: &[u8], e: serde_json::Error) -> Fault {
     }
 }
 
-fn serve_one<C>(registry: &Registry<C>, ctx: &mut C, req: RawRequest<'_>, out: &mut Vec<u8>) -> bool {
+fn serve_one<C>(registry: &Registry<C>, ctx: &mut C, req: RawRequest<'_>, out: &mut Vec<u8>, may_defer: bool) -> Served {
     // An id that is not a string, number or null makes the request invalid; its error carries
     // a null id because the id itself cannot be trusted.
     let id = match req.id {
@@ -176,28 +177,29 @@ fn serve_one<C>(registry: &Registry<C>, ctx: &mut C, req: RawRequest<'_>, out: &
         Some(raw) if valid_id(raw.get()) => Some(raw.get()),
         Some(_) => {
             write_error(out, NULL_ID, &Fault::invalid_request("id must be a string, a number or null"));
-            return true;
+            return Served::Answered;
         }
     };
-    let call = decode_call(req);
-    match (call, id) {
-        (Err(fault), id) => {
-            write_error(out, id.unwrap_or(NULL_ID), &fault);
-            true
+    // An invalid request is answered even without an id (with a null one).
+    let (method, args) = match decode_call(req) {
+        Ok(call) => call,
+        Err(f) => {
+            write_error(out, id.unwrap_or(NULL_ID), &f);
+            return Served::Answered;
         }
-        (Ok((method, args)), None) => {
-            // A notification: run it, answer nothing, not even an error.
-            let _ = registry.call(&method, args, ctx, Protocol::Json);
-            false
-        }
-        (Ok((method, args)), Some(id)) => {
-            match registry.call(&method, args, ctx, Protocol::Json) {
-                Ok(v) => write_result(out, id, &v),
-                Err(f) => write_error(out, id, &f),
-            }
-            true
-        }
+    };
+    let result = registry.call(&method, args, ctx, Protocol::Json).map_err(|f| match f.is_deferred() && !may_defer {
+        true => Fault::internal(format!("{method} answers later, which a batch cannot wait for")),
+        false => f,
+    });
+    // A notification answers nothing, not even an error.
+    let Some(id) = id else { return Served::Nothing };
+    match result {
+        Ok(v) => write_result(out, id, &v),
+        Err(f) if f.is_deferred() => return Served::Later(Pending::json(id)),
+        Err(f) => write_error(out, id, &f),
     }
+    Served::Answered
 }
 
 fn valid_id(raw: &str) -> bool {
@@ -220,7 +222,8 @@ fn decode_call<'a>(req: RawRequest<'a>) -> Result<(Cow<'a, str>, Args), Fault> {
     Ok((method, args))
 }
 
-fn write_result(out: &mut Vec<u8>, id: &str, v: &Value) {
+/// Appends a JSON-RPC result response for `id` (raw JSON text).
+pub fn write_result(out: &mut Vec<u8>, id: &str, v: &Value) {
     out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"result\":");
     serde_json::to_writer(&mut *out, v).expect("serializing a Value into memory cannot fail");
     out.extend_from_slice(b",\"id\":");
@@ -332,7 +335,7 @@ mod tests {
 
     fn run(input: &str) -> Option<serde_json::Value> {
         let mut out = Vec::new();
-        let wrote = serve(&reg(), &mut (), input.as_bytes(), &mut out);
+        let wrote = serve(&reg(), &mut (), input.as_bytes(), &mut out) == Served::Answered;
         assert_eq!(wrote, !out.is_empty());
         wrote.then(|| serde_json::from_slice(&out).expect("valid JSON out"))
     }
@@ -447,7 +450,7 @@ mod tests {
             &mut out,
         );
         let mut resp = Vec::new();
-        assert!(serve(&reg(), &mut (), &out, &mut resp));
+        assert_eq!(serve(&reg(), &mut (), &out, &mut resp), Served::Answered);
         let r = decode_response(&resp).unwrap();
         assert_eq!(r, Response { id: Value::Int(7), outcome: Ok(Value::Int(3)) });
     }

@@ -17,10 +17,12 @@ pub mod jsonrpc;
 pub mod method;
 pub mod php;
 pub mod registry;
+pub mod served;
 pub mod value;
 pub mod xmlrpc;
 
 pub use fault::Fault;
 pub use method::{Handler, Method, Params, Signature, Type};
+pub use served::{Pending, Served};
 pub use registry::{Args, Capability, Protocol, Registry, RegistryError};
 pub use value::{FromValue, Value};

@@ -237,7 +237,13 @@ impl<C> Registry<C> {
                     Some(n) if n == "system.multicall" => {
                         Err(Fault::new(fault::MULTICALL_RECURSION, "Recursive system.multicall forbidden"))
                     }
-                    Some(n) => self.call(&n, Args::Positional(params), ctx, Protocol::Xml),
+                    Some(n) => self.call(&n, Args::Positional(params), ctx, Protocol::Xml).map_err(|f| {
+                        if f.is_deferred() {
+                            Fault::internal(format!("{n} answers later, which system.multicall cannot wait for"))
+                        } else {
+                            f
+                        }
+                    }),
                 }
             }
             other => Err(Fault::invalid_request(format!("multicall entry is a {}, not a struct", other.type_name()))),

@@ -45,6 +45,7 @@ use quick_xml::events::{BytesRef, Event};
 use quick_xml::Reader;
 
 use crate::fault::{self, Fault};
+use crate::served::{Pending, Served};
 use crate::registry::{Args, Protocol, Registry};
 use crate::value::Value;
 
@@ -83,12 +84,18 @@ impl From<EncodeError> for Fault {
 
 /// Serves one XML-RPC request: decodes the `methodCall`, runs it, appends the `methodResponse`
 /// (a fault when the request cannot be decoded or the call fails).
-pub fn serve<C>(registry: &Registry<C>, ctx: &mut C, input: &[u8], out: &mut Vec<u8>) {
+///
+/// A handler that defers makes it [`Served::Later`], with nothing appended.
+pub fn serve<C>(registry: &Registry<C>, ctx: &mut C, input: &[u8], out: &mut Vec<u8>) -> Served {
     let result = match decode_call(input) {
         Ok((name, params)) => registry.call(&name, Args::Positional(params), ctx, Protocol::Xml),
         Err(f) => Err(f),
     };
+    if matches!(&result, Err(f) if f.is_deferred()) {
+        return Served::Later(Pending::xml());
+    }
     encode_response(&result, out);
+    Served::Answered
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -13,4 +13,7 @@ pub mod worker;
 
 pub use daemon::{Config, Ctx, Daemon, DaemonError, Mode};
 pub use event::Event;
-pub use tomte_rpc::{Args, Fault, Method, Params, Type, Value};
+pub use tomte_rpc::{Args, Fault, Params, Type, Value};
+
+/// A method of a tomte daemon: its handlers receive the daemon's [`Ctx`].
+pub type Method = tomte_rpc::Method<Ctx>;

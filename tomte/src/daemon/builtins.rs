@@ -5,8 +5,23 @@ use tomte_rpc::{Fault, Method, Registry, Type, Value};
 
 use super::Ctx;
 
-fn unknown_worker(name: &str) -> Fault {
-    Fault::internal(format!("unknown worker '{name}'"))
+/// Runs `f` on the named worker (a bool back), or on every worker (a name → bool struct).
+fn each_worker(
+    p: &tomte_rpc::Params<'_>,
+    ctx: &mut Ctx,
+    f: fn(&mut crate::worker::supervisor::Supervisor, &str) -> Result<bool, Fault>,
+) -> Result<Value, Fault> {
+    match p.value("name") {
+        Some(_) => f(&mut ctx.workers, &p.get::<String>("name")?).map(Value::Bool),
+        None => {
+            let mut all = Vec::new();
+            for name in ctx.workers.names() {
+                let done = f(&mut ctx.workers, &name).unwrap_or(false);
+                all.push((name, Value::Bool(done)));
+            }
+            Ok(Value::Struct(all))
+        }
+    }
 }
 
 pub(super) fn install(r: &mut Registry<Ctx>) {
@@ -17,23 +32,35 @@ pub(super) fn install(r: &mut Registry<Ctx>) {
         })
         .description("Stop daemon closing workers")
         .returns(Type::Int),
-        Method::new("worker.list", |_, _: &mut Ctx| Ok(Value::Array(Vec::new())))
-            .description("List the installed workers")
-            .returns(Type::Array),
-        Method::new("worker.status", |p, _: &mut Ctx| match p.value("name") {
-            None => Ok(Value::Struct(Vec::new())),
-            Some(_) => Err(unknown_worker(&p.get::<String>("name")?)),
+        Method::new("worker.list", |_, ctx: &mut Ctx| {
+            let names = ctx.workers.names();
+            let infos: Result<Vec<Value>, Fault> = names.iter().map(|n| ctx.workers.info(n).map(|i| i.to_value())).collect();
+            Ok(Value::Array(infos?))
+        })
+        .description("The installed workers: name, pid, state, interval_ms, policy, restarts, iterations, last_exit, uptime")
+        .returns(Type::Array),
+        Method::new("worker.status", |p, ctx: &mut Ctx| match p.value("name") {
+            Some(_) => Ok(Value::from(ctx.workers.info(&p.get::<String>("name")?)?.state.as_str())),
+            None => {
+                let names = ctx.workers.names();
+                let mut all = Vec::new();
+                for n in names {
+                    let state = ctx.workers.info(&n)?.state.as_str();
+                    all.push((n, Value::from(state)));
+                }
+                Ok(Value::Struct(all))
+            }
         })
         .description("The state of one worker, or of every worker by name")
         .returns(Type::Struct)
         .signature()
         .returns(Type::String)
         .param(Type::String, "name"),
-        worker_command("worker.pause", "Pause a worker's loop, or every worker's"),
-        worker_command("worker.resume", "Resume a paused worker, or every worker"),
-        worker_command("worker.start", "Start a stopped worker, or every worker"),
-        worker_command("worker.stop", "Stop a worker, or every worker"),
-        worker_command("worker.restart", "Restart a worker, or every worker"),
+        worker_command("worker.pause", "Pause a worker's loop, or every worker's", |w, n| w.command(n, "pause")),
+        worker_command("worker.resume", "Resume a paused worker, or every worker", |w, n| w.command(n, "resume")),
+        worker_command("worker.start", "Start a stopped or failed worker, or every worker", |w, n| w.start(n)),
+        worker_command("worker.stop", "Stop a worker (it is not restarted), or every worker", |w, n| w.stop(n, false)),
+        worker_command("worker.restart", "Restart a worker, or every worker", |w, n| w.stop(n, true)),
         Method::new("daemon.status", |_, ctx: &mut Ctx| {
             Ok(Value::structure([
                 ("name", Value::from(ctx.name())),
@@ -41,7 +68,7 @@ pub(super) fn install(r: &mut Registry<Ctx>) {
                 ("uptime", Value::Double((ctx.uptime().as_secs_f64() * 1000.0).round() / 1000.0)),
                 ("version", Value::from(ctx.version())),
                 ("connections", Value::from(ctx.connections())),
-                ("workers", Value::Int(0)),
+                ("workers", Value::from(ctx.workers.len())),
             ]))
         })
         .description("The daemon's pid, uptime in seconds, version, open connections and workers")
@@ -59,14 +86,15 @@ pub(super) fn install(r: &mut Registry<Ctx>) {
 }
 
 /// A worker command method: with a name, one worker (a bool); without, all of them (a struct).
-fn worker_command(name: &str, help: &str) -> Method<Ctx> {
-    Method::new(name, |p, _: &mut Ctx| match p.value("name") {
-        None => Ok(Value::Struct(Vec::new())),
-        Some(_) => Err(unknown_worker(&p.get::<String>("name")?)),
-    })
-    .description(help)
-    .returns(Type::Struct)
-    .signature()
-    .returns(Type::Boolean)
-    .param(Type::String, "name")
+fn worker_command(
+    name: &str,
+    help: &str,
+    f: fn(&mut crate::worker::supervisor::Supervisor, &str) -> Result<bool, Fault>,
+) -> Method<Ctx> {
+    Method::new(name, move |p, ctx: &mut Ctx| each_worker(&p, ctx, f))
+        .description(help)
+        .returns(Type::Struct)
+        .signature()
+        .returns(Type::Boolean)
+        .param(Type::String, "name")
 }

@@ -3,9 +3,10 @@
 
 use std::time::{Duration, Instant};
 
-use tomte_rpc::Value;
+use tomte_rpc::{Fault, Value};
 
 use crate::event::Event;
+use crate::worker::supervisor::Supervisor;
 
 /// The daemon's state as handlers see it.
 #[derive(Debug)]
@@ -17,10 +18,13 @@ pub struct Ctx {
     pub(crate) reload: bool,
     pub(crate) connections: usize,
     pub(crate) queued: Vec<Event>,
+    pub(crate) workers: Supervisor,
+    /// The ticket of the answer the running handler deferred (see [`Ctx::ask`]).
+    pub(crate) deferred: Option<u64>,
 }
 
 impl Ctx {
-    pub(crate) fn new(name: &str, version: &str) -> Ctx {
+    pub(crate) fn new(name: &str, version: &str, workers: Supervisor) -> Ctx {
         Ctx {
             name: name.to_owned(),
             version: version.to_owned(),
@@ -29,12 +33,14 @@ impl Ctx {
             reload: false,
             connections: 0,
             queued: Vec::new(),
+            workers,
+            deferred: None,
         }
     }
 
     #[cfg(test)]
     pub(crate) fn detached_for_tests() -> Ctx {
-        Ctx::new("test", "0")
+        Ctx::new("test", "0", Supervisor::default())
     }
 
     /// Asks for a graceful stop: answers already computed are still sent.
@@ -55,6 +61,21 @@ impl Ctx {
     /// Queues an event; its listeners run once the current handler or listener returns.
     pub fn emit(&mut self, name: impl Into<String>, data: impl Into<Value>) {
         self.queued.push(Event::new(name, data.into()));
+    }
+
+    /// Sends `request` to worker `worker` and answers the current call with the worker's answer,
+    /// when it comes, without blocking the loop or other clients. Return what it returns from
+    /// the handler: `return ctx.ask("alpha", Value::from("count"));`. A worker that ends before
+    /// answering makes the answer an error.
+    pub fn ask(&mut self, worker: &str, request: Value) -> Result<Value, Fault> {
+        let ticket = self.workers.ask(worker, request)?;
+        self.deferred = Some(ticket);
+        Err(Fault::deferred())
+    }
+
+    /// The daemon's workers: their state, and commands to them.
+    pub fn workers(&mut self) -> &mut Supervisor {
+        &mut self.workers
     }
 
     pub fn name(&self) -> &str {

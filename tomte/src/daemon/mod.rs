@@ -15,6 +15,8 @@ pub use run::Mode;
 use crate::event::{Event, EventBus, Listener};
 use crate::net::{Address, BindError, Limits};
 use crate::process::PidFileError;
+use crate::worker::supervisor::Supervisor;
+use crate::worker::WorkerSpec;
 
 /// How a daemon is set up at start: sockets, files, process settings.
 #[derive(Clone, Debug)]
@@ -92,6 +94,7 @@ pub struct Daemon {
     pub(crate) registry: Registry<Ctx>,
     pub(crate) events: EventBus,
     pub(crate) timers: Vec<(Duration, TimerFn)>,
+    pub(crate) workers: Supervisor,
 }
 
 impl Daemon {
@@ -105,6 +108,7 @@ impl Daemon {
             registry: Registry::new(),
             events: EventBus::new(),
             timers: Vec::new(),
+            workers: Supervisor::default(),
         };
         builtins::install(&mut d.registry);
         for sig in ["daemon.posix.SIGTERM", "daemon.posix.SIGINT"] {
@@ -114,6 +118,7 @@ impl Daemon {
             });
         }
         d.events.on("daemon.posix.SIGHUP", 0, false, |_: &Event, ctx: &mut Ctx| ctx.reload());
+        d.events.on("daemon.posix.SIGCHLD", 0, false, |_: &Event, ctx: &mut Ctx| ctx.workers.reap());
         d
     }
 
@@ -158,6 +163,15 @@ impl Daemon {
     /// Removes every listener of `event`, the default ones included (to replace SIGTERM's).
     pub fn clear(&mut self, event: &str) -> &mut Self {
         self.events.clear(event);
+        self
+    }
+
+    /// Installs a worker: forked when the daemon starts, supervised until it stops.
+    ///
+    /// # Panics
+    /// When a worker of that name is already installed.
+    pub fn worker(&mut self, spec: WorkerSpec) -> &mut Self {
+        self.workers.install(spec);
         self
     }
 

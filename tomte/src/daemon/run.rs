@@ -5,11 +5,12 @@ use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
-use tomte_rpc::{comodojo, jsonrpc, xmlrpc, Registry, Value};
+use tomte_rpc::{comodojo, jsonrpc, xmlrpc, Registry, Served, Value};
 
 use super::{Config, Ctx, Daemon, DaemonError, TimerFn};
 use crate::event::{names, Event, EventBus};
 use crate::net::{Conn, Drive, Limits, Listener, Service};
+use crate::worker::supervisor::TOKEN_BASE as WORKER_BASE;
 use crate::process::{self, PidFile, ReadyPipe};
 
 const SIGNALS: Token = Token(0);
@@ -32,18 +33,20 @@ struct Rpc<'a> {
 }
 
 impl Service for Rpc<'_> {
-    fn json(&mut self, request: &[u8], out: &mut Vec<u8>) -> bool {
+    fn json(&mut self, request: &[u8], out: &mut Vec<u8>) -> Served {
         jsonrpc::serve(self.registry, self.ctx, request, out)
     }
-    fn xml(&mut self, request: &[u8], out: &mut Vec<u8>) -> bool {
-        xmlrpc::serve(self.registry, self.ctx, request, out);
-        true
+    fn xml(&mut self, request: &[u8], out: &mut Vec<u8>) -> Served {
+        xmlrpc::serve(self.registry, self.ctx, request, out)
     }
-    fn comodojo(&mut self, frame: &[u8], out: &mut Vec<u8>) {
+    fn comodojo(&mut self, frame: &[u8], out: &mut Vec<u8>) -> Served {
         comodojo::serve(self.registry, self.ctx, frame, out)
     }
     fn comodojo_greeter(&mut self, out: &mut Vec<u8>) {
         comodojo::greeter(out)
+    }
+    fn take_ticket(&mut self) -> Option<u64> {
+        self.ctx.deferred.take()
     }
 }
 
@@ -101,6 +104,11 @@ struct Running {
     signals: signal_hook_mio::v1_0::Signals,
     listeners: Vec<Listener>,
     conns: Slab<Conn>,
+    /// Serial numbers of connections (slab keys are reused).
+    serials: Slab<u64>,
+    next_serial: u64,
+    /// Deferred answers: ticket → the connection (key, serial) that waits for it.
+    tickets: std::collections::HashMap<u64, (usize, u64)>,
     /// Connections that yielded with work left.
     again: Vec<usize>,
     limits: Limits,
@@ -134,18 +142,25 @@ impl Running {
         let mut running = Running {
             registry: d.registry,
             events: d.events,
-            ctx: Ctx::new(&d.name, &d.version),
+            ctx: Ctx::new(&d.name, &d.version, d.workers),
             timers,
             poll,
             signals,
             listeners,
             conns: Slab::new(),
+            serials: Slab::new(),
+            next_serial: 0,
+            tickets: std::collections::HashMap::new(),
             again: Vec::new(),
             limits: config.limits.clone(),
             log: config.log.clone(),
             _pidfile: pidfile,
         };
         running.emit(Event::new(names::START, Value::Nil));
+        if !running.ctx.workers.is_empty() {
+            let registry = running.poll.registry().try_clone().map_err(io_err("cannot share the poll"))?;
+            running.ctx.workers.start_all(registry).map_err(io_err("cannot start the workers"))?;
+        }
         Ok(running)
     }
 
@@ -155,18 +170,26 @@ impl Running {
         let mut next_sweep = Instant::now() + sweep_every;
         while !self.ctx.stop {
             let now = Instant::now();
-            let next_timer = self.timers.iter().map(|t| t.next).min().unwrap_or(next_sweep).min(next_sweep);
-            let timeout =
-                if self.again.is_empty() { next_timer.saturating_duration_since(now) } else { Duration::ZERO };
+            let workers = !self.ctx.workers.is_empty();
+            // Declared before the poll, so a worker's frame sent meanwhile wakes it.
+            let idle = !workers || self.ctx.workers.prepare_sleep();
+            let mut wake = self.timers.iter().map(|t| t.next).min().unwrap_or(next_sweep).min(next_sweep);
+            if let Some(t) = self.ctx.workers.next_deadline() {
+                wake = wake.min(t);
+            }
+            let busy = !self.again.is_empty() || !idle || self.ctx.workers.has_output();
+            let timeout = if busy { Duration::ZERO } else { wake.saturating_duration_since(now) };
             match self.poll.poll(&mut events, Some(timeout)) {
                 Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(DaemonError::Io { what: "poll failed".to_owned(), source: e }),
             }
+            let mut woken: Vec<usize> = Vec::new();
             for ev in events.iter() {
                 match ev.token() {
                     SIGNALS => self.signals(),
                     Token(t) if t >= CONN_BASE => self.drive(t - CONN_BASE),
+                    Token(t) if t >= WORKER_BASE => woken.push(t - WORKER_BASE),
                     Token(t) => self.accept(t - LISTENER_BASE),
                 }
             }
@@ -174,6 +197,13 @@ impl Running {
                 if self.conns.contains(key) {
                     self.drive(key);
                 }
+            }
+            if workers {
+                self.ctx.workers.after_poll(|i| woken.contains(&i));
+                self.ctx.workers.tick(Instant::now());
+            }
+            if self.ctx.workers.has_output() {
+                self.deliver();
             }
             let now = Instant::now();
             self.run_timers(now);
@@ -258,6 +288,8 @@ impl Running {
             }
             let peer = self.events.has(names::CLIENT_CONNECT).then(|| conn.peer.clone());
             entry.insert(conn);
+            self.next_serial += 1;
+            self.serials.insert(self.next_serial);
             self.ctx.connections = self.conns.len();
             if let Some(peer) = peer {
                 self.emit(Event::new(names::CLIENT_CONNECT, Value::String(peer)));
@@ -270,7 +302,11 @@ impl Running {
     fn drive(&mut self, key: usize) {
         let Some(conn) = self.conns.get_mut(key) else { return };
         let mut rpc = Rpc { registry: &self.registry, ctx: &mut self.ctx };
-        match conn.drive(&mut rpc, &self.limits) {
+        let drive = conn.drive(&mut rpc, &self.limits);
+        if let Some(ticket) = conn.waiting_ticket() {
+            self.tickets.entry(ticket).or_insert((key, self.serials[key]));
+        }
+        match drive {
             Drive::Open => {}
             Drive::MoreWork => self.again.push(key),
             Drive::Closed => self.close(key),
@@ -280,8 +316,25 @@ impl Running {
         }
     }
 
+    /// Answers the clients whose calls waited for a worker, and emits the workers' events.
+    fn deliver(&mut self) {
+        for (ticket, result) in self.ctx.workers.take_answers() {
+            let Some((key, serial)) = self.tickets.remove(&ticket) else { continue };
+            if self.serials.get(key) != Some(&serial) {
+                continue; // The client left meanwhile.
+            }
+            let mut rpc = Rpc { registry: &self.registry, ctx: &mut self.ctx };
+            self.conns[key].complete(&result, &mut rpc, &self.limits);
+            self.drive(key);
+        }
+        for event in self.ctx.workers.take_events() {
+            self.emit(event);
+        }
+    }
+
     fn close(&mut self, key: usize) {
         let mut conn = self.conns.remove(key);
+        self.serials.remove(key);
         let _ = self.poll.registry().deregister(conn.stream.source());
         self.ctx.connections = self.conns.len();
         if self.events.has(names::CLIENT_HANGUP) {
@@ -346,6 +399,7 @@ impl Running {
             }
         }
         self.conns.clear();
+        self.ctx.workers.stop_all();
         self.listeners.clear();
         log::info!("{} stopped", self.ctx.name);
     }

@@ -9,6 +9,8 @@ use std::io::{self, Read, Write};
 use std::time::Instant;
 
 use super::http::{self, BodyKind, Parsed};
+use tomte_rpc::{Fault, Pending, Served, Value};
+
 use super::{Dialect, Limits, Service, Stream};
 
 const INITIAL_BUF: usize = 8 << 10;
@@ -16,6 +18,8 @@ const INITIAL_BUF: usize = 8 << 10;
 const HIGH_WATER: usize = 4 << 20;
 /// Reads per drive before yielding to other connections (fairness under a flood).
 const READS_PER_DRIVE: usize = 16;
+const JSON: &str = "application/json";
+const XML: &str = "text/xml; charset=utf-8";
 /// The longest HTTP head accepted.
 const MAX_HEAD: usize = 64 << 10;
 
@@ -56,7 +60,18 @@ pub struct Conn {
     scratch: Vec<u8>,
     continue_sent: bool,
     close_after_flush: bool,
+    /// An answer still owed: nothing else is served until it is written.
+    waiting: Option<Waiting>,
     pub last_active: Instant,
+}
+
+/// An answer the connection waits for, and how to frame it.
+#[derive(Debug)]
+struct Waiting {
+    ticket: Option<u64>,
+    pending: Pending,
+    /// For HTTP: whether the connection stays open after the answer.
+    http_keep_alive: Option<bool>,
 }
 
 impl Conn {
@@ -77,6 +92,7 @@ impl Conn {
             scratch: Vec::new(),
             continue_sent: false,
             close_after_flush: false,
+            waiting: None,
             last_active: Instant::now(),
         };
         if dialect == Dialect::Comodojo {
@@ -89,6 +105,47 @@ impl Conn {
     pub fn refuse(&mut self, error: &[u8]) {
         self.out.extend_from_slice(error);
         self.close_after_flush = true;
+    }
+
+    /// The ticket of the answer this connection waits for, if it waits for one.
+    pub fn waiting_ticket(&self) -> Option<u64> {
+        self.waiting.as_ref().and_then(|w| w.ticket)
+    }
+
+    /// Writes the answer the connection waited for, then serves what it buffered meanwhile.
+    /// Call [`Conn::drive`] afterwards to send it.
+    pub fn complete(&mut self, result: &Result<Value, Fault>, svc: &mut impl Service, limits: &Limits) {
+        let Some(w) = self.waiting.take() else { return };
+        match w.http_keep_alive {
+            Some(keep_alive) => {
+                self.scratch.clear();
+                w.pending.complete(result, &mut self.scratch);
+                let ctype = if w.pending.is_xml() { XML } else { JSON };
+                http::write_head(&mut self.out, 200, ctype, self.scratch.len(), keep_alive);
+                self.out.extend_from_slice(&self.scratch);
+                if !keep_alive {
+                    self.close_after_flush = true;
+                }
+            }
+            None => {
+                w.pending.complete(result, &mut self.out);
+                if self.framing == Framing::Ndjson {
+                    self.out.push(b'\n');
+                }
+            }
+        }
+        if !self.close_after_flush {
+            self.serve(svc, limits);
+        }
+    }
+
+    /// Starts waiting for a deferred answer (or answers at once when nobody holds a ticket).
+    fn wait_for(&mut self, pending: Pending, ticket: Option<u64>, http_keep_alive: Option<bool>, svc: &mut impl Service, limits: &Limits) {
+        self.waiting = Some(Waiting { ticket, pending, http_keep_alive });
+        if ticket.is_none() {
+            let fault = Fault::internal("the method deferred its answer without asking anyone");
+            self.complete(&Err(fault), svc, limits);
+        }
     }
 
     /// Whether answers are waiting to be written.
@@ -107,8 +164,12 @@ impl Conn {
                 }
                 Ok(_) => {}
             }
-            if self.close_after_flush {
+            if self.close_after_flush && self.waiting.is_none() {
                 return if self.has_output() { Drive::Open } else { Drive::Closed };
+            }
+            if self.waiting.is_some() {
+                // Read nothing more until the owed answer is written (see `complete`).
+                return Drive::Open;
             }
             if reads == READS_PER_DRIVE {
                 return Drive::MoreWork;
@@ -208,6 +269,9 @@ impl Conn {
 
     /// Serves every complete message in the buffer.
     fn serve(&mut self, svc: &mut impl Service, limits: &Limits) {
+        if self.waiting.is_some() {
+            return;
+        }
         if self.framing == Framing::Sniff {
             match self.buf[self.start..self.end].iter().find(|b| !b.is_ascii_whitespace()) {
                 None => return,
@@ -236,15 +300,24 @@ impl Conn {
                 self.too_large(limits);
                 return;
             }
-            if !line.iter().all(u8::is_ascii_whitespace) {
-                if comodojo {
-                    svc.comodojo(line, &mut self.out);
-                } else if svc.json(line, &mut self.out) {
-                    self.out.push(b'\n');
-                }
-            }
+            let blank = line.iter().all(u8::is_ascii_whitespace);
+            let served = match (blank, comodojo) {
+                (true, _) => Served::Nothing,
+                (false, true) => svc.comodojo(line, &mut self.out),
+                (false, false) => svc.json(line, &mut self.out),
+            };
+            let ticket = svc.take_ticket();
             self.start = line_end + 1;
             self.scanned = self.start;
+            match served {
+                Served::Nothing => {}
+                Served::Answered => {
+                    if !comodojo {
+                        self.out.push(b'\n');
+                    }
+                }
+                Served::Later(pending) => return self.wait_for(pending, ticket, None, svc, limits),
+            }
         }
         self.scanned = self.end;
         if self.end - self.start > limit {
@@ -287,13 +360,23 @@ impl Conn {
             }
             let body = &self.buf[body_start..body_start + len];
             self.scratch.clear();
-            let (status, ctype) = match head.kind.unwrap_or_else(|| http::sniff(body)) {
-                BodyKind::Json if svc.json(body, &mut self.scratch) => (200, "application/json"),
-                BodyKind::Json => (204, ""),
-                BodyKind::Xml if svc.xml(body, &mut self.scratch) => (200, "text/xml; charset=utf-8"),
-                BodyKind::Xml | BodyKind::Other => {
+            let served = match head.kind.unwrap_or_else(|| http::sniff(body)) {
+                BodyKind::Json => (svc.json(body, &mut self.scratch), JSON),
+                BodyKind::Xml => (svc.xml(body, &mut self.scratch), XML),
+                BodyKind::Other => {
                     self.start = body_start + len;
                     return self.http_fail(415, "send application/json (JSON-RPC) or text/xml (XML-RPC)");
+                }
+            };
+            let ticket = svc.take_ticket();
+            let (status, ctype) = match served {
+                (Served::Answered, ctype) => (200, ctype),
+                (Served::Nothing, _) => (204, ""),
+                (Served::Later(pending), _) => {
+                    self.start = body_start + len;
+                    self.scanned = self.start;
+                    self.continue_sent = false;
+                    return self.wait_for(pending, ticket, Some(head.keep_alive), svc, limits);
                 }
             };
             http::write_head(&mut self.out, status, ctype, self.scratch.len(), head.keep_alive);

@@ -9,20 +9,26 @@ pub mod listener;
 
 use std::time::Duration;
 
+pub use tomte_rpc::Served;
+
 pub use addr::{Address, AddressError, Dialect, Transport};
 pub use conn::{Conn, Drive};
 pub use listener::{BindError, Listener, Stream};
 
-/// What answers complete messages. Each method appends its answer to `out`.
+/// What answers complete messages. Each method appends its answer to `out`, or says that the
+/// answer comes later ([`Served::Later`]): the connection then waits for
+/// [`Conn::complete`] before it serves anything else, so answers keep their order.
 pub trait Service {
-    /// One JSON-RPC message (request or batch); false when there is nothing to send back.
-    fn json(&mut self, request: &[u8], out: &mut Vec<u8>) -> bool;
-    /// One XML-RPC `methodCall`; false when this service does not speak XML-RPC.
-    fn xml(&mut self, request: &[u8], out: &mut Vec<u8>) -> bool;
+    /// One JSON-RPC message (request or batch).
+    fn json(&mut self, request: &[u8], out: &mut Vec<u8>) -> Served;
+    /// One XML-RPC `methodCall`.
+    fn xml(&mut self, request: &[u8], out: &mut Vec<u8>) -> Served;
     /// One comodojo frame (without its line terminator); appends a whole response frame.
-    fn comodojo(&mut self, frame: &[u8], out: &mut Vec<u8>);
+    fn comodojo(&mut self, frame: &[u8], out: &mut Vec<u8>) -> Served;
     /// The greeter a comodojo connection receives on accept.
     fn comodojo_greeter(&mut self, out: &mut Vec<u8>);
+    /// The ticket of the answer deferred by the message just served, if one was.
+    fn take_ticket(&mut self) -> Option<u64>;
 }
 
 /// Per-connection limits. Past one, the client at fault gets an error and its connection is

@@ -108,3 +108,41 @@ pub unsafe fn close_fds_except(keep: &[i32]) {
         }
     }
 }
+
+/// Forks a worker process. In the child: every signal back to its default and unblocked, a
+/// SIGKILL when the daemon dies (and an exit if it already has), every descriptor closed but
+/// stdio and `keep`, the process named `name` (as `ps -o comm` shows it); then `body(value)`
+/// runs and the process `_exit`s with its result (70 if it panics). The parent gets the child's
+/// pid and `value` back.
+///
+/// The child never returns into the caller's frames, so the objects there that own the
+/// descriptors it closed are never used or dropped in it; `body` is `'static` so that it cannot
+/// borrow them either.
+pub fn spawn_child<T>(
+    name: &str,
+    keep: &[i32],
+    value: T,
+    body: impl FnOnce(T) -> i32 + 'static,
+) -> io::Result<(Pid, T)> {
+    let daemon = rustix::process::getpid();
+    match fork_alone()? {
+        Forked::Parent(pid) => Ok((pid, value)),
+        Forked::Child => {
+            reset_signals();
+            let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
+            // The daemon may have died between fork and prctl: then nobody would kill us.
+            if rustix::process::getppid() != Some(daemon) {
+                exit_now(0);
+            }
+            // SAFETY: see this function's doc: the child only runs `body` (which owns what it
+            // uses) and `_exit`s, so no object owning a closed descriptor is touched again.
+            unsafe { close_fds_except(keep) };
+            let comm = std::ffi::CString::new(name.as_bytes().iter().copied().filter(|&b| b != 0).take(15).collect::<Vec<u8>>());
+            if let Ok(comm) = comm {
+                let _ = rustix::thread::set_name(&comm);
+            }
+            let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(value))).unwrap_or(70);
+            exit_now(code)
+        }
+    }
+}

@@ -238,6 +238,7 @@ const MAGIC: usize = 0;
 const CAPACITY: usize = 1;
 const STATUS: usize = LINE;
 const HEARTBEAT: usize = LINE + 1;
+const COUNTER: usize = LINE + 2;
 /// `"tomtech1"`: marks a channel mapping in a memory dump.
 const MAGIC_VALUE: u64 = u64::from_be_bytes(*b"tomtech1");
 /// Smallest ring: 8 words (64 bytes).
@@ -577,12 +578,20 @@ impl Endpoint {
     /// eventfd (so that an edge-triggered poller sees the next wake-up). Receive until `None`
     /// (and retry a refused send) afterwards.
     pub fn finish_sleep(&mut self) -> io::Result<()> {
+        self.finish_sleep_drain(true)
+    }
+
+    /// As [`Endpoint::finish_sleep`], reading the eventfd only when `woken` (the poll reported
+    /// it): a wake-up that lands after the poll is then reported by the next poll, once.
+    pub fn finish_sleep_drain(&mut self, woken: bool) -> io::Result<()> {
         let words = self.shared.region.words();
         let inc = RingRef::new(words, &self.inc);
         let out = RingRef::new(words, &self.out);
         self.consumer.withdraw_wait(&inc);
         self.producer.withdraw_wait(&out);
-        wake_in(&self.shared, self.side).drain()?;
+        if woken {
+            wake_in(&self.shared, self.side).drain()?;
+        }
         Ok(())
     }
 
@@ -607,6 +616,16 @@ impl Endpoint {
         let word = self.shared.region.words()[STATUS].load(Ordering::Acquire);
         // Only `set_status` writes it, with a u32; a peer that wrote more is truncated.
         word as u32
+    }
+
+    /// Stores the counter word (the worker's iteration count, for the daemon to read).
+    pub fn set_counter(&self, value: u64) {
+        self.shared.region.words()[COUNTER].store(value, Ordering::Relaxed);
+    }
+
+    /// The counter word last stored (0 before any).
+    pub fn counter(&self) -> u64 {
+        self.shared.region.words()[COUNTER].load(Ordering::Relaxed)
     }
 
     /// Records a heartbeat now.

@@ -1,3 +1,150 @@
-//! Workers: forked child processes with their own loop, supervised by the daemon.
+//! Workers: child processes forked from the daemon, each with its own loop, supervised by the
+//! daemon and talking to it over a shared-memory [`channel`].
+//!
+//! A worker implements [`Worker`] (or is a closure run once per iteration). The daemon installs
+//! it with a [`WorkerSpec`] — name, interval, restart policy, back-off, crash-loop limit, hang
+//! timeout, stop grace — and from then on forks it, watches it (SIGCHLD, heartbeat), restarts
+//! it per policy, sends it commands (`pause`, `resume`, `stop`, custom words) and requests,
+//! and stops it with the daemon.
 
 pub mod channel;
+mod child;
+pub(crate) mod supervisor;
+pub(crate) mod wire;
+
+use std::time::Duration;
+
+use tomte_rpc::{Fault, Value};
+
+pub use supervisor::{Policy, State, WorkerInfo};
+
+/// A worker's behaviour. Only `loop` (one iteration) is required.
+///
+/// `loop` is a keyword in Rust, so the method is written `r#loop` where it is defined or called.
+pub trait Worker {
+    /// Runs once in the new process, before the first iteration.
+    fn spinup(&mut self, _ctx: &mut WorkerCtx) {}
+    /// One iteration; called every interval (fixed rate, no catch-up) unless paused.
+    fn r#loop(&mut self, ctx: &mut WorkerCtx);
+    /// Runs once when the worker is asked to stop, before the process exits.
+    fn spindown(&mut self, _ctx: &mut WorkerCtx) {}
+    /// A command word from the daemon: the event `daemon.worker.WORD` inside the worker.
+    /// `pause`, `resume` and `stop` have already acted when this runs.
+    fn on_command(&mut self, _word: &str, _ctx: &mut WorkerCtx) {}
+    /// A request from the daemon (`Ctx::ask`), answered with a value or a fault.
+    fn on_message(&mut self, _request: Value, ctx: &mut WorkerCtx) -> Result<Value, Fault> {
+        Err(Fault::internal(format!("worker '{}' takes no messages", ctx.name())))
+    }
+}
+
+/// A closure is a worker whose iteration is the closure.
+impl<F: FnMut(&mut WorkerCtx)> Worker for F {
+    fn r#loop(&mut self, ctx: &mut WorkerCtx) {
+        self(ctx)
+    }
+}
+
+/// What a worker knows and can do from inside its process.
+#[derive(Debug)]
+pub struct WorkerCtx {
+    pub(crate) name: String,
+    pub(crate) iterations: u64,
+    pub(crate) up: Vec<Value>,
+    pub(crate) stop: bool,
+}
+
+impl WorkerCtx {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// Iterations completed so far in this process.
+    pub fn iterations(&self) -> u64 {
+        self.iterations
+    }
+    /// Sends a message up to the daemon, where it becomes the event `daemon.worker.message`
+    /// with `{worker, message}` as data.
+    pub fn send(&mut self, message: impl Into<Value>) {
+        self.up.push(message.into());
+    }
+    /// Asks the worker's own loop to end (spindown runs, then the process exits 0).
+    pub fn stop(&mut self) {
+        self.stop = true;
+    }
+}
+
+/// Builds a fresh worker for each (re)start.
+pub type Factory = Box<dyn FnMut() -> Box<dyn Worker>>;
+
+/// How a worker is installed on the daemon.
+pub struct WorkerSpec {
+    pub(crate) name: String,
+    pub(crate) interval: Duration,
+    pub(crate) factory: Factory,
+    pub(crate) policy: Policy,
+    pub(crate) backoff_min: Duration,
+    pub(crate) backoff_max: Duration,
+    pub(crate) stable_after: Duration,
+    pub(crate) crash_limit: (u32, Duration),
+    pub(crate) hang_timeout: Option<Duration>,
+    pub(crate) stop_grace: Duration,
+    pub(crate) ring_bytes: usize,
+}
+
+impl WorkerSpec {
+    /// A worker called `name`, iterating every `interval` (sub-second allowed), built by
+    /// `factory` at each start. Defaults: policy `Always`, back-off 100 ms doubling to 30 s
+    /// (reset after 10 s of stable running), at most 5 restarts in 60 s before `failed`, hang
+    /// timeout 30 s, stop grace 5 s, 64 KiB rings.
+    pub fn new<W: Worker + 'static>(
+        name: &str,
+        interval: Duration,
+        mut factory: impl FnMut() -> W + 'static,
+    ) -> WorkerSpec {
+        WorkerSpec {
+            name: name.to_owned(),
+            interval: interval.max(Duration::from_micros(100)),
+            factory: Box::new(move || Box::new(factory())),
+            policy: Policy::Always,
+            backoff_min: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(30),
+            stable_after: Duration::from_secs(10),
+            crash_limit: (5, Duration::from_secs(60)),
+            hang_timeout: Some(Duration::from_secs(30)),
+            stop_grace: Duration::from_secs(5),
+            ring_bytes: 64 << 10,
+        }
+    }
+
+    pub fn policy(mut self, policy: Policy) -> Self {
+        self.policy = policy;
+        self
+    }
+    /// Exponential back-off between restarts: from `min`, doubling, capped at `max`; reset once
+    /// a worker has run for `stable_after`. Zero `min` restarts at once.
+    pub fn backoff(mut self, min: Duration, max: Duration, stable_after: Duration) -> Self {
+        self.backoff_min = min;
+        self.backoff_max = max.max(min);
+        self.stable_after = stable_after;
+        self
+    }
+    /// More than `restarts` restarts within `window` puts the worker in state `failed`.
+    pub fn crash_limit(mut self, restarts: u32, window: Duration) -> Self {
+        self.crash_limit = (restarts, window);
+        self
+    }
+    /// A worker whose heartbeat is older than this is killed and restarted; `None` disables.
+    pub fn hang_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.hang_timeout = timeout;
+        self
+    }
+    /// How long a stopping worker gets after `stop`, then again after SIGTERM, before SIGKILL.
+    pub fn stop_grace(mut self, grace: Duration) -> Self {
+        self.stop_grace = grace;
+        self
+    }
+    /// The size of each of the two rings of the worker's channel.
+    pub fn ring_bytes(mut self, bytes: usize) -> Self {
+        self.ring_bytes = bytes;
+        self
+    }
+}

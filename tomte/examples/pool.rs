@@ -1,0 +1,48 @@
+//! Two workers, `alpha` and `beta`, each counting its iterations every 100 ms, restarted
+//! whatever happens to them; `pool.count NAME` asks a worker for its count over the channel.
+//!
+//! ```text
+//! cargo run --example pool -- start --log /tmp/pool.log
+//! tomtectl --socket unix://$XDG_RUNTIME_DIR/pool.sock workers
+//! tomtectl --socket unix://$XDG_RUNTIME_DIR/pool.sock call pool.count name=alpha
+//! ```
+
+use std::time::Duration;
+
+use tomte::worker::{Policy, Worker, WorkerCtx, WorkerSpec};
+use tomte::{Daemon, Fault, Method, Type, Value};
+
+struct Counter;
+
+impl Worker for Counter {
+    fn spinup(&mut self, ctx: &mut WorkerCtx) {
+        log::info!("spinup {}", ctx.name());
+    }
+    fn r#loop(&mut self, _ctx: &mut WorkerCtx) {
+        // The iteration is the work: the context counts it.
+    }
+    fn spindown(&mut self, ctx: &mut WorkerCtx) {
+        log::info!("spindown {}", ctx.name());
+    }
+    fn on_message(&mut self, request: Value, ctx: &mut WorkerCtx) -> Result<Value, Fault> {
+        match request.as_str() {
+            Some("count") => Ok(Value::from(ctx.iterations())),
+            Some("panic") => panic!("asked to panic"),
+            _ => Err(Fault::invalid_params(format!("unknown request {request:?}"))),
+        }
+    }
+}
+
+fn main() {
+    let mut daemon = Daemon::new("pool");
+    for name in ["alpha", "beta"] {
+        daemon.worker(WorkerSpec::new(name, Duration::from_millis(100), || Counter).policy(Policy::Always));
+    }
+    daemon.method(
+        Method::new("pool.count", |p, ctx| ctx.ask(&p.get::<String>("name")?, Value::from("count")))
+            .description("How many iterations worker NAME has run, asked to the worker itself")
+            .returns(Type::Int)
+            .param(Type::String, "name"),
+    );
+    std::process::exit(tomte::cli::main(daemon));
+}

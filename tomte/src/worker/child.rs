@@ -1,0 +1,151 @@
+//! The worker's side: its loop, in the forked process.
+//!
+//! Between iterations the worker sleeps on its channel, so a command or a request acts at once,
+//! not after the interval. It beats the heartbeat at least every second, also while paused, so
+//! only a worker stuck inside its own code looks hung.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::{Duration, Instant};
+
+use tomte_rpc::Fault;
+
+use super::channel::Endpoint;
+use super::wire::Frame;
+use super::{Worker, WorkerCtx};
+
+/// The status word's values, as comodojo numbered them.
+pub(crate) const SPINUP: u32 = 0;
+pub(crate) const LOOPING: u32 = 1;
+pub(crate) const PAUSED: u32 = 2;
+pub(crate) const SPINDOWN: u32 = 3;
+
+/// The longest sleep between heartbeats.
+const BEAT: Duration = Duration::from_secs(1);
+
+/// Runs a worker to its end; the result is the process's exit code.
+pub(crate) fn main(name: String, interval: Duration, worker: Box<dyn Worker>, end: Endpoint) -> i32 {
+    crate::logging::set_tag(&name);
+    let mut ctx = WorkerCtx { name, iterations: 0, up: Vec::new(), stop: false };
+    let mut run = Run { worker, end, paused: false, buf: Vec::new(), frame: Vec::new() };
+    match catch_unwind(AssertUnwindSafe(|| run.run(interval, &mut ctx))) {
+        Ok(code) => code,
+        Err(panic) => {
+            let text = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_owned());
+            log::error!("worker {} panicked: {text}", ctx.name);
+            70
+        }
+    }
+}
+
+struct Run {
+    worker: Box<dyn Worker>,
+    end: Endpoint,
+    paused: bool,
+    buf: Vec<u8>,
+    frame: Vec<u8>,
+}
+
+impl Run {
+    fn run(&mut self, interval: Duration, ctx: &mut WorkerCtx) -> i32 {
+        let daemon = rustix::process::getppid();
+        self.end.set_status(SPINUP);
+        self.end.beat();
+        self.worker.spinup(ctx);
+        let mut next = Instant::now();
+        loop {
+            if let Err(why) = self.messages(ctx) {
+                log::error!("worker {}: {why}; exiting", ctx.name);
+                return 2;
+            }
+            if ctx.stop {
+                break;
+            }
+            if rustix::process::getppid() != daemon {
+                // The daemon is gone (PR_SET_PDEATHSIG normally kills us first).
+                return 0;
+            }
+            let now = Instant::now();
+            if !self.paused && now >= next {
+                self.end.set_status(LOOPING);
+                self.worker.r#loop(ctx);
+                ctx.iterations += 1;
+                self.end.set_counter(ctx.iterations);
+                self.end.beat();
+                // Fixed rate without catch-up: an overrun starts the next iteration at once,
+                // and the schedule restarts from there.
+                next += interval;
+                let after = Instant::now();
+                if next < after {
+                    next = after;
+                }
+                continue;
+            }
+            self.end.set_status(if self.paused { PAUSED } else { LOOPING });
+            self.end.beat();
+            let wait = if self.paused { BEAT } else { (next - now).min(BEAT) };
+            if let Err(e) = self.end.wait(wait) {
+                log::error!("worker {}: cannot wait on its channel: {e}", ctx.name);
+                return 2;
+            }
+        }
+        self.end.set_status(SPINDOWN);
+        self.end.beat();
+        self.worker.spindown(ctx);
+        let _ = self.flush_up(ctx);
+        let _ = self.end.notify();
+        0
+    }
+
+    /// Acts on every frame waiting, then sends what the worker has to say.
+    fn messages(&mut self, ctx: &mut WorkerCtx) -> Result<(), String> {
+        while self.end.try_recv(&mut self.buf).map_err(|e| e.to_string())?.is_some() {
+            match Frame::decode(&self.buf) {
+                Some(Frame::Command(word)) => {
+                    match word.as_str() {
+                        "stop" => ctx.stop = true,
+                        "pause" => self.paused = true,
+                        "resume" => self.paused = false,
+                        _ => {}
+                    }
+                    log::debug!("worker {}: command {word}", ctx.name);
+                    self.worker.on_command(&word, ctx);
+                }
+                Some(Frame::Request(ticket, request)) => {
+                    let answer = catch_unwind(AssertUnwindSafe(|| self.worker.on_message(request, ctx)))
+                        .unwrap_or_else(|_| Err(Fault::internal(format!("worker {} panicked answering", ctx.name))));
+                    self.send(&Frame::Answer(ticket, answer))?;
+                }
+                _ => return Err("malformed frame from the daemon".to_owned()),
+            }
+        }
+        self.flush_up(ctx)?;
+        self.end.notify().map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    fn flush_up(&mut self, ctx: &mut WorkerCtx) -> Result<(), String> {
+        for v in std::mem::take(&mut ctx.up) {
+            self.send(&Frame::Up(v))?;
+        }
+        Ok(())
+    }
+
+    /// Sends a frame, waiting for room while the daemon catches up (never dropping it).
+    fn send(&mut self, frame: &Frame) -> Result<(), String> {
+        frame.encode(&mut self.frame);
+        loop {
+            match self.end.send(&self.frame) {
+                Ok(()) => return Ok(()),
+                Err(super::channel::SendError::Full) => {
+                    self.end.wait_writable(self.frame.len(), BEAT).map_err(|e| e.to_string())?;
+                    self.end.beat();
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    }
+}

@@ -1,0 +1,539 @@
+//! The daemon's side: forks workers, reaps them, restarts them per policy after back-off,
+//! kills hung ones, relays commands and requests, and stops them all with the daemon.
+
+use std::collections::VecDeque;
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+use mio::unix::SourceFd;
+use mio::{Interest, Token};
+use rustix::process::{Pid, Signal, WaitOptions};
+use tomte_rpc::{Fault, Value};
+
+use super::channel::{Channel, Endpoint, SendError};
+use super::child;
+use super::wire::Frame;
+use super::WorkerSpec;
+use crate::event::Event;
+
+/// The first token of workers' channels in the daemon's poll.
+pub(crate) const TOKEN_BASE: usize = 1 << 15;
+
+/// What happens when a worker's process ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Policy {
+    /// Restart it whatever the exit (comodojo's `forever`).
+    Always,
+    /// Restart it when it failed (non-zero exit, killed by a signal, hung).
+    OnFailure,
+    /// Leave it exited.
+    Never,
+}
+
+impl Policy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Policy::Always => "always",
+            Policy::OnFailure => "on-failure",
+            Policy::Never => "never",
+        }
+    }
+}
+
+/// A worker's state as the daemon reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    Spinup,
+    Looping,
+    Paused,
+    Spindown,
+    Exited,
+    Backoff,
+    Failed,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Spinup => "spinup",
+            State::Looping => "looping",
+            State::Paused => "paused",
+            State::Spindown => "spindown",
+            State::Exited => "exited",
+            State::Backoff => "backoff",
+            State::Failed => "failed",
+        }
+    }
+}
+
+/// One worker as `worker.list` shows it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WorkerInfo {
+    pub name: String,
+    pub pid: Option<i32>,
+    pub state: State,
+    pub interval: Duration,
+    pub policy: Policy,
+    pub restarts: u32,
+    pub iterations: u64,
+    pub last_exit: Option<String>,
+    pub uptime: Option<Duration>,
+}
+
+impl WorkerInfo {
+    pub fn to_value(&self) -> Value {
+        Value::structure([
+            ("name", Value::from(self.name.as_str())),
+            ("pid", Value::from(self.pid)),
+            ("state", Value::from(self.state.as_str())),
+            ("interval_ms", Value::Double(self.interval.as_secs_f64() * 1000.0)),
+            ("policy", Value::from(self.policy.as_str())),
+            ("restarts", Value::from(self.restarts)),
+            ("iterations", Value::from(self.iterations)),
+            ("last_exit", Value::from(self.last_exit.clone())),
+            ("uptime", Value::from(self.uptime.map(|u| (u.as_secs_f64() * 1000.0).round() / 1000.0))),
+        ])
+    }
+}
+
+/// A live worker process.
+struct Run {
+    pid: Pid,
+    end: Endpoint,
+    started: Instant,
+    /// Since when it has been asked to stop, and whether SIGTERM went already.
+    stopping: Option<(Instant, bool)>,
+    /// Tickets of requests it has not answered yet.
+    asks: Vec<u64>,
+    /// Why the daemon killed it, if it did (a hang).
+    killed_for: Option<String>,
+}
+
+struct Slot {
+    spec: WorkerSpec,
+    run: Option<Run>,
+    /// The state when no process runs: exited, backoff or failed.
+    down: State,
+    /// False once stopped on request: it is not restarted then.
+    wanted: bool,
+    restart_now: bool,
+    restarts: u32,
+    recent: VecDeque<Instant>,
+    backoff: Duration,
+    restart_at: Option<Instant>,
+    last_exit: Option<String>,
+    iterations: u64,
+}
+
+/// All the workers of a daemon.
+#[derive(Default)]
+pub struct Supervisor {
+    slots: Vec<Slot>,
+    registry: Option<mio::Registry>,
+    next_ticket: u64,
+    answers: Vec<(u64, Result<Value, Fault>)>,
+    events: Vec<Event>,
+    buf: Vec<u8>,
+    frame: Vec<u8>,
+}
+
+impl std::fmt::Debug for Supervisor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Supervisor").field("workers", &self.names()).finish()
+    }
+}
+
+impl Supervisor {
+    pub(crate) fn install(&mut self, spec: WorkerSpec) {
+        assert!(self.slots.iter().all(|s| s.spec.name != spec.name), "worker '{}' is already installed", spec.name);
+        let backoff = spec.backoff_min;
+        self.slots.push(Slot {
+            spec,
+            run: None,
+            down: State::Exited,
+            wanted: true,
+            restart_now: false,
+            restarts: 0,
+            recent: VecDeque::new(),
+            backoff,
+            restart_at: None,
+            last_exit: None,
+            iterations: 0,
+        });
+    }
+
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Starts every worker; the daemon calls it before it reports ready.
+    pub(crate) fn start_all(&mut self, registry: mio::Registry) -> std::io::Result<()> {
+        self.registry = Some(registry);
+        for i in 0..self.slots.len() {
+            self.spawn(i)?;
+        }
+        Ok(())
+    }
+
+    fn find(&self, name: &str) -> Result<usize, Fault> {
+        self.slots
+            .iter()
+            .position(|s| s.spec.name == name)
+            .ok_or_else(|| Fault::internal(format!("unknown worker '{name}'")))
+    }
+
+    fn spawn(&mut self, i: usize) -> std::io::Result<()> {
+        let slot = &mut self.slots[i];
+        let channel = Channel::new(slot.spec.ring_bytes)?;
+        let keep: Vec<i32> = channel.fds().iter().map(|fd| fd.as_raw_fd()).collect();
+        let worker = (slot.spec.factory)();
+        let (name, interval) = (slot.spec.name.clone(), slot.spec.interval);
+        let (pid, channel) = crate::sys::process::spawn_child(&slot.spec.name, &keep, channel, move |channel| {
+            child::main(name, interval, worker, channel.worker_end())
+        })?;
+        let end = channel.daemon_end();
+        if let Some(reg) = &self.registry {
+            reg.register(&mut SourceFd(&end.wake_fd().as_raw_fd()), Token(TOKEN_BASE + i), Interest::READABLE)?;
+        }
+        log::info!("worker {} started (pid {pid})", slot.spec.name);
+        slot.run = Some(Run { pid, end, started: Instant::now(), stopping: None, asks: Vec::new(), killed_for: None });
+        slot.restart_at = None;
+        slot.restart_now = false;
+        slot.iterations = 0;
+        Ok(())
+    }
+
+    /// Declares the daemon about to sleep on every worker's channel; false when a frame is
+    /// already waiting (then the poll must not block).
+    pub(crate) fn prepare_sleep(&mut self) -> bool {
+        let mut idle = true;
+        for run in self.slots.iter_mut().filter_map(|s| s.run.as_mut()) {
+            idle &= run.end.prepare_sleep().unwrap_or(false);
+        }
+        idle
+    }
+
+    /// After the poll: ends the sleep and takes in every frame. `woken(i)` says whether worker
+    /// `i`'s eventfd was reported.
+    pub(crate) fn after_poll(&mut self, woken: impl Fn(usize) -> bool) {
+        for i in 0..self.slots.len() {
+            let Some(run) = self.slots[i].run.as_mut() else { continue };
+            let _ = run.end.finish_sleep_drain(woken(i));
+            self.receive(i);
+        }
+    }
+
+    fn receive(&mut self, i: usize) {
+        let slot = &mut self.slots[i];
+        let Some(run) = slot.run.as_mut() else { return };
+        loop {
+            match run.end.try_recv(&mut self.buf) {
+                Ok(None) => return,
+                Ok(Some(_)) => {}
+                Err(e) => {
+                    log::error!("worker {}: broken channel ({e}); killing it", slot.spec.name);
+                    kill(run, "broken channel");
+                    return;
+                }
+            }
+            match Frame::decode(&self.buf) {
+                Some(Frame::Answer(ticket, result)) => {
+                    run.asks.retain(|&t| t != ticket);
+                    self.answers.push((ticket, result));
+                }
+                Some(Frame::Up(message)) => self.events.push(Event::new(
+                    "daemon.worker.message",
+                    Value::structure([("worker", Value::from(slot.spec.name.as_str())), ("message", message)]),
+                )),
+                _ => {
+                    log::error!("worker {}: malformed frame; killing it", slot.spec.name);
+                    kill(run, "malformed frame");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Reaps every worker that exited, and schedules restarts (SIGCHLD calls this).
+    pub(crate) fn reap(&mut self) {
+        let now = Instant::now();
+        for i in 0..self.slots.len() {
+            let Some(pid) = self.slots[i].run.as_ref().map(|r| r.pid) else { continue };
+            let status = match rustix::process::waitpid(Some(pid), WaitOptions::NOHANG) {
+                Ok(Some((_, status))) => status,
+                Ok(None) => continue,
+                Err(e) => {
+                    log::error!("cannot wait for worker pid {pid}: {e}");
+                    continue;
+                }
+            };
+            self.receive(i);
+            let slot = &mut self.slots[i];
+            let mut run = slot.run.take().expect("checked above");
+            if let Some(reg) = &self.registry {
+                let _ = reg.deregister(&mut SourceFd(&run.end.wake_fd().as_raw_fd()));
+            }
+            slot.iterations = run.end.counter();
+            let failed = !(status.exit_status() == Some(0)) || run.killed_for.is_some();
+            let how = match (status.exit_status(), status.terminating_signal(), run.killed_for.take()) {
+                (_, _, Some(why)) => format!("killed: {why}"),
+                (Some(code), _, _) => format!("exited {code}"),
+                (_, Some(sig), _) => format!("killed by {}", crate::signal::name(sig)),
+                _ => "ended".to_owned(),
+            };
+            for ticket in run.asks.drain(..) {
+                let why = format!("worker '{}' ended before answering ({how})", slot.spec.name);
+                self.answers.push((ticket, Err(Fault::internal(why))));
+            }
+            let ran = now.duration_since(run.started);
+            slot.last_exit = Some(how.clone());
+            let restart = slot.wanted
+                && match slot.spec.policy {
+                    Policy::Always => true,
+                    Policy::OnFailure => failed,
+                    Policy::Never => false,
+                };
+            if slot.restart_now {
+                slot.wanted = true;
+                slot.down = State::Backoff;
+                slot.restart_at = Some(now);
+                log::info!("worker {} {how}; restarting", slot.spec.name);
+                continue;
+            }
+            if !restart {
+                slot.down = State::Exited;
+                let level = if failed && slot.wanted { log::Level::Warn } else { log::Level::Info };
+                log::log!(level, "worker {} {how}", slot.spec.name);
+                continue;
+            }
+            if ran >= slot.spec.stable_after {
+                slot.backoff = slot.spec.backoff_min;
+                slot.recent.clear();
+            }
+            let (limit, window) = slot.spec.crash_limit;
+            slot.recent.push_back(now);
+            while slot.recent.front().is_some_and(|t| now.duration_since(*t) > window) {
+                slot.recent.pop_front();
+            }
+            if slot.recent.len() as u32 > limit {
+                slot.down = State::Failed;
+                log::error!(
+                    "worker {} {how}: more than {limit} restarts in {window:?}; giving up (state failed)",
+                    slot.spec.name
+                );
+                self.events.push(Event::new("daemon.worker.failed", Value::from(slot.spec.name.as_str())));
+                continue;
+            }
+            let delay = slot.backoff;
+            slot.backoff = (slot.backoff * 2).min(slot.spec.backoff_max);
+            slot.down = State::Backoff;
+            slot.restart_at = Some(now + delay);
+            log::warn!("worker {} {how}; restarting in {delay:?}", slot.spec.name);
+        }
+        self.restart_due(now);
+    }
+
+    /// Restarts what is due, kills hung workers, escalates stops. Runs every loop turn.
+    pub(crate) fn tick(&mut self, now: Instant) {
+        for slot in &mut self.slots {
+            let Some(run) = slot.run.as_mut() else { continue };
+            match run.stopping {
+                Some((since, false)) if now.duration_since(since) >= slot.spec.stop_grace => {
+                    log::warn!("worker {} did not stop within {:?}: SIGTERM", slot.spec.name, slot.spec.stop_grace);
+                    let _ = rustix::process::kill_process(run.pid, Signal::TERM);
+                    run.stopping = Some((now, true));
+                }
+                Some((since, true)) if now.duration_since(since) >= slot.spec.stop_grace => {
+                    log::warn!("worker {} ignored SIGTERM: SIGKILL", slot.spec.name);
+                    let _ = rustix::process::kill_process(run.pid, Signal::KILL);
+                    run.stopping = Some((now + Duration::from_secs(3600), true));
+                }
+                Some(_) => {}
+                None => {
+                    if let (Some(limit), Some(age)) = (slot.spec.hang_timeout, run.end.heartbeat_age()) {
+                        if age > limit && run.killed_for.is_none() {
+                            log::error!("worker {} hung: no heartbeat for {age:?}; killing it", slot.spec.name);
+                            kill(run, &format!("hung (no heartbeat for {}s)", age.as_secs()));
+                        }
+                    }
+                }
+            }
+        }
+        self.restart_due(now);
+    }
+
+    fn restart_due(&mut self, now: Instant) {
+        for i in 0..self.slots.len() {
+            let slot = &mut self.slots[i];
+            if slot.run.is_none() && slot.restart_at.is_some_and(|t| t <= now) {
+                slot.restarts += 1;
+                if let Err(e) = self.spawn(i) {
+                    let slot = &mut self.slots[i];
+                    log::error!("cannot restart worker {}: {e}", slot.spec.name);
+                    slot.restart_at = Some(now + slot.backoff);
+                }
+            }
+        }
+    }
+
+    /// When the loop must wake for the supervisor next.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        let mut next = None::<Instant>;
+        let mut earliest = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
+        for slot in &self.slots {
+            if let Some(t) = slot.restart_at {
+                earliest(t);
+            }
+            if let Some(run) = &slot.run {
+                match run.stopping {
+                    Some((since, _)) => earliest(since + slot.spec.stop_grace),
+                    // Hang checks: once a second is plenty against timeouts of seconds.
+                    None if slot.spec.hang_timeout.is_some() => earliest(Instant::now() + Duration::from_secs(1)),
+                    None => {}
+                }
+            }
+        }
+        next
+    }
+
+    /// Completed requests, for the loop to answer their clients.
+    pub(crate) fn take_answers(&mut self) -> Vec<(u64, Result<Value, Fault>)> {
+        std::mem::take(&mut self.answers)
+    }
+    /// Events for the loop to emit.
+    pub(crate) fn take_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.events)
+    }
+    pub(crate) fn has_output(&self) -> bool {
+        !self.answers.is_empty() || !self.events.is_empty()
+    }
+
+    /// Sends `request` to worker `name`; returns the ticket its answer will carry.
+    pub fn ask(&mut self, name: &str, request: Value) -> Result<u64, Fault> {
+        let i = self.find(name)?;
+        self.next_ticket += 1;
+        let ticket = self.next_ticket;
+        Frame::Request(ticket, request).encode(&mut self.frame);
+        let slot = &mut self.slots[i];
+        let run = slot
+            .run
+            .as_mut()
+            .filter(|r| r.stopping.is_none())
+            .ok_or_else(|| Fault::internal(format!("worker '{name}' is not running ({})", slot.down.as_str())))?;
+        send(&mut run.end, &self.frame, name)?;
+        run.asks.push(ticket);
+        Ok(ticket)
+    }
+
+    /// Sends a command word to worker `name`.
+    pub fn command(&mut self, name: &str, word: &str) -> Result<bool, Fault> {
+        let i = self.find(name)?;
+        Frame::Command(word.to_owned()).encode(&mut self.frame);
+        match self.slots[i].run.as_mut() {
+            Some(run) => send(&mut run.end, &self.frame, name).map(|()| true),
+            None => Ok(false),
+        }
+    }
+
+    /// Asks worker `name` to stop (stop command, then SIGTERM, then SIGKILL after the grace
+    /// periods); it is not restarted. With `restart`, it is started again once it has exited.
+    pub fn stop(&mut self, name: &str, restart: bool) -> Result<bool, Fault> {
+        let i = self.find(name)?;
+        let slot = &mut self.slots[i];
+        slot.wanted = restart;
+        slot.restart_now = restart;
+        slot.restart_at = None;
+        let Some(run) = slot.run.as_mut() else {
+            if restart {
+                self.start(name)?;
+            }
+            return Ok(restart);
+        };
+        if run.stopping.is_none() {
+            run.stopping = Some((Instant::now(), false));
+            Frame::Command("stop".to_owned()).encode(&mut self.frame);
+            if send(&mut run.end, &self.frame, name).is_err() {
+                let _ = rustix::process::kill_process(run.pid, Signal::TERM);
+                run.stopping = Some((Instant::now(), true));
+            }
+        }
+        Ok(true)
+    }
+
+    /// Starts worker `name` if it is not running (a failed worker too).
+    pub fn start(&mut self, name: &str) -> Result<bool, Fault> {
+        let i = self.find(name)?;
+        let slot = &mut self.slots[i];
+        slot.wanted = true;
+        if slot.run.is_some() {
+            return Ok(false);
+        }
+        slot.recent.clear();
+        slot.backoff = slot.spec.backoff_min;
+        self.spawn(i).map_err(|e| Fault::internal(format!("cannot start worker '{name}': {e}")))?;
+        Ok(true)
+    }
+
+    /// Every worker's name, in installation order.
+    pub fn names(&self) -> Vec<String> {
+        self.slots.iter().map(|s| s.spec.name.clone()).collect()
+    }
+
+    pub fn info(&self, name: &str) -> Result<WorkerInfo, Fault> {
+        let slot = &self.slots[self.find(name)?];
+        let (pid, state, iterations, uptime) = match &slot.run {
+            Some(run) => {
+                let state = match (run.stopping, run.end.status()) {
+                    (Some(_), _) | (_, child::SPINDOWN) => State::Spindown,
+                    (_, child::SPINUP) => State::Spinup,
+                    (_, child::PAUSED) => State::Paused,
+                    _ => State::Looping,
+                };
+                (Some(run.pid.as_raw_nonzero().get()), state, run.end.counter(), Some(run.started.elapsed()))
+            }
+            None => (None, slot.down, slot.iterations, None),
+        };
+        Ok(WorkerInfo {
+            name: slot.spec.name.clone(),
+            pid,
+            state,
+            interval: slot.spec.interval,
+            policy: slot.spec.policy,
+            restarts: slot.restarts,
+            iterations,
+            last_exit: slot.last_exit.clone(),
+            uptime,
+        })
+    }
+
+    /// Stops every worker at once, as the daemon stops: `stop` to all, the grace period, SIGTERM
+    /// to those left, the grace period, SIGKILL. Returns when all are reaped.
+    pub(crate) fn stop_all(&mut self) {
+        for name in self.names() {
+            let _ = self.stop(&name, false);
+        }
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while self.slots.iter().any(|s| s.run.is_some()) && Instant::now() < deadline {
+            self.reap();
+            self.tick(Instant::now());
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+}
+
+fn send(end: &mut Endpoint, frame: &[u8], name: &str) -> Result<(), Fault> {
+    let sent = end.send(frame).map_err(|e| match e {
+        SendError::Full => Fault::internal(format!("worker '{name}' is not keeping up: its channel is full")),
+        other => Fault::internal(format!("cannot send to worker '{name}': {other}")),
+    });
+    let _ = end.notify();
+    sent
+}
+
+fn kill(run: &mut Run, why: &str) {
+    run.killed_for = Some(why.to_owned());
+    let _ = rustix::process::kill_process(run.pid, Signal::KILL);
+}
