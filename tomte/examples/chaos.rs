@@ -1,0 +1,75 @@
+//! Workers that misbehave, for the supervision tests (and for trying the supervisor by hand):
+//!
+//! * `steady` counts, and answers `count`, `die` (exits 9 before answering), `panic`;
+//! * `panicky` panics in its third iteration, and is restarted;
+//! * `crasher` panics in spinup every time: its crash loop ends in state `failed`;
+//! * `sleeper` hangs in its second iteration: the hang timeout (1 s) kills and restarts it.
+//!
+//! `chaos.ask NAME REQUEST` sends REQUEST (a string) to worker NAME and returns its answer.
+
+use std::time::Duration;
+
+use tomte::worker::{Policy, Worker, WorkerCtx, WorkerSpec};
+use tomte::{Daemon, Fault, Method, Type, Value};
+
+#[derive(Default)]
+struct Chaos {
+    panic_at: Option<u64>,
+    hang_at: Option<u64>,
+    crash_in_spinup: bool,
+}
+
+impl Worker for Chaos {
+    fn spinup(&mut self, ctx: &mut WorkerCtx) {
+        if self.crash_in_spinup {
+            panic!("{} cannot start", ctx.name());
+        }
+    }
+    fn r#loop(&mut self, ctx: &mut WorkerCtx) {
+        let n = ctx.iterations() + 1;
+        if self.panic_at == Some(n) {
+            panic!("boom at iteration {n}");
+        }
+        if self.hang_at == Some(n) {
+            std::thread::sleep(Duration::from_secs(3600));
+        }
+    }
+    fn on_message(&mut self, request: Value, ctx: &mut WorkerCtx) -> Result<Value, Fault> {
+        match request.as_str() {
+            Some("count") => Ok(Value::from(ctx.iterations())),
+            Some("die") => std::process::exit(9),
+            Some("panic") => panic!("asked to panic"),
+            _ => Err(Fault::invalid_params(format!("unknown request {request:?}"))),
+        }
+    }
+}
+
+fn main() {
+    let mut d = Daemon::new("chaos");
+    let fast = Duration::from_millis(50);
+    d.worker(WorkerSpec::new("steady", fast, Chaos::default))
+        .worker(
+            WorkerSpec::new("panicky", fast, || Chaos { panic_at: Some(3), ..Chaos::default() })
+                .backoff(Duration::from_millis(50), Duration::from_millis(200), Duration::from_secs(10))
+                .crash_limit(1000, Duration::from_secs(60)),
+        )
+        .worker(
+            WorkerSpec::new("crasher", fast, || Chaos { crash_in_spinup: true, ..Chaos::default() })
+                .backoff(Duration::from_millis(10), Duration::from_millis(40), Duration::from_secs(10))
+                .crash_limit(3, Duration::from_secs(60)),
+        )
+        .worker(
+            WorkerSpec::new("sleeper", fast, || Chaos { hang_at: Some(2), ..Chaos::default() })
+                .policy(Policy::OnFailure)
+                .hang_timeout(Some(Duration::from_secs(1)))
+                .backoff(Duration::from_millis(500), Duration::from_secs(5), Duration::from_secs(10)),
+        );
+    d.method(
+        Method::new("chaos.ask", |p, ctx| ctx.ask(&p.get::<String>("name")?, Value::from(p.get::<String>("request")?)))
+            .description("Sends REQUEST to worker NAME; answers with its answer")
+            .returns(Type::Any)
+            .param(Type::String, "name")
+            .param(Type::String, "request"),
+    );
+    std::process::exit(tomte::cli::main(d));
+}

@@ -1,0 +1,253 @@
+//! Workers for real: forks, signals, restarts, the shared-memory channel, on the pool and chaos
+//! example daemons.
+
+mod common;
+
+use std::io::BufReader;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// One JSON-RPC call on a fresh connection; the whole response object.
+fn call(d: &Daemon, method: &str, params: &str) -> serde_json::Value {
+    let mut r = BufReader::new(d.connect());
+    json(&ndjson(&mut r, &format!(r#"{{"jsonrpc":"2.0","method":"{method}","params":{params},"id":1}}"#)))
+}
+
+fn workers(d: &Daemon) -> Vec<serde_json::Value> {
+    call(d, "worker.list", "[]")["result"].as_array().expect("worker.list answers an array").clone()
+}
+
+fn worker(d: &Daemon, name: &str) -> serde_json::Value {
+    workers(d).into_iter().find(|w| w["name"] == name).unwrap_or_else(|| panic!("no worker {name}"))
+}
+
+/// The pids of the daemon's workers, for cleanup: they die with it, but not if a test fails
+/// before they are reaped.
+struct Reaper(Vec<i32>);
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        for &pid in &self.0 {
+            kill(pid, libc::SIGKILL);
+        }
+    }
+}
+
+fn pids(d: &Daemon) -> Reaper {
+    Reaper(workers(d).iter().filter_map(|w| w["pid"].as_i64()).map(|p| p as i32).collect())
+}
+
+fn until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    assert!(wait_for(limit, &mut cond), "timed out waiting for {what}");
+}
+
+#[test]
+fn workers_are_forked_named_listed_and_hold_nothing_of_the_daemon() {
+    let d = Daemon::new("pool", &[]).start();
+    let _reaper = pids(&d);
+    let daemon_pid = d.pid().unwrap();
+    until("two looping workers", Duration::from_secs(20), || {
+        let ws = workers(&d);
+        ws.len() == 2 && ws.iter().all(|w| w["state"] == "looping" && w["iterations"].as_i64() > Some(0))
+    });
+    for w in workers(&d) {
+        let pid = w["pid"].as_i64().unwrap();
+        let name = w["name"].as_str().unwrap();
+        assert_eq!(w["policy"], "always");
+        assert_eq!(w["interval_ms"], 100.0);
+        assert_eq!(std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap().trim(), name, "ps shows the name");
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let ppid: i32 = stat.rsplit_once(')').unwrap().1.split_whitespace().nth(1).unwrap().parse().unwrap();
+        assert_eq!(ppid, daemon_pid);
+        // Only stdio and the two eventfds of its channel: no listener, no pid file.
+        let fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+            .map(|p| p.display().to_string())
+            .collect();
+        assert!(fds.iter().all(|f| !f.contains("socket:") && !f.ends_with(".pid")), "{name} holds {fds:?}");
+        assert_eq!(fds.iter().filter(|f| f.contains("eventfd")).count(), 2, "{name} holds {fds:?}");
+    }
+    let status = call(&d, "daemon.status", "[]");
+    assert_eq!(status["result"]["workers"], 2);
+    assert_eq!(call(&d, "worker.status", r#"["beta"]"#)["result"], "looping");
+}
+
+#[test]
+fn kill_9_of_a_worker_brings_a_new_one() {
+    let d = Daemon::new("pool", &[]).start();
+    let mut reaper = pids(&d);
+    until("alpha running", Duration::from_secs(20), || worker(&d, "alpha")["pid"].is_i64());
+    let old = worker(&d, "alpha")["pid"].as_i64().unwrap() as i32;
+    kill(old, libc::SIGKILL);
+    until("a new alpha", Duration::from_secs(20), || {
+        let w = worker(&d, "alpha");
+        w["pid"].as_i64().is_some_and(|p| p as i32 != old) && w["state"] == "looping"
+    });
+    let w = worker(&d, "alpha");
+    reaper.0.push(w["pid"].as_i64().unwrap() as i32);
+    assert_eq!(w["restarts"], 1);
+    assert_eq!(w["last_exit"], "killed by SIGKILL");
+    assert!(!alive(old));
+    assert!(d.log_text().contains("worker alpha killed by SIGKILL; restarting in 100ms"), "{}", d.log_text());
+}
+
+#[test]
+fn pause_stops_the_count_and_resume_starts_it_again() {
+    let d = Daemon::new("pool", &[]).start();
+    let _reaper = pids(&d);
+    let count = || call(&d, "pool.count", r#"{"name":"alpha"}"#)["result"].as_i64().expect("a count");
+    until("alpha counting", Duration::from_secs(20), || count() > 0);
+    assert_eq!(call(&d, "worker.pause", r#"["alpha"]"#)["result"], true);
+    until("alpha paused", Duration::from_secs(20), || worker(&d, "alpha")["state"] == "paused");
+    let paused = count();
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(count(), paused, "a paused worker does not iterate");
+    assert_eq!(worker(&d, "beta")["state"], "looping", "only alpha is paused");
+    let all = call(&d, "worker.resume", "[]");
+    assert_eq!(all["result"], json(r#"{"alpha":true,"beta":true}"#));
+    until("alpha counting again", Duration::from_secs(20), || count() > paused);
+}
+
+#[test]
+fn pool_count_asks_the_worker_and_matches_its_own_count() {
+    let d = Daemon::new("pool", &[]).start();
+    let _reaper = pids(&d);
+    until("beta counting", Duration::from_secs(20), || worker(&d, "beta")["iterations"].as_i64() > Some(2));
+    call(&d, "worker.pause", r#"["beta"]"#);
+    until("beta paused", Duration::from_secs(20), || worker(&d, "beta")["state"] == "paused");
+    // Paused, the count stands still: what the worker answers is what it published.
+    let asked = call(&d, "pool.count", r#"["beta"]"#)["result"].as_i64().unwrap();
+    assert_eq!(Some(asked), worker(&d, "beta")["iterations"].as_i64());
+    // Many clients asking at once all get answers, each on its own connection.
+    let threads: Vec<_> = (0..20)
+        .map(|_| {
+            let sock = d.sock.clone();
+            std::thread::spawn(move || {
+                let s = std::os::unix::net::UnixStream::connect(sock).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+                let mut r = BufReader::new(s);
+                for i in 0..20 {
+                    let line = format!(r#"{{"jsonrpc":"2.0","method":"pool.count","params":["alpha"],"id":{i}}}"#);
+                    let v = json(&ndjson(&mut r, &line));
+                    assert!(v["result"].is_i64(), "{v}");
+                    assert_eq!(v["id"], i);
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let unknown = call(&d, "pool.count", r#"["gamma"]"#);
+    assert_eq!(unknown["error"]["code"], -32603);
+    assert!(unknown["error"]["data"].as_str().unwrap().contains("unknown worker 'gamma'"));
+}
+
+#[test]
+fn the_daemon_killed_with_9_leaves_no_worker_behind() {
+    let d = Daemon::new("pool", &[]).start();
+    let reaper = pids(&d);
+    assert_eq!(reaper.0.len(), 2);
+    kill(d.pid().unwrap(), libc::SIGKILL);
+    let t = Instant::now();
+    until("workers gone", Duration::from_secs(10), || reaper.0.iter().all(|&p| !alive(p)));
+    assert!(t.elapsed() < Duration::from_secs(1), "workers outlived the daemon by {:?}", t.elapsed());
+}
+
+#[test]
+fn stop_makes_every_worker_spin_down() {
+    let d = Daemon::new("pool", &[]).start();
+    let reaper = pids(&d);
+    until("both spun up", Duration::from_secs(20), || {
+        let log = d.log_text();
+        log.contains("spinup alpha") && log.contains("spinup beta")
+    });
+    let out = d.cmd("stop");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let log = d.log_text();
+    assert!(log.contains("spindown alpha") && log.contains("spindown beta"), "{log}");
+    assert!(reaper.0.iter().all(|&p| !alive(p)), "a worker outlived stop");
+}
+
+#[test]
+fn stop_start_restart_over_rpc() {
+    let d = Daemon::new("pool", &[]).start();
+    let mut reaper = pids(&d);
+    let first = worker(&d, "alpha")["pid"].as_i64().unwrap();
+    assert_eq!(call(&d, "worker.stop", r#"["alpha"]"#)["result"], true);
+    until("alpha exited", Duration::from_secs(20), || worker(&d, "alpha")["state"] == "exited");
+    let w = worker(&d, "alpha");
+    assert!(w["pid"].is_null());
+    assert_eq!(w["last_exit"], "exited 0");
+    assert!(d.log_text().contains("spindown alpha"));
+    let asked = call(&d, "pool.count", r#"["alpha"]"#);
+    assert!(asked["error"]["data"].as_str().unwrap().contains("not running"), "{asked}");
+    assert_eq!(call(&d, "worker.start", r#"["alpha"]"#)["result"], true);
+    let second = worker(&d, "alpha")["pid"].as_i64().unwrap();
+    reaper.0.push(second as i32);
+    assert_ne!(first, second);
+    assert_eq!(call(&d, "worker.restart", r#"["alpha"]"#)["result"], true);
+    until("alpha restarted", Duration::from_secs(20), || {
+        let w = worker(&d, "alpha");
+        w["pid"].as_i64().is_some_and(|p| p != second) && w["state"] == "looping"
+    });
+    reaper.0.push(worker(&d, "alpha")["pid"].as_i64().unwrap() as i32);
+    assert_eq!(call(&d, "worker.pause", r#"["nobody"]"#)["error"]["code"], -32603);
+}
+
+#[test]
+fn a_panic_is_logged_with_its_message_and_the_worker_restarted() {
+    let d = Daemon::new("chaos", &[]).start();
+    let _reaper = pids(&d);
+    until("panicky restarted twice", Duration::from_secs(30), || worker(&d, "panicky")["restarts"].as_i64() >= Some(2));
+    let log = d.log_text();
+    assert!(log.contains("worker panicky panicked: boom at iteration 3"), "{log}");
+    assert!(log.contains("worker panicky exited 70; restarting"), "{log}");
+    assert_eq!(worker(&d, "panicky")["last_exit"], "exited 70");
+}
+
+#[test]
+fn a_crash_loop_ends_in_failed_and_the_daemon_keeps_answering() {
+    let d = Daemon::new("chaos", &[]).start();
+    let _reaper = pids(&d);
+    until("crasher failed", Duration::from_secs(30), || worker(&d, "crasher")["state"] == "failed");
+    let w = worker(&d, "crasher");
+    assert_eq!(w["restarts"], 3);
+    assert!(d.log_text().contains("worker crasher exited 70: more than 3 restarts"), "{}", d.log_text());
+    assert_eq!(call(&d, "daemon.status", "[]")["result"]["workers"], 4);
+    assert_eq!(worker(&d, "steady")["state"], "looping", "the others are untouched");
+    // A failed worker stays down until asked to start again.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(worker(&d, "crasher")["restarts"], 3);
+}
+
+#[test]
+fn a_hung_worker_is_killed_and_restarted() {
+    let d = Daemon::new("chaos", &[]).start();
+    let _reaper = pids(&d);
+    until("sleeper killed as hung", Duration::from_secs(30), || {
+        worker(&d, "sleeper")["last_exit"].as_str().is_some_and(|e| e.starts_with("killed: hung"))
+    });
+    until("sleeper back", Duration::from_secs(30), || worker(&d, "sleeper")["pid"].is_i64());
+    assert!(d.log_text().contains("worker sleeper hung: no heartbeat"));
+}
+
+#[test]
+fn a_worker_dying_before_it_answers_is_an_error_not_a_hang() {
+    let d = Daemon::new("chaos", &[]).start();
+    let _reaper = pids(&d);
+    until("steady looping", Duration::from_secs(20), || worker(&d, "steady")["state"] == "looping");
+    let v = call(&d, "chaos.ask", r#"["steady","die"]"#);
+    assert_eq!(v["error"]["code"], -32603, "{v}");
+    assert!(v["error"]["data"].as_str().unwrap().contains("ended before answering (exited 9)"), "{v}");
+    let v = call(&d, "chaos.ask", r#"["steady","panic"]"#);
+    if v["error"]["code"] == -32603 {
+        // Either the worker answered with a fault, or it died first: both are errors, not hangs.
+    } else {
+        panic!("a panicking handler must answer an error: {v}");
+    }
+    until("steady back", Duration::from_secs(20), || worker(&d, "steady")["state"] == "looping");
+    let v = call(&d, "chaos.ask", r#"["steady","count"]"#);
+    assert!(v["result"].is_i64(), "{v}");
+}
