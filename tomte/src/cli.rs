@@ -260,13 +260,13 @@ fn stop(name: &str, config: &Config) -> i32 {
         eprintln!("{name}: cannot signal pid {pid}: {e}");
         return 1;
     }
-    if wait_gone(config, STOP_TIMEOUT) {
+    if wait_gone(config, pid, STOP_TIMEOUT) {
         println!("{name} stopped (pid {pid})");
         return 0;
     }
     eprintln!("{name}: pid {pid} still running after {}s: killing it", STOP_TIMEOUT.as_secs());
     let _ = kill_process(pid, Signal::KILL);
-    if !wait_gone(config, Duration::from_secs(5)) {
+    if !wait_gone(config, pid, Duration::from_secs(5)) {
         eprintln!("{name}: pid {pid} survived SIGKILL");
         return 1;
     }
@@ -274,16 +274,25 @@ fn stop(name: &str, config: &Config) -> i32 {
     0
 }
 
-/// Waits until nothing holds the pid file.
-fn wait_gone(config: &Config, timeout: Duration) -> bool {
+/// Waits until nothing holds the pid file and process `pid` has exited.
+fn wait_gone(config: &Config, pid: Pid, timeout: Duration) -> bool {
+    let gone = || running(config).is_none() && exited(pid);
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
-        if running(config).is_none() {
+        if gone() {
             return true;
         }
-        std::thread::sleep(Duration::from_millis(5));
+        std::thread::sleep(Duration::from_millis(2));
     }
-    running(config).is_none()
+    gone()
+}
+
+/// Whether `pid` is gone or a zombie (it has exited; init reaps it).
+fn exited(pid: Pid) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
+        Err(_) => true,
+    }
 }
 
 /// Removes the files a dead daemon left behind; never those of a live one.
