@@ -120,9 +120,24 @@ fn run_in(bins: &Bins, dir: &Path, time: Duration, rounds: usize) -> Result<bool
     let ready = start_to_ready(bins, dir, 15)?;
 
     let lines = [
-        Line { what: "sequential / floor", measured: format!("{:.2}", st / sf), target: ">= 0.85", met: st / sf >= 0.85 },
-        Line { what: "64 in flight / floor", measured: format!("{:.2}", pt / pf), target: ">= 0.70", met: pt / pf >= 0.7 },
-        Line { what: "HTTP 64 conns / floor", measured: format!("{:.2}", ht / hf), target: ">= 0.85", met: ht / hf >= 0.85 },
+        Line {
+            what: "sequential / floor",
+            measured: format!("{:.2}", st / sf),
+            target: ">= 0.85",
+            met: st / sf >= 0.85,
+        },
+        Line {
+            what: "64 in flight / floor",
+            measured: format!("{:.2}", pt / pf),
+            target: ">= 0.70",
+            met: pt / pf >= 0.7,
+        },
+        Line {
+            what: "HTTP 64 conns / floor",
+            measured: format!("{:.2}", ht / hf),
+            target: ">= 0.85",
+            met: ht / hf >= 0.85,
+        },
         Line { what: "idle RSS", measured: format!("{rss} kB"), target: "<= 2500 kB", met: rss <= 2500 },
         Line { what: "idle RssAnon", measured: format!("{anon} kB"), target: "<= 400 kB", met: anon <= 400 },
         Line {
@@ -143,7 +158,12 @@ fn run_in(bins: &Bins, dir: &Path, time: Duration, rounds: usize) -> Result<bool
 fn idle_memory(bins: &Bins, dir: &Path) -> Result<(u64, u64)> {
     let sock = dir.join("idle.sock");
     let pidfile = dir.join("idle.pid");
-    let args = ["--socket".to_owned(), format!("unix://{}", sock.display()), "--pidfile".to_owned(), pidfile.display().to_string()];
+    let args = [
+        "--socket".to_owned(),
+        format!("unix://{}", sock.display()),
+        "--pidfile".to_owned(),
+        pidfile.display().to_string(),
+    ];
     let out = Command::new(&bins.echo).arg("start").args(&args).output()?;
     if !out.status.success() {
         bail!("echo start failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -167,7 +187,12 @@ fn idle_memory(bins: &Bins, dir: &Path) -> Result<(u64, u64)> {
 fn start_to_ready(bins: &Bins, dir: &Path, runs: usize) -> Result<Duration> {
     let sock = dir.join("start.sock");
     let pidfile = dir.join("start.pid");
-    let args = ["--socket".to_owned(), format!("unix://{}", sock.display()), "--pidfile".to_owned(), pidfile.display().to_string()];
+    let args = [
+        "--socket".to_owned(),
+        format!("unix://{}", sock.display()),
+        "--pidfile".to_owned(),
+        pidfile.display().to_string(),
+    ];
     let mut times = Vec::new();
     for _ in 0..runs {
         let t = Instant::now();

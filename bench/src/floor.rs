@@ -27,7 +27,9 @@ fn answer(request: &[u8], out: &mut Vec<u8>) {
             out.extend_from_slice(r.id.get().as_bytes());
             out.push(b'}');
         }
-        Err(_) => out.extend_from_slice(br#"{"jsonrpc":"2.0","error":{"code":-32700,"message":"Parse error"},"id":null}"#),
+        Err(_) => {
+            out.extend_from_slice(br#"{"jsonrpc":"2.0","error":{"code":-32700,"message":"Parse error"},"id":null}"#)
+        }
     }
 }
 

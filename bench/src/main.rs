@@ -1,8 +1,6 @@
 //! `tomte-bench compare` runs the side-by-side benchmark; `floor-ndjson PATH` and
 //! `floor-http ADDR` run the floors it spawns.
 
-use std::path::PathBuf;
-
 use anyhow::{bail, Context, Result};
 use tomte_bench::{compare, floor};
 
@@ -13,7 +11,8 @@ fn main() -> Result<()> {
         ["floor-http", addr] => Ok(floor::http_tcp(addr)?),
         // For profiling: drive one server with the pipelined load.
         ["pipelined", path, seconds] => {
-            let rate = tomte_bench::load::pipelined(path.as_ref(), 64, std::time::Duration::from_secs(seconds.parse()?))?;
+            let rate =
+                tomte_bench::load::pipelined(path.as_ref(), 64, std::time::Duration::from_secs(seconds.parse()?))?;
             println!("{rate:.0} calls/s");
             Ok(())
         }
@@ -21,10 +20,12 @@ fn main() -> Result<()> {
             let seconds = rest.first().map(|s| s.parse()).transpose().context("seconds per round")?.unwrap_or(1.0);
             let exe = std::env::current_exe()?;
             let echo = exe.with_file_name("echo");
-            let bins = compare::Bins { bench: exe, echo: PathBuf::from(echo) };
+            let bins = compare::Bins { bench: exe, echo };
             compare::run(&bins, seconds, 3)?;
             Ok(())
         }
-        _ => bail!("usage: tomte-bench compare [SECONDS] | floor-ndjson PATH | floor-http ADDR | pipelined PATH SECONDS"),
+        _ => {
+            bail!("usage: tomte-bench compare [SECONDS] | floor-ndjson PATH | floor-http ADDR | pipelined PATH SECONDS")
+        }
     }
 }

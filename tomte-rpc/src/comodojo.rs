@@ -19,8 +19,8 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 
 use crate::php::{self, Key, PhpError, PhpValue};
-use crate::served::Served;
 use crate::registry::Registry;
+use crate::served::Served;
 
 /// The protocol version the greeter announces and clients check.
 pub const VERSION: &str = "1.0";

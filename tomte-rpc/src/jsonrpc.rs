@@ -169,7 +169,13 @@ fn classify(input: &[u8], e: serde_json::Error) -> Fault {
     }
 }
 
-fn serve_one<C>(registry: &Registry<C>, ctx: &mut C, req: RawRequest<'_>, out: &mut Vec<u8>, may_defer: bool) -> Served {
+fn serve_one<C>(
+    registry: &Registry<C>,
+    ctx: &mut C,
+    req: RawRequest<'_>,
+    out: &mut Vec<u8>,
+    may_defer: bool,
+) -> Served {
     // An id that is not a string, number or null makes the request invalid; its error carries
     // a null id because the id itself cannot be trusted.
     let id = match req.id {

@@ -23,6 +23,6 @@ pub mod xmlrpc;
 
 pub use fault::Fault;
 pub use method::{Handler, Method, Params, Signature, Type};
-pub use served::{Pending, Served};
 pub use registry::{Args, Capability, Protocol, Registry, RegistryError};
+pub use served::{Pending, Served};
 pub use value::{FromValue, Value};

@@ -45,8 +45,8 @@ use quick_xml::events::{BytesRef, Event};
 use quick_xml::Reader;
 
 use crate::fault::{self, Fault};
-use crate::served::{Pending, Served};
 use crate::registry::{Args, Protocol, Registry};
+use crate::served::{Pending, Served};
 use crate::value::Value;
 
 /// How many arrays and structs may nest inside one another, in documents read and written.

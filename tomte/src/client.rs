@@ -1,13 +1,79 @@
 //! A blocking client for tomte daemons, used by `tomtectl`, tests and benchmarks.
+//!
+//! One [`Client`] is one connection speaking one [`Protocol`]:
+//!
+//! | protocol | on the wire | listener |
+//! | --- | --- | --- |
+//! | [`Protocol::Json`] | NDJSON JSON-RPC 2.0: one request line, one answer line | `unix://`, `tcp://` |
+//! | [`Protocol::Xml`] | XML-RPC over HTTP/1.1: `POST /`, `Content-Type: text/xml`, keep-alive | `unix://`, `tcp://` |
+//! | [`Protocol::ComodojoJson`] | comodojo/daemon frames carrying JSON-RPC (`application/json`) | `comodojo+…` |
+//! | [`Protocol::ComodojoXml`] | comodojo/daemon frames carrying XML-RPC (`text/xml`) | `comodojo+…` |
+//!
+//! [`Client::connect`] picks the protocol from the address (JSON for a native listener,
+//! comodojo-framed JSON for a `comodojo+` one); [`Client::connect_with`] takes it explicitly. A
+//! comodojo protocol may be spoken to an address written without `comodojo+`: the address then
+//! names a comodojo listener by its bare transport.
+//!
+//! [`Client::call`] answers `Ok(Ok(value))` for a result and `Ok(Err(fault))` for an RPC error;
+//! `Err(ClientError)` means no answer could be had. Two cases deserve a word:
+//!
+//! * XML-RPC has no named parameters: calling with [`Args::Named`] under [`Protocol::Xml`] or
+//!   [`Protocol::ComodojoXml`] is a [`ClientError::Encode`], and nothing is sent.
+//! * A comodojo response with `status: false` means the server did not run the call: it could
+//!   not read the frame (a tomte daemon), or its RPC layer threw (a PHP comodojo daemon). The
+//!   server answered, so it is returned as a fault: code −32300 (transport error, as the
+//!   fault-code interoperability spec names it), message "Transport error", and the server's text
+//!   as the fault's data (so [`Fault::full_message`] shows it).
 
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, BufRead, BufReader, Read as _, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use tomte_rpc::{jsonrpc, Args, Fault, Value};
+use tomte_rpc::{comodojo, fault, jsonrpc, xmlrpc, Args, Fault, Value};
 
-use crate::net::{Address, Transport};
+use crate::net::{Address, Dialect, Transport};
+
+/// How long [`Client::connect_with`] waits for a comodojo greeter. A native listener sends
+/// none, so a wrong address fails with [`ClientError::Greeter`] instead of hanging.
+pub const GREETER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The longest HTTP response head read.
+const MAX_HEAD: usize = 64 << 10;
+
+/// What a [`Client`] speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    /// Newline-delimited JSON-RPC 2.0, on a native listener.
+    Json,
+    /// XML-RPC over HTTP/1.1 with keep-alive, on a native listener.
+    Xml,
+    /// comodojo/daemon framing carrying JSON-RPC 2.0, on a `comodojo+` listener.
+    ComodojoJson,
+    /// comodojo/daemon framing carrying XML-RPC, on a `comodojo+` listener.
+    ComodojoXml,
+}
+
+impl Protocol {
+    /// The protocol [`Client::connect`] uses for `address`: JSON, in comodojo frames when the
+    /// address is a `comodojo+` one.
+    pub fn for_address(address: &Address) -> Protocol {
+        match address.dialect {
+            Dialect::Native => Protocol::Json,
+            Dialect::Comodojo => Protocol::ComodojoJson,
+        }
+    }
+
+    /// Whether this protocol uses comodojo's framing.
+    pub fn is_comodojo(self) -> bool {
+        matches!(self, Protocol::ComodojoJson | Protocol::ComodojoXml)
+    }
+
+    /// Whether this protocol carries XML-RPC.
+    pub fn is_xml(self) -> bool {
+        matches!(self, Protocol::Xml | Protocol::ComodojoXml)
+    }
+}
 
 /// Why a call did not get an answer (an RPC error is an answer: see [`Client::call`]).
 #[derive(Debug, thiserror::Error)]
@@ -21,11 +87,32 @@ pub enum ClientError {
     Closed { addr: String },
     #[error("{addr} answered something unreadable: {why}")]
     Protocol { addr: String, why: String },
+    /// A comodojo listener's greeter was missing or wrong.
+    #[error("{addr} did not greet as a comodojo/daemon 1.0 listener: {why}")]
+    Greeter { addr: String, why: String },
+    /// The daemon answered the HTTP request with an error status (413, 400, …).
+    #[error("{addr} refused the request: HTTP {status} {reason}{}", if text.is_empty() { String::new() } else { format!(" ({text})") })]
+    Http { addr: String, status: u16, reason: String, text: String },
+    /// The call cannot be written in the protocol chosen; nothing was sent.
+    #[error("cannot send this call to {addr}: {why}")]
+    Encode { addr: String, why: String },
+    /// A JSON or XML protocol was asked of a `comodojo+` address, which speaks framing only.
+    #[error("{addr} speaks comodojo framing: use Protocol::ComodojoJson or Protocol::ComodojoXml")]
+    WrongDialect { addr: String },
 }
 
 enum Socket {
     Unix(UnixStream),
     Tcp(TcpStream),
+}
+
+impl Socket {
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        match self {
+            Socket::Unix(s) => s.set_read_timeout(timeout),
+            Socket::Tcp(s) => s.set_read_timeout(timeout),
+        }
+    }
 }
 
 impl io::Read for Socket {
@@ -49,64 +136,267 @@ impl io::Write for Socket {
     }
 }
 
-/// A connection speaking NDJSON JSON-RPC.
+/// A connection to a daemon, speaking one [`Protocol`].
 pub struct Client {
     addr: String,
+    protocol: Protocol,
+    /// The `Host` header of XML-RPC requests.
+    host: String,
     reader: BufReader<Socket>,
+    timeout: Option<Duration>,
     next_id: u64,
-    line: Vec<u8>,
+    /// The RPC payload being sent.
+    payload: Vec<u8>,
+    /// The bytes being written (the payload framed).
     request: Vec<u8>,
+    /// What was read: a line, an HTTP head, a body.
+    input: Vec<u8>,
 }
 
 impl Client {
-    /// Connects to a native listener.
+    /// Connects to `address` in the protocol its dialect implies (see [`Protocol::for_address`]).
     pub fn connect(address: &Address) -> Result<Client, ClientError> {
+        Client::connect_with(address, Protocol::for_address(address))
+    }
+
+    /// Connects to `address` and speaks `protocol`; for comodojo protocols, reads and checks the
+    /// greeter (waiting at most [`GREETER_TIMEOUT`]).
+    pub fn connect_with(address: &Address, protocol: Protocol) -> Result<Client, ClientError> {
         let addr = address.to_string();
+        if address.dialect == Dialect::Comodojo && !protocol.is_comodojo() {
+            return Err(ClientError::WrongDialect { addr });
+        }
         let connect_err = |source| ClientError::Connect { addr: addr.clone(), source };
-        let socket = match &address.transport {
-            Transport::Unix(path) => Socket::Unix(UnixStream::connect(path).map_err(connect_err)?),
+        let (socket, host) = match &address.transport {
+            Transport::Unix(path) => {
+                (Socket::Unix(UnixStream::connect(path).map_err(connect_err)?), "localhost".into())
+            }
             Transport::Tcp(sa) => {
                 let s = TcpStream::connect(sa).map_err(connect_err)?;
                 let _ = s.set_nodelay(true);
-                Socket::Tcp(s)
+                (Socket::Tcp(s), sa.to_string())
             }
         };
-        Ok(Client { addr, reader: BufReader::new(socket), next_id: 1, line: Vec::new(), request: Vec::new() })
+        let mut client = Client {
+            addr,
+            protocol,
+            host,
+            reader: BufReader::new(socket),
+            timeout: None,
+            next_id: 1,
+            payload: Vec::new(),
+            request: Vec::new(),
+            input: Vec::new(),
+        };
+        if protocol.is_comodojo() {
+            client.greet()?;
+        }
+        Ok(client)
+    }
+
+    /// The protocol this client speaks.
+    pub fn protocol(&self) -> Protocol {
+        self.protocol
+    }
+
+    /// The address this client is connected to, as written in errors.
+    pub fn address(&self) -> &str {
+        &self.addr
     }
 
     /// Bounds how long a call waits for its answer.
     pub fn set_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
-        match self.reader.get_ref() {
-            Socket::Unix(s) => s.set_read_timeout(timeout),
-            Socket::Tcp(s) => s.set_read_timeout(timeout),
-        }
+        self.timeout = timeout;
+        self.reader.get_ref().set_read_timeout(timeout)
     }
 
     /// Calls `method`: `Ok(Ok(value))` for a result, `Ok(Err(fault))` for an RPC error.
     pub fn call(&mut self, method: &str, args: &Args) -> Result<Result<Value, Fault>, ClientError> {
         let id = self.next_id;
         self.next_id += 1;
-        self.request.clear();
-        jsonrpc::encode_request(method, args, Some(id), &mut self.request);
-        self.request.push(b'\n');
-        let io_err = |source| ClientError::Io { addr: self.addr.clone(), source };
-        self.reader.get_mut().write_all(&self.request).map_err(io_err)?;
-        self.line.clear();
-        let n = self
-            .reader
-            .read_until(b'\n', &mut self.line)
-            .map_err(|source| ClientError::Io { addr: self.addr.clone(), source })?;
-        if n == 0 {
-            return Err(ClientError::Closed { addr: self.addr.clone() });
+        self.payload.clear();
+        if self.protocol.is_xml() {
+            let Args::Positional(params) = args else {
+                return Err(self.encode_err("XML-RPC has no named parameters: pass them by position".into()));
+            };
+            xmlrpc::encode_call(method, params, &mut self.payload).map_err(|e| self.encode_err(e.to_string()))?;
+        } else {
+            jsonrpc::encode_request(method, args, Some(id), &mut self.payload);
         }
-        let resp = jsonrpc::decode_response(&self.line)
-            .map_err(|e| ClientError::Protocol { addr: self.addr.clone(), why: e.to_string() })?;
+        self.request.clear();
+        match self.protocol {
+            Protocol::Json => {
+                self.request.extend_from_slice(&self.payload);
+                self.request.push(b'\n');
+            }
+            Protocol::Xml => {
+                let head = format!(
+                    "POST / HTTP/1.1\r\nHost: {}\r\nUser-Agent: tomte/{}\r\nContent-Type: text/xml\r\nContent-Length: {}\r\n\r\n",
+                    self.host,
+                    env!("CARGO_PKG_VERSION"),
+                    self.payload.len()
+                );
+                self.request.extend_from_slice(head.as_bytes());
+                self.request.extend_from_slice(&self.payload);
+            }
+            Protocol::ComodojoJson => comodojo::encode_request("application/json", &self.payload, &mut self.request),
+            Protocol::ComodojoXml => comodojo::encode_request("text/xml", &self.payload, &mut self.request),
+        }
+        let written = self.reader.get_mut().write_all(&self.request);
+        let answer = self.read_answer();
+        if let Err(source) = written {
+            // A daemon refusing a request (too large, say) may answer why before it closes, while
+            // the rest was still being written: its answer says more than a broken pipe.
+            if !matches!(answer, Ok(_) | Err(ClientError::Http { .. })) {
+                return Err(self.io_err(source));
+            }
+        }
+        if let Some(fault) = answer? {
+            return Ok(Err(fault));
+        }
+        if self.protocol.is_xml() {
+            return xmlrpc::decode_response(&self.input).map_err(|f| self.protocol_err(f.full_message()));
+        }
+        let resp = jsonrpc::decode_response(&self.input).map_err(|e| self.protocol_err(e.to_string()))?;
         if resp.id != Value::Int(id as i64) && resp.id != Value::Nil {
-            return Err(ClientError::Protocol {
-                addr: self.addr.clone(),
-                why: format!("answer for id {:?}, expected {id}", resp.id),
-            });
+            return Err(self.protocol_err(format!("answer for id {:?}, expected {id}", resp.id)));
         }
         Ok(resp.outcome)
+    }
+
+    /// Reads the answer to a call into `input`, as the RPC payload it carries; `Some(fault)` for
+    /// a comodojo `status: false`.
+    fn read_answer(&mut self) -> Result<Option<Fault>, ClientError> {
+        match self.protocol {
+            Protocol::Json => self.read_line()?,
+            Protocol::Xml => self.read_http()?,
+            Protocol::ComodojoJson | Protocol::ComodojoXml => {
+                self.read_line()?;
+                match comodojo::decode_response(&self.input).map_err(|e| self.protocol_err(e.to_string()))? {
+                    (true, Some(message)) => self.input = message,
+                    (true, None) => return Err(self.protocol_err("a null message for a call that has an id".into())),
+                    (false, message) => {
+                        let text = String::from_utf8_lossy(message.as_deref().unwrap_or_default()).into_owned();
+                        return Ok(Some(Fault::new(fault::TRANSPORT_ERROR, "Transport error").with_data(text)));
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Reads and checks a comodojo greeter.
+    fn greet(&mut self) -> Result<(), ClientError> {
+        let greeter_err = |c: &Client, why: String| ClientError::Greeter { addr: c.addr.clone(), why };
+        self.reader.get_ref().set_read_timeout(Some(GREETER_TIMEOUT)).map_err(|source| self.io_err(source))?;
+        match self.read_line() {
+            Ok(()) => {}
+            Err(ClientError::Io { source, .. })
+                if matches!(source.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) =>
+            {
+                let why = format!(
+                    "nothing came within {}s (a native listener sends none: is this the comodojo+ listener?)",
+                    GREETER_TIMEOUT.as_secs()
+                );
+                return Err(greeter_err(self, why));
+            }
+            Err(ClientError::Closed { .. }) => return Err(greeter_err(self, "the connection closed".into())),
+            Err(e) => return Err(e),
+        }
+        comodojo::decode_greeter(&self.input).map_err(|e| greeter_err(self, e.to_string()))?;
+        self.reader.get_ref().set_read_timeout(self.timeout).map_err(|source| self.io_err(source))
+    }
+
+    /// Reads one line into `input`, without its terminator (LF or CRLF).
+    fn read_line(&mut self) -> Result<(), ClientError> {
+        self.input.clear();
+        let n = self.reader.read_until(b'\n', &mut self.input).map_err(|source| self.io_err(source))?;
+        if n == 0 || self.input.last() != Some(&b'\n') {
+            return Err(ClientError::Closed { addr: self.addr.clone() });
+        }
+        self.input.pop();
+        if self.input.last() == Some(&b'\r') {
+            self.input.pop();
+        }
+        Ok(())
+    }
+
+    /// Reads one HTTP response into `input` (its body); informational (1xx) responses are
+    /// skipped, an error status is a [`ClientError::Http`].
+    fn read_http(&mut self) -> Result<(), ClientError> {
+        loop {
+            self.input.clear();
+            loop {
+                let start = self.input.len();
+                let n = self.reader.read_until(b'\n', &mut self.input).map_err(|source| self.io_err(source))?;
+                if n == 0 {
+                    return Err(ClientError::Closed { addr: self.addr.clone() });
+                }
+                // The empty line that ends the head (blank lines before the status line skipped).
+                if matches!(&self.input[start..], b"\r\n" | b"\n") {
+                    if start == 0 {
+                        self.input.clear();
+                        continue;
+                    }
+                    break;
+                }
+                if self.input.len() > MAX_HEAD {
+                    return Err(self.protocol_err(format!("an HTTP response head longer than {MAX_HEAD} bytes")));
+                }
+            }
+            let mut headers = [httparse::EMPTY_HEADER; 32];
+            let mut resp = httparse::Response::new(&mut headers);
+            match resp.parse(&self.input) {
+                Ok(httparse::Status::Complete(_)) => {}
+                Ok(httparse::Status::Partial) => unreachable!("the head ends with an empty line"),
+                Err(e) => return Err(self.protocol_err(format!("malformed HTTP response: {e}"))),
+            }
+            let status = resp.code.unwrap_or(0);
+            if (100..200).contains(&status) {
+                continue;
+            }
+            let reason = resp.reason.unwrap_or("").to_owned();
+            let mut length = None;
+            for h in resp.headers.iter() {
+                if h.name.eq_ignore_ascii_case("content-length") {
+                    let value = String::from_utf8_lossy(h.value);
+                    match value.trim().parse::<u64>() {
+                        Ok(n) => length = Some(n),
+                        Err(_) => return Err(self.protocol_err(format!("bad Content-Length '{value}'"))),
+                    }
+                } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+                    return Err(self.protocol_err("a chunked HTTP response".into()));
+                }
+            }
+            self.input.clear();
+            // Memory follows what arrives, not what the head promises.
+            let read = match length {
+                Some(n) => (&mut self.reader).take(n).read_to_end(&mut self.input),
+                None => self.reader.read_to_end(&mut self.input),
+            };
+            read.map_err(|source| self.io_err(source))?;
+            if let Some(n) = length {
+                if (self.input.len() as u64) < n {
+                    return Err(ClientError::Closed { addr: self.addr.clone() });
+                }
+            }
+            if status != 200 {
+                let text: String = String::from_utf8_lossy(&self.input).trim().chars().take(200).collect();
+                return Err(ClientError::Http { addr: self.addr.clone(), status, reason, text });
+            }
+            return Ok(());
+        }
+    }
+
+    fn io_err(&self, source: io::Error) -> ClientError {
+        ClientError::Io { addr: self.addr.clone(), source }
+    }
+
+    fn protocol_err(&self, why: String) -> ClientError {
+        ClientError::Protocol { addr: self.addr.clone(), why }
+    }
+
+    fn encode_err(&self, why: String) -> ClientError {
+        ClientError::Encode { addr: self.addr.clone(), why }
     }
 }

@@ -1,4 +1,215 @@
 //! tomte: solid Unix daemons.
+//!
+//! A tomte daemon detaches from the terminal and tells the command that started it when it is
+//! ready (or why it is not), holds a locked pid file for its whole life, turns POSIX signals
+//! into events, and answers JSON-RPC 2.0 and XML-RPC on unix and TCP sockets — many clients at
+//! once, from one thread. It does what the PHP library comodojo/daemon does, speaks its wire
+//! protocol, and fixes its bugs (the README lists them). This page is the design: how the parts
+//! fit, what happens from `start` to `stop`, where the limits are, and why the unsafe parts are
+//! sound.
+//!
+//! ```no_run
+//! // The seed's echo daemon (`tomte/examples/echo.rs`): one method, and the standard command
+//! // line (`echo start|run|stop|status|restart|reload`, see `cli`).
+//! use tomte::{Daemon, Method, Type, Value};
+//!
+//! fn main() {
+//!     let mut daemon = Daemon::new("echo");
+//!     daemon.method(
+//!         Method::new("my.echo", |mut params, _| Ok(Value::String(params.take("message")?)))
+//!             .description("I'm here to reply your data")
+//!             .returns(Type::String)
+//!             .param(Type::String, "message"),
+//!     );
+//!     std::process::exit(tomte::cli::main(daemon));
+//! }
+//! ```
+//!
+//! # Anatomy of the crate
+//!
+//! ```text
+//!    clients: tomtectl, curl, socat, python xmlrpc.client, comodojo PHP clients
+//!                  │ unix://  tcp://  comodojo+unix://  comodojo+tcp://
+//! ┌────────────────▼──────────────────────────────────────────────────────┐
+//! │ the daemon process: one thread, one mio::Poll                          │
+//! │  net      listeners → connections (state machines) → complete messages │
+//! │  rpc      tomte-rpc: decode → registry (validate, dispatch) → encode   │
+//! │  signals  signal-hook self-pipe → events → listeners                   │
+//! │  timers   deadlines → the poll's timeout                               │
+//! │  workers  forked children; shared-memory rings + eventfds              │
+//! └────────────────────────────────────────────────────────────────────────┘
+//! ```
+//!
+//! **The loop** ([`daemon`]). [`Daemon`] is a builder: methods, event listeners, timers. Its
+//! [`run`](Daemon::run) owns one `mio::Poll` on the calling thread and every source of work
+//! joins it: the listening sockets, the client connections, the signal pipe, and the timers
+//! (whose nearest deadline is the poll's timeout). There is no second thread, on purpose:
+//! workers are `fork`ed from the daemon, and fork is only sound in a single-threaded process;
+//! one thread also keeps an idle daemon near the size of a bare process and its latency
+//! predictable. So RPC handlers are synchronous and must be short: long work belongs in
+//! workers. Handlers, listeners and timers all receive the [`Ctx`], the daemon's state as they
+//! may see and change it ([`Ctx::stop`], [`Ctx::reload`], [`Ctx::emit`], uptime, connections).
+//!
+//! **Events** ([`event`]) are named occurrences with a [`Value`] attached. Listeners are
+//! closures or types implementing [`event::Listener`], hooked by name with a priority (higher
+//! runs first) and an optional once flag ([`Daemon::on`], [`Daemon::on_with`],
+//! [`Daemon::clear`]). They run on the loop thread; an event emitted from a handler or listener
+//! runs its listeners as soon as that handler returns. The daemon emits the names in
+//! [`event::names`]: `daemon.start`, `daemon.ready`, `daemon.stop`, `daemon.reload`,
+//! `daemon.socket.client.connect`, `daemon.socket.client.hangup`.
+//!
+//! **The signal bridge** ([`signal`]) turns every catchable signal into two events, one by name
+//! and one by number (`daemon.posix.SIGTERM` and `daemon.posix.15`). [`Daemon::new`] hooks the
+//! defaults: SIGTERM and SIGINT stop gracefully, SIGHUP reloads. The fault signals (SEGV, BUS,
+//! FPE, ILL) keep their default action, and SIGPIPE is ignored, so a vanished client is an I/O
+//! error on its connection and nothing more.
+//!
+//! **RPC** lives in the `tomte-rpc` crate, which is pure: bytes in, bytes out, no I/O, no
+//! `unsafe`. It holds the value model ([`Value`]), methods with signatures ([`Method`],
+//! [`Type`], [`Params`]), the [`Registry`](tomte_rpc::Registry) that validates parameters
+//! against the signatures before a handler runs and answers `system.*`, and the codecs
+//! (JSON-RPC 2.0, XML-RPC, PHP-serialize subset, comodojo frames). The built-in `daemon.*` and
+//! `worker.*` methods are registered by [`Daemon::new`].
+//!
+//! **The network** ([`net`]) moves bytes and finds message boundaries; it knows nothing of
+//! methods. An [`Address`](net::Address) names a listener. Each accepted socket becomes a
+//! [`Conn`](net::Conn): a non-blocking state machine with its own read and write buffers. On a
+//! native listener, the first byte a client sends picks the framing — `{` or `[` is
+//! newline-delimited JSON-RPC, anything else HTTP/1.1 (JSON-RPC or XML-RPC by the body's type);
+//! a `comodojo+` listener speaks comodojo's frames. Complete messages go to a
+//! [`Service`](net::Service), which the loop implements by calling the codecs with its
+//! registry: that trait is the seam between transport and protocol.
+//!
+//! **The process layer** ([`process`]) does what happens once per daemon:
+//! [`detach`](process::detach) (fork, setsid, fork, chdir `/`, umask, stdio to `/dev/null` or
+//! the log), the [`PidFile`](process::PidFile), niceness, and `sd_notify` for systemd.
+//!
+//! **Workers** ([`worker`]) are child processes forked from the daemon, each with its own loop,
+//! supervised by the daemon. They talk to it through a [`worker::channel`]: one shared mapping
+//! made before the fork holding two single-producer single-consumer rings, a status word and a
+//! heartbeat, with an eventfd per direction for wake-ups, so frames cross without a system call
+//! and the daemon's side is one more source on its poll. (The channel is in place; the worker
+//! API and its supervisor are being built on it.)
+//!
+//! **The system layer** ([`sys`]) is the only module with `unsafe` code: fork, `_exit`, signal
+//! dispositions, shared mappings, eventfd. The workspace denies `unsafe_code` everywhere else,
+//! and every unsafe block carries a `SAFETY` comment (clippy's `undocumented_unsafe_blocks` is
+//! denied too).
+//!
+//! Around them: [`cli`] is the command line every daemon binary gets from [`cli::main`];
+//! [`client`] is a blocking client (for `tomtectl`, tests and benchmarks); [`logging`] writes one
+//! line per record to stderr, which is the terminal, the log file or `/dev/null`.
+//!
+//! # Lifecycle
+//!
+//! * **start.** [`cli::main`] checks the pid file first (a live instance is reported, not
+//!   disturbed), then calls [`process::detach`], which returns which side of the fork the
+//!   caller is on ([`process::Detached`]); the library never calls `exit` for you. The starting
+//!   side waits on a **readiness pipe**. The daemon side runs [`Daemon::run`] with
+//!   [`Mode::Detached`]: it sets the niceness, takes the pid file (created, `flock`ed, pid
+//!   written; a stale file whose lock is free is taken over), binds every listener (a stale unix
+//!   socket file that refuses connections is replaced, a live one is left alone), installs the
+//!   signal bridge and emits `daemon.start`.
+//! * **ready.** Then, and only then, the daemon writes `READY <pid>` into the pipe and the
+//!   starting command prints where the sockets and pid file are and exits 0. When anything
+//!   before that fails, the daemon writes `ERROR <its own message>` instead, and `start` prints
+//!   that message and exits 1. `daemon.ready` is emitted and the loop begins. In the foreground
+//!   ([`Mode::Foreground`], the `run` command) there is no pipe: logs go to stderr, and
+//!   `READY=1` goes to systemd when `NOTIFY_SOCKET` is set.
+//! * **reload.** SIGHUP, `daemon.reload` or `NAME reload`: the log file is reopened (after
+//!   rotation) and `daemon.reload` emitted for the daemon's own hooks.
+//! * **stop.** SIGTERM, SIGINT, `daemon.shutdown` or [`Ctx::stop`] end the loop at the end of
+//!   its turn: `daemon.stop` is emitted, answers already computed are flushed (for at most half
+//!   a second), the listeners close and remove their socket files, and the pid file is removed
+//!   while its lock is still held, so no second instance can slip in between.
+//!
+//! ```
+//! // A daemon that runs its whole life here: a client thread calls it and shuts it down.
+//! use std::time::Duration;
+//! use tomte::client::Client;
+//! use tomte::net::Address;
+//! use tomte::{Args, Config, Ctx, Daemon, Event, Method, Mode, Type, Value};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = std::env::temp_dir().join(format!("tomte-doc-{}", std::process::id()));
+//! std::fs::create_dir_all(&dir)?;
+//! let mut config = Config::defaults("life");
+//! config.sockets = vec![Address::unix(dir.join("life.sock"))];
+//! config.pidfile = Some(dir.join("life.pid"));
+//!
+//! let mut daemon = Daemon::new("life");
+//! daemon
+//!     .method(
+//!         Method::new("my.echo", |mut p, _| Ok(Value::String(p.take("message")?)))
+//!             .returns(Type::String)
+//!             .param(Type::String, "message"),
+//!     )
+//!     .on("daemon.stop", |_: &Event, ctx: &mut Ctx| assert!(ctx.stopping()));
+//!
+//! // The client runs on a second thread. That is fine in the foreground, where nothing forks;
+//! // `start` must detach while the process still has one thread.
+//! let address = config.sockets[0].clone();
+//! let client = std::thread::spawn(move || {
+//!     let mut client = loop {
+//!         match Client::connect(&address) {
+//!             Ok(c) => break c,
+//!             Err(_) => std::thread::sleep(Duration::from_millis(5)),
+//!         }
+//!     };
+//!     let hello = client.call("my.echo", &Args::Positional(vec![Value::from("hello")]));
+//!     assert_eq!(hello.unwrap().unwrap(), Value::from("hello"));
+//!     let no_param = client.call("my.echo", &Args::Positional(vec![])).unwrap();
+//!     assert_eq!(no_param.unwrap_err().code, -32602);
+//!     client.call("daemon.shutdown", &Args::default()).unwrap().unwrap();
+//! });
+//!
+//! daemon.run(&config, Mode::Foreground)?;
+//! client.join().unwrap();
+//! // Stopped: the socket file and the pid file are gone.
+//! assert!(!dir.join("life.sock").exists() && !dir.join("life.pid").exists());
+//! std::fs::remove_dir_all(&dir)?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Limits
+//!
+//! * **Per connection** ([`net::Limits`], all configurable): messages up to 16 MiB, 1024
+//!   connections at once, 300 s of silence. Past one, the client at fault gets an error (a
+//!   JSON-RPC error, or an HTTP status) and its connection is closed; the daemon and every other
+//!   client are unaffected. A client that does not read its answers stops being read from once
+//!   4 MiB of answers wait for it, and a connection serves at most 16 reads before the others
+//!   get their turn.
+//! * **One thread.** A slow handler delays every client for as long as it runs. A storm of
+//!   listeners emitting events for each other is cut off after 1024 rounds, with a warning.
+//! * **HTTP** is the part of HTTP/1.1 RPC needs: `POST` with `Content-Length` (no chunked
+//!   bodies), heads up to 64 KiB. **XML-RPC** has no named parameters, and arrays and structs
+//!   nest at most 64 deep.
+//! * **Access.** Unix sockets are created mode 0600. TCP listeners bind where they are told and
+//!   have no authentication yet: a non-loopback address is logged as a warning.
+//! * **Linux only**: eventfd, Linux signal numbers, abstract `NOTIFY_SOCKET` addresses.
+//!
+//! # Safety
+//!
+//! * **Fork only while single-threaded.** After `fork`, only the forking thread exists in the
+//!   child: a lock another thread held (the allocator's, stdout's) would stay locked forever.
+//!   [`process::detach`] must therefore run before any thread is started, which [`cli::main`]
+//!   guarantees for the daemons built on it; a program that needs threads before it daemonizes
+//!   should use the foreground mode under a supervisor instead. The daemon itself never starts
+//!   a thread, so it may fork workers at any time. Processes that exist only to fork again or
+//!   to report a failure leave through `_exit`, so they never run their parent's destructors.
+//! * **Nothing happens inside a signal handler.** signal-hook's handler records the signal and
+//!   writes a byte to a self-pipe; the loop drains the pipe and runs the listeners on its own
+//!   thread. A signal that arrives while the loop is busy is acted on at its next turn, never
+//!   lost. A forked worker puts every disposition back to its default and unblocks every signal
+//!   ([`sys::process::reset_signals`]), so it never writes into the daemon's pipe.
+//! * **Shared memory is not trusted.** Every index and length a worker channel reads from the
+//!   mapping is checked: a buggy or dying peer yields an error, never an out-of-bounds access.
+//!   The rings' memory ordering is model-checked with loom.
+//! * **Untrusted bytes are bounded.** Every message is held to the size limit and every decoder
+//!   to a nesting limit (serde_json's 128 levels for JSON, 64 for XML-RPC and PHP arrays); an
+//!   XML document with a `<!DOCTYPE` is refused, so no declared entity is ever expanded; the
+//!   PHP-serialize reader accepts arrays and scalars only, never objects.
 
 pub mod cli;
 pub mod client;

@@ -34,10 +34,13 @@ pub(super) fn install(r: &mut Registry<Ctx>) {
         .returns(Type::Int),
         Method::new("worker.list", |_, ctx: &mut Ctx| {
             let names = ctx.workers.names();
-            let infos: Result<Vec<Value>, Fault> = names.iter().map(|n| ctx.workers.info(n).map(|i| i.to_value())).collect();
+            let infos: Result<Vec<Value>, Fault> =
+                names.iter().map(|n| ctx.workers.info(n).map(|i| i.to_value())).collect();
             Ok(Value::Array(infos?))
         })
-        .description("The installed workers: name, pid, state, interval_ms, policy, restarts, iterations, last_exit, uptime")
+        .description(
+            "The installed workers: name, pid, state, interval_ms, policy, restarts, iterations, last_exit, uptime",
+        )
         .returns(Type::Array),
         Method::new("worker.status", |p, ctx: &mut Ctx| match p.value("name") {
             Some(_) => Ok(Value::from(ctx.workers.info(&p.get::<String>("name")?)?.state.as_str())),

@@ -10,8 +10,8 @@ use tomte_rpc::{comodojo, jsonrpc, xmlrpc, Registry, Served, Value};
 use super::{Config, Ctx, Daemon, DaemonError, TimerFn};
 use crate::event::{names, Event, EventBus};
 use crate::net::{Conn, Drive, Limits, Listener, Service};
-use crate::worker::supervisor::TOKEN_BASE as WORKER_BASE;
 use crate::process::{self, PidFile, ReadyPipe};
+use crate::worker::supervisor::TOKEN_BASE as WORKER_BASE;
 
 const SIGNALS: Token = Token(0);
 const LISTENER_BASE: usize = 1;

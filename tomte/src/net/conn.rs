@@ -140,7 +140,14 @@ impl Conn {
     }
 
     /// Starts waiting for a deferred answer (or answers at once when nobody holds a ticket).
-    fn wait_for(&mut self, pending: Pending, ticket: Option<u64>, http_keep_alive: Option<bool>, svc: &mut impl Service, limits: &Limits) {
+    fn wait_for(
+        &mut self,
+        pending: Pending,
+        ticket: Option<u64>,
+        http_keep_alive: Option<bool>,
+        svc: &mut impl Service,
+        limits: &Limits,
+    ) {
         self.waiting = Some(Waiting { ticket, pending, http_keep_alive });
         if ticket.is_none() {
             let fault = Fault::internal("the method deferred its answer without asking anyone");

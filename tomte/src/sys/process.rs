@@ -137,7 +137,9 @@ pub fn spawn_child<T>(
             // SAFETY: see this function's doc: the child only runs `body` (which owns what it
             // uses) and `_exit`s, so no object owning a closed descriptor is touched again.
             unsafe { close_fds_except(keep) };
-            let comm = std::ffi::CString::new(name.as_bytes().iter().copied().filter(|&b| b != 0).take(15).collect::<Vec<u8>>());
+            let comm = std::ffi::CString::new(
+                name.as_bytes().iter().copied().filter(|&b| b != 0).take(15).collect::<Vec<u8>>(),
+            );
             if let Ok(comm) = comm {
                 let _ = rustix::thread::set_name(&comm);
             }

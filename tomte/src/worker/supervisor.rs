@@ -277,7 +277,7 @@ impl Supervisor {
                 let _ = reg.deregister(&mut SourceFd(&run.end.wake_fd().as_raw_fd()));
             }
             slot.iterations = run.end.counter();
-            let failed = !(status.exit_status() == Some(0)) || run.killed_for.is_some();
+            let failed = status.exit_status() != Some(0) || run.killed_for.is_some();
             let how = match (status.exit_status(), status.terminating_signal(), run.killed_for.take()) {
                 (_, _, Some(why)) => format!("killed: {why}"),
                 (Some(code), _, _) => format!("exited {code}"),
