@@ -116,6 +116,15 @@ fn run_in(bins: &Bins, dir: &Path, time: Duration, rounds: usize) -> Result<bool
     let addr = |t: bool| std::net::SocketAddr::from(([127, 0, 0, 1], if t { echo_port } else { floor_port }));
     let (hf, ht) = duel("HTTP, 64 keep-alive connections, TCP", rounds, |t| Ok(load::http(addr(t), 64, time)?))?;
 
+    // Two protocols on the same daemon: XML-RPC over HTTP against NDJSON JSON-RPC.
+    let (mut nd, mut xml) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        nd.push(load::sequential(&echo_sock, time)?);
+        xml.push(load::xml_http_sequential(&echo_sock, time)?);
+    }
+    let (nd, xml) = (median(nd), median(xml));
+    println!("  {:<44} ndjson {:>9.0}/s   xml-rpc {:>9.0}/s   ratio {:.2}", "XML-RPC/HTTP vs NDJSON, same daemon, unix", nd, xml, xml / nd);
+
     let (rss, anon) = idle_memory(bins, dir)?;
     let ready = start_to_ready(bins, dir, 15)?;
 
@@ -138,6 +147,7 @@ fn run_in(bins: &Bins, dir: &Path, time: Duration, rounds: usize) -> Result<bool
             target: ">= 0.85",
             met: ht / hf >= 0.85,
         },
+        Line { what: "XML-RPC HTTP / NDJSON", measured: format!("{:.2}", xml / nd), target: ">= 0.50", met: xml / nd >= 0.5 },
         Line { what: "idle RSS", measured: format!("{rss} kB"), target: "<= 2500 kB", met: rss <= 2500 },
         Line { what: "idle RssAnon", measured: format!("{anon} kB"), target: "<= 400 kB", met: anon <= 400 },
         Line {

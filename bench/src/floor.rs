@@ -85,7 +85,10 @@ fn serve<L: Accept + mio::event::Source>(mut listener: L, kind: Kind) -> io::Res
     let mut conns: Vec<Option<Conn<L::Stream>>> = Vec::new();
     let mut events = Events::with_capacity(256);
     loop {
-        poll.poll(&mut events, None)?;
+        match poll.poll(&mut events, None) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => other?,
+        }
         for ev in events.iter() {
             if ev.token() == Token(usize::MAX) {
                 while let Ok(mut stream) = listener.accept_one() {

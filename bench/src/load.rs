@@ -153,3 +153,41 @@ fn write_all(s: &mut TcpStream, mut bytes: &[u8]) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// The XML-RPC form of [`REQUEST`].
+pub const XML_REQUEST: &str = "<?xml version=\"1.0\"?><methodCall><methodName>my.echo</methodName><params><param><value><string>hello</string></value></param></params></methodCall>";
+
+/// One XML-RPC call at a time over HTTP/1.1 keep-alive on a unix socket; calls per second.
+pub fn xml_http_sequential(path: &Path, time: Duration) -> io::Result<f64> {
+    let request = format!(
+        "POST /RPC2 HTTP/1.1\r\nHost: bench\r\nContent-Type: text/xml\r\nContent-Length: {}\r\n\r\n{XML_REQUEST}",
+        XML_REQUEST.len()
+    );
+    let mut r = BufReader::new(UnixStream::connect(path)?);
+    let mut body = Vec::new();
+    let (start, mut calls) = (Instant::now(), 0u64);
+    while start.elapsed() < time {
+        for _ in 0..100 {
+            r.get_mut().write_all(request.as_bytes())?;
+            let mut len = 0;
+            let mut line = String::new();
+            loop {
+                line.clear();
+                r.read_line(&mut line)?;
+                if line == "\r\n" || line.is_empty() {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().map_err(io::Error::other)?;
+                }
+            }
+            body.resize(len, 0);
+            r.read_exact(&mut body)?;
+        }
+        calls += 100;
+    }
+    if !body.windows(5).any(|w| w == b"hello") {
+        return Err(io::Error::other(format!("unexpected answer: {}", String::from_utf8_lossy(&body))));
+    }
+    Ok(calls as f64 / start.elapsed().as_secs_f64())
+}
