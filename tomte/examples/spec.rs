@@ -2,7 +2,11 @@
 //! `notify_hello`, `notify_sum`, `get_data`), on the standard command line: the integration
 //! tests replay the specification's request/response pairs against it.
 
-use tomte::{Daemon, Fault, Method, Type, Value};
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use tomte::{Ctx, Daemon, Event, Fault, Method, Type, Value};
 
 fn ints(values: &[Value]) -> Result<Vec<i64>, Fault> {
     values
@@ -16,6 +20,19 @@ fn ints(values: &[Value]) -> Result<Vec<i64>, Fault> {
 
 fn main() {
     let mut d = Daemon::new("spec");
+    // Not in the specification: a timer and a signal listener, for the loop's own tests.
+    let ticks = Rc::new(Cell::new(0i64));
+    let usr1 = Rc::new(Cell::new(0i64));
+    let (t, u) = (ticks.clone(), usr1.clone());
+    d.every(Duration::from_millis(20), move |_| t.set(t.get() + 1));
+    d.on("daemon.posix.SIGUSR1", move |_: &Event, _: &mut Ctx| u.set(u.get() + 1));
+    d.on("daemon.posix.12", |_: &Event, ctx: &mut Ctx| ctx.emit("spec.usr2", Value::Nil));
+    let usr2 = Rc::new(Cell::new(0i64));
+    let u2 = usr2.clone();
+    d.on("spec.usr2", move |_: &Event, _: &mut Ctx| u2.set(u2.get() + 1));
+    d.method(Method::new("spec.counters", move |_, _| {
+        Ok(Value::structure([("ticks", ticks.get()), ("usr1", usr1.get()), ("usr2", usr2.get())]))
+    }));
     d.method(
         Method::new("subtract", |p, _| Ok(Value::Int(p.get::<i64>("minuend")? - p.get::<i64>("subtrahend")?)))
             .description("minuend - subtrahend")

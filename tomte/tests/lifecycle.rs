@@ -235,3 +235,20 @@ fn daemon_shutdown_replies_first_then_stops() {
     assert!(wait_for(Duration::from_secs(10), || !alive(pid)));
     assert!(!d.pidfile.exists());
 }
+
+#[test]
+fn timers_run_and_any_signal_reaches_its_listeners_by_name_and_number() {
+    let d = Daemon::new("spec", &[]).start();
+    let pid = d.pid().unwrap();
+    let counters = || {
+        let mut r = BufReader::new(d.connect());
+        json(&ndjson(&mut r, r#"{"jsonrpc":"2.0","method":"spec.counters","id":1}"#))["result"].clone()
+    };
+    assert!(wait_for(Duration::from_secs(20), || counters()["ticks"].as_i64() > Some(3)), "the timer does not run");
+    kill(pid, libc::SIGUSR1);
+    assert!(wait_for(Duration::from_secs(20), || counters()["usr1"] == 1), "SIGUSR1 by name");
+    // SIGUSR2 (12) is heard by number; its listener emits an event of its own.
+    kill(pid, libc::SIGUSR2);
+    assert!(wait_for(Duration::from_secs(20), || counters()["usr2"] == 1), "SIGUSR2 by number");
+    assert!(alive(pid), "a handled signal must not kill the daemon");
+}

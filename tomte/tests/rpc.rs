@@ -364,3 +364,25 @@ fn introspection_over_the_wire() {
     assert_eq!(status["result"]["connections"], 1);
     assert_eq!(json(&ndjson(&mut r, r#"{"jsonrpc":"2.0","method":"worker.list","id":7}"#))["result"], json("[]"));
 }
+
+#[test]
+fn connections_past_the_limit_are_refused_and_idle_ones_closed() {
+    let d = Daemon::new("echo", &["--max-connections", "2", "--idle-timeout", "1"]).start();
+    let mut a = BufReader::new(d.connect());
+    let mut b = BufReader::new(d.connect());
+    assert_eq!(json(&ndjson(&mut a, r#"{"jsonrpc":"2.0","method":"my.echo","params":["a"],"id":1}"#))["result"], "a");
+    let mut third = BufReader::new(d.connect());
+    let mut line = String::new();
+    third.read_line(&mut line).unwrap();
+    assert_eq!(json(&line)["error"]["code"], -32000, "{line}");
+    assert!(line.contains("too many connections (limit 2)"));
+    let mut rest = Vec::new();
+    third.read_to_end(&mut rest).unwrap();
+    assert_eq!(json(&ndjson(&mut b, r#"{"jsonrpc":"2.0","method":"my.echo","params":["b"],"id":2}"#))["result"], "b");
+    // Both go quiet: the idle timeout closes them.
+    let t = std::time::Instant::now();
+    let mut rest = Vec::new();
+    a.read_to_end(&mut rest).unwrap();
+    assert!(t.elapsed() >= Duration::from_millis(500), "closed too early");
+    drop(b);
+}
