@@ -173,13 +173,15 @@ impl Running {
             let workers = !self.ctx.workers.is_empty();
             // Declared before the poll, so a worker's frame sent meanwhile wakes it.
             let idle = !workers || self.ctx.workers.prepare_sleep();
-            let mut wake = self.timers.iter().map(|t| t.next).min().unwrap_or(next_sweep).min(next_sweep);
-            if let Some(t) = self.ctx.workers.next_deadline() {
-                wake = wake.min(t);
-            }
+            // With nothing to sweep, no timer and no worker, an idle daemon sleeps for good.
+            let sweep = (!self.conns.is_empty()).then_some(next_sweep);
+            let wake = [self.timers.iter().map(|t| t.next).min(), sweep, self.ctx.workers.next_deadline()]
+                .into_iter()
+                .flatten()
+                .min();
             let busy = !self.again.is_empty() || !idle || self.ctx.workers.has_output();
-            let timeout = if busy { Duration::ZERO } else { wake.saturating_duration_since(now) };
-            match self.poll.poll(&mut events, Some(timeout)) {
+            let timeout = if busy { Some(Duration::ZERO) } else { wake.map(|w| w.saturating_duration_since(now)) };
+            match self.poll.poll(&mut events, timeout) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(DaemonError::Io { what: "poll failed".to_owned(), source: e }),
@@ -207,7 +209,7 @@ impl Running {
             }
             let now = Instant::now();
             self.run_timers(now);
-            if now >= next_sweep {
+            if now >= next_sweep || self.conns.is_empty() {
                 self.sweep_idle(now);
                 next_sweep = now + sweep_every;
             }
