@@ -251,3 +251,29 @@ fn a_worker_dying_before_it_answers_is_an_error_not_a_hang() {
     let v = call(&d, "chaos.ask", r#"["steady","count"]"#);
     assert!(v["result"].is_i64(), "{v}");
 }
+
+#[test]
+fn tomtectl_shows_and_drives_workers() {
+    let d = Daemon::new("pool", &[]).start();
+    let _reaper = pids(&d);
+    let sock = format!("unix://{}", d.sock.display());
+    let ctl = |args: &[&str]| {
+        std::process::Command::new(binary("tomtectl")).arg("--socket").arg(&sock).args(args).output().unwrap()
+    };
+    until("both looping", Duration::from_secs(20), || workers(&d).iter().all(|w| w["state"] == "looping"));
+    let out = ctl(&["workers"]);
+    let table = text(&out.stdout);
+    assert!(table.starts_with("NAME"), "{table}");
+    for name in ["alpha", "beta"] {
+        let line = table.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("no {name} in {table}"));
+        let pid = worker(&d, name)["pid"].as_i64().unwrap().to_string();
+        assert!(line.contains(&pid) && line.contains("looping"), "{line}");
+    }
+    let out = ctl(&["worker", "pause", "beta"]);
+    assert!(out.status.success());
+    assert_eq!(text(&out.stdout).trim(), "pause: beta");
+    until("beta paused", Duration::from_secs(20), || worker(&d, "beta")["state"] == "paused");
+    let out = ctl(&["worker", "stop", "nobody"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("unknown worker 'nobody'"));
+}

@@ -2,13 +2,17 @@
 //!
 //! Exit codes: 0 success, 1 the daemon answered with an RPC error, 2 it could not be reached
 //! (or the command line is wrong).
+//!
+//! Protocols: NDJSON JSON-RPC by default; `--xml` speaks XML-RPC over HTTP; `--comodojo` speaks
+//! comodojo/daemon's framing (JSON-RPC inside, or XML-RPC with `--xml` too), which a
+//! `comodojo+unix://` or `comodojo+tcp://` address implies.
 
 use std::process::ExitCode;
 
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
-use tomte::client::{Client, ClientError};
-use tomte::net::Address;
+use tomte::client::{Client, ClientError, Protocol};
+use tomte::net::{Address, Dialect};
 use tomte_rpc::{Args, Fault, Value};
 
 #[derive(Parser)]
@@ -19,13 +23,19 @@ use tomte_rpc::{Args, Fault, Value};
     about = "Control a tomte daemon: call methods, list them, read status, shut it down."
 )]
 struct Cli {
-    /// The daemon's socket: unix:///path or tcp://host:port
+    /// The daemon's socket: unix:///path, tcp://host:port, or comodojo+ before either
     /// [default: $TOMTE_SOCKET, else the echo daemon's default socket]
     #[arg(long, short = 's', global = true)]
     socket: Option<String>,
     /// Print results as raw JSON on one line
     #[arg(long, global = true)]
     json: bool,
+    /// Speak XML-RPC (over HTTP; inside comodojo frames with --comodojo)
+    #[arg(long, global = true)]
+    xml: bool,
+    /// Speak comodojo/daemon's framing (implied by a comodojo+ address)
+    #[arg(long, global = true)]
+    comodojo: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -42,6 +52,24 @@ enum Command {
     Status,
     /// Ask the daemon to stop
     Shutdown,
+    /// Show the daemon's workers: name, pid, state, restarts, iterations, uptime
+    Workers,
+    /// Act on worker NAME: pause, resume, start, stop or restart
+    Worker {
+        #[arg(value_parser = ["pause", "resume", "start", "stop", "restart"])]
+        action: String,
+        name: String,
+    },
+}
+
+/// Prints a line; a closed stdout (`| head`) ends the program quietly instead of panicking.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if writeln!(std::io::stdout().lock(), $($arg)*).is_err() {
+            std::process::exit(0);
+        }
+    }};
 }
 
 fn main() -> ExitCode {
@@ -70,7 +98,13 @@ fn main() -> ExitCode {
 
 fn run(cli: &Cli, socket: &str) -> anyhow::Result<()> {
     let address: Address = socket.parse()?;
-    let mut client = Client::connect(&address)?;
+    let protocol = match (cli.comodojo || address.dialect == Dialect::Comodojo, cli.xml) {
+        (false, false) => Protocol::Json,
+        (false, true) => Protocol::Xml,
+        (true, false) => Protocol::ComodojoJson,
+        (true, true) => Protocol::ComodojoXml,
+    };
+    let mut client = Client::connect_with(&address, protocol)?;
     let mut call = |method: &str, args: Args| -> anyhow::Result<Value> { Ok(client.call(method, &args)??) };
     match &cli.command {
         Command::Call { method, params } => {
@@ -85,7 +119,7 @@ fn run(cli: &Cli, socket: &str) -> anyhow::Result<()> {
             let width = names.iter().map(String::len).max().unwrap_or(0);
             for name in names {
                 let help = call("system.methodHelp", Args::Positional(vec![Value::from(name.as_str())]))?;
-                println!("{name:width$}  {}", help.as_str().unwrap_or(""));
+                say!("{name:width$}  {}", help.as_str().unwrap_or(""));
             }
         }
         Command::Help { method } => {
@@ -101,19 +135,36 @@ fn run(cli: &Cli, socket: &str) -> anyhow::Result<()> {
                         };
                         let (ret, params) =
                             types.split_first().map(|(r, p)| (*r, p.join(", "))).unwrap_or(("?", String::new()));
-                        println!("{method}({params}) -> {ret}");
+                        say!("{method}({params}) -> {ret}");
                     }
                 }
-                _ => println!("{method}(...)"),
+                _ => say!("{method}(...)"),
             }
             if let Some(text) = help.as_str().filter(|t| !t.is_empty()) {
-                println!("  {text}");
+                say!("  {text}");
             }
         }
         Command::Status => print_value(&call("daemon.status", Args::default())?, cli.json),
+        Command::Workers => {
+            let Value::Array(list) = call("worker.list", Args::default())? else {
+                bail!("worker.list did not return an array");
+            };
+            if cli.json {
+                print_value(&Value::Array(list), true);
+                return Ok(());
+            }
+            print_workers(&list);
+        }
+        Command::Worker { action, name } => {
+            let done = call(&format!("worker.{action}"), Args::Positional(vec![Value::from(name.as_str())]))?;
+            match done {
+                Value::Bool(true) => say!("{action}: {name}"),
+                _ => say!("{action}: {name}: nothing to do"),
+            }
+        }
         Command::Shutdown => {
             call("daemon.shutdown", Args::default())?;
-            println!("shutting down");
+            say!("shutting down");
         }
     }
     Ok(())
@@ -149,7 +200,43 @@ fn parse_params(params: &[String]) -> anyhow::Result<Args> {
     }
 }
 
+/// The `workers` table.
+fn print_workers(list: &[Value]) {
+    let field = |w: &Value, k: &str| -> String {
+        match w.member(k) {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Int(i)) => i.to_string(),
+            Some(Value::Double(d)) => format!("{d:.1}s"),
+            _ => "-".to_owned(),
+        }
+    };
+    say!(
+        "{:<16} {:>8} {:<9} {:>8} {:>10} {:>10}  LAST EXIT",
+        "NAME",
+        "PID",
+        "STATE",
+        "RESTARTS",
+        "ITERATIONS",
+        "UPTIME"
+    );
+    for w in list {
+        say!(
+            "{:<16} {:>8} {:<9} {:>8} {:>10} {:>10}  {}",
+            field(w, "name"),
+            field(w, "pid"),
+            field(w, "state"),
+            field(w, "restarts"),
+            field(w, "iterations"),
+            field(w, "uptime"),
+            field(w, "last_exit")
+        );
+    }
+    if list.is_empty() {
+        say!("(no workers)");
+    }
+}
+
 fn print_value(v: &Value, raw: bool) {
     let text = if raw { serde_json::to_string(v) } else { serde_json::to_string_pretty(v) };
-    println!("{}", text.expect("a Value always serializes"));
+    say!("{}", text.expect("a Value always serializes"));
 }

@@ -127,13 +127,23 @@ impl Running {
         }
         let pidfile = config.pidfile.as_deref().map(PidFile::acquire).transpose()?;
         let poll = Poll::new().map_err(io_err("cannot create the poll"))?;
+        // Sockets passed by systemd (socket activation) replace the configured ones.
+        let activated = crate::sys::process::take_activated_sockets();
         let mut listeners = Vec::with_capacity(config.sockets.len());
-        for (i, addr) in config.sockets.iter().enumerate() {
-            let mut l = Listener::bind(addr)?;
+        if activated.is_empty() {
+            for addr in &config.sockets {
+                listeners.push(Listener::bind(addr)?);
+            }
+        } else {
+            log::info!("using {} socket(s) passed by systemd instead of --socket", activated.len());
+            for fd in activated {
+                listeners.push(Listener::from_activated(fd).map_err(io_err("cannot use a socket passed by systemd"))?);
+            }
+        }
+        for (i, l) in listeners.iter_mut().enumerate() {
             poll.registry()
                 .register(l.source(), Token(LISTENER_BASE + i), Interest::READABLE)
                 .map_err(io_err("cannot watch a listener"))?;
-            listeners.push(l);
         }
         let mut signals = crate::signal::open().map_err(io_err("cannot install signal handlers"))?;
         poll.registry().register(&mut signals, SIGNALS, Interest::READABLE).map_err(io_err("cannot watch signals"))?;

@@ -23,8 +23,18 @@ pub enum BindError {
 /// A listening socket of either kind.
 #[derive(Debug)]
 pub enum Listener {
-    Unix { socket: UnixListener, path: PathBuf, address: Address },
-    Tcp { socket: TcpListener, address: Address },
+    /// `owned`: the daemon created the socket file, so it removes it (not so for one that
+    /// systemd passed).
+    Unix {
+        socket: UnixListener,
+        path: PathBuf,
+        address: Address,
+        owned: bool,
+    },
+    Tcp {
+        socket: TcpListener,
+        address: Address,
+    },
 }
 
 /// An accepted connection's socket.
@@ -49,7 +59,7 @@ impl Listener {
                 let bound = UnixListener::bind(path);
                 rustix::process::umask(old);
                 let socket = bound.map_err(io_err)?;
-                Ok(Listener::Unix { socket, path: path.clone(), address: address.clone() })
+                Ok(Listener::Unix { socket, path: path.clone(), address: address.clone(), owned: true })
             }
             Transport::Tcp(addr) => {
                 if !addr.ip().is_loopback() {
@@ -64,6 +74,23 @@ impl Listener {
                 let address = Address { transport: Transport::Tcp(bound), dialect: address.dialect };
                 Ok(Listener::Tcp { socket, address })
             }
+        }
+    }
+
+    /// A listener from a socket passed by systemd (socket activation); it speaks the native
+    /// dialect.
+    pub fn from_activated(fd: std::os::fd::OwnedFd) -> io::Result<Listener> {
+        if rustix::net::getsockname(&fd)?.address_family() == rustix::net::AddressFamily::UNIX {
+            let std = std::os::unix::net::UnixListener::from(fd);
+            std.set_nonblocking(true)?;
+            let path = std.local_addr()?.as_pathname().map(Path::to_owned).unwrap_or_default();
+            let address = Address::unix(&path);
+            Ok(Listener::Unix { socket: UnixListener::from_std(std), path, address, owned: false })
+        } else {
+            let std = std::net::TcpListener::from(fd);
+            std.set_nonblocking(true)?;
+            let address = Address::tcp(std.local_addr()?);
+            Ok(Listener::Tcp { socket: TcpListener::from_std(std), address })
         }
     }
 
@@ -102,7 +129,7 @@ impl Listener {
 
 impl Drop for Listener {
     fn drop(&mut self) {
-        if let Listener::Unix { path, .. } = self {
+        if let Listener::Unix { path, owned: true, .. } = self {
             let _ = std::fs::remove_file(path);
         }
     }

@@ -148,3 +148,29 @@ pub fn spawn_child<T>(
         }
     }
 }
+
+/// Takes ownership of the listening sockets systemd passed (`LISTEN_PID` is this process,
+/// `LISTEN_FDS` counts them from descriptor 3), once: the variables are removed, so a second
+/// call, or a child, finds none.
+pub fn take_activated_sockets() -> Vec<std::os::fd::OwnedFd> {
+    let ours = std::env::var("LISTEN_PID").ok().and_then(|p| p.parse::<u32>().ok()) == Some(std::process::id());
+    let count = std::env::var("LISTEN_FDS").ok().and_then(|n| n.parse::<i32>().ok()).unwrap_or(0);
+    std::env::remove_var("LISTEN_PID");
+    std::env::remove_var("LISTEN_FDS");
+    std::env::remove_var("LISTEN_FDNAMES");
+    if !ours {
+        return Vec::new();
+    }
+    (3..3 + count.clamp(0, 1024))
+        .filter(|&fd| {
+            // SAFETY: F_GETFD only reads the descriptor's flags; an unused number gives EBADF.
+            unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
+        })
+        .map(|fd| {
+            // SAFETY: the socket-activation protocol hands these descriptors to this process
+            // (LISTEN_PID checked above), nothing else in it owns them, and the variables are
+            // gone, so each is taken once.
+            unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) }
+        })
+        .collect()
+}

@@ -188,3 +188,45 @@ pub fn http_post(path_ct: &str, body: &str) -> String {
 pub fn json(s: &str) -> serde_json::Value {
     serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s:?}"))
 }
+
+// ---- helpers for the XML-RPC and comodojo tests ----
+
+impl Daemon {
+    /// Appends arguments to the command line (before `start`), e.g. another `--socket`.
+    pub fn add_args(mut self, extra: &[&str]) -> Daemon {
+        self.args.extend(extra.iter().map(|s| s.to_string()));
+        self
+    }
+}
+
+/// A process's resident set size in kB (VmRSS of /proc/PID/status).
+pub fn vm_rss_kb(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/PID/status");
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("a VmRSS line");
+    line.split_whitespace().nth(1).and_then(|n| n.parse().ok()).expect("VmRSS in kB")
+}
+
+/// Standard base64 with padding (tests build frames by hand with it).
+pub fn b64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().enumerate().fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[(n >> (18 - 6 * i)) as usize & 63]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Runs `python3 -c SCRIPT ARGS…`, asserting success; returns the JSON its last stdout line holds.
+pub fn python(script: &str, args: &[&str]) -> serde_json::Value {
+    let out = Command::new("python3").arg("-c").arg(script).args(args).output().expect("python3 is installed");
+    assert!(out.status.success(), "python failed:\n{}\n{}", text(&out.stdout), text(&out.stderr));
+    let stdout = text(&out.stdout);
+    json(stdout.lines().last().unwrap_or(""))
+}
