@@ -123,7 +123,13 @@ fn run_in(bins: &Bins, dir: &Path, time: Duration, rounds: usize) -> Result<bool
         xml.push(load::xml_http_sequential(&echo_sock, time)?);
     }
     let (nd, xml) = (median(nd), median(xml));
-    println!("  {:<44} ndjson {:>9.0}/s   xml-rpc {:>9.0}/s   ratio {:.2}", "XML-RPC/HTTP vs NDJSON, same daemon, unix", nd, xml, xml / nd);
+    println!(
+        "  {:<44} ndjson {:>9.0}/s   xml-rpc {:>9.0}/s   ratio {:.2}",
+        "XML-RPC/HTTP vs NDJSON, same daemon, unix",
+        nd,
+        xml,
+        xml / nd
+    );
 
     let (rss, anon) = idle_memory(bins, dir)?;
     let ready = start_to_ready(bins, dir, 15)?;
@@ -147,7 +153,12 @@ fn run_in(bins: &Bins, dir: &Path, time: Duration, rounds: usize) -> Result<bool
             target: ">= 0.85",
             met: ht / hf >= 0.85,
         },
-        Line { what: "XML-RPC HTTP / NDJSON", measured: format!("{:.2}", xml / nd), target: ">= 0.50", met: xml / nd >= 0.5 },
+        Line {
+            what: "XML-RPC HTTP / NDJSON",
+            measured: format!("{:.2}", xml / nd),
+            target: ">= 0.50",
+            met: xml / nd >= 0.5,
+        },
         Line { what: "idle RSS", measured: format!("{rss} kB"), target: "<= 2500 kB", met: rss <= 2500 },
         Line { what: "idle RssAnon", measured: format!("{anon} kB"), target: "<= 400 kB", met: anon <= 400 },
         Line {

@@ -30,7 +30,7 @@
 //! ```text
 //!    clients: tomtectl, curl, socat, python xmlrpc.client, comodojo PHP clients
 //!                  │ unix://  tcp://  comodojo+unix://  comodojo+tcp://
-//! ┌────────────────▼──────────────────────────────────────────────────────┐
+//! ┌────────────────▼───────────────────────────────────────────────────────┐
 //! │ the daemon process: one thread, one mio::Poll                          │
 //! │  net      listeners → connections (state machines) → complete messages │
 //! │  rpc      tomte-rpc: decode → registry (validate, dispatch) → encode   │
@@ -56,13 +56,16 @@
 //! [`Daemon::clear`]). They run on the loop thread; an event emitted from a handler or listener
 //! runs its listeners as soon as that handler returns. The daemon emits the names in
 //! [`event::names`]: `daemon.start`, `daemon.ready`, `daemon.stop`, `daemon.reload`,
-//! `daemon.socket.client.connect`, `daemon.socket.client.hangup`.
+//! `daemon.socket.client.connect`, `daemon.socket.client.hangup`; and for workers
+//! `daemon.worker.message` (a message a worker sent up) and `daemon.worker.failed` (a crash
+//! loop ended).
 //!
 //! **The signal bridge** ([`signal`]) turns every catchable signal into two events, one by name
 //! and one by number (`daemon.posix.SIGTERM` and `daemon.posix.15`). [`Daemon::new`] hooks the
-//! defaults: SIGTERM and SIGINT stop gracefully, SIGHUP reloads. The fault signals (SEGV, BUS,
-//! FPE, ILL) keep their default action, and SIGPIPE is ignored, so a vanished client is an I/O
-//! error on its connection and nothing more.
+//! defaults: SIGTERM and SIGINT stop gracefully, SIGHUP reloads, SIGCHLD reaps and restarts
+//! workers (the watchdog). The fault signals (SEGV, BUS, FPE, ILL) keep their default action,
+//! and SIGPIPE is ignored, so a vanished client is an I/O error on its connection and nothing
+//! more.
 //!
 //! **RPC** lives in the `tomte-rpc` crate, which is pure: bytes in, bytes out, no I/O, no
 //! `unsafe`. It holds the value model ([`Value`]), methods with signatures ([`Method`],
@@ -84,12 +87,18 @@
 //! [`detach`](process::detach) (fork, setsid, fork, chdir `/`, umask, stdio to `/dev/null` or
 //! the log), the [`PidFile`](process::PidFile), niceness, and `sd_notify` for systemd.
 //!
-//! **Workers** ([`worker`]) are child processes forked from the daemon, each with its own loop,
-//! supervised by the daemon. They talk to it through a [`worker::channel`]: one shared mapping
-//! made before the fork holding two single-producer single-consumer rings, a status word and a
+//! **Workers** ([`worker`]) are child processes forked from the daemon, each running its own
+//! loop: a [`Worker`](worker::Worker) (`spinup`, one `loop` iteration per interval, `spindown`,
+//! `on_command`, `on_message`), installed with a [`WorkerSpec`](worker::WorkerSpec) (interval,
+//! restart [`Policy`](worker::Policy), back-off, crash-loop limit, hang timeout, stop grace).
+//! The daemon's supervisor forks them, reaps them on SIGCHLD, restarts them per policy after an
+//! exponential back-off, kills the ones whose heartbeat is too old, and stops them all with the
+//! daemon. Each talks to the daemon through a [`worker::channel`]: one shared mapping made
+//! before the fork holding two single-producer single-consumer rings, a status word and a
 //! heartbeat, with an eventfd per direction for wake-ups, so frames cross without a system call
-//! and the daemon's side is one more source on its poll. (The channel is in place; the worker
-//! API and its supervisor are being built on it.)
+//! and the daemon's side is one more source on its poll. A handler that needs a worker's answer
+//! calls [`Ctx::ask`]: the reply to its client is deferred until the worker answers (or dies,
+//! which makes it an error), and the loop serves everyone else meanwhile.
 //!
 //! **The system layer** ([`sys`]) is the only module with `unsafe` code: fork, `_exit`, signal
 //! dispositions, shared mappings, eventfd. The workspace denies `unsafe_code` everywhere else,
@@ -109,7 +118,7 @@
 //!   [`Mode::Detached`]: it sets the niceness, takes the pid file (created, `flock`ed, pid
 //!   written; a stale file whose lock is free is taken over), binds every listener (a stale unix
 //!   socket file that refuses connections is replaced, a live one is left alone), installs the
-//!   signal bridge and emits `daemon.start`.
+//!   signal bridge, emits `daemon.start`, and forks the workers.
 //! * **ready.** Then, and only then, the daemon writes `READY <pid>` into the pipe and the
 //!   starting command prints where the sockets and pid file are and exits 0. When anything
 //!   before that fails, the daemon writes `ERROR <its own message>` instead, and `start` prints
@@ -120,8 +129,10 @@
 //!   rotation) and `daemon.reload` emitted for the daemon's own hooks.
 //! * **stop.** SIGTERM, SIGINT, `daemon.shutdown` or [`Ctx::stop`] end the loop at the end of
 //!   its turn: `daemon.stop` is emitted, answers already computed are flushed (for at most half
-//!   a second), the listeners close and remove their socket files, and the pid file is removed
-//!   while its lock is still held, so no second instance can slip in between.
+//!   a second), every worker is sent `stop` at once (then, after its grace period, SIGTERM, and
+//!   after another, SIGKILL) and reaped, the listeners close and remove their socket files, and
+//!   the pid file is removed while its lock is still held, so no second instance can slip in
+//!   between.
 //!
 //! ```
 //! // A daemon that runs its whole life here: a client thread calls it and shuts it down.
@@ -174,14 +185,18 @@
 //!
 //! # Limits
 //!
-//! * **Per connection** ([`net::Limits`], all configurable): messages up to 16 MiB, 1024
+//! * **Connections** ([`net::Limits`], all configurable): messages up to 16 MiB, 1024
 //!   connections at once, 300 s of silence. Past one, the client at fault gets an error (a
 //!   JSON-RPC error, or an HTTP status) and its connection is closed; the daemon and every other
 //!   client are unaffected. A client that does not read its answers stops being read from once
 //!   4 MiB of answers wait for it, and a connection serves at most 16 reads before the others
 //!   get their turn.
-//! * **One thread.** A slow handler delays every client for as long as it runs. A storm of
-//!   listeners emitting events for each other is cut off after 1024 rounds, with a warning.
+//! * **One thread.** A slow handler delays every client for as long as it runs: long work
+//!   belongs in a worker, asked with [`Ctx::ask`]. A storm of listeners emitting events for
+//!   each other is cut off after 1024 rounds, with a warning.
+//! * **Worker channels** hold 64 KiB each way by default
+//!   ([`WorkerSpec::ring_bytes`](worker::WorkerSpec::ring_bytes)); a full ring is an error to
+//!   the sender (back-pressure), never a silent drop.
 //! * **HTTP** is the part of HTTP/1.1 RPC needs: `POST` with `Content-Length` (no chunked
 //!   bodies), heads up to 64 KiB. **XML-RPC** has no named parameters, and arrays and structs
 //!   nest at most 64 deep.
@@ -193,16 +208,21 @@
 //!
 //! * **Fork only while single-threaded.** After `fork`, only the forking thread exists in the
 //!   child: a lock another thread held (the allocator's, stdout's) would stay locked forever.
-//!   [`process::detach`] must therefore run before any thread is started, which [`cli::main`]
-//!   guarantees for the daemons built on it; a program that needs threads before it daemonizes
-//!   should use the foreground mode under a supervisor instead. The daemon itself never starts
-//!   a thread, so it may fork workers at any time. Processes that exist only to fork again or
-//!   to report a failure leave through `_exit`, so they never run their parent's destructors.
+//!   Every fork in tomte goes through [`sys::process::fork_alone`], which counts the process's
+//!   threads first and refuses (an error, not a fork) when there is more than one. So
+//!   [`process::detach`] must run before any thread is started, as [`cli::main`] does; a program
+//!   that needs threads before it daemonizes runs in the foreground under a supervisor instead,
+//!   and a daemon with workers must not start threads at all. The daemon itself never starts
+//!   one. Processes that exist only to fork again or to report a failure leave through `_exit`,
+//!   and a worker's process `_exit`s when its loop ends, so no child runs its parent's
+//!   destructors.
 //! * **Nothing happens inside a signal handler.** signal-hook's handler records the signal and
 //!   writes a byte to a self-pipe; the loop drains the pipe and runs the listeners on its own
 //!   thread. A signal that arrives while the loop is busy is acted on at its next turn, never
 //!   lost. A forked worker puts every disposition back to its default and unblocks every signal
-//!   ([`sys::process::reset_signals`]), so it never writes into the daemon's pipe.
+//!   ([`sys::process::reset_signals`]), so it never writes into the daemon's pipe; it asks to be
+//!   killed when the daemon dies (`PR_SET_PDEATHSIG`, with a check for a daemon that died before
+//!   the request), and closes every descriptor that is not its own.
 //! * **Shared memory is not trusted.** Every index and length a worker channel reads from the
 //!   mapping is checked: a buggy or dying peer yields an error, never an out-of-bounds access.
 //!   The rings' memory ordering is model-checked with loom.

@@ -54,7 +54,7 @@ fn workers_are_forked_named_listed_and_hold_nothing_of_the_daemon() {
         let pid = w["pid"].as_i64().unwrap();
         let name = w["name"].as_str().unwrap();
         assert_eq!(w["policy"], "always");
-        assert_eq!(w["interval_ms"], 100.0);
+        assert_eq!(w["interval_ms"], 100);
         assert_eq!(std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap().trim(), name, "ps shows the name");
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
         let ppid: i32 = stat.rsplit_once(')').unwrap().1.split_whitespace().nth(1).unwrap().parse().unwrap();

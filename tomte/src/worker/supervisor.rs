@@ -86,7 +86,14 @@ impl WorkerInfo {
             ("name", Value::from(self.name.as_str())),
             ("pid", Value::from(self.pid)),
             ("state", Value::from(self.state.as_str())),
-            ("interval_ms", Value::Double(self.interval.as_secs_f64() * 1000.0)),
+            // Whole milliseconds as an int; a sub-millisecond interval as a double.
+            (
+                "interval_ms",
+                match self.interval.subsec_nanos() % 1_000_000 {
+                    0 => Value::from(self.interval.as_millis() as u64),
+                    _ => Value::Double(self.interval.as_secs_f64() * 1000.0),
+                },
+            ),
             ("policy", Value::from(self.policy.as_str())),
             ("restarts", Value::from(self.restarts)),
             ("iterations", Value::from(self.iterations)),
