@@ -3,3 +3,5 @@
 pub mod compare;
 pub mod floor;
 pub mod load;
+pub mod shm_floor;
+pub mod workers;

@@ -24,8 +24,14 @@ fn main() -> Result<()> {
             compare::run(&bins, seconds, 3)?;
             Ok(())
         }
+        ["workers", rest @ ..] => {
+            let seconds = rest.first().map(|s| s.parse()).transpose().context("seconds per round")?.unwrap_or(0.5);
+            let pool = std::env::current_exe()?.with_file_name("pool-zero");
+            tomte_bench::workers::run(&pool, std::time::Duration::from_secs_f64(seconds))?;
+            Ok(())
+        }
         _ => {
-            bail!("usage: tomte-bench compare [SECONDS] | floor-ndjson PATH | floor-http ADDR | pipelined PATH SECONDS")
+            bail!("usage: tomte-bench compare [SECONDS] | workers [SECONDS] | floor-ndjson PATH | floor-http ADDR | pipelined PATH SECONDS")
         }
     }
 }
