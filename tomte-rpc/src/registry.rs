@@ -79,6 +79,8 @@ impl Hasher for Fnv {
 pub struct Registry<C> {
     methods: Vec<Method<C>>,
     index: HashMap<String, usize, BuildHasherDefault<Fnv>>,
+    /// The method found last (handlers are neither Send nor Sync, so neither is a registry).
+    last: std::cell::Cell<usize>,
     capabilities: Vec<Capability>,
 }
 
@@ -93,7 +95,12 @@ impl<C> Registry<C> {
     /// capabilities.
     pub fn new() -> Registry<C> {
         use crate::method::Type::*;
-        let mut r = Registry { methods: Vec::new(), index: HashMap::default(), capabilities: Vec::new() };
+        let mut r = Registry {
+            methods: Vec::new(),
+            index: HashMap::default(),
+            last: std::cell::Cell::new(usize::MAX),
+            capabilities: Vec::new(),
+        };
         let sys = |name: &str, m: SystemMethod| Method::with_body(name.to_owned(), Body::System(m));
         let system = [
             sys("system.getCapabilities", SystemMethod::GetCapabilities)
@@ -151,7 +158,14 @@ impl<C> Registry<C> {
     }
 
     pub fn get(&self, name: &str) -> Option<&Method<C>> {
-        self.index.get(name).map(|&i| &self.methods[i])
+        // Clients tend to call one method over and over: check the last one found first.
+        let last = self.last.get();
+        if let Some(m) = self.methods.get(last).filter(|m| m.name == name) {
+            return Some(m);
+        }
+        let i = *self.index.get(name)?;
+        self.last.set(i);
+        Some(&self.methods[i])
     }
 
     /// Method names in registration order.
