@@ -263,7 +263,7 @@ impl Conn {
         log::warn!("closing connection from {}: {why}", self.peer);
         match self.framing {
             Framing::Http => http::write_error(&mut self.out, 413, &why),
-            Framing::Comodojo => {}
+            Framing::Comodojo => tomte_rpc::comodojo::encode_response(false, Some(why.as_bytes()), &mut self.out),
             _ => {
                 let fault = tomte_rpc::Fault::invalid_request(why);
                 tomte_rpc::jsonrpc::write_error(&mut self.out, "null", &fault);
