@@ -6,7 +6,7 @@ fn main() {
         bench: env!("CARGO_BIN_EXE_tomte-bench").into(),
         echo: env!("CARGO_BIN_EXE_echo").into(),
     };
-    match tomte_bench::compare::run(&bins, 1.0, 3) {
+    match tomte_bench::compare::run(&bins, 1.0, 5) {
         Ok(true) => println!("\nall targets met"),
         Ok(false) => println!("\nsome targets NOT met (see above)"),
         Err(e) => {

@@ -21,7 +21,7 @@ fn main() -> Result<()> {
             let exe = std::env::current_exe()?;
             let echo = exe.with_file_name("echo");
             let bins = compare::Bins { bench: exe, echo };
-            compare::run(&bins, seconds, 3)?;
+            compare::run(&bins, seconds, 5)?;
             Ok(())
         }
         ["workers", rest @ ..] => {
