@@ -94,6 +94,10 @@ fn present_value<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>
 
 const NULL_ID: &str = "null";
 
+/// The most requests one batch may hold: a batch is answered whole before anything is sent, so
+/// without a cap a 16 MiB batch of `1,` would make a gigabyte of errors and stall the loop.
+pub const MAX_BATCH: usize = 1024;
+
 /// Serves one JSON-RPC message (a request or a batch) and appends the response to `out`.
 /// A single request whose handler defers is [`Served::Later`]; in a batch, deferring is an error.
 pub fn serve<C>(registry: &Registry<C>, ctx: &mut C, input: &[u8], out: &mut Vec<u8>) -> Served {
@@ -119,15 +123,20 @@ pub fn serve<C>(registry: &Registry<C>, ctx: &mut C, input: &[u8], out: &mut Vec
 }
 
 fn serve_batch<C>(registry: &Registry<C>, ctx: &mut C, input: &[u8], out: &mut Vec<u8>) -> bool {
-    let items: Vec<&RawValue> = match serde_json::from_slice(input) {
-        Ok(items) => items,
+    let (items, count) = match serde_json::from_slice::<Batch>(input) {
+        Ok(Batch(items, count)) => (items, count),
         Err(e) => {
             write_error(out, NULL_ID, &Fault::parse_error(e.to_string()));
             return true;
         }
     };
-    if items.is_empty() {
+    if count == 0 {
         write_error(out, NULL_ID, &Fault::invalid_request("empty batch"));
+        return true;
+    }
+    if count > MAX_BATCH {
+        let why = format!("batch of {count} requests exceeds the limit of {MAX_BATCH}");
+        write_error(out, NULL_ID, &Fault::invalid_request(why));
         return true;
     }
     let start = out.len();
@@ -158,6 +167,38 @@ fn serve_batch<C>(registry: &Registry<C>, ctx: &mut C, input: &[u8], out: &mut V
     }
     out.push(b']');
     true
+}
+
+/// A batch's first [`MAX_BATCH`] entries, kept raw, and how many there are in all (the rest are
+/// only checked for syntax, never stored).
+struct Batch<'a>(Vec<&'a RawValue>, usize);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Batch<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Batch<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an array of requests")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
+                let mut items = Vec::new();
+                let mut count = 0;
+                loop {
+                    let more = if items.len() < MAX_BATCH {
+                        a.next_element::<&RawValue>()?.map(|raw| items.push(raw)).is_some()
+                    } else {
+                        a.next_element::<serde::de::IgnoredAny>()?.is_some()
+                    };
+                    if !more {
+                        return Ok(Batch(items, count));
+                    }
+                    count += 1;
+                }
+            }
+        }
+        d.deserialize_seq(V)
+    }
 }
 
 /// Tells a syntax error (−32700) from valid JSON that is not a request object (−32600).
@@ -444,6 +485,16 @@ mod tests {
             run(r#"{"jsonrpc":"2.0","method":"subtract","params":"x","id":1}"#).unwrap()["error"]["code"],
             -32600
         );
+    }
+
+    #[test]
+    fn batches_are_capped_without_storing_the_excess() {
+        let big = format!("[{}1]", "1,".repeat(MAX_BATCH * 8));
+        let v = run(&big).unwrap();
+        assert_eq!(v["error"]["code"], -32600);
+        assert!(v["error"]["data"].as_str().unwrap().contains("exceeds the limit of 1024"), "{v}");
+        let ok = format!("[{}]", vec![r#"{"jsonrpc":"2.0","method":"get_data","id":1}"#; MAX_BATCH].join(","));
+        assert_eq!(run(&ok).unwrap().as_array().unwrap().len(), MAX_BATCH);
     }
 
     #[test]

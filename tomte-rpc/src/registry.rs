@@ -228,6 +228,10 @@ impl<C> Registry<C> {
                     return Err(Fault::new(fault::MULTICALL_JSON, "Multicall is available only in XMLRPC"));
                 }
                 let calls: Vec<Value> = p.get("requests")?;
+                if calls.len() > crate::jsonrpc::MAX_BATCH {
+                    let why = format!("{} calls exceed the limit of {}", calls.len(), crate::jsonrpc::MAX_BATCH);
+                    return Err(Fault::invalid_request(why));
+                }
                 Ok(Value::Array(calls.into_iter().map(|c| self.multicall_entry(c, ctx)).collect()))
             }
         }

@@ -1,6 +1,7 @@
 //! Workers that misbehave, for the supervision tests (and for trying the supervisor by hand):
 //!
-//! * `steady` counts, and answers `count`, `die` (exits 9 before answering), `panic`;
+//! * `steady` counts, and answers `count`, `die` (exits 9 before answering), `panic`, `slow`
+//!   (answers after 4 s), `whoami` (reads its name from a file its factory opened);
 //! * `panicky` panics in its third iteration, and is restarted;
 //! * `crasher` panics in spinup every time: its crash loop ends in state `failed`;
 //! * `sleeper` hangs in its second iteration: the hang timeout (1 s) kills and restarts it.
@@ -17,6 +18,8 @@ struct Chaos {
     panic_at: Option<u64>,
     hang_at: Option<u64>,
     crash_in_spinup: bool,
+    /// Opened by the factory, which runs in the worker's process.
+    comm: Option<std::fs::File>,
 }
 
 impl Worker for Chaos {
@@ -38,6 +41,19 @@ impl Worker for Chaos {
         match request.as_str() {
             Some("count") => Ok(Value::from(ctx.iterations())),
             Some("die") => std::process::exit(9),
+            Some("slow") => {
+                std::thread::sleep(Duration::from_secs(4));
+                Ok(Value::from("slept"))
+            }
+            Some("whoami") => {
+                use std::io::{Read, Seek};
+                let mut name = String::new();
+                let file = self.comm.as_mut().ok_or_else(|| Fault::internal("no file"))?;
+                file.rewind()
+                    .and_then(|_| file.read_to_string(&mut name))
+                    .map_err(|e| Fault::internal(e.to_string()))?;
+                Ok(Value::from(name.trim()))
+            }
             Some("panic") => panic!("asked to panic"),
             _ => Err(Fault::invalid_params(format!("unknown request {request:?}"))),
         }
@@ -47,23 +63,26 @@ impl Worker for Chaos {
 fn main() {
     let mut d = Daemon::new("chaos");
     let fast = Duration::from_millis(50);
-    d.worker(WorkerSpec::new("steady", fast, Chaos::default))
-        .worker(
-            WorkerSpec::new("panicky", fast, || Chaos { panic_at: Some(3), ..Chaos::default() })
-                .backoff(Duration::from_millis(50), Duration::from_millis(200), Duration::from_secs(10))
-                .crash_limit(1000, Duration::from_secs(60)),
-        )
-        .worker(
-            WorkerSpec::new("crasher", fast, || Chaos { crash_in_spinup: true, ..Chaos::default() })
-                .backoff(Duration::from_millis(10), Duration::from_millis(40), Duration::from_secs(10))
-                .crash_limit(3, Duration::from_secs(60)),
-        )
-        .worker(
-            WorkerSpec::new("sleeper", fast, || Chaos { hang_at: Some(2), ..Chaos::default() })
-                .policy(Policy::OnFailure)
-                .hang_timeout(Some(Duration::from_secs(1)))
-                .backoff(Duration::from_millis(500), Duration::from_secs(5), Duration::from_secs(10)),
-        );
+    d.worker(WorkerSpec::new("steady", fast, || Chaos {
+        comm: std::fs::File::open("/proc/self/comm").ok(),
+        ..Chaos::default()
+    }))
+    .worker(
+        WorkerSpec::new("panicky", fast, || Chaos { panic_at: Some(3), ..Chaos::default() })
+            .backoff(Duration::from_millis(50), Duration::from_millis(200), Duration::from_secs(10))
+            .crash_limit(1000, Duration::from_secs(60)),
+    )
+    .worker(
+        WorkerSpec::new("crasher", fast, || Chaos { crash_in_spinup: true, ..Chaos::default() })
+            .backoff(Duration::from_millis(10), Duration::from_millis(40), Duration::from_secs(10))
+            .crash_limit(3, Duration::from_secs(60)),
+    )
+    .worker(
+        WorkerSpec::new("sleeper", fast, || Chaos { hang_at: Some(2), ..Chaos::default() })
+            .policy(Policy::OnFailure)
+            .hang_timeout(Some(Duration::from_secs(1)))
+            .backoff(Duration::from_millis(500), Duration::from_secs(5), Duration::from_secs(10)),
+    );
     d.method(
         Method::new("chaos.ask", |p, ctx| ctx.ask(&p.get::<String>("name")?, Value::from(p.get::<String>("request")?)))
             .description("Sends REQUEST to worker NAME; answers with its answer")

@@ -386,3 +386,14 @@ fn connections_past_the_limit_are_refused_and_idle_ones_closed() {
     assert!(t.elapsed() >= Duration::from_millis(500), "closed too early");
     drop(b);
 }
+
+#[test]
+fn a_last_line_without_its_newline_is_still_answered() {
+    let d = Daemon::new("echo", &[]).start();
+    let mut s = d.connect();
+    s.write_all(br#"{"jsonrpc":"2.0","method":"my.echo","params":["end"],"id":1}"#).unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert_eq!(json(&answer)["result"], "end");
+}

@@ -277,3 +277,46 @@ fn tomtectl_shows_and_drives_workers() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("unknown worker 'nobody'"));
 }
+
+#[test]
+fn the_factory_runs_in_the_worker_and_its_files_stay_open() {
+    let d = Daemon::new("chaos", &[]).start();
+    let _reaper = pids(&d);
+    until("steady looping", Duration::from_secs(20), || worker(&d, "steady")["state"] == "looping");
+    let v = call(&d, "chaos.ask", r#"["steady","whoami"]"#);
+    assert_eq!(v["result"], "steady", "{v}");
+}
+
+#[test]
+fn a_call_waiting_for_a_slow_worker_is_neither_idle_nor_holding_a_slot_once_its_client_left() {
+    let d = Daemon::new("chaos", &["--idle-timeout", "1", "--max-connections", "3"]).start();
+    let _reaper = pids(&d);
+    until("steady looping", Duration::from_secs(20), || worker(&d, "steady")["state"] == "looping");
+    // One waits for its slow answer (4 s) past the idle timeout (1 s).
+    let slow = std::thread::spawn({
+        let sock = d.sock.clone();
+        move || {
+            let s = std::os::unix::net::UnixStream::connect(sock).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+            let mut r = BufReader::new(s);
+            json(&ndjson(&mut r, r#"{"jsonrpc":"2.0","method":"chaos.ask","params":["steady","slow"],"id":2}"#))
+        }
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    // Two clients ask something slow and leave: with three slots, their slots must come back
+    // before the answers do, or nobody else gets in.
+    for _ in 0..2 {
+        let mut s = d.connect();
+        std::io::Write::write_all(
+            &mut s,
+            b"{\"jsonrpc\":\"2.0\",\"method\":\"chaos.ask\",\"params\":[\"steady\",\"slow\"],\"id\":3}\n",
+        )
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    until("a free slot", Duration::from_secs(3), || {
+        call(&d, "daemon.status", "[]")["result"]["connections"].as_i64().is_some()
+    });
+    let v = slow.join().unwrap();
+    assert_eq!(v["result"], "slept", "{v}");
+}

@@ -200,7 +200,19 @@ impl Running {
             for ev in events.iter() {
                 match ev.token() {
                     SIGNALS => self.signals(),
-                    Token(t) if t >= CONN_BASE => self.drive(t - CONN_BASE),
+                    Token(t) if t >= CONN_BASE => {
+                        let key = t - CONN_BASE;
+                        // A client gone for good (hang-up both ways) while its call waits for a
+                        // worker: nobody will read the answer, free the slot now.
+                        if ev.is_read_closed()
+                            && ev.is_write_closed()
+                            && self.conns.get(key).is_some_and(Conn::is_waiting)
+                        {
+                            self.close(key);
+                        } else {
+                            self.drive(key);
+                        }
+                    }
                     Token(t) if t >= WORKER_BASE => woken.push(t - WORKER_BASE),
                     Token(t) => self.accept(t - LISTENER_BASE),
                 }
@@ -358,7 +370,8 @@ impl Running {
         let idle: Vec<usize> = self
             .conns
             .iter()
-            .filter(|(_, c)| now.duration_since(c.last_active) > self.limits.idle_timeout)
+            // A connection waiting for a worker's answer is not idle: the worker is slow.
+            .filter(|(_, c)| !c.is_waiting() && now.duration_since(c.last_active) > self.limits.idle_timeout)
             .map(|(k, _)| k)
             .collect();
         for key in idle {

@@ -14,6 +14,8 @@ use tomte_rpc::{Fault, Pending, Served, Value};
 use super::{Dialect, Limits, Service, Stream};
 
 const INITIAL_BUF: usize = 8 << 10;
+/// Buffers larger than this are given back once empty.
+const KEEP_BUF: usize = 64 << 10;
 /// Unsent output past which the connection stops reading requests.
 const HIGH_WATER: usize = 4 << 20;
 /// Reads per drive before yielding to other connections (fairness under a flood).
@@ -155,6 +157,11 @@ impl Conn {
         }
     }
 
+    /// Whether it waits for a deferred answer.
+    pub fn is_waiting(&self) -> bool {
+        self.waiting.is_some()
+    }
+
     /// Whether answers are waiting to be written.
     pub fn has_output(&self) -> bool {
         self.out_pos < self.out.len()
@@ -174,21 +181,29 @@ impl Conn {
             if self.close_after_flush && self.waiting.is_none() {
                 return if self.has_output() { Drive::Open } else { Drive::Closed };
             }
-            if self.waiting.is_some() {
-                // Read nothing more until the owed answer is written (see `complete`).
+            if self.waiting.is_some() && (self.close_after_flush || self.end == self.buf.len()) {
+                // Serve nothing more until the owed answer is written (see `complete`); what
+                // arrives meanwhile waits in the buffer, read only so that a client that leaves
+                // is noticed.
                 return Drive::Open;
             }
             if reads == READS_PER_DRIVE {
                 return Drive::MoreWork;
             }
             reads += 1;
-            if !self.make_room(limits) {
+            if self.waiting.is_none() && !self.make_room(limits) {
                 self.too_large(limits);
                 continue;
             }
             match self.stream.read(&mut self.buf[self.end..]) {
                 Ok(0) => {
-                    // The client finished sending (maybe only its half): answer, then close.
+                    // The client finished sending (maybe only its half): answer, then close. A
+                    // last NDJSON or comodojo line without its newline is still a message.
+                    if self.framing != Framing::Http && self.end > self.start && self.make_room(limits) {
+                        self.buf[self.end] = b'\n';
+                        self.end += 1;
+                        self.serve(svc, limits);
+                    }
                     self.close_after_flush = true;
                 }
                 Ok(n) => {
@@ -210,7 +225,10 @@ impl Conn {
         while self.out_pos < self.out.len() {
             match self.stream.write(&self.out[self.out_pos..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => self.out_pos += n,
+                Ok(n) => {
+                    self.out_pos += n;
+                    self.last_active = Instant::now();
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
@@ -218,8 +236,12 @@ impl Conn {
         }
         self.out.clear();
         self.out_pos = 0;
-        if self.out.capacity() > HIGH_WATER {
-            self.out.shrink_to(INITIAL_BUF);
+        // An idle connection keeps small buffers, whatever the size of its last answer.
+        if self.out.capacity() > KEEP_BUF {
+            self.out = Vec::new();
+        }
+        if self.scratch.capacity() > KEEP_BUF {
+            self.scratch = Vec::new();
         }
         Ok(true)
     }
@@ -230,7 +252,7 @@ impl Conn {
             self.start = 0;
             self.end = 0;
             self.scanned = 0;
-            if self.buf.len() > 64 << 10 {
+            if self.buf.len() > KEEP_BUF {
                 // A big message has gone: give its memory back.
                 self.buf = Vec::new();
             }

@@ -147,10 +147,13 @@ fn recover_stale(path: &Path, name: &str) -> Result<(), BindError> {
     }
     match std::os::unix::net::UnixStream::connect(path) {
         Ok(_) => Err(BindError::InUse { addr: name.to_owned() }),
-        Err(_) => {
+        // Refused: nobody listens, the file is a leftover. Any other error (no permission, …)
+        // says nothing about that, so the file is left alone and bind reports the problem.
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
             log::info!("removing stale socket file {}", path.display());
             std::fs::remove_file(path).map_err(|e| BindError::Io { addr: name.to_owned(), source: e })
         }
+        Err(_) => Ok(()),
     }
 }
 

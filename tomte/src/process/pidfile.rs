@@ -30,6 +30,29 @@ impl PidFile {
     /// Creates (or takes over a stale) pid file, locks it and writes this process's pid.
     /// A file locked by a live instance is left untouched.
     pub fn acquire(path: &Path) -> Result<PidFile, PidFileError> {
+        // A stopping instance unlinks its file while we may hold it open: then our lock is on
+        // a file no one else sees; start over on the path's new file.
+        for _ in 0..16 {
+            let held = Self::try_acquire(path)?;
+            if same_file(&held.file, path) {
+                return held.write_pid();
+            }
+            drop(held);
+        }
+        Err(PidFileError::Io { path: path.to_owned(), source: io::Error::other("the pid file keeps being replaced") })
+    }
+
+    fn write_pid(mut self) -> Result<PidFile, PidFileError> {
+        let path = self.path.clone();
+        let io_err = |source| PidFileError::Io { path: path.clone(), source };
+        self.file.set_len(0).map_err(io_err)?;
+        self.file.rewind().map_err(io_err)?;
+        writeln!(self.file, "{}", std::process::id()).map_err(io_err)?;
+        self.file.sync_data().ok();
+        Ok(self)
+    }
+
+    fn try_acquire(path: &Path) -> Result<PidFile, PidFileError> {
         let io_err = |source| PidFileError::Io { path: path.to_owned(), source };
         let mut file = OpenOptions::new()
             .read(true)
@@ -46,10 +69,6 @@ impl PidFile {
             }
             return Err(io_err(e.into()));
         }
-        file.set_len(0).map_err(io_err)?;
-        file.rewind().map_err(io_err)?;
-        writeln!(file, "{}", std::process::id()).map_err(io_err)?;
-        file.sync_data().ok();
         Ok(PidFile { file, path: path.to_owned() })
     }
 
@@ -58,10 +77,22 @@ impl PidFile {
     }
 }
 
+/// Whether `path` still names the open `file` (same device and inode).
+fn same_file(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
 impl Drop for PidFile {
     fn drop(&mut self) {
-        // Remove while still holding the lock, so no second instance can take the path between.
-        let _ = std::fs::remove_file(&self.path);
+        // Remove while still holding the lock, so no second instance can take the path between;
+        // and only our own file, never one another instance made since.
+        if same_file(&self.file, &self.path) {
+            let _ = std::fs::remove_file(&self.path);
+        }
         let _ = flock(&self.file, FlockOperation::Unlock);
     }
 }

@@ -35,11 +35,12 @@ pub fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-/// Puts every signal back to its default disposition and unblocks them all: a forked child must
-/// not keep the daemon's handlers (they write to the daemon's self-pipe).
+/// Puts every signal back to its default disposition (SIGPIPE stays ignored, as Rust programs
+/// expect) and unblocks them all: a forked child must not keep the daemon's handlers (they
+/// write to the daemon's self-pipe).
 pub fn reset_signals() {
-    for sig in 1..libc::SIGRTMAX() {
-        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+    for sig in 1..=libc::SIGRTMAX() {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP || sig == libc::SIGPIPE {
             continue;
         }
         // SAFETY: SIG_DFL is a valid disposition for every catchable signal; `signal` with it

@@ -19,14 +19,12 @@ pub(crate) const LOOPING: u32 = 1;
 pub(crate) const PAUSED: u32 = 2;
 pub(crate) const SPINDOWN: u32 = 3;
 
-/// The longest sleep between heartbeats.
-const BEAT: Duration = Duration::from_secs(1);
-
 /// Runs a worker to its end; the result is the process's exit code.
-pub(crate) fn main(name: String, interval: Duration, worker: Box<dyn Worker>, end: Endpoint) -> i32 {
+/// `beat`: the longest sleep between heartbeats.
+pub(crate) fn main(name: String, interval: Duration, beat: Duration, worker: Box<dyn Worker>, end: Endpoint) -> i32 {
     crate::logging::set_tag(&name);
     let mut ctx = WorkerCtx { name, iterations: 0, up: Vec::new(), stop: false };
-    let mut run = Run { worker, end, paused: false, buf: Vec::new(), frame: Vec::new() };
+    let mut run = Run { worker, end, paused: false, beat, buf: Vec::new(), frame: Vec::new() };
     match catch_unwind(AssertUnwindSafe(|| run.run(interval, &mut ctx))) {
         Ok(code) => code,
         Err(panic) => {
@@ -45,6 +43,7 @@ struct Run {
     worker: Box<dyn Worker>,
     end: Endpoint,
     paused: bool,
+    beat: Duration,
     buf: Vec<u8>,
     frame: Vec<u8>,
 }
@@ -86,7 +85,7 @@ impl Run {
             }
             self.end.set_status(if self.paused { PAUSED } else { LOOPING });
             self.end.beat();
-            let wait = if self.paused { BEAT } else { (next - now).min(BEAT) };
+            let wait = if self.paused { self.beat } else { (next - now).min(self.beat) };
             if let Err(e) = self.end.wait(wait) {
                 log::error!("worker {}: cannot wait on its channel: {e}", ctx.name);
                 return 2;
@@ -117,7 +116,11 @@ impl Run {
                 Some(Frame::Request(ticket, request)) => {
                     let answer = catch_unwind(AssertUnwindSafe(|| self.worker.on_message(request, ctx)))
                         .unwrap_or_else(|_| Err(Fault::internal(format!("worker {} panicked answering", ctx.name))));
-                    self.send(&Frame::Answer(ticket, answer))?;
+                    if let Err(why) = self.send(&Frame::Answer(ticket, answer)) {
+                        // An answer the channel cannot carry is an error answer, not a dead worker.
+                        let fault = Fault::internal(format!("worker {}: cannot send its answer: {why}", ctx.name));
+                        self.send(&Frame::Answer(ticket, Err(fault)))?;
+                    }
                 }
                 _ => return Err("malformed frame from the daemon".to_owned()),
             }
@@ -141,7 +144,7 @@ impl Run {
             match self.end.send(&self.frame) {
                 Ok(()) => return Ok(()),
                 Err(super::channel::SendError::Full) => {
-                    self.end.wait_writable(self.frame.len(), BEAT).map_err(|e| e.to_string())?;
+                    self.end.wait_writable(self.frame.len(), self.beat).map_err(|e| e.to_string())?;
                     self.end.beat();
                 }
                 Err(e) => return Err(e.to_string()),

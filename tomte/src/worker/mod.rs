@@ -72,8 +72,9 @@ impl WorkerCtx {
     }
 }
 
-/// Builds a fresh worker for each (re)start.
-pub type Factory = Box<dyn FnMut() -> Box<dyn Worker>>;
+/// Builds a fresh worker for each (re)start, in the worker's process: what the worker opens
+/// (files, sockets) it opens there, after the daemon's descriptors are closed.
+pub type Factory = std::rc::Rc<dyn Fn() -> Box<dyn Worker>>;
 
 /// How a worker is installed on the daemon.
 pub struct WorkerSpec {
@@ -92,18 +93,16 @@ pub struct WorkerSpec {
 
 impl WorkerSpec {
     /// A worker called `name`, iterating every `interval` (sub-second allowed), built by
-    /// `factory` at each start. Defaults: policy `Always`, back-off 100 ms doubling to 30 s
+    /// `factory` at each start, inside the new process. Do not move open files or sockets into
+    /// the factory: the child closes the descriptors it inherits; open them in the factory's
+    /// body or in `spinup`. Defaults: policy `Always`, back-off 100 ms doubling to 30 s
     /// (reset after 10 s of stable running), at most 5 restarts in 60 s before `failed`, hang
     /// timeout 30 s, stop grace 5 s, 64 KiB rings.
-    pub fn new<W: Worker + 'static>(
-        name: &str,
-        interval: Duration,
-        mut factory: impl FnMut() -> W + 'static,
-    ) -> WorkerSpec {
+    pub fn new<W: Worker + 'static>(name: &str, interval: Duration, factory: impl Fn() -> W + 'static) -> WorkerSpec {
         WorkerSpec {
             name: name.to_owned(),
             interval: interval.max(Duration::from_micros(100)),
-            factory: Box::new(move || Box::new(factory())),
+            factory: std::rc::Rc::new(move || Box::new(factory())),
             policy: Policy::Always,
             backoff_min: Duration::from_millis(100),
             backoff_max: Duration::from_secs(30),

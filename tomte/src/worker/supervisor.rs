@@ -196,10 +196,13 @@ impl Supervisor {
         let slot = &mut self.slots[i];
         let channel = Channel::new(slot.spec.ring_bytes)?;
         let keep: Vec<i32> = channel.fds().iter().map(|fd| fd.as_raw_fd()).collect();
-        let worker = (slot.spec.factory)();
+        let factory = slot.spec.factory.clone();
         let (name, interval) = (slot.spec.name.clone(), slot.spec.interval);
+        // Beat often enough that a healthy worker never looks hung.
+        let beat = slot.spec.hang_timeout.map_or(Duration::from_secs(1), |h| (h / 3).min(Duration::from_secs(1)));
         let (pid, channel) = crate::sys::process::spawn_child(&slot.spec.name, &keep, channel, move |channel| {
-            child::main(name, interval, worker, channel.worker_end())
+            // Built here, in the child, after the inherited descriptors are closed.
+            child::main(name, interval, beat, factory(), channel.worker_end())
         })?;
         let end = channel.daemon_end();
         if let Some(reg) = &self.registry {
@@ -335,7 +338,7 @@ impl Supervisor {
                 continue;
             }
             let delay = slot.backoff;
-            slot.backoff = (slot.backoff * 2).min(slot.spec.backoff_max);
+            slot.backoff = slot.backoff.saturating_mul(2).min(slot.spec.backoff_max);
             slot.down = State::Backoff;
             slot.restart_at = Some(now + delay);
             log::warn!("worker {} {how}; restarting in {delay:?}", slot.spec.name);
@@ -456,6 +459,8 @@ impl Supervisor {
         let Some(run) = slot.run.as_mut() else {
             if restart {
                 self.start(name)?;
+            } else if slot.down == State::Backoff {
+                slot.down = State::Exited;
             }
             return Ok(restart);
         };
