@@ -397,3 +397,36 @@ fn a_last_line_without_its_newline_is_still_answered() {
     s.read_to_string(&mut answer).unwrap();
     assert_eq!(json(&answer)["result"], "end");
 }
+
+#[test]
+fn clients_queued_while_descriptors_ran_out_are_served_once_some_free_up() {
+    // The daemon runs with 24 descriptors at most: about 15 clients fit.
+    let mut d = Daemon::new("echo", &[]);
+    let cmd = format!(
+        "ulimit -n 24 && exec '{}' start {}",
+        d.bin.display(),
+        d.args.iter().map(|a| format!("'{a}'")).collect::<Vec<_>>().join(" ")
+    );
+    let out = Command::new("sh").arg("-c").arg(&cmd).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    d.pids.push(d.pid().unwrap());
+    let line = r#"{"jsonrpc":"2.0","method":"my.echo","params":["q"],"id":1}"#;
+    let mut first: Vec<UnixStream> = Vec::new();
+    for _ in 0..30 {
+        let mut s = UnixStream::connect(&d.sock).unwrap();
+        s.write_all(format!("{line}\n").as_bytes()).unwrap();
+        first.push(s);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(d.log_text().contains("retrying in 100 ms"), "descriptors never ran out: {}", d.log_text());
+    // Closing the first ten frees descriptors: every other client is then answered.
+    let rest = first.split_off(10);
+    drop(first);
+    for s in rest {
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut r = BufReader::new(s);
+        let mut answer = String::new();
+        r.read_line(&mut answer).unwrap();
+        assert_eq!(json(&answer)["result"], "q");
+    }
+}

@@ -109,6 +109,8 @@ struct Running {
     next_serial: u64,
     /// Deferred answers: ticket → the connection (key, serial) that waits for it.
     tickets: std::collections::HashMap<u64, (usize, u64)>,
+    /// When to try accepting again after accept failed (EMFILE…): its readiness edge is spent.
+    accept_retry: Option<Instant>,
     /// Connections that yielded with work left.
     again: Vec<usize>,
     limits: Limits,
@@ -162,6 +164,7 @@ impl Running {
             next_serial: 0,
             tickets: std::collections::HashMap::new(),
             again: Vec::new(),
+            accept_retry: None,
             limits: config.limits.clone(),
             log: config.log.clone(),
             _pidfile: pidfile,
@@ -185,10 +188,11 @@ impl Running {
             let idle = !workers || self.ctx.workers.prepare_sleep();
             // With nothing to sweep, no timer and no worker, an idle daemon sleeps for good.
             let sweep = (!self.conns.is_empty()).then_some(next_sweep);
-            let wake = [self.timers.iter().map(|t| t.next).min(), sweep, self.ctx.workers.next_deadline()]
-                .into_iter()
-                .flatten()
-                .min();
+            let wake =
+                [self.timers.iter().map(|t| t.next).min(), sweep, self.ctx.workers.next_deadline(), self.accept_retry]
+                    .into_iter()
+                    .flatten()
+                    .min();
             let busy = !self.again.is_empty() || !idle || self.ctx.workers.has_output();
             let timeout = if busy { Some(Duration::ZERO) } else { wake.map(|w| w.saturating_duration_since(now)) };
             match self.poll.poll(&mut events, timeout) {
@@ -230,6 +234,12 @@ impl Running {
                 self.deliver();
             }
             let now = Instant::now();
+            if self.accept_retry.is_some_and(|t| t <= now) {
+                self.accept_retry = None;
+                for i in 0..self.listeners.len() {
+                    self.accept(i);
+                }
+            }
             self.run_timers(now);
             if now >= next_sweep || self.conns.is_empty() {
                 self.sweep_idle(now);
@@ -281,8 +291,10 @@ impl Running {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    // EMFILE and friends: log, and try again on the next readiness event.
-                    log::warn!("cannot accept on {}: {e}", listener.address());
+                    // EMFILE and friends: the pending clients stay queued, and no new edge may
+                    // come for them, so try again shortly.
+                    log::warn!("cannot accept on {}: {e}; retrying in 100 ms", listener.address());
+                    self.accept_retry = Some(Instant::now() + Duration::from_millis(100));
                     return;
                 }
             };
