@@ -139,6 +139,10 @@ fn serve_batch<C>(registry: &Registry<C>, ctx: &mut C, input: &[u8], out: &mut V
         write_error(out, NULL_ID, &Fault::invalid_request(why));
         return true;
     }
+    registry.without_defer(|| serve_entries(registry, ctx, items, out))
+}
+
+fn serve_entries<C>(registry: &Registry<C>, ctx: &mut C, items: Vec<&RawValue>, out: &mut Vec<u8>) -> bool {
     let start = out.len();
     out.push(b'[');
     let mut any = false;

@@ -81,6 +81,8 @@ pub struct Registry<C> {
     index: HashMap<String, usize, BuildHasherDefault<Fnv>>,
     /// The method found last (handlers are neither Send nor Sync, so neither is a registry).
     last: std::cell::Cell<usize>,
+    /// False while a batch or a multicall runs: its calls cannot answer later.
+    may_defer: std::rc::Rc<std::cell::Cell<bool>>,
     capabilities: Vec<Capability>,
 }
 
@@ -99,6 +101,7 @@ impl<C> Registry<C> {
             methods: Vec::new(),
             index: HashMap::default(),
             last: std::cell::Cell::new(usize::MAX),
+            may_defer: std::rc::Rc::new(std::cell::Cell::new(true)),
             capabilities: Vec::new(),
         };
         let sys = |name: &str, m: SystemMethod| Method::with_body(name.to_owned(), Body::System(m));
@@ -155,6 +158,20 @@ impl<C> Registry<C> {
     pub fn add_capability(&mut self, name: &str, spec_url: &str, spec_version: i64) {
         self.capabilities.retain(|c| c.name != name);
         self.capabilities.push(Capability { name: name.to_owned(), spec_url: spec_url.to_owned(), spec_version });
+    }
+
+    /// A flag that is true when the call running now may answer later ([`Fault::deferred`]),
+    /// false inside a batch or a multicall: a context that sends work elsewhere checks it first.
+    pub fn defer_flag(&self) -> std::rc::Rc<std::cell::Cell<bool>> {
+        self.may_defer.clone()
+    }
+
+    /// Runs `f` with deferring forbidden (a batch, a multicall), then restores the flag.
+    pub(crate) fn without_defer<T>(&self, f: impl FnOnce() -> T) -> T {
+        let before = self.may_defer.replace(false);
+        let out = f();
+        self.may_defer.set(before);
+        out
     }
 
     pub fn get(&self, name: &str) -> Option<&Method<C>> {
@@ -232,7 +249,8 @@ impl<C> Registry<C> {
                     let why = format!("{} calls exceed the limit of {}", calls.len(), crate::jsonrpc::MAX_BATCH);
                     return Err(Fault::invalid_request(why));
                 }
-                Ok(Value::Array(calls.into_iter().map(|c| self.multicall_entry(c, ctx)).collect()))
+                Ok(self
+                    .without_defer(|| Value::Array(calls.into_iter().map(|c| self.multicall_entry(c, ctx)).collect())))
             }
         }
     }

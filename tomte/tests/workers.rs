@@ -320,3 +320,23 @@ fn a_call_waiting_for_a_slow_worker_is_neither_idle_nor_holding_a_slot_once_its_
     let v = slow.join().unwrap();
     assert_eq!(v["result"], "slept", "{v}");
 }
+
+#[test]
+fn asking_a_worker_inside_a_batch_is_refused_before_anything_is_sent() {
+    let d = Daemon::new("chaos", &[]).start();
+    let _reaper = pids(&d);
+    until("steady looping", Duration::from_secs(20), || worker(&d, "steady")["state"] == "looping");
+    let mut r = BufReader::new(d.connect());
+    // `die` would kill the worker if it were sent: it must not be.
+    let batch = r#"[{"jsonrpc":"2.0","method":"chaos.ask","params":["steady","die"],"id":1},{"jsonrpc":"2.0","method":"daemon.status","id":2}]"#;
+    let v = json(&ndjson(&mut r, batch));
+    assert_eq!(v[0]["error"]["code"], -32603, "{v}");
+    assert!(v[0]["error"]["data"].as_str().unwrap().contains("inside a batch"), "{v}");
+    assert!(v[1]["result"]["pid"].is_i64(), "{v}");
+    std::thread::sleep(Duration::from_millis(200));
+    let w = worker(&d, "steady");
+    assert_eq!(w["restarts"], 0, "the worker was asked anyway: {w}");
+    // Alone, a call is asked.
+    let v = json(&ndjson(&mut r, r#"{"jsonrpc":"2.0","method":"chaos.ask","params":["steady","count"],"id":3}"#));
+    assert!(v["result"].is_i64(), "{v}");
+}

@@ -21,6 +21,8 @@ pub struct Ctx {
     pub(crate) workers: Supervisor,
     /// The ticket of the answer the running handler deferred (see [`Ctx::ask`]).
     pub(crate) deferred: Option<u64>,
+    /// The registry's flag: false inside a batch or a multicall, where no answer can wait.
+    pub(crate) may_defer: std::rc::Rc<std::cell::Cell<bool>>,
 }
 
 impl Ctx {
@@ -35,6 +37,7 @@ impl Ctx {
             queued: Vec::new(),
             workers,
             deferred: None,
+            may_defer: std::rc::Rc::new(std::cell::Cell::new(true)),
         }
     }
 
@@ -68,6 +71,11 @@ impl Ctx {
     /// the handler: `return ctx.ask("alpha", Value::from("count"));`. A worker that ends before
     /// answering makes the answer an error.
     pub fn ask(&mut self, worker: &str, request: Value) -> Result<Value, Fault> {
+        if !self.may_defer.get() {
+            return Err(Fault::internal(format!(
+                "asking worker '{worker}' cannot be done inside a batch or a system.multicall: call it alone"
+            )));
+        }
         let ticket = self.workers.ask(worker, request)?;
         self.deferred = Some(ticket);
         Err(Fault::deferred())

@@ -151,10 +151,12 @@ impl Running {
         poll.registry().register(&mut signals, SIGNALS, Interest::READABLE).map_err(io_err("cannot watch signals"))?;
         let now = Instant::now();
         let timers = d.timers.into_iter().map(|(period, f)| Timer { period, next: now + period, f }).collect();
+        let mut ctx = Ctx::new(&d.name, &d.version, d.workers);
+        ctx.may_defer = d.registry.defer_flag();
         let mut running = Running {
             registry: d.registry,
             events: d.events,
-            ctx: Ctx::new(&d.name, &d.version, d.workers),
+            ctx,
             timers,
             poll,
             signals,
