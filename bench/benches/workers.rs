@@ -3,7 +3,7 @@
 
 fn main() {
     // `cargo bench` passes `--bench`; any other argument is a filter we do not use.
-    match tomte_bench::workers::run(env!("CARGO_BIN_EXE_pool-zero").as_ref(), std::time::Duration::from_millis(500)) {
+    match tomte_bench::workers::run(env!("CARGO_BIN_EXE_pool").as_ref(), std::time::Duration::from_millis(500)) {
         Ok(true) => println!("\nall targets met"),
         Ok(false) => println!("\nsome targets NOT met (see above)"),
         Err(e) => {

@@ -26,7 +26,7 @@ fn main() -> Result<()> {
         }
         ["workers", rest @ ..] => {
             let seconds = rest.first().map(|s| s.parse()).transpose().context("seconds per round")?.unwrap_or(0.5);
-            let pool = std::env::current_exe()?.with_file_name("pool-zero");
+            let pool = std::env::current_exe()?.with_file_name("pool");
             tomte_bench::workers::run(&pool, std::time::Duration::from_secs_f64(seconds))?;
             Ok(())
         }

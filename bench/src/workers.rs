@@ -1,5 +1,5 @@
 //! The worker benchmark: the shared-memory channel against the hand-written floor, and a real
-//! pool daemon (back-off zero) for crash → replacement, memory per worker and `pool.count` over a
+//! pool example (back-off zero) for crash → replacement, memory per worker and `pool.count` over a
 //! unix socket, all in one run, each figure printed with its target.
 
 use std::io::{BufRead, BufReader, Write};
@@ -385,7 +385,11 @@ impl PoolDaemon {
     fn start(pool: &Path, dir: &Path) -> Result<PoolDaemon> {
         let sock = dir.join("pool.sock");
         let pidfile = dir.join("pool.pid");
+        // The pool example with restart back-off zero and no crash-loop limit in practice, so
+        // repeated `kill -9` measures restarts instead of ending in state `failed`.
         let out = Command::new(pool)
+            .env("POOL_BACKOFF_MS", "0")
+            .env("POOL_CRASH_LIMIT", "10000")
             .arg("start")
             .arg("--socket")
             .arg(format!("unix://{}", sock.display()))

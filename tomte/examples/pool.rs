@@ -6,6 +6,9 @@
 //! tomtectl --socket unix://$XDG_RUNTIME_DIR/pool.sock workers
 //! tomtectl --socket unix://$XDG_RUNTIME_DIR/pool.sock call pool.count name=alpha
 //! ```
+//!
+//! To try restart timing by hand (the worker benchmark does): `POOL_BACKOFF_MS=0` restarts a
+//! killed worker at once, `POOL_CRASH_LIMIT=N` allows N restarts a minute before `failed`.
 
 use std::time::Duration;
 
@@ -33,10 +36,27 @@ impl Worker for Counter {
     }
 }
 
+/// A number from the environment, when set.
+fn env(name: &str) -> Option<u64> {
+    let value = std::env::var(name).ok()?;
+    match value.parse() {
+        Ok(n) => Some(n),
+        Err(_) => panic!("{name}={value:?} is not a whole number"),
+    }
+}
+
 fn main() {
     let mut daemon = Daemon::new("pool");
     for name in ["alpha", "beta"] {
-        daemon.worker(WorkerSpec::new(name, Duration::from_millis(100), || Counter).policy(Policy::Always));
+        let mut spec = WorkerSpec::new(name, Duration::from_millis(100), || Counter).policy(Policy::Always);
+        if let Some(ms) = env("POOL_BACKOFF_MS") {
+            let backoff = Duration::from_millis(ms);
+            spec = spec.backoff(backoff, backoff, Duration::from_secs(10));
+        }
+        if let Some(n) = env("POOL_CRASH_LIMIT") {
+            spec = spec.crash_limit(u32::try_from(n).unwrap_or(u32::MAX), Duration::from_secs(60));
+        }
+        daemon.worker(spec);
     }
     daemon.method(
         Method::new("pool.count", |p, ctx| ctx.ask(&p.get::<String>("name")?, Value::from("count")))

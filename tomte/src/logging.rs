@@ -6,7 +6,7 @@ use std::io::Write;
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use log::{Level, LevelFilter, Log, Metadata, Record};
+use log::{LevelFilter, Log, Metadata, Record};
 
 /// The name each line is tagged with: the daemon's, or a worker's in a worker process.
 static TAG: Mutex<String> = Mutex::new(String::new());
@@ -45,11 +45,6 @@ pub fn set_tag(tag: &str) {
     if let Ok(mut t) = TAG.lock() {
         tag.clone_into(&mut t);
     }
-}
-
-/// Whether debug lines are on.
-pub fn verbose() -> bool {
-    log::max_level() >= Level::Debug
 }
 
 /// UTC time as `2026-11-25T10:00:00.123Z`.

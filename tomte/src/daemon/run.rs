@@ -85,7 +85,7 @@ impl Daemon {
             process::sd_notify("READY=1");
         }
         running.emit(Event::new(names::READY, Value::Nil));
-        let result = running.run_loop(config);
+        let result = running.run_loop();
         if foreground {
             process::sd_notify("STOPPING=1");
         }
@@ -179,7 +179,7 @@ impl Running {
         Ok(running)
     }
 
-    fn run_loop(&mut self, _config: &Config) -> Result<(), DaemonError> {
+    fn run_loop(&mut self) -> Result<(), DaemonError> {
         let mut events = Events::with_capacity(256);
         let sweep_every = (self.limits.idle_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
         let mut next_sweep = Instant::now() + sweep_every;

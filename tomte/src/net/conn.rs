@@ -211,9 +211,8 @@ impl Conn {
                     self.last_active = Instant::now();
                     self.serve(svc, limits);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    return if self.has_output() && self.flush().is_err() { Drive::Closed } else { Drive::Open };
-                }
+                // Nothing new was served since the flush at the top of this turn.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Drive::Open,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => return Drive::Closed,
             }
