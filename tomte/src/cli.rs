@@ -130,8 +130,14 @@ Options:
   --nice N              set niceness N (absolute)
   --umask OCTAL         umask of the detached daemon (default 027)
   --max-connections N   connections open at once (default 1024)
+  --max-per-peer N      connections from one IP address or one uid (default 256)
+  --listener-reserve N  connections kept for each listener (default 64)
   --max-message BYTES   largest request accepted (default 16777216)
-  --idle-timeout SECS   close connections idle this long (default 300)
+  --max-buffered BYTES  unfinished requests held by all connections (default 268435456)
+  --max-unsent BYTES    unread answers past which a client is served no more (default 4194304)
+  --idle-timeout SECS   close connections with no request answered this long (default 300)
+  --request-timeout SECS  a message must arrive within this (default 10) ...
+  --min-rate BYTES      ... plus its size at this many bytes/s (default 65536)
   -s                    hard start: clear stale pid and socket files first
   -v, --verbose         debug logging
   -h, --help            this help
@@ -184,9 +190,15 @@ fn parse(name: &str, args: Vec<String>) -> Result<Parsed, String> {
                 p.config.umask =
                     u32::from_str_radix(&v, 8).map_err(|_| format!("--umask: '{v}' is not an octal mask"))?;
             }
-            "--max-connections" => p.config.limits.max_connections = number(&flag, &value("a number")?)?,
+            "--max-connections" => p.config.limits.max_connections = positive(&flag, &value("a number")?)?,
             "--max-message" => p.config.limits.max_message = number(&flag, &value("a number")?)?,
-            "--idle-timeout" => p.config.limits.idle_timeout = Duration::from_secs(number(&flag, &value("seconds")?)?),
+            "--max-per-peer" => p.config.limits.max_per_peer = positive(&flag, &value("a number")?)?,
+            "--listener-reserve" => p.config.limits.listener_reserve = number(&flag, &value("a number")?)?,
+            "--max-buffered" => p.config.limits.max_buffered = positive(&flag, &value("bytes")?)?,
+            "--max-unsent" => p.config.limits.max_unsent = positive(&flag, &value("bytes")?)?,
+            "--min-rate" => p.config.limits.min_rate = positive(&flag, &value("bytes per second")?)?,
+            "--idle-timeout" => p.config.limits.idle_timeout = seconds(&flag, &value("seconds")?)?,
+            "--request-timeout" => p.config.limits.request_timeout = seconds(&flag, &value("seconds")?)?,
             other => return Err(format!("unknown argument '{other}'")),
         }
     }
@@ -198,6 +210,23 @@ fn parse(name: &str, args: Vec<String>) -> Result<Parsed, String> {
 
 fn number<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T, String> {
     v.parse().map_err(|_| format!("{flag}: '{v}' is not a valid number"))
+}
+
+/// A count or size that must be at least 1.
+fn positive(flag: &str, v: &str) -> Result<usize, String> {
+    match number(flag, v)? {
+        0 => Err(format!("{flag}: must be at least 1")),
+        n => Ok(n),
+    }
+}
+
+/// Seconds, fractions allowed (`0.5`); more than zero and at most a year.
+fn seconds(flag: &str, v: &str) -> Result<Duration, String> {
+    let secs: f64 = number(flag, v)?;
+    if !(secs > 0.0 && secs <= 366.0 * 86400.0) {
+        return Err(format!("{flag}: '{v}' must be more than 0 and at most a year of seconds"));
+    }
+    Ok(Duration::from_secs_f64(secs))
 }
 
 /// The daemon changes directory to `/`, so relative paths are resolved now.

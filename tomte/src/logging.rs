@@ -80,3 +80,32 @@ mod tests {
         assert!(t.starts_with("20") && t.ends_with('Z'), "{t}");
     }
 }
+
+/// Warnings that a client can trigger at will (refused connections, timeouts), at most one line
+/// per interval: the first is written, the rest counted and summed up in the next line.
+#[derive(Debug)]
+pub(crate) struct Throttle {
+    interval: std::time::Duration,
+    last: Option<std::time::Instant>,
+    suppressed: u64,
+}
+
+impl Throttle {
+    pub(crate) fn new(interval: std::time::Duration) -> Throttle {
+        Throttle { interval, last: None, suppressed: 0 }
+    }
+
+    /// Logs `line` (built only when it is written) unless one was written within the interval.
+    pub(crate) fn warn(&mut self, line: impl FnOnce() -> String) {
+        let now = std::time::Instant::now();
+        if self.last.is_some_and(|t| now.duration_since(t) < self.interval) {
+            self.suppressed += 1;
+            return;
+        }
+        match std::mem::take(&mut self.suppressed) {
+            0 => log::warn!("{}", line()),
+            n => log::warn!("{} ({n} more like it in the last {:?})", line(), self.interval),
+        }
+        self.last = Some(now);
+    }
+}

@@ -137,7 +137,7 @@ fn http_pipelining_and_connection_close() {
     let one = http_post("application/json", r#"{"jsonrpc":"2.0","method":"my.echo","params":["a"],"id":1}"#);
     let two = http_post("application/json", r#"{"jsonrpc":"2.0","method":"my.echo","params":["b"],"id":2}"#);
     // Two requests in one write, the second asking to close.
-    let two = two.replacen("Host: x\r\n", "Host: x\r\nConnection: close\r\n", 1);
+    let two = two.replacen("Host: localhost\r\n", "Host: localhost\r\nConnection: close\r\n", 1);
     s.write_all(format!("{one}{two}").as_bytes()).unwrap();
     let mut r = BufReader::new(s);
     let (st1, _, b1) = http_response(&mut r);
@@ -157,8 +157,8 @@ fn http_errors_close_only_the_faulty_connection() {
     let cases: &[(&str, u16)] = &[
         ("GET / HTTP/1.1\r\nHost: x\r\n\r\n", 405),
         ("POST / HTTP/1.1\r\nHost: x\r\n\r\n", 411),
-        ("POST / HTTP/1.1\r\nContent-Length: 99999\r\n\r\n", 413),
-        ("POST / HTTP/1.1\r\nContent-Type: image/png\r\nContent-Length: 2\r\n\r\n{}", 415),
+        ("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 99999\r\n\r\n", 413),
+        ("POST / HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 2\r\n\r\n{}", 415),
         ("PO ST / HTTP/1.1\r\n\r\n", 400),
     ];
     let mut keeper = BufReader::new(d.connect());

@@ -72,9 +72,10 @@ pub(super) fn install(r: &mut Registry<Ctx>) {
                 ("version", Value::from(ctx.version())),
                 ("connections", Value::from(ctx.connections())),
                 ("workers", Value::from(ctx.workers.len())),
+                ("limits", ctx.limits().to_value()),
             ]))
         })
-        .description("The daemon's pid, uptime in seconds, version, open connections and workers")
+        .description("The daemon's pid, uptime in seconds, version, open connections, workers and limits")
         .returns(Type::Struct),
         Method::new("daemon.reload", |_, ctx: &mut Ctx| {
             ctx.reload();

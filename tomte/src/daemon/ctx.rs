@@ -17,6 +17,7 @@ pub struct Ctx {
     pub(crate) stop: bool,
     pub(crate) reload: bool,
     pub(crate) connections: usize,
+    pub(crate) limits: crate::net::Limits,
     pub(crate) queued: Vec<Event>,
     pub(crate) workers: Supervisor,
     /// The ticket of the answer the running handler deferred (see [`Ctx::ask`]).
@@ -34,6 +35,7 @@ impl Ctx {
             stop: false,
             reload: false,
             connections: 0,
+            limits: crate::net::Limits::default(),
             queued: Vec::new(),
             workers,
             deferred: None,
@@ -95,6 +97,11 @@ impl Ctx {
     pub fn uptime(&self) -> Duration {
         self.started.elapsed()
     }
+    /// The limits the daemon enforces on clients.
+    pub fn limits(&self) -> &crate::net::Limits {
+        &self.limits
+    }
+
     /// Client connections open now.
     pub fn connections(&self) -> usize {
         self.connections

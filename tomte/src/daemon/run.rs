@@ -9,7 +9,8 @@ use tomte_rpc::{comodojo, jsonrpc, xmlrpc, Registry, Served, Value};
 
 use super::{Config, Ctx, Daemon, DaemonError, TimerFn};
 use crate::event::{names, Event, EventBus};
-use crate::net::{Conn, Drive, Limits, Listener, Service};
+use crate::logging::Throttle;
+use crate::net::{Budget, Conn, Drive, Limits, Listener, PeerKey, Service};
 use crate::process::{self, PidFile, ReadyPipe};
 use crate::worker::supervisor::TOKEN_BASE as WORKER_BASE;
 
@@ -114,9 +115,26 @@ struct Running {
     /// Connections that yielded with work left.
     again: Vec<usize>,
     limits: Limits,
+    /// Input buffered by all connections together.
+    budget: Budget,
+    /// Connections open per peer (address or uid) and per listener.
+    per_peer: std::collections::HashMap<PeerKey, usize>,
+    per_listener: Vec<usize>,
+    /// Warnings a client can cause at will, rate-limited.
+    refusals: Throttle,
+    timeouts: Throttle,
+    /// When to give freed memory back to the system, once the loop has been quiet a moment.
+    trim_at: Option<Instant>,
     log: Option<std::path::PathBuf>,
     _pidfile: Option<PidFile>,
 }
+
+/// How long the loop must be quiet before freed memory is given back.
+const TRIM_AFTER: Duration = Duration::from_secs(1);
+/// A connection idle (or stuck mid-message) this long may be closed to make room for a new one.
+const EVICTABLE_AFTER: Duration = Duration::from_secs(1);
+/// At most one line per interval for warnings that clients can trigger.
+const WARN_EVERY: Duration = Duration::from_secs(10);
 
 impl Running {
     fn start(d: Daemon, config: &Config) -> Result<Running, DaemonError> {
@@ -153,6 +171,8 @@ impl Running {
         let timers = d.timers.into_iter().map(|(period, f)| Timer { period, next: now + period, f }).collect();
         let mut ctx = Ctx::new(&d.name, &d.version, d.workers);
         ctx.may_defer = d.registry.defer_flag();
+        ctx.limits = config.limits.clone();
+        let per_listener = vec![0; listeners.len()];
         let mut running = Running {
             registry: d.registry,
             events: d.events,
@@ -168,6 +188,12 @@ impl Running {
             again: Vec::new(),
             accept_retry: None,
             limits: config.limits.clone(),
+            budget: Budget::default(),
+            per_peer: std::collections::HashMap::new(),
+            per_listener,
+            refusals: Throttle::new(WARN_EVERY),
+            timeouts: Throttle::new(WARN_EVERY),
+            trim_at: None,
             log: config.log.clone(),
             _pidfile: pidfile,
         };
@@ -181,7 +207,8 @@ impl Running {
 
     fn run_loop(&mut self) -> Result<(), DaemonError> {
         let mut events = Events::with_capacity(256);
-        let sweep_every = (self.limits.idle_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
+        let sweep_every = (self.limits.idle_timeout.min(self.limits.request_timeout) / 4)
+            .clamp(Duration::from_millis(100), Duration::from_secs(5));
         let mut next_sweep = Instant::now() + sweep_every;
         while !self.ctx.stop {
             let now = Instant::now();
@@ -190,11 +217,16 @@ impl Running {
             let idle = !workers || self.ctx.workers.prepare_sleep();
             // With nothing to sweep, no timer and no worker, an idle daemon sleeps for good.
             let sweep = (!self.conns.is_empty()).then_some(next_sweep);
-            let wake =
-                [self.timers.iter().map(|t| t.next).min(), sweep, self.ctx.workers.next_deadline(), self.accept_retry]
-                    .into_iter()
-                    .flatten()
-                    .min();
+            let wake = [
+                self.timers.iter().map(|t| t.next).min(),
+                sweep,
+                self.ctx.workers.next_deadline(),
+                self.accept_retry,
+                self.trim_at,
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             let busy = !self.again.is_empty() || !idle || self.ctx.workers.has_output();
             let timeout = if busy { Some(Duration::ZERO) } else { wake.map(|w| w.saturating_duration_since(now)) };
             match self.poll.poll(&mut events, timeout) {
@@ -203,6 +235,9 @@ impl Running {
                 Err(e) => return Err(DaemonError::Io { what: "poll failed".to_owned(), source: e }),
             }
             let mut woken: Vec<usize> = Vec::new();
+            if !events.is_empty() {
+                self.trim_at = Some(now + TRIM_AFTER);
+            }
             for ev in events.iter() {
                 match ev.token() {
                     SIGNALS => self.signals(),
@@ -244,8 +279,12 @@ impl Running {
             }
             self.run_timers(now);
             if now >= next_sweep || self.conns.is_empty() {
-                self.sweep_idle(now);
+                self.sweep(now);
                 next_sweep = now + sweep_every;
+            }
+            if self.trim_at.is_some_and(|t| t <= now) {
+                self.trim_at = None;
+                crate::sys::mem::trim_heap();
             }
             if self.ctx.reload {
                 self.reload();
@@ -300,12 +339,14 @@ impl Running {
                     return;
                 }
             };
+            let loopback_only = listener.is_loopback_tcp();
+            let refusal = self.admit(index, peer.key);
             let mut rpc = Rpc { registry: &self.registry, ctx: &mut self.ctx };
-            let mut conn = Conn::new(stream, peer, dialect, &mut rpc);
-            if self.conns.len() >= self.limits.max_connections {
-                log::warn!("refusing a connection: {} are open (the limit)", self.conns.len());
-                let fault = tomte_rpc::Fault::new(-32000, "Server busy")
-                    .with_data(format!("too many connections (limit {})", self.limits.max_connections));
+            let mut conn = Conn::new(stream, peer, index, dialect, loopback_only, self.budget.clone(), &mut rpc);
+            if let Some(why) = refusal {
+                let peer = &conn.peer;
+                self.refusals.warn(|| format!("refusing a connection from {peer}: {why}"));
+                let fault = tomte_rpc::Fault::new(-32000, "Server busy").with_data(why);
                 let mut line = Vec::new();
                 jsonrpc::write_error(&mut line, "null", &fault);
                 line.push(b'\n');
@@ -324,7 +365,9 @@ impl Running {
                 log::warn!("cannot watch a connection: {e}");
                 continue;
             }
-            let peer = self.events.has(names::CLIENT_CONNECT).then(|| conn.peer.clone());
+            let peer = self.events.has(names::CLIENT_CONNECT).then(|| conn.peer.to_string());
+            *self.per_peer.entry(conn.peer.key).or_default() += 1;
+            self.per_listener[index] += 1;
             entry.insert(conn);
             self.next_serial += 1;
             self.serials.insert(self.next_serial);
@@ -375,22 +418,95 @@ impl Running {
         self.serials.remove(key);
         let _ = self.poll.registry().deregister(conn.stream.source());
         self.ctx.connections = self.conns.len();
+        if let Some(n) = self.per_peer.get_mut(&conn.peer.key) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_peer.remove(&conn.peer.key);
+            }
+        }
+        self.per_listener[conn.listener] -= 1;
         if self.events.has(names::CLIENT_HANGUP) {
-            self.emit(Event::new(names::CLIENT_HANGUP, Value::String(conn.peer)));
+            self.emit(Event::new(names::CLIENT_HANGUP, Value::String(conn.peer.to_string())));
         }
     }
 
-    fn sweep_idle(&mut self, now: Instant) {
-        let idle: Vec<usize> = self
+    /// Whether a new connection from `peer` on listener `index` may be served, making room for
+    /// it if needed; the reason when it may not.
+    ///
+    /// A peer may hold `max_per_peer` connections. With several listeners, each keeps
+    /// `listener_reserve` of `max_connections` that the others cannot take. When the new one
+    /// would pass a limit, the connection that has been idle (or stuck in the middle of a
+    /// message) the longest, for at least a second, is closed to make room for it.
+    fn admit(&mut self, index: usize, peer: PeerKey) -> Option<String> {
+        let l = &self.limits;
+        let from_peer = self.per_peer.get(&peer).copied().unwrap_or(0);
+        if from_peer >= l.max_per_peer {
+            return Some(format!("too many connections from this peer (limit {})", l.max_per_peer));
+        }
+        let n = self.listeners.len();
+        let reserve = if n > 1 { l.listener_reserve.min(l.max_connections / (2 * n)) } else { 0 };
+        let own_cap = l.max_connections - reserve * (n - 1);
+        let own_full = self.per_listener[index] >= own_cap;
+        if !own_full && self.conns.len() < l.max_connections {
+            return None;
+        }
+        // The victim comes from this listener if it is at its own cap, otherwise from any
+        // listener holding more than its reserve.
+        let now = Instant::now();
+        let victim = self
             .conns
             .iter()
-            // A connection waiting for a worker's answer is not idle: the worker is slow.
-            .filter(|(_, c)| !c.is_waiting() && now.duration_since(c.last_active) > self.limits.idle_timeout)
-            .map(|(k, _)| k)
-            .collect();
+            .filter(|(_, c)| if own_full { c.listener == index } else { self.per_listener[c.listener] > reserve })
+            .filter_map(|(k, c)| c.idle_since().or_else(|| c.arriving_since()).map(|t| (t, k)))
+            .filter(|(t, _)| now.saturating_duration_since(*t) >= EVICTABLE_AFTER)
+            .min();
+        match victim {
+            Some((_, key)) => {
+                let conn = &mut self.conns[key];
+                log::debug!("closing connection from {} to make room for a new one", conn.peer);
+                conn.evict("closed to make room for a new connection: the daemon is at its connection limit");
+                let mut rpc = Rpc { registry: &self.registry, ctx: &mut self.ctx };
+                let _ = conn.drive(&mut rpc, &self.limits);
+                self.close(key);
+                None
+            }
+            None => Some(format!(
+                "too many connections (limit {}): {} open, {} on this listener, none idle to close",
+                l.max_connections,
+                self.conns.len(),
+                self.per_listener[index]
+            )),
+        }
+    }
+
+    /// Closes connections past their deadlines (idle, or a message arriving too slowly) and
+    /// gives back the buffers of idle ones.
+    fn sweep(&mut self, now: Instant) {
+        let mut idle = Vec::new();
+        let mut late = Vec::new();
+        for (key, c) in self.conns.iter_mut() {
+            let idle_for = |t: Instant| now.saturating_duration_since(t) > self.limits.idle_timeout;
+            if c.idle_since().is_some_and(idle_for) || c.stalled(now, &self.limits) {
+                idle.push(key);
+            } else if c.overdue(now, &self.limits) {
+                late.push(key);
+            } else {
+                c.shrink();
+            }
+        }
         for key in idle {
             log::debug!("closing idle connection from {}", self.conns[key].peer);
             self.close(key);
+        }
+        for key in late {
+            let conn = &mut self.conns[key];
+            let peer = &conn.peer;
+            self.timeouts.warn(|| format!("closing connection from {peer}: its request came too slowly"));
+            conn.time_out(&self.limits);
+            let mut rpc = Rpc { registry: &self.registry, ctx: &mut self.ctx };
+            if conn.drive(&mut rpc, &self.limits) == Drive::Closed {
+                self.close(key);
+            }
         }
     }
 

@@ -3,21 +3,26 @@
 //! The loop calls [`Conn::drive`] whenever the socket is ready. It reads what is there, serves
 //! every complete message, and writes what it can; a half message simply waits in the buffer,
 //! so a slow or stuck client never delays another. A client that does not read its answers is
-//! not read from either once its unsent answers pass a high-water mark (back-pressure).
+//! served nothing more once its unsent answers pass a mark (back-pressure, checked before each
+//! message), and not read from either.
+//!
+//! Every scan resumes where the last one stopped (line terminators, the end of an HTTP head,
+//! whitespace before the first message), and an HTTP head is parsed once, not once per read of
+//! its body: the work per connection is linear in what it sends, however it is cut.
 
+use std::cell::Cell;
 use std::io::{self, Read, Write};
-use std::time::Instant;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
 
-use super::http::{self, BodyKind, Parsed};
+use super::http::{self, BodyKind, HeadEnd, Parsed};
 use tomte_rpc::{Fault, Pending, Served, Value};
 
-use super::{Dialect, Limits, Service, Stream};
+use super::{Dialect, Limits, Peer, Service, Stream};
 
 const INITIAL_BUF: usize = 8 << 10;
 /// Buffers larger than this are given back once empty.
 const KEEP_BUF: usize = 64 << 10;
-/// Unsent output past which the connection stops reading requests.
-const HIGH_WATER: usize = 4 << 20;
 /// Reads per drive before yielding to other connections (fairness under a flood).
 const READS_PER_DRIVE: usize = 16;
 const JSON: &str = "application/json";
@@ -45,12 +50,46 @@ pub enum Drive {
     Closed,
 }
 
+/// The input buffered by every connection of the daemon, against [`Limits::max_buffered`].
+#[derive(Clone, Debug, Default)]
+pub struct Budget(Rc<Cell<usize>>);
+
+impl Budget {
+    /// Bytes held now.
+    pub fn used(&self) -> usize {
+        self.0.get()
+    }
+
+    fn take(&self, n: usize, max: usize) -> bool {
+        let used = self.0.get();
+        if used.saturating_add(n) > max {
+            return false;
+        }
+        self.0.set(used + n);
+        true
+    }
+
+    fn give(&self, n: usize) {
+        self.0.set(self.0.get().saturating_sub(n));
+    }
+}
+
+/// Why the input buffer could not take more.
+enum NoRoom {
+    /// The message has outgrown the message limit.
+    TooLarge,
+    /// The daemon's input budget is spent.
+    Budget,
+}
+
 /// A client connection.
 #[derive(Debug)]
 pub struct Conn {
     pub stream: Stream,
-    /// Where the client came from, for logs and events.
-    pub peer: String,
+    /// Who the client is, for limits, logs and events.
+    pub peer: Peer,
+    /// The index of the listener that accepted it.
+    pub listener: usize,
     framing: Framing,
     buf: Vec<u8>,
     start: usize,
@@ -64,7 +103,21 @@ pub struct Conn {
     close_after_flush: bool,
     /// An answer still owed: nothing else is served until it is written.
     waiting: Option<Waiting>,
+    /// The head of the HTTP request whose body is still arriving (parsed once).
+    head: Option<http::Head>,
+    /// HTTP requests must name a loopback host (TCP loopback listeners: DNS rebinding).
+    loopback_only: bool,
+    /// When the first byte of the message now arriving came (the request deadline's start).
+    msg_started: Option<Instant>,
+    /// Serving stopped with whole messages left in the buffer: the client reads too slowly.
+    backlog: bool,
+    /// Messages served so far.
+    answered: u64,
+    /// Since when the client has read none of its answers while some wait to be sent.
+    stalled_since: Option<Instant>,
+    /// When it was accepted or last had a request answered (the idle timer).
     pub last_active: Instant,
+    budget: Budget,
 }
 
 /// An answer the connection waits for, and how to frame it.
@@ -77,10 +130,20 @@ struct Waiting {
 }
 
 impl Conn {
-    pub fn new(stream: Stream, peer: String, dialect: Dialect, svc: &mut impl Service) -> Conn {
+    /// A new connection from `peer`, accepted by listener `listener`.
+    pub fn new(
+        stream: Stream,
+        peer: Peer,
+        listener: usize,
+        dialect: Dialect,
+        loopback_only: bool,
+        budget: Budget,
+        svc: &mut impl Service,
+    ) -> Conn {
         let mut conn = Conn {
             stream,
             peer,
+            listener,
             framing: match dialect {
                 Dialect::Native => Framing::Sniff,
                 Dialect::Comodojo => Framing::Comodojo,
@@ -95,7 +158,14 @@ impl Conn {
             continue_sent: false,
             close_after_flush: false,
             waiting: None,
+            head: None,
+            loopback_only,
+            msg_started: None,
+            backlog: false,
+            answered: 0,
+            stalled_since: None,
             last_active: Instant::now(),
+            budget,
         };
         if dialect == Dialect::Comodojo {
             svc.comodojo_greeter(&mut conn.out);
@@ -103,7 +173,7 @@ impl Conn {
         conn
     }
 
-    /// A connection refused for being one too many: it gets `error` and is closed.
+    /// A connection refused (one too many): it gets `error` and is closed.
     pub fn refuse(&mut self, error: &[u8]) {
         self.out.extend_from_slice(error);
         self.close_after_flush = true;
@@ -118,6 +188,7 @@ impl Conn {
     /// Call [`Conn::drive`] afterwards to send it.
     pub fn complete(&mut self, result: &Result<Value, Fault>, svc: &mut impl Service, limits: &Limits) {
         let Some(w) = self.waiting.take() else { return };
+        self.last_active = Instant::now();
         match w.http_keep_alive {
             Some(keep_alive) => {
                 self.scratch.clear();
@@ -137,7 +208,7 @@ impl Conn {
             }
         }
         if !self.close_after_flush {
-            self.serve(svc, limits);
+            self.serve(svc, limits, self.last_active);
         }
     }
 
@@ -167,19 +238,89 @@ impl Conn {
         self.out_pos < self.out.len()
     }
 
+    fn unsent(&self) -> usize {
+        self.out.len() - self.out_pos
+    }
+
+    /// Since when it has been idle (nothing buffered, owed or unsent), if it is.
+    pub fn idle_since(&self) -> Option<Instant> {
+        let idle = self.waiting.is_none() && !self.has_output() && self.start == self.end && !self.close_after_flush;
+        idle.then_some(self.last_active)
+    }
+
+    /// Whether its client has read nothing of its answers for longer than the idle timeout.
+    pub fn stalled(&self, now: Instant, limits: &Limits) -> bool {
+        self.stalled_since.is_some_and(|t| now.saturating_duration_since(t) > limits.idle_timeout)
+    }
+
+    /// Since when the message now arriving has been arriving, if one is.
+    pub fn arriving_since(&self) -> Option<Instant> {
+        self.msg_started.filter(|_| self.waiting.is_none() && !self.backlog)
+    }
+
+    /// Input buffer bytes held.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Whether the message now arriving has missed its deadline: the request timeout, plus the
+    /// time its bytes so far would take at the minimum rate. Time the daemon itself holds the
+    /// connection (a worker's answer, unsent answers) does not count.
+    pub fn overdue(&self, now: Instant, limits: &Limits) -> bool {
+        if self.close_after_flush || self.unsent() > limits.max_unsent {
+            return false;
+        }
+        let Some(started) = self.arriving_since() else { return false };
+        let received = (self.end - self.start) as f64;
+        let allowed = limits.request_timeout + Duration::from_secs_f64(received / limits.min_rate.max(1) as f64);
+        now.saturating_duration_since(started) > allowed
+    }
+
+    /// Answers the message that missed its deadline with an error; the connection closes.
+    pub fn time_out(&mut self, limits: &Limits) {
+        let why = format!(
+            "request not received within {:?} (at least {} bytes/s past that)",
+            limits.request_timeout, limits.min_rate
+        );
+        self.fail(408, -32000, &why);
+    }
+
+    /// Closes it with an error in its own dialect (the loop needs its slot or its memory).
+    pub fn evict(&mut self, why: &str) {
+        self.fail(503, -32000, why);
+    }
+
+    /// Gives back the memory of an idle connection's buffers.
+    pub fn shrink(&mut self) {
+        if self.idle_since().is_some() {
+            self.budget.give(self.buf.len());
+            self.buf = Vec::new();
+            self.start = 0;
+            self.end = 0;
+            self.scanned = 0;
+            self.out = Vec::new();
+            self.out_pos = 0;
+            self.scratch = Vec::new();
+        }
+    }
+
     /// Reads, serves and writes as far as the socket allows.
     pub fn drive(&mut self, svc: &mut impl Service, limits: &Limits) -> Drive {
         let mut reads = 0;
         loop {
             match self.flush() {
                 Err(_) => return Drive::Closed,
-                Ok(false) if self.close_after_flush || self.out.len() - self.out_pos > HIGH_WATER => {
-                    return Drive::Open
-                }
+                Ok(false) if self.close_after_flush || self.unsent() > limits.max_unsent => return Drive::Open,
                 Ok(_) => {}
             }
             if self.close_after_flush && self.waiting.is_none() {
                 return if self.has_output() { Drive::Open } else { Drive::Closed };
+            }
+            if self.backlog && self.waiting.is_none() {
+                // The client read enough: serve what waited in the buffer before reading more.
+                self.backlog = false;
+                self.serve(svc, limits, Instant::now());
+                continue;
             }
             if self.waiting.is_some() && (self.close_after_flush || self.end == self.buf.len()) {
                 // Serve nothing more until the owed answer is written (see `complete`); what
@@ -191,25 +332,30 @@ impl Conn {
                 return Drive::MoreWork;
             }
             reads += 1;
-            if self.waiting.is_none() && !self.make_room(limits) {
-                self.too_large(limits);
-                continue;
+            if self.waiting.is_none() {
+                if let Err(why) = self.make_room(limits) {
+                    self.no_room(why, limits);
+                    continue;
+                }
             }
             match self.stream.read(&mut self.buf[self.end..]) {
                 Ok(0) => {
                     // The client finished sending (maybe only its half): answer, then close. A
                     // last NDJSON or comodojo line without its newline is still a message.
-                    if self.framing != Framing::Http && self.end > self.start && self.make_room(limits) {
+                    if self.framing != Framing::Http && self.end > self.start && self.make_room(limits).is_ok() {
                         self.buf[self.end] = b'\n';
                         self.end += 1;
-                        self.serve(svc, limits);
+                        self.serve(svc, limits, Instant::now());
                     }
                     self.close_after_flush = true;
                 }
                 Ok(n) => {
                     self.end += n;
-                    self.last_active = Instant::now();
-                    self.serve(svc, limits);
+                    let now = Instant::now();
+                    if self.msg_started.is_none() {
+                        self.msg_started = Some(now);
+                    }
+                    self.serve(svc, limits, now);
                 }
                 // Nothing new was served since the flush at the top of this turn.
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Drive::Open,
@@ -221,20 +367,27 @@ impl Conn {
 
     /// Writes pending output; Ok(true) when all of it went.
     fn flush(&mut self) -> io::Result<bool> {
+        let mut wrote = false;
         while self.out_pos < self.out.len() {
             match self.stream.write(&self.out[self.out_pos..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => {
                     self.out_pos += n;
-                    self.last_active = Instant::now();
+                    wrote = true;
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if wrote || self.stalled_since.is_none() {
+                        self.stalled_since = Some(Instant::now());
+                    }
+                    return Ok(false);
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
         }
         self.out.clear();
         self.out_pos = 0;
+        self.stalled_since = None;
         // An idle connection keeps small buffers, whatever the size of its last answer.
         if self.out.capacity() > KEEP_BUF {
             self.out = Vec::new();
@@ -245,71 +398,111 @@ impl Conn {
         Ok(true)
     }
 
-    /// Ensures free space after `end`; false when a message has outgrown the limit.
-    fn make_room(&mut self, limits: &Limits) -> bool {
+    /// Ensures free space after `end`, growing the buffer within the message limit and the
+    /// daemon's input budget.
+    fn make_room(&mut self, limits: &Limits) -> Result<(), NoRoom> {
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
             self.scanned = 0;
             if self.buf.len() > KEEP_BUF {
                 // A big message has gone: give its memory back.
+                self.budget.give(self.buf.len());
                 self.buf = Vec::new();
             }
         }
         if self.buf.is_empty() {
+            // Every connection may hold its first small buffer: the connection limit bounds them.
+            let _ = self.budget.take(INITIAL_BUF, usize::MAX);
             self.buf = vec![0; INITIAL_BUF];
         }
         if self.end < self.buf.len() {
-            return true;
+            return Ok(());
         }
         if self.start > 0 {
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
             self.scanned -= self.start;
             self.start = 0;
-            return true;
+            return Ok(());
         }
         // A full buffer holding one unfinished message: grow, up to the limit plus a margin
         // for framing (an HTTP head, a base64 expansion).
         let cap = limits.max_message + limits.max_message / 3 + MAX_HEAD;
         if self.buf.len() >= cap {
-            return false;
+            return Err(NoRoom::TooLarge);
         }
-        self.buf.resize((self.buf.len() * 2).min(cap), 0);
-        true
+        let new = (self.buf.len() * 2).min(cap);
+        if !self.budget.take(new - self.buf.len(), limits.max_buffered) {
+            return Err(NoRoom::Budget);
+        }
+        self.buf.resize(new, 0);
+        Ok(())
     }
 
-    fn too_large(&mut self, limits: &Limits) {
-        let why = format!("message exceeds the limit of {} bytes", limits.max_message);
-        log::warn!("closing connection from {}: {why}", self.peer);
+    fn no_room(&mut self, why: NoRoom, limits: &Limits) {
+        let why = match why {
+            NoRoom::TooLarge => format!("message exceeds the limit of {} bytes", limits.max_message),
+            NoRoom::Budget => format!(
+                "the daemon holds {} bytes of unfinished requests (the limit): this one is refused",
+                limits.max_buffered
+            ),
+        };
+        log::debug!("closing connection from {}: {why}", self.peer);
+        self.fail(413, -32600, &why);
+    }
+
+    /// Writes an error in the connection's dialect and closes it after the flush.
+    fn fail(&mut self, http_status: u16, code: i32, why: &str) {
         match self.framing {
-            Framing::Http => http::write_error(&mut self.out, 413, &why),
+            Framing::Http | Framing::Sniff => http::write_error(&mut self.out, http_status, why),
             Framing::Comodojo => tomte_rpc::comodojo::encode_response(false, Some(why.as_bytes()), &mut self.out),
-            _ => {
-                let fault = tomte_rpc::Fault::invalid_request(why);
+            Framing::Ndjson => {
+                let fault = match code {
+                    tomte_rpc::fault::INVALID_REQUEST => Fault::invalid_request(why),
+                    _ => Fault::new(code, "Server error").with_data(why.to_owned()),
+                };
                 tomte_rpc::jsonrpc::write_error(&mut self.out, "null", &fault);
                 self.out.push(b'\n');
             }
         }
         self.start = self.end;
+        self.msg_started = None;
+        self.head = None;
         self.close_after_flush = true;
     }
 
-    /// Serves every complete message in the buffer.
-    fn serve(&mut self, svc: &mut impl Service, limits: &Limits) {
+    /// Serves every complete message in the buffer, as long as the client reads its answers.
+    fn serve(&mut self, svc: &mut impl Service, limits: &Limits, now: Instant) {
         if self.waiting.is_some() {
             return;
         }
+        let answered = self.answered;
         if self.framing == Framing::Sniff {
-            match self.buf[self.start..self.end].iter().find(|b| !b.is_ascii_whitespace()) {
-                None => return,
+            // Whitespace before the first message means nothing: drop it, so it is never
+            // scanned twice however slowly it comes.
+            while self.start < self.end && self.buf[self.start].is_ascii_whitespace() {
+                self.start += 1;
+            }
+            match self.buf[self.start..self.end].first() {
+                None => {}
                 Some(b'{' | b'[') => self.framing = Framing::Ndjson,
                 Some(_) => self.framing = Framing::Http,
             }
+            self.scanned = self.start;
         }
         match self.framing {
+            Framing::Sniff => {}
             Framing::Http => self.serve_http(svc, limits),
             _ => self.serve_lines(svc, limits),
+        }
+        // Only answered requests count as activity; the request deadline runs from the first
+        // byte of each message (whitespace alone does not stop it).
+        if self.answered != answered {
+            self.last_active = now;
+            self.msg_started = (self.start != self.end).then_some(now);
+        } else if self.start != self.end && self.msg_started.is_none() {
+            self.msg_started = Some(now);
         }
     }
 
@@ -319,13 +512,17 @@ impl Conn {
         // A comodojo frame is base64: 4/3 of the message it carries.
         let limit = if comodojo { limits.max_message / 3 * 4 + 64 } else { limits.max_message };
         while let Some(i) = memchr::memchr(b'\n', &self.buf[self.scanned..self.end]) {
+            if self.unsent() > limits.max_unsent {
+                self.backlog = true;
+                return;
+            }
             let line_end = self.scanned + i;
             let mut line = &self.buf[self.start..line_end];
             if let [rest @ .., b'\r'] = line {
                 line = rest;
             }
             if line.len() > limit {
-                self.too_large(limits);
+                self.no_room(NoRoom::TooLarge, limits);
                 return;
             }
             let blank = line.iter().all(u8::is_ascii_whitespace);
@@ -337,6 +534,7 @@ impl Conn {
             let ticket = svc.take_ticket();
             self.start = line_end + 1;
             self.scanned = self.start;
+            self.answered += u64::from(!blank);
             match served {
                 Served::Nothing => {}
                 Served::Answered => {
@@ -349,41 +547,94 @@ impl Conn {
         }
         self.scanned = self.end;
         if self.end - self.start > limit {
-            self.too_large(limits);
+            self.no_room(NoRoom::TooLarge, limits);
         }
+    }
+
+    /// The head of the next HTTP request, parsed once and kept while its body arrives; `None`
+    /// while it is incomplete or once it has been refused.
+    fn http_head(&mut self, limits: &Limits) -> Option<http::Head> {
+        if let Some(head) = self.head.take() {
+            return Some(head);
+        }
+        // Empty lines between requests are skipped (RFC 9112, 2.2).
+        while self.start < self.end && matches!(self.buf[self.start], b'\r' | b'\n') {
+            self.start += 1;
+        }
+        self.scanned = self.scanned.max(self.start);
+        let bytes = &self.buf[self.start..self.end];
+        let len = match http::head_end(bytes, self.scanned - self.start) {
+            HeadEnd::Partial(resume) => {
+                self.scanned = self.start + resume;
+                if bytes.len() > MAX_HEAD {
+                    self.http_fail(431, "request head too large");
+                }
+                return None;
+            }
+            HeadEnd::BareLf => {
+                self.http_fail(400, "malformed HTTP request: a line ends in a bare LF (CRLF is required)");
+                return None;
+            }
+            HeadEnd::At(len) if len > MAX_HEAD => {
+                self.http_fail(431, "request head too large");
+                return None;
+            }
+            HeadEnd::At(len) => len,
+        };
+        let head = match http::parse_head(&bytes[..len]) {
+            Parsed::Head(h) => h,
+            Parsed::Partial => {
+                self.http_fail(400, "malformed HTTP request: incomplete head");
+                return None;
+            }
+            Parsed::Invalid(why) => {
+                self.http_fail(400, &format!("malformed HTTP request: {why}"));
+                return None;
+            }
+        };
+        let refusal = if let Some(who) = http::cross_site(&head) {
+            Some((403, format!("cross-site requests are refused ({who})")))
+        } else if self.loopback_only && !head.host.as_deref().is_none_or(http::is_loopback_host) {
+            let host = head.host.as_deref().unwrap_or_default();
+            Some((403, format!("Host '{host}' does not name this machine's loopback")))
+        } else if !head.post {
+            Some((405, "only POST is served here".to_owned()))
+        } else if head.chunked {
+            Some((501, "chunked request bodies are not supported; send Content-Length".to_owned()))
+        } else if head.content_length.is_none() {
+            Some((411, "Content-Length is required".to_owned()))
+        } else if let Some(enc) = &head.encoded {
+            Some((415, format!("Content-Encoding '{enc}' is not supported: send the body uncompressed")))
+        } else {
+            head.content_length
+                .filter(|&n| n > limits.max_message)
+                .map(|n| (413, format!("body of {n} bytes exceeds the limit of {} bytes", limits.max_message)))
+        };
+        if let Some((status, why)) = refusal {
+            if status == 403 {
+                log::warn!("refused an HTTP request from {}: {why}", self.peer);
+            }
+            self.http_fail(status, &why);
+            return None;
+        }
+        Some(head)
     }
 
     fn serve_http(&mut self, svc: &mut impl Service, limits: &Limits) {
         while self.start < self.end && !self.close_after_flush {
-            let head = match http::parse_head(&self.buf[self.start..self.end]) {
-                Parsed::Partial => {
-                    if self.end - self.start > MAX_HEAD {
-                        self.http_fail(431, "request head too large");
-                    }
-                    return;
-                }
-                Parsed::Invalid(why) => return self.http_fail(400, &format!("malformed HTTP request: {why}")),
-                Parsed::Head(h) => h,
-            };
-            if !head.post {
-                return self.http_fail(405, "only POST is served here");
+            if self.unsent() > limits.max_unsent {
+                self.backlog = true;
+                return;
             }
-            if head.chunked {
-                return self.http_fail(501, "chunked request bodies are not supported; send Content-Length");
-            }
-            let Some(len) = head.content_length else {
-                return self.http_fail(411, "Content-Length is required");
-            };
-            if len > limits.max_message {
-                return self
-                    .http_fail(413, &format!("body of {len} bytes exceeds the limit of {} bytes", limits.max_message));
-            }
+            let Some(head) = self.http_head(limits) else { return };
+            let len = head.content_length.unwrap_or(0);
             let body_start = self.start + head.head_len;
             if self.end - body_start < len {
                 if head.expect_continue && !self.continue_sent {
                     self.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
                     self.continue_sent = true;
                 }
+                self.head = Some(head);
                 return;
             }
             let body = &self.buf[body_start..body_start + len];
@@ -397,21 +648,19 @@ impl Conn {
                 }
             };
             let ticket = svc.take_ticket();
+            self.start = body_start + len;
+            self.scanned = self.start;
+            self.continue_sent = false;
+            self.answered += 1;
             let (status, ctype) = match served {
                 (Served::Answered, ctype) => (200, ctype),
                 (Served::Nothing, _) => (204, ""),
                 (Served::Later(pending), _) => {
-                    self.start = body_start + len;
-                    self.scanned = self.start;
-                    self.continue_sent = false;
                     return self.wait_for(pending, ticket, Some(head.keep_alive), svc, limits);
                 }
             };
             http::write_head(&mut self.out, status, ctype, self.scratch.len(), head.keep_alive);
             self.out.extend_from_slice(&self.scratch);
-            self.start = body_start + len;
-            self.scanned = self.start;
-            self.continue_sent = false;
             if !head.keep_alive {
                 self.close_after_flush = true;
             }
@@ -420,8 +669,12 @@ impl Conn {
 
     fn http_fail(&mut self, status: u16, why: &str) {
         log::debug!("HTTP {status} to {}: {why}", self.peer);
-        http::write_error(&mut self.out, status, why);
-        self.start = self.end;
-        self.close_after_flush = true;
+        self.fail(status, -32600, why);
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.budget.give(self.buf.len());
     }
 }

@@ -12,7 +12,7 @@ pub enum BodyKind {
 }
 
 /// The parts of a request head that matter here.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Head {
     pub head_len: usize,
     pub post: bool,
@@ -21,6 +21,14 @@ pub struct Head {
     pub keep_alive: bool,
     pub expect_continue: bool,
     pub kind: Option<BodyKind>,
+    /// The `Host` header, when sent.
+    pub host: Option<String>,
+    /// The `Origin` header, when sent (browsers send it on every cross-origin POST).
+    pub origin: Option<String>,
+    /// The `Sec-Fetch-Site` header, when sent (browsers' own view of who is asking).
+    pub fetch_site: Option<String>,
+    /// A `Content-Encoding` other than `identity`.
+    pub encoded: Option<String>,
 }
 
 /// Outcome of reading a head from the buffered bytes.
@@ -30,6 +38,38 @@ pub enum Parsed {
     Invalid(String),
 }
 
+/// How far a request head has arrived.
+#[derive(Debug, PartialEq, Eq)]
+pub enum HeadEnd {
+    /// It ends (its empty line included) this many bytes in.
+    At(usize),
+    /// A line ends in a bare LF: refused (RFC 9112 allows it, intermediaries disagree on it).
+    BareLf,
+    /// Not yet: search again from here when more arrives.
+    Partial(usize),
+}
+
+/// Where the head that starts `bytes` ends, searching from `from` (where an earlier search
+/// stopped), so that a head dripped byte by byte is scanned once, not once per byte.
+pub fn head_end(bytes: &[u8], from: usize) -> HeadEnd {
+    let mut at = from;
+    while let Some(i) = memchr::memchr(b'\n', &bytes[at..]) {
+        let lf = at + i;
+        if lf == 0 || bytes[lf - 1] != b'\r' {
+            return HeadEnd::BareLf;
+        }
+        // "\r\n\r\n": the empty line that ends the head.
+        if lf >= 3 && &bytes[lf - 3..lf - 1] == b"\r\n" {
+            return HeadEnd::At(lf + 1);
+        }
+        at = lf + 1;
+    }
+    // Every check looks backwards from a LF, so nothing before the end needs a second look.
+    HeadEnd::Partial(bytes.len())
+}
+
+/// Parses a complete request head, strictly: what RFC 9112 says to reject, and what proxies
+/// could read differently (the request-smuggling cases), is refused.
 pub fn parse_head(bytes: &[u8]) -> Parsed {
     let mut headers = [httparse::EMPTY_HEADER; 48];
     let mut req = httparse::Request::new(&mut headers);
@@ -38,6 +78,11 @@ pub fn parse_head(bytes: &[u8]) -> Parsed {
         Ok(httparse::Status::Partial) => return Parsed::Partial,
         Err(e) => return Parsed::Invalid(e.to_string()),
     };
+    // httparse accepts a bare LF as a line end; intermediaries may not, so neither do we.
+    let head = &bytes[..head_len];
+    if memchr::memchr_iter(b'\n', head).any(|i| i == 0 || head[i - 1] != b'\r') {
+        return Parsed::Invalid("a line of the head ends in a bare LF (CRLF is required)".to_owned());
+    }
     let http10 = req.version == Some(0);
     let mut head = Head {
         head_len,
@@ -47,27 +92,50 @@ pub fn parse_head(bytes: &[u8]) -> Parsed {
         keep_alive: !http10,
         expect_continue: false,
         kind: None,
+        host: None,
+        origin: None,
+        fetch_site: None,
+        encoded: None,
     };
     for h in req.headers.iter() {
-        let value = String::from_utf8_lossy(h.value);
-        let value = value.trim();
-        if h.name.eq_ignore_ascii_case("content-length") {
-            match value.parse() {
-                Ok(n) if head.content_length.is_none_or(|old| old == n) => head.content_length = Some(n),
+        let Ok(value) = std::str::from_utf8(h.value) else {
+            if h.name.eq_ignore_ascii_case("content-length") || h.name.eq_ignore_ascii_case("host") {
+                return Parsed::Invalid(format!("{} is not ASCII", h.name));
+            }
+            continue;
+        };
+        let value = value.trim_matches([' ', '\t']);
+        let name = h.name;
+        if name.eq_ignore_ascii_case("content-length") {
+            match content_length(value) {
+                Some(n) if head.content_length.is_none_or(|old| old == n) => head.content_length = Some(n),
                 _ => return Parsed::Invalid(format!("bad Content-Length '{value}'")),
             }
-        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
             head.chunked = true;
-        } else if h.name.eq_ignore_ascii_case("connection") {
+        } else if name.eq_ignore_ascii_case("host") {
+            if head.host.is_some() {
+                return Parsed::Invalid("more than one Host header".to_owned());
+            }
+            head.host = Some(value.to_owned());
+        } else if name.eq_ignore_ascii_case("origin") {
+            head.origin = Some(value.to_owned());
+        } else if name.eq_ignore_ascii_case("sec-fetch-site") {
+            head.fetch_site = Some(value.to_ascii_lowercase());
+        } else if name.eq_ignore_ascii_case("content-encoding") {
+            if !value.eq_ignore_ascii_case("identity") {
+                head.encoded = Some(value.to_owned());
+            }
+        } else if name.eq_ignore_ascii_case("connection") {
             let v = value.to_ascii_lowercase();
             if v.contains("close") {
                 head.keep_alive = false;
             } else if v.contains("keep-alive") {
                 head.keep_alive = true;
             }
-        } else if h.name.eq_ignore_ascii_case("expect") {
+        } else if name.eq_ignore_ascii_case("expect") {
             head.expect_continue = value.eq_ignore_ascii_case("100-continue");
-        } else if h.name.eq_ignore_ascii_case("content-type") {
+        } else if name.eq_ignore_ascii_case("content-type") {
             let mime = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
             head.kind = match mime.as_str() {
                 "application/json" | "application/json-rpc" | "application/jsonrequest" => Some(BodyKind::Json),
@@ -78,7 +146,72 @@ pub fn parse_head(bytes: &[u8]) -> Parsed {
             };
         }
     }
+    if head.chunked && head.content_length.is_some() {
+        return Parsed::Invalid("both Transfer-Encoding and Content-Length".to_owned());
+    }
+    if !http10 && head.host.is_none() {
+        return Parsed::Invalid("HTTP/1.1 requires a Host header".to_owned());
+    }
     Parsed::Head(head)
+}
+
+/// A Content-Length as RFC 9110 writes it: digits only, and no leading zero (which proxies
+/// read differently, as octal or not at all).
+fn content_length(v: &str) -> Option<usize> {
+    let digits = v.as_bytes();
+    if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    if digits.len() > 1 && digits[0] == b'0' {
+        return None;
+    }
+    v.parse().ok()
+}
+
+/// Whether `host` (a Host header: name or address, maybe a port) names this machine's loopback:
+/// `localhost`, `127.x.x.x` or `[::1]`. A browser tricked by DNS rebinding sends the
+/// attacker's name instead.
+pub fn is_loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((ip, port)) if port.is_empty() || valid_port(port) => ip,
+            _ => return false,
+        },
+        None => match host.rsplit_once(':') {
+            Some((name, port)) if valid_port(port) => name,
+            Some(_) => return false,
+            None => host,
+        },
+    };
+    if name.eq_ignore_ascii_case("localhost") || name.eq_ignore_ascii_case("localhost.") {
+        return true;
+    }
+    name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+fn valid_port(p: &str) -> bool {
+    p.strip_prefix(':').unwrap_or(p).parse::<u16>().is_ok()
+}
+
+/// Why a request that a browser sent on behalf of another site is refused, if it is one: an
+/// `Origin` that is not this daemon's own (`http://` + its Host), or `Sec-Fetch-Site` saying
+/// cross-site or same-site. Clients that are not browsers send neither.
+pub fn cross_site(head: &Head) -> Option<String> {
+    if let Some(site) = &head.fetch_site {
+        if site == "cross-site" || site == "same-site" {
+            return Some(format!("Sec-Fetch-Site: {site}"));
+        }
+    }
+    let origin = head.origin.as_deref()?;
+    let own = head.host.as_deref().is_some_and(|host| {
+        ["http://", "https://"].iter().any(|scheme| {
+            let (origin, scheme, host) = (origin.as_bytes(), scheme.as_bytes(), host.as_bytes());
+            origin.len() == scheme.len() + host.len()
+                && origin[..scheme.len()].eq_ignore_ascii_case(scheme)
+                && origin[scheme.len()..].eq_ignore_ascii_case(host)
+        })
+    });
+    (!own).then(|| format!("Origin: {origin}"))
 }
 
 /// The kind of a body with no usable Content-Type: XML starts with `<`, JSON with `{` or `[`.
@@ -96,7 +229,9 @@ pub fn write_head(out: &mut Vec<u8>, status: u16, content_type: &str, len: usize
         200 => "OK",
         204 => "No Content",
         400 => "Bad Request",
+        403 => "Forbidden",
         405 => "Method Not Allowed",
+        408 => "Request Timeout",
         411 => "Length Required",
         413 => "Content Too Large",
         415 => "Unsupported Media Type",

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use mio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 
 use super::addr::{Address, Dialect, Transport};
+use super::peer::Peer;
 
 /// Why a listener could not be bound.
 #[derive(Debug, thiserror::Error)]
@@ -105,18 +106,25 @@ impl Listener {
     }
 
     /// Accepts one pending connection; `WouldBlock` when none is left.
-    pub fn accept(&self) -> io::Result<(Stream, String)> {
+    pub fn accept(&self) -> io::Result<(Stream, Peer)> {
         match self {
             Listener::Unix { socket, .. } => {
                 let (s, _) = socket.accept()?;
-                Ok((Stream::Unix(s), "unix".to_owned()))
+                let peer = Peer::of_unix(&s);
+                Ok((Stream::Unix(s), peer))
             }
             Listener::Tcp { socket, .. } => {
-                let (s, peer) = socket.accept()?;
+                let (s, addr) = socket.accept()?;
                 let _ = s.set_nodelay(true);
-                Ok((Stream::Tcp(s), peer.to_string()))
+                Ok((Stream::Tcp(s), Peer::of_tcp(addr)))
             }
         }
+    }
+
+    /// Whether it is a TCP listener on a loopback address, where browsers are the danger
+    /// (DNS rebinding), so HTTP requests must name a loopback host.
+    pub fn is_loopback_tcp(&self) -> bool {
+        matches!(self, Listener::Tcp { address: Address { transport: Transport::Tcp(a), .. }, .. } if a.ip().is_loopback())
     }
 
     pub fn source(&mut self) -> &mut dyn mio::event::Source {

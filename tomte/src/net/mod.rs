@@ -6,14 +6,16 @@ pub mod addr;
 mod conn;
 mod http;
 pub mod listener;
+mod peer;
 
 use std::time::Duration;
 
 pub use tomte_rpc::Served;
 
 pub use addr::{Address, AddressError, Dialect, Transport};
-pub use conn::{Conn, Drive};
+pub use conn::{Budget, Conn, Drive};
 pub use listener::{BindError, Listener, Stream};
+pub use peer::{Peer, PeerKey};
 
 /// What answers complete messages. Each method appends its answer to `out`, or says that the
 /// answer comes later ([`Served::Later`]): the connection then waits for
@@ -31,20 +33,64 @@ pub trait Service {
     fn take_ticket(&mut self) -> Option<u64>;
 }
 
-/// Per-connection limits. Past one, the client at fault gets an error and its connection is
-/// closed; nothing else is affected.
+/// Limits on what clients may hold of the daemon. Past one, the client at fault gets an error
+/// and its connection is closed (or refused); the daemon and every other client are unaffected.
 #[derive(Clone, Debug)]
 pub struct Limits {
     /// The largest message (request line, HTTP body or comodojo frame) accepted.
     pub max_message: usize,
-    /// Connections open at once; more are refused with an error.
+    /// Connections open at once, over all listeners.
     pub max_connections: usize,
-    /// A connection with no traffic for this long is closed.
+    /// Connections open at once from one peer: one IP address on TCP, one uid on unix sockets.
+    pub max_per_peer: usize,
+    /// Connections kept for each listener whatever the others do, so that a flood on one (TCP)
+    /// cannot lock the others (the owner's unix socket) out. Only with several listeners.
+    pub listener_reserve: usize,
+    /// A connection that has not completed a request for this long is closed.
     pub idle_timeout: Duration,
+    /// From a message's first byte to its last (an HTTP head and body, a line, a frame): a
+    /// message that takes longer, beyond what [`Limits::min_rate`] allows, closes the connection.
+    pub request_timeout: Duration,
+    /// Bytes per second a message may arrive at once it takes longer than the request timeout:
+    /// a large upload gets `size / min_rate` more time, a drip does not.
+    pub min_rate: usize,
+    /// Input buffered by all connections together; a connection whose message would take the
+    /// daemon past it is refused with an error.
+    pub max_buffered: usize,
+    /// Answers a client has not read, past which the daemon serves it nothing more until it reads.
+    pub max_unsent: usize,
 }
 
 impl Default for Limits {
     fn default() -> Limits {
-        Limits { max_message: 16 << 20, max_connections: 1024, idle_timeout: Duration::from_secs(300) }
+        Limits {
+            max_message: 16 << 20,
+            max_connections: 1024,
+            max_per_peer: 256,
+            listener_reserve: 64,
+            idle_timeout: Duration::from_secs(300),
+            request_timeout: Duration::from_secs(10),
+            min_rate: 64 << 10,
+            max_buffered: 256 << 20,
+            max_unsent: 4 << 20,
+        }
+    }
+}
+
+impl Limits {
+    /// The limits as `daemon.status` reports them (durations in seconds).
+    pub fn to_value(&self) -> tomte_rpc::Value {
+        use tomte_rpc::Value;
+        Value::structure([
+            ("max_message", Value::from(self.max_message)),
+            ("max_connections", Value::from(self.max_connections)),
+            ("max_per_peer", Value::from(self.max_per_peer)),
+            ("listener_reserve", Value::from(self.listener_reserve)),
+            ("idle_timeout", Value::Double(self.idle_timeout.as_secs_f64())),
+            ("request_timeout", Value::Double(self.request_timeout.as_secs_f64())),
+            ("min_rate", Value::from(self.min_rate)),
+            ("max_buffered", Value::from(self.max_buffered)),
+            ("max_unsent", Value::from(self.max_unsent)),
+        ])
     }
 }

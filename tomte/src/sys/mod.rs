@@ -3,5 +3,6 @@
 #![allow(unsafe_code)]
 
 pub mod eventfd;
+pub mod mem;
 pub mod process;
 pub mod shm;

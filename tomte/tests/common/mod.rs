@@ -182,7 +182,10 @@ pub fn http_response<R: BufRead>(r: &mut R) -> (u16, Vec<(String, String)>, Stri
 }
 
 pub fn http_post(path_ct: &str, body: &str) -> String {
-    format!("POST / HTTP/1.1\r\nHost: x\r\nContent-Type: {path_ct}\r\nContent-Length: {}\r\n\r\n{body}", body.len())
+    format!(
+        "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Type: {path_ct}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
 }
 
 pub fn json(s: &str) -> serde_json::Value {
