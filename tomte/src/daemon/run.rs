@@ -486,7 +486,7 @@ impl Running {
         let mut late = Vec::new();
         for (key, c) in self.conns.iter_mut() {
             let idle_for = |t: Instant| now.saturating_duration_since(t) > self.limits.idle_timeout;
-            if c.idle_since().is_some_and(idle_for) || c.stalled(now, &self.limits) {
+            if c.idle_since().is_some_and(idle_for) || c.stalled(now, &self.limits) || c.lingered(now) {
                 idle.push(key);
             } else if c.overdue(now, &self.limits) {
                 late.push(key);

@@ -23,6 +23,9 @@ use super::{Dialect, Limits, Peer, Service, Stream};
 const INITIAL_BUF: usize = 8 << 10;
 /// Buffers larger than this are given back once empty.
 const KEEP_BUF: usize = 64 << 10;
+/// How long a closing connection's late input is read and dropped, and how much of it.
+const LINGER: Duration = Duration::from_secs(2);
+const LINGER_READS: usize = 256;
 /// Reads per drive before yielding to other connections (fairness under a flood).
 const READS_PER_DRIVE: usize = 16;
 const JSON: &str = "application/json";
@@ -115,6 +118,9 @@ pub struct Conn {
     answered: u64,
     /// Since when the client has read none of its answers while some wait to be sent.
     stalled_since: Option<Instant>,
+    /// Closing: its last answer sent and our side shut, what the client still sends is read
+    /// and dropped (so the kernel does not reset the connection before it reads the answer).
+    lingering: Option<Instant>,
     /// When it was accepted or last had a request answered (the idle timer).
     pub last_active: Instant,
     budget: Budget,
@@ -164,6 +170,7 @@ impl Conn {
             backlog: false,
             answered: 0,
             stalled_since: None,
+            lingering: None,
             last_active: Instant::now(),
             budget,
         };
@@ -314,7 +321,7 @@ impl Conn {
                 Ok(_) => {}
             }
             if self.close_after_flush && self.waiting.is_none() {
-                return if self.has_output() { Drive::Open } else { Drive::Closed };
+                return if self.has_output() { Drive::Open } else { self.linger() };
             }
             if self.backlog && self.waiting.is_none() {
                 // The client read enough: serve what waited in the buffer before reading more.
@@ -363,6 +370,36 @@ impl Conn {
                 Err(_) => return Drive::Closed,
             }
         }
+    }
+
+    /// Reads and drops what the client still sends after the last answer, for a moment.
+    fn linger(&mut self) -> Drive {
+        if self.start < self.end && self.framing != Framing::Http {
+            // Nothing unread that matters (a plain close after EOF, a refused connection).
+            return Drive::Closed;
+        }
+        if self.lingering.is_none() {
+            self.lingering = Some(Instant::now());
+            if self.stream.shutdown_write().is_err() {
+                return Drive::Closed;
+            }
+        }
+        let mut sink = [0u8; 4096];
+        for _ in 0..LINGER_READS {
+            match self.stream.read(&mut sink) {
+                Ok(0) => return Drive::Closed,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Drive::Open,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Drive::Closed,
+            }
+        }
+        Drive::Closed
+    }
+
+    /// Whether it has lingered long enough after its last answer.
+    pub fn lingered(&self, now: Instant) -> bool {
+        self.lingering.is_some_and(|t| now.saturating_duration_since(t) > LINGER)
     }
 
     /// Writes pending output; Ok(true) when all of it went.

@@ -166,6 +166,14 @@ fn recover_stale(path: &Path, name: &str) -> Result<(), BindError> {
 }
 
 impl Stream {
+    /// Shuts the sending side: the client reads the end of the answers.
+    pub fn shutdown_write(&self) -> io::Result<()> {
+        match self {
+            Stream::Unix(s) => s.shutdown(std::net::Shutdown::Write),
+            Stream::Tcp(s) => s.shutdown(std::net::Shutdown::Write),
+        }
+    }
+
     pub fn source(&mut self) -> &mut dyn mio::event::Source {
         match self {
             Stream::Unix(s) => s,

@@ -1,0 +1,366 @@
+//! Hostile clients: slow, idle, greedy and cross-site ones. Each test names the protection it
+//! proves; without that protection it fails.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::os::unix::net::UnixStream;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const ECHO: &str = r#"{"jsonrpc":"2.0","method":"my.echo","params":["ok"],"id":1}"#;
+
+/// One my.echo over a fresh unix connection, and how long it took.
+fn served(d: &Daemon) -> Duration {
+    let t = Instant::now();
+    let mut r = BufReader::new(d.connect());
+    let v = json(&ndjson(&mut r, ECHO));
+    assert_eq!(v["result"], "ok", "{v}");
+    t.elapsed()
+}
+
+/// A process's private anonymous memory in kB (RssAnon of /proc/PID/status).
+fn rss_anon_kb(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("RssAnon:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// CPU time a process has used, in clock ticks (utime + stime of /proc/PID/stat).
+fn cpu_ticks(pid: i32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+/// Reads what is left until the peer closes (or the read times out), as text.
+fn rest(mut s: impl Read) -> String {
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    text(&buf)
+}
+
+#[test]
+fn a_thousand_slow_or_idle_tcp_connections_do_not_lock_out_the_unix_socket() {
+    let port = free_port();
+    let tcp = format!("tcp://127.0.0.1:{port}");
+    // The fixture's unix socket, and TCP.
+    let d = Daemon::new("echo", &["--socket", &tcp]).start();
+    let fresh = served(&d);
+    // 1024 idle connections and 1024 that drip a request one byte at a time.
+    let mut idle = Vec::new();
+    let mut slow = Vec::new();
+    for i in 0..2048 {
+        let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else { continue };
+        if i % 2 == 1 {
+            let _ = s.write_all(b"{");
+            slow.push(s);
+        } else {
+            idle.push(s);
+        }
+    }
+    for _ in 0..3 {
+        for s in &mut slow {
+            let _ = s.write_all(b" ");
+        }
+        let t = served(&d);
+        assert!(t < Duration::from_secs(1), "the owner waited {t:?} (unloaded: {fresh:?})");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // The flood was capped per peer: the daemon holds at most --max-per-peer of them.
+    let mut r = BufReader::new(d.connect());
+    let status = json(&ndjson(&mut r, r#"{"jsonrpc":"2.0","method":"daemon.status","id":1}"#));
+    let open = status["result"]["connections"].as_u64().unwrap();
+    assert!(open <= 257, "{open} connections open: the per-peer cap did not hold");
+    assert_eq!(status["result"]["limits"]["max_per_peer"], 256);
+    drop((idle, slow));
+}
+
+#[test]
+fn a_flood_on_tcp_leaves_the_reserve_of_the_unix_socket() {
+    // No per-peer cap to speak of: only the listener reserve protects the unix socket.
+    let port = free_port();
+    let tcp = format!("tcp://127.0.0.1:{port}");
+    let d = Daemon::new("echo", &["--socket", &tcp, "--max-connections", "64", "--max-per-peer", "1000"]).start();
+    // Connections mid-request, all younger than a second: none may be evicted yet.
+    let mut flood = Vec::new();
+    for _ in 0..80 {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let _ = s.write_all(b"{\"jsonrpc\"");
+        flood.push(s);
+    }
+    let t = served(&d);
+    assert!(t < Duration::from_secs(1), "{t:?}");
+    drop(flood);
+}
+
+#[test]
+fn at_the_limit_the_longest_idle_connection_makes_room() {
+    let d = Daemon::new("echo", &["--max-connections", "50"]).start();
+    let idle: Vec<UnixStream> = (0..50).map(|_| d.connect()).collect();
+    std::thread::sleep(Duration::from_millis(1200));
+    // Without eviction this one would be refused "Server busy".
+    let t = served(&d);
+    assert!(t < Duration::from_secs(1), "{t:?}");
+    // The oldest idle one was told why it was closed.
+    let first = rest(&idle[0]);
+    assert!(first.contains("make room"), "{first:?}");
+}
+
+#[test]
+fn a_request_dripped_too_slowly_is_closed_with_an_error() {
+    let d = Daemon::new("echo", &["--request-timeout", "1", "--min-rate", "100000"]).start();
+    let mut slow = d.connect();
+    let t = Instant::now();
+    let mut closed = String::new();
+    for b in ECHO.bytes() {
+        if slow.write_all(&[b]).is_err() {
+            break;
+        }
+        // The connection is answered and closed once the deadline passes.
+        slow.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        let mut buf = [0u8; 4096];
+        match slow.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => closed.push_str(&text(&buf[..n])),
+            Err(_) => {}
+        }
+        if !closed.is_empty() {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(20), "the slow client was never closed");
+        // Meanwhile everyone else is served.
+        assert!(served(&d) < Duration::from_secs(1));
+    }
+    let v = json(closed.lines().next().unwrap_or_default());
+    assert_eq!(v["error"]["code"], -32000, "{v}");
+    assert!(v["error"]["data"].as_str().unwrap().contains("not received within"), "{v}");
+    assert!(t.elapsed() >= Duration::from_millis(900), "closed before its deadline");
+    // A big request sent at a decent rate gets the time its size needs.
+    let d = Daemon::new("echo", &["--request-timeout", "1", "--min-rate", "20000"]).start();
+    let mut s = BufReader::new(d.connect());
+    let line = format!(r#"{{"jsonrpc":"2.0","method":"my.echo","params":["{}"],"id":2}}"#, "y".repeat(60_000));
+    for chunk in line.as_bytes().chunks(10_000) {
+        s.get_mut().write_all(chunk).unwrap();
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let v = json(&ndjson(&mut s, ""));
+    assert_eq!(v["result"].as_str().map(str::len), Some(60_000));
+}
+
+#[test]
+fn the_idle_timer_counts_answered_requests_not_bytes() {
+    let d = Daemon::new("echo", &["--idle-timeout", "1", "--request-timeout", "60"]).start();
+    // Blank lines are not requests: a client sending only them is idle and gets closed.
+    let mut blank = d.connect();
+    let t = Instant::now();
+    let mut closed = false;
+    while t.elapsed() < Duration::from_secs(15) {
+        if blank.write_all(b"\n").is_err() {
+            closed = true;
+            break;
+        }
+        blank.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        let mut buf = [0u8; 64];
+        if let Ok(0) = blank.read(&mut buf) {
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "a connection sending only blank lines was kept for {:?}", t.elapsed());
+    // A client making real calls stays.
+    let mut busy = BufReader::new(d.connect());
+    for _ in 0..8 {
+        assert_eq!(json(&ndjson(&mut busy, ECHO))["result"], "ok");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn the_input_budget_refuses_the_request_that_would_pass_it() {
+    let d = Daemon::new("echo", &["--max-buffered", "2000000", "--max-message", "16000000"]).start();
+    let pid = d.pid().unwrap();
+    let before = rss_anon_kb(pid);
+    // Each holds a growing unfinished line; together they would pass 2 MB.
+    let mut holders = Vec::new();
+    let chunk = vec![b'x'; 100_000];
+    let mut refused = None;
+    'outer: for i in 0..8 {
+        let mut s = d.connect();
+        s.write_all(b"{\"jsonrpc\":\"2.0\",\"method\":\"my.echo\",\"params\":[\"").unwrap();
+        for _ in 0..6 {
+            if s.write_all(&chunk).is_err() {
+                refused = Some(i);
+                holders.push(s);
+                break 'outer;
+            }
+        }
+        holders.push(s);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let answers: Vec<String> = holders
+        .iter()
+        .map(|s| {
+            s.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+            rest(s)
+        })
+        .collect();
+    let refusal = answers.iter().find(|a| a.contains("unfinished requests"));
+    assert!(refusal.is_some(), "no connection was refused (stopped writing at {refused:?}): {answers:?}");
+    assert!(served(&d) < Duration::from_secs(1));
+    let after = rss_anon_kb(pid);
+    assert!(after < before + 8_000, "RssAnon {before} kB -> {after} kB");
+}
+
+#[test]
+fn a_client_that_does_not_read_is_served_no_more_than_the_unsent_mark() {
+    let d = Daemon::new("echo", &["--max-unsent", "1000000"]).start();
+    let pid = d.pid().unwrap();
+    let before = rss_anon_kb(pid);
+    let s = d.connect();
+    // Cheap requests with answers ~8x their size, pipelined, never read.
+    let greedy = std::thread::spawn(move || {
+        let mut s = s;
+        s.set_write_timeout(Some(Duration::from_secs(3))).unwrap();
+        let line = b"{\"jsonrpc\":\"2.0\",\"method\":\"system.listMethods\",\"id\":1}\n";
+        let many: Vec<u8> = line.iter().copied().cycle().take(line.len() * 20_000).collect();
+        let mut sent = 0;
+        for _ in 0..40 {
+            match s.write(&many) {
+                Ok(n) => sent += n,
+                Err(_) => break,
+            }
+        }
+        (s, sent)
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let during = rss_anon_kb(pid);
+    assert!(served(&d) < Duration::from_secs(1));
+    let (s, sent) = greedy.join().unwrap();
+    assert!(during < before + 30_000, "RssAnon {before} kB -> {during} kB after {sent} bytes of requests");
+    drop(s);
+}
+
+#[test]
+fn whitespace_and_heads_dripped_slowly_are_scanned_once() {
+    let d = Daemon::new("echo", &["--max-message", "33554432", "--request-timeout", "120"]).start();
+    let pid = d.pid().unwrap();
+    // After a first message, a line of 16 MiB of spaces, then more spaces one write at a time.
+    let mut s = BufReader::new(d.connect());
+    assert_eq!(json(&ndjson(&mut s, ECHO))["result"], "ok");
+    let spaces = vec![b' '; 16 << 20];
+    s.get_mut().write_all(&spaces).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    // Before any message: whitespace only, on a fresh connection.
+    let mut fresh = d.connect();
+    fresh.write_all(&spaces).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let before = cpu_ticks(pid);
+    for _ in 0..300 {
+        s.get_mut().write_all(b" ").unwrap();
+        fresh.write_all(b" ").unwrap();
+        std::thread::sleep(Duration::from_millis(3));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let used = cpu_ticks(pid) - before;
+    // A rescan of 16 MiB per write would cost over 1 ms each: 600 writes, well over 60 ticks.
+    assert!(used < 30, "{used} ticks of CPU for 600 one-byte writes");
+    s.get_mut().write_all(b"\n").unwrap();
+    assert_eq!(json(&ndjson(&mut s, ECHO))["result"], "ok");
+}
+
+/// Sends raw bytes over TCP and returns the status and body of the answer.
+fn raw_http(port: u16, request: &[u8]) -> (u16, String) {
+    let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut r = BufReader::new(s);
+    let _ = r.get_mut().write_all(request);
+    let (status, _, body) = http_response(&mut r);
+    (status, body)
+}
+
+fn post(headers: &str, body: &str) -> Vec<u8> {
+    format!("POST / HTTP/1.1\r\n{headers}Content-Length: {}\r\n\r\n{body}", body.len()).into_bytes()
+}
+
+#[test]
+fn strict_http_refuses_what_proxies_could_read_differently() {
+    let port = free_port();
+    let d = Daemon::new("echo", &["--socket", &format!("tcp://127.0.0.1:{port}")]).start();
+    let ok = |s: &str| format!("Host: localhost\r\nContent-Type: application/json\r\n{s}");
+    let cases: Vec<(Vec<u8>, u16, &str)> = vec![
+        (post(&ok(""), ECHO), 200, "a plain request"),
+        (format!("POST / HTTP/1.1\r\n{}Content-Length: +60\r\n\r\n{ECHO}", ok("")).into_bytes(), 400, "a sign"),
+        (format!("POST / HTTP/1.1\r\n{}Content-Length: 0060\r\n\r\n{ECHO}", ok("")).into_bytes(), 400, "leading zeros"),
+        (
+            format!("POST / HTTP/1.1\nHost: localhost\nContent-Length: {}\n\n{ECHO}", ECHO.len()).into_bytes(),
+            400,
+            "bare LF",
+        ),
+        (post(&ok("X-Folded: a\r\n b\r\n"), ECHO), 400, "obs-fold"),
+        (post(&ok("Transfer-Encoding: chunked\r\n"), ECHO), 400, "TE and CL"),
+        (post("Content-Type: application/json\r\n", ECHO), 400, "no Host"),
+        (post(&ok("Host: localhost\r\n"), ECHO), 400, "two Hosts"),
+        (post(&ok("Content-Encoding: gzip\r\n"), ECHO), 415, "gzip"),
+        (post(&format!("X-Big: {}\r\n{}", "a".repeat(100_000), ok("")), ECHO), 431, "a head over 64 KiB in one write"),
+    ];
+    for (request, status, what) in cases {
+        let (got, body) = raw_http(port, &request);
+        assert_eq!(got, status, "{what}: {body}");
+    }
+}
+
+#[test]
+fn browsers_at_the_door_are_refused_before_any_method_runs() {
+    let port = free_port();
+    let d = Daemon::new("echo", &["--socket", &format!("tcp://127.0.0.1:{port}")]).start();
+    let pid = d.pid().unwrap();
+    let shutdown = r#"{"jsonrpc":"2.0","method":"daemon.shutdown","id":1}"#;
+    // What a cross-site fetch() sends (no-cors, a form content type), and DNS rebinding.
+    let form = "Content-Type: application/x-www-form-urlencoded\r\n";
+    let cases = [
+        format!("Host: 127.0.0.1:{port}\r\nOrigin: http://evil.example\r\n{form}"),
+        format!("Host: 127.0.0.1:{port}\r\nOrigin: null\r\n{form}"),
+        format!("Host: 127.0.0.1:{port}\r\nSec-Fetch-Site: cross-site\r\n{form}"),
+        format!("Host: 127.0.0.1:{port}\r\nSec-Fetch-Site: same-site\r\n{form}"),
+        format!("Host: rebound.evil.example:{port}\r\n{form}"),
+        format!("Host: rebound.evil.example:{port}\r\nOrigin: http://rebound.evil.example:{port}\r\n{form}"),
+    ];
+    for headers in &cases {
+        let (status, body) = raw_http(port, &post(headers, shutdown));
+        assert_eq!(status, 403, "{headers}: {body}");
+    }
+    assert!(alive(pid), "a refused request stopped the daemon");
+    // The daemon's own origin, and clients that are not browsers, are served.
+    let own = format!("Host: 127.0.0.1:{port}\r\nOrigin: http://127.0.0.1:{port}\r\nSec-Fetch-Site: same-origin\r\n");
+    assert_eq!(raw_http(port, &post(&own, ECHO)).0, 200);
+    let out = Command::new("curl")
+        .args(["-s", "-d", ECHO, &format!("http://127.0.0.1:{port}/")])
+        .output()
+        .expect("curl is installed");
+    assert!(text(&out.stdout).contains("\"result\":\"ok\""), "{}", text(&out.stdout));
+    let out = Command::new("curl")
+        .args(["-s", "-d", ECHO, &format!("http://localhost:{port}/")])
+        .output()
+        .expect("curl is installed");
+    assert!(text(&out.stdout).contains("\"result\":\"ok\""), "{}", text(&out.stdout));
+}
+
+#[test]
+fn refused_connections_are_logged_at_most_once_per_interval() {
+    let d = Daemon::new("echo", &["--max-per-peer", "2"]).start();
+    let keep: Vec<BufReader<UnixStream>> = (0..2).map(|_| BufReader::new(d.connect())).collect();
+    for _ in 0..200 {
+        let mut s = BufReader::new(d.connect());
+        let mut line = String::new();
+        let _ = s.read_line(&mut line);
+        assert!(line.contains("too many connections from this peer"), "{line}");
+    }
+    let log = d.log_text();
+    let lines = log.lines().filter(|l| l.contains("refusing a connection")).count();
+    assert!((1..=2).contains(&lines), "{lines} warning lines for 200 refusals:\n{log}");
+    drop(keep);
+}
