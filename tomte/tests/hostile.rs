@@ -289,7 +289,7 @@ fn post(headers: &str, body: &str) -> Vec<u8> {
 #[test]
 fn strict_http_refuses_what_proxies_could_read_differently() {
     let port = free_port();
-    let d = Daemon::new("echo", &["--socket", &format!("tcp://127.0.0.1:{port}")]).start();
+    let _d = Daemon::new("echo", &["--socket", &format!("tcp://127.0.0.1:{port}")]).start();
     let ok = |s: &str| format!("Host: localhost\r\nContent-Type: application/json\r\n{s}");
     let cases: Vec<(Vec<u8>, u16, &str)> = vec![
         (post(&ok(""), ECHO), 200, "a plain request"),
