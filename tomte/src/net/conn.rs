@@ -534,11 +534,13 @@ impl Conn {
             _ => self.serve_lines(svc, limits),
         }
         // Only answered requests count as activity; the request deadline runs from the first
-        // byte of each message (whitespace alone does not stop it).
+        // byte of each message. Whitespace alone is no message: its connection is idle.
         if self.answered != answered {
             self.last_active = now;
-            self.msg_started = (self.start != self.end).then_some(now);
-        } else if self.start != self.end && self.msg_started.is_none() {
+        }
+        if self.start == self.end {
+            self.msg_started = None;
+        } else if self.answered != answered || self.msg_started.is_none() {
             self.msg_started = Some(now);
         }
     }
