@@ -234,3 +234,19 @@ impl Daemon {
         self
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_paths_are_in_the_runtime_dir_and_roots_is_run() {
+        let c = Config::defaults("x");
+        let dir = runtime_dir();
+        assert_eq!(c.pidfile, Some(dir.join("x.pid")));
+        assert_eq!(c.sockets, vec![Address::unix(dir.join("x.sock"))]);
+        if rustix::process::getuid().is_root() && Path::new("/run").is_dir() {
+            assert_eq!(dir, Path::new("/run"));
+        }
+    }
+}

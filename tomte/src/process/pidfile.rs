@@ -145,13 +145,18 @@ pub fn running(path: &Path) -> Result<Option<Pid>, PidFileError> {
 
 /// Whether process `pid` has the file `st` describes open with an exclusive `flock` on that
 /// descriptor: one of `/proc/PID/fd/*` is that file (device and inode) and its
-/// `/proc/PID/fdinfo/N` lists a `FLOCK … WRITE` lock.
+/// `/proc/PID/fdinfo/N` lists a `FLOCK … WRITE` lock. Another user's process (a user asking
+/// about root's daemon) cannot be looked into: then `/proc/locks`, which everyone may read,
+/// says whether that pid holds the flock on that device and inode.
 fn holds_flock(pid: i32, st: &rustix::fs::Stat) -> io::Result<bool> {
     use std::os::unix::fs::MetadataExt;
     let fds = match std::fs::read_dir(format!("/proc/{pid}/fd")) {
         Ok(d) => d,
         // No such process: it cannot hold anything.
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            return Ok(listed_in_proc_locks(&std::fs::read_to_string("/proc/locks")?, pid, st))
+        }
         Err(e) => return Err(e),
     };
     for entry in fds {
@@ -175,6 +180,24 @@ fn holds_flock(pid: i32, st: &rustix::fs::Stat) -> io::Result<bool> {
         }
     }
     Ok(false)
+}
+
+/// Whether `locks` (the text of `/proc/locks`) has `pid` holding an exclusive flock on the file
+/// `st` describes. A line: `1: FLOCK  ADVISORY  WRITE 9030 fe:00:10011042 0 EOF` (device
+/// numbers in hex); waiters (`1: -> FLOCK …`) do not count.
+fn listed_in_proc_locks(locks: &str, pid: i32, st: &rustix::fs::Stat) -> bool {
+    let (major, minor) = (rustix::fs::major(st.st_dev), rustix::fs::minor(st.st_dev));
+    let want = (pid.to_string(), major, minor, st.st_ino.to_string());
+    locks.lines().any(|line| {
+        let w: Vec<&str> = line.split_whitespace().collect();
+        if w.len() < 6 || w[1] != "FLOCK" || w[3] != "WRITE" {
+            return false;
+        }
+        let mut id = w[5].split(':');
+        let (Some(maj), Some(min), Some(ino)) = (id.next(), id.next(), id.next()) else { return false };
+        let hex = |t: &str| u32::from_str_radix(t, 16).ok();
+        w[4] == want.0 && hex(maj) == Some(want.1) && hex(min) == Some(want.2) && ino == want.3
+    })
 }
 
 #[cfg(test)]
@@ -208,6 +231,11 @@ mod tests {
             writeln!(f, "1").unwrap();
         }
         assert!(matches!(running(&path), Err(PidFileError::NotHolder { pid: 1, .. })));
+        // What /proc/locks says of our lock agrees.
+        let st = rustix::fs::stat(&path).unwrap();
+        let locks = std::fs::read_to_string("/proc/locks").unwrap();
+        assert!(listed_in_proc_locks(&locks, std::process::id() as i32, &st), "{locks}");
+        assert!(!listed_in_proc_locks(&locks, 1, &st));
         drop(again);
         std::fs::remove_dir_all(&dir).ok();
     }
