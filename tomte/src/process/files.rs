@@ -197,8 +197,8 @@ impl Parent {
         Ok((file, false))
     }
 
-    /// Opens the existing file with `flags` (never following a link) and checks it; `None`
-    /// when there is none.
+    /// Opens the existing file read-only (never following a link) and checks it is a regular
+    /// file of `owner`'s; `None` when there is none.
     pub(crate) fn open_existing(&self, path: &Path, owner: Owner) -> Result<Option<File>, PathError> {
         let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK;
         match self.open(path, flags, owner) {
