@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use rustix::process::{kill_process, Pid, Signal};
 
 use crate::daemon::{Config, Daemon, Mode};
-use crate::net::{Address, Transport};
-use crate::process::{self, pidfile, Detached};
+use crate::net::{Address, Listener, Transport};
+use crate::process::{self, files, pidfile, Detached, PidFileError};
 
 /// How long `start` waits for readiness and `stop` for the exit before SIGKILL.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -78,13 +78,18 @@ pub fn main_with(daemon: Daemon, args: Vec<String>) -> i32 {
         },
         Command::Stop => stop(&name, &config),
         Command::Status => match running(&config) {
-            Some(pid) => {
+            Ok(Some(pid)) => {
                 println!("{name} is running (pid {pid})");
                 0
             }
-            None => {
+            Ok(None) => {
                 println!("{name} is not running");
                 3
+            }
+            // LSB: 4 is "status unknown".
+            Err(e) => {
+                eprintln!("{name}: status unknown: {e}");
+                4
             }
         },
         Command::Restart => match stop(&name, &config) {
@@ -92,7 +97,11 @@ pub fn main_with(daemon: Daemon, args: Vec<String>) -> i32 {
             code => code,
         },
         Command::Reload => match running(&config) {
-            Some(pid) => match kill_process(pid, Signal::HUP) {
+            Err(e) => {
+                eprintln!("{name}: not reloading: {e}");
+                1
+            }
+            Ok(Some(pid)) => match kill_process(pid, Signal::HUP) {
                 Ok(()) => {
                     println!("{name} (pid {pid}) asked to reload");
                     0
@@ -102,7 +111,7 @@ pub fn main_with(daemon: Daemon, args: Vec<String>) -> i32 {
                     1
                 }
             },
-            None => {
+            Ok(None) => {
                 eprintln!("{name} is not running");
                 3
             }
@@ -238,16 +247,28 @@ fn absolute(p: &str) -> Result<PathBuf, String> {
     std::env::current_dir().map(|d| d.join(path)).map_err(|e| format!("cannot resolve {p}: {e}"))
 }
 
-fn running(config: &Config) -> Option<Pid> {
-    config.pidfile.as_deref().and_then(pidfile::running)
+/// The running daemon's pid, once checked (see [`pidfile::running`]): `Ok(None)` when it is not
+/// running, an error when the pid file cannot be trusted — then nothing may be signalled.
+fn running(config: &Config) -> Result<Option<Pid>, PidFileError> {
+    match config.pidfile.as_deref() {
+        Some(path) => pidfile::running(path),
+        None => Ok(None),
+    }
 }
 
 fn start(daemon: Daemon, config: &Config) -> i32 {
     let name = daemon.name().to_owned();
-    if let Some(pid) = running(config) {
-        let path = config.pidfile.as_deref().unwrap_or(Path::new("")).display();
-        eprintln!("{name}: already running with pid {pid} (pid file {path} is locked)");
-        return 1;
+    match running(config) {
+        Ok(None) => {}
+        Ok(Some(pid)) => {
+            let path = config.pidfile.as_deref().unwrap_or(Path::new("")).display();
+            eprintln!("{name}: already running with pid {pid} (pid file {path} is locked)");
+            return 1;
+        }
+        Err(e) => {
+            eprintln!("{name}: cannot start: {e}");
+            return 1;
+        }
     }
     match process::detach(config.umask, config.log.as_deref()) {
         Err(e) => {
@@ -281,9 +302,16 @@ fn start(daemon: Daemon, config: &Config) -> i32 {
 }
 
 fn stop(name: &str, config: &Config) -> i32 {
-    let Some(pid) = running(config) else {
-        println!("{name} is not running");
-        return 0;
+    let pid = match running(config) {
+        Ok(Some(pid)) => pid,
+        Ok(None) => {
+            println!("{name} is not running");
+            return 0;
+        }
+        Err(e) => {
+            eprintln!("{name}: not stopping anything: {e}");
+            return 1;
+        }
     };
     if let Err(e) = kill_process(pid, Signal::TERM) {
         eprintln!("{name}: cannot signal pid {pid}: {e}");
@@ -305,7 +333,8 @@ fn stop(name: &str, config: &Config) -> i32 {
 
 /// Waits until nothing holds the pid file and process `pid` has exited.
 fn wait_gone(config: &Config, pid: Pid, timeout: Duration) -> bool {
-    let gone = || running(config).is_none() && exited(pid);
+    // Gone: exited, and no live instance holds the pid file any more.
+    let gone = || exited(pid) && !matches!(running(config), Ok(Some(_)));
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
         if gone() {
@@ -324,20 +353,31 @@ fn exited(pid: Pid) -> bool {
     }
 }
 
-/// Removes the files a dead daemon left behind; never those of a live one.
+/// Removes the files a dead daemon left behind; never those of a live one, nor files that are
+/// not the daemon's user's.
 fn hard_clean(name: &str, config: &Config) {
-    if running(config).is_some() {
-        return;
+    match running(config) {
+        Ok(None) => {}
+        Ok(Some(_)) => return,
+        Err(e) => {
+            eprintln!("{name}: not clearing stale files: {e}");
+            return;
+        }
     }
     if let Some(p) = &config.pidfile {
-        if std::fs::remove_file(p).is_ok() {
-            eprintln!("{name}: removed stale pid file {}", p.display());
+        let ours = files::parent(p).and_then(|at| Ok(at.open_existing(p, files::Owner::Euid)?.map(|_| at)));
+        match ours {
+            Ok(Some(at)) if at.remove().is_ok() => eprintln!("{name}: removed stale pid file {}", p.display()),
+            Ok(_) => {}
+            Err(e) => eprintln!("{name}: not removing the pid file: {e}"),
         }
     }
     for s in &config.sockets {
         if let Transport::Unix(path) = &s.transport {
-            if std::os::unix::net::UnixStream::connect(path).is_err() && std::fs::remove_file(path).is_ok() {
-                eprintln!("{name}: removed stale socket {}", path.display());
+            match Listener::remove_stale(path, &s.to_string()) {
+                Ok(true) => eprintln!("{name}: removed stale socket {}", path.display()),
+                Ok(false) => {}
+                Err(e) => eprintln!("{name}: not removing the socket: {e}"),
             }
         }
     }

@@ -14,6 +14,13 @@
 //! comodojo protocol may be spoken to an address written without `comodojo+`: the address then
 //! names a comodojo listener by its bare transport.
 //!
+//! On a unix socket, [`Client::connect_checked`] first asks the kernel who serves the socket
+//! (`SO_PEERCRED`: the uid and pid of the process that listens) and sends nothing unless that
+//! user is one the [`Trust`] allows — by default root and the user running the client. Anyone
+//! who can write to the socket's directory could otherwise listen there first, and read what
+//! the client sends and answer what it likes. (TCP says nothing of the peer's user: the check
+//! does not apply there.) `tomtectl` always connects this way.
+//!
 //! [`Client::call`] answers `Ok(Ok(value))` for a result and `Ok(Err(fault))` for an RPC error;
 //! `Err(ClientError)` means no answer could be had. Two cases deserve a word:
 //!
@@ -96,9 +103,66 @@ pub enum ClientError {
     /// The call cannot be written in the protocol chosen; nothing was sent.
     #[error("cannot send this call to {addr}: {why}")]
     Encode { addr: String, why: String },
+    /// The unix socket is served by a user the [`Trust`] does not allow; nothing was sent.
+    #[error("refusing to talk to {addr}: it is served by uid {uid} (pid {pid}), who is not trusted (trusted uids: {trusted})")]
+    Untrusted { addr: String, uid: u32, pid: i32, trusted: String },
     /// A JSON or XML protocol was asked of a `comodojo+` address, which speaks framing only.
     #[error("{addr} speaks comodojo framing: use Protocol::ComodojoJson or Protocol::ComodojoXml")]
     WrongDialect { addr: String },
+}
+
+/// Whose unix socket a client agrees to talk to: the uid of the server process, as
+/// `SO_PEERCRED` tells it. See [`Client::connect_checked`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Trust {
+    /// `None`: anyone.
+    uids: Option<Vec<u32>>,
+}
+
+impl Trust {
+    /// Root and the user running the client (its effective uid).
+    pub fn own() -> Trust {
+        let me = rustix::process::geteuid().as_raw();
+        let mut uids = vec![0];
+        if me != 0 {
+            uids.push(me);
+        }
+        Trust { uids: Some(uids) }
+    }
+
+    /// Anyone: no check (what [`Client::connect`] does).
+    pub fn anyone() -> Trust {
+        Trust { uids: None }
+    }
+
+    /// Also trusts `uid`.
+    pub fn allow(mut self, uid: u32) -> Trust {
+        if let Some(uids) = &mut self.uids {
+            if !uids.contains(&uid) {
+                uids.push(uid);
+            }
+        }
+        self
+    }
+
+    /// Whether a server running as `uid` is trusted.
+    pub fn allows(&self, uid: u32) -> bool {
+        self.uids.as_ref().is_none_or(|u| u.contains(&uid))
+    }
+
+    fn list(&self) -> String {
+        match &self.uids {
+            Some(u) => u.iter().map(u32::to_string).collect::<Vec<_>>().join(", "),
+            None => "any".to_owned(),
+        }
+    }
+}
+
+impl Default for Trust {
+    /// [`Trust::own`].
+    fn default() -> Trust {
+        Trust::own()
+    }
 }
 
 enum Socket {
@@ -160,8 +224,16 @@ impl Client {
     }
 
     /// Connects to `address` and speaks `protocol`; for comodojo protocols, reads and checks the
-    /// greeter (waiting at most [`GREETER_TIMEOUT`]).
+    /// greeter (waiting at most [`GREETER_TIMEOUT`]). Whoever serves a unix socket is not
+    /// checked: see [`Client::connect_checked`].
     pub fn connect_with(address: &Address, protocol: Protocol) -> Result<Client, ClientError> {
+        Client::connect_checked(address, protocol, &Trust::anyone())
+    }
+
+    /// As [`Client::connect_with`], but on a unix socket, first checks that the process serving
+    /// it runs as a user `trust` allows; if not, closes the connection before reading or
+    /// sending a byte, with [`ClientError::Untrusted`] (its uid and pid). TCP is not checked.
+    pub fn connect_checked(address: &Address, protocol: Protocol, trust: &Trust) -> Result<Client, ClientError> {
         let addr = address.to_string();
         if address.dialect == Dialect::Comodojo && !protocol.is_comodojo() {
             return Err(ClientError::WrongDialect { addr });
@@ -169,7 +241,16 @@ impl Client {
         let connect_err = |source| ClientError::Connect { addr: addr.clone(), source };
         let (socket, host) = match &address.transport {
             Transport::Unix(path) => {
-                (Socket::Unix(UnixStream::connect(path).map_err(connect_err)?), "localhost".into())
+                let stream = UnixStream::connect(path).map_err(connect_err)?;
+                if trust.uids.is_some() {
+                    let peer = rustix::net::sockopt::socket_peercred(&stream).map_err(|e| connect_err(e.into()))?;
+                    let uid = peer.uid.as_raw();
+                    if !trust.allows(uid) {
+                        let pid = peer.pid.as_raw_nonzero().get();
+                        return Err(ClientError::Untrusted { addr, uid, pid, trusted: trust.list() });
+                    }
+                }
+                (Socket::Unix(stream), "localhost".into())
             }
             Transport::Tcp(sa) => {
                 let s = TcpStream::connect(sa).map_err(connect_err)?;

@@ -1,7 +1,8 @@
 //! tomtectl: control a tomte daemon over its socket.
 //!
 //! Exit codes: 0 success, 1 the daemon answered with an RPC error, 2 it could not be reached
-//! (or the command line is wrong).
+//! (or the command line is wrong, or the unix socket is served by a user not trusted: root and
+//! the user running tomtectl are, `--trust-uid UID` adds another).
 //!
 //! Protocols: NDJSON JSON-RPC by default; `--xml` speaks XML-RPC over HTTP; `--comodojo` speaks
 //! comodojo/daemon's framing (JSON-RPC inside, or XML-RPC with `--xml` too), which a
@@ -11,7 +12,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
-use tomte::client::{Client, ClientError, Protocol};
+use tomte::client::{Client, ClientError, Protocol, Trust};
 use tomte::net::{Address, Dialect};
 use tomte_rpc::{Args, Fault, Value};
 
@@ -36,6 +37,10 @@ struct Cli {
     /// Speak comodojo/daemon's framing (implied by a comodojo+ address)
     #[arg(long, global = true)]
     comodojo: bool,
+    /// Also talk to a unix socket served by user UID (repeatable); by default only root's and
+    /// your own are trusted
+    #[arg(long = "trust-uid", value_name = "UID", global = true)]
+    trust_uid: Vec<u32>,
     #[command(subcommand)]
     command: Command,
 }
@@ -88,6 +93,10 @@ fn main() -> ExitCode {
             }
             if let Some(ClientError::Connect { .. }) = e.downcast_ref::<ClientError>() {
                 eprintln!("tomtectl: {e}. Is the daemon running? Pass --socket ADDR or set TOMTE_SOCKET to reach another one.");
+            } else if let Some(ClientError::Untrusted { uid, .. }) = e.downcast_ref::<ClientError>() {
+                eprintln!(
+                    "tomtectl: {e}. Nothing was sent; pass --trust-uid {uid} if that user really runs the daemon."
+                );
             } else {
                 eprintln!("tomtectl: {e:#}");
             }
@@ -104,7 +113,8 @@ fn run(cli: &Cli, socket: &str) -> anyhow::Result<()> {
         (true, false) => Protocol::ComodojoJson,
         (true, true) => Protocol::ComodojoXml,
     };
-    let mut client = Client::connect_with(&address, protocol)?;
+    let trust = cli.trust_uid.iter().fold(Trust::own(), |t, &uid| t.allow(uid));
+    let mut client = Client::connect_checked(&address, protocol, &trust)?;
     let mut call = |method: &str, args: Args| -> anyhow::Result<Value> { Ok(client.call(method, &args)??) };
     match &cli.command {
         Command::Call { method, params } => {

@@ -4,7 +4,7 @@ mod builtins;
 mod ctx;
 mod run;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tomte_rpc::{Method, Registry};
@@ -37,13 +37,18 @@ pub struct Config {
 }
 
 impl Config {
-    /// Defaults that work with no flags: socket and pid file under `$XDG_RUNTIME_DIR` when it
-    /// is set and exists, under `/tmp` (with the uid in the name) otherwise.
+    /// Defaults that work with no flags: socket and pid file in [`runtime_dir`] (for root
+    /// `/run`; for another user `$XDG_RUNTIME_DIR`, or a private `/tmp/tomte-UID`, which is
+    /// created here when it is missing).
     pub fn defaults(name: &str) -> Config {
-        let socket = runtime_path(name, "sock");
+        let dir = runtime_dir();
+        if dir == private_dir() {
+            make_private_dir(&dir);
+        }
+        let socket = dir.join(format!("{name}.sock"));
         Config {
             sockets: vec![Address::unix(socket)],
-            pidfile: Some(runtime_path(name, "pid")),
+            pidfile: Some(dir.join(format!("{name}.pid"))),
             log: None,
             verbose: false,
             umask: 0o027,
@@ -53,11 +58,59 @@ impl Config {
     }
 }
 
-/// `$XDG_RUNTIME_DIR/NAME.EXT`, or `/tmp/NAME-UID.EXT`.
-pub fn runtime_path(name: &str, ext: &str) -> PathBuf {
+/// Where a daemon's socket and pid file go by default: never a directory others can write.
+///
+/// * root: `/run`;
+/// * another user: `$XDG_RUNTIME_DIR` when it is set, absolute, and a directory of that user's
+///   with mode 0700 (as systemd makes it);
+/// * otherwise (and for root without `/run`): `/tmp/tomte-UID`, the user's private directory
+///   ([`Config::defaults`] creates it, mode 0700; one that belongs to someone else is refused
+///   when the daemon starts).
+///
+/// This only computes the path; nothing is created.
+pub fn runtime_dir() -> PathBuf {
+    use std::os::unix::fs::MetadataExt;
+    let uid = rustix::process::getuid().as_raw();
+    if uid == 0 {
+        if Path::new("/run").is_dir() {
+            return PathBuf::from("/run");
+        }
+        return private_dir();
+    }
     match std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from) {
-        Some(dir) if dir.is_absolute() && dir.is_dir() => dir.join(format!("{name}.{ext}")),
-        _ => PathBuf::from(format!("/tmp/{name}-{}.{ext}", rustix::process::getuid().as_raw())),
+        Some(dir)
+            if dir.is_absolute()
+                && std::fs::metadata(&dir).is_ok_and(|m| m.is_dir() && m.uid() == uid && m.mode() & 0o777 == 0o700) =>
+        {
+            dir
+        }
+        _ => private_dir(),
+    }
+}
+
+/// `runtime_dir()/NAME.EXT`: the default socket (`sock`) or pid file (`pid`) of daemon `name`.
+pub fn runtime_path(name: &str, ext: &str) -> PathBuf {
+    runtime_dir().join(format!("{name}.{ext}"))
+}
+
+/// `/tmp/tomte-UID`.
+fn private_dir() -> PathBuf {
+    PathBuf::from(format!("/tmp/tomte-{}", rustix::process::getuid().as_raw()))
+}
+
+/// Creates the private directory, mode 0700 (mkdir fails on anything already there, a link
+/// included). An existing directory of the user's is made 0700 again; anything else is left as
+/// it is, and the daemon's checks refuse it at start (see [`crate::process::files`]).
+fn make_private_dir(dir: &Path) {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    if std::fs::DirBuilder::new().mode(0o700).create(dir).is_ok() {
+        return;
+    }
+    let uid = rustix::process::getuid().as_raw();
+    if let Ok(m) = std::fs::symlink_metadata(dir) {
+        if m.is_dir() && m.uid() == uid && m.mode() & 0o777 != 0o700 {
+            let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+        }
     }
 }
 
@@ -179,5 +232,21 @@ impl Daemon {
     pub fn every(&mut self, period: Duration, f: impl FnMut(&mut Ctx) + 'static) -> &mut Self {
         self.timers.push((period.max(Duration::from_millis(1)), Box::new(f)));
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_paths_are_in_the_runtime_dir_and_roots_is_run() {
+        let c = Config::defaults("x");
+        let dir = runtime_dir();
+        assert_eq!(c.pidfile, Some(dir.join("x.pid")));
+        assert_eq!(c.sockets, vec![Address::unix(dir.join("x.sock"))]);
+        if rustix::process::getuid().is_root() && Path::new("/run").is_dir() {
+            assert_eq!(dir, Path::new("/run"));
+        }
     }
 }

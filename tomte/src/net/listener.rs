@@ -1,13 +1,17 @@
 //! Bound listeners: unix sockets (mode 0600, stale files recovered, removed on drop) and TCP.
+//!
+//! A unix socket goes only in a directory nobody else controls, and a file found at its path is
+//! replaced only when it is a stale socket of the daemon's own user: never through a symbolic
+//! link, never another user's (see [`files`]).
 
 use std::io;
-use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
 use mio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 
 use super::addr::{Address, Dialect, Transport};
 use super::peer::Peer;
+use crate::process::files::{self, Kind, Owner, Parent, PathError};
 
 /// Why a listener could not be bound.
 #[derive(Debug, thiserror::Error)]
@@ -17,6 +21,10 @@ pub enum BindError {
     InUse { addr: String },
     #[error("cannot listen on {addr}: {path} exists and is not a socket")]
     NotASocket { addr: String, path: PathBuf },
+    /// The socket's directory, or a file at its path, is not safe to use (see
+    /// [`files`]).
+    #[error("cannot listen on {addr}: {source}")]
+    Refused { addr: String, source: PathError },
     #[error("cannot listen on {addr}: {source}")]
     Io { addr: String, source: io::Error },
 }
@@ -25,12 +33,13 @@ pub enum BindError {
 #[derive(Debug)]
 pub enum Listener {
     /// `owned`: the daemon created the socket file, so it removes it (not so for one that
-    /// systemd passed).
+    /// systemd passed) — as long as the path still names that file (`inode`: device, inode).
     Unix {
         socket: UnixListener,
         path: PathBuf,
         address: Address,
         owned: bool,
+        inode: Option<(u64, u64)>,
     },
     Tcp {
         socket: TcpListener,
@@ -53,14 +62,17 @@ impl Listener {
         let io_err = |source| BindError::Io { addr: name.clone(), source };
         match &address.transport {
             Transport::Unix(path) => {
-                recover_stale(path, &name)?;
+                let at = files::parent(path).map_err(refused(&name))?;
+                recover_stale(&at, path, &name)?;
                 // Created 0600: only the daemon's user may connect (umask is process-wide, and
-                // the daemon is single-threaded, so setting it around bind is race-free).
+                // the daemon is single-threaded, so setting it around bind is race-free). bind
+                // never follows a link: whatever appeared at the path since makes it fail.
                 let old = rustix::process::umask(rustix::fs::Mode::from_bits_truncate(0o177));
                 let bound = UnixListener::bind(path);
                 rustix::process::umask(old);
                 let socket = bound.map_err(io_err)?;
-                Ok(Listener::Unix { socket, path: path.clone(), address: address.clone(), owned: true })
+                let inode = at.stat_name(path).ok().flatten().map(|st| (st.st_dev, st.st_ino));
+                Ok(Listener::Unix { socket, path: path.clone(), address: address.clone(), owned: true, inode })
             }
             Transport::Tcp(addr) => {
                 if !addr.ip().is_loopback() {
@@ -86,7 +98,7 @@ impl Listener {
             std.set_nonblocking(true)?;
             let path = std.local_addr()?.as_pathname().map(Path::to_owned).unwrap_or_default();
             let address = Address::unix(&path);
-            Ok(Listener::Unix { socket: UnixListener::from_std(std), path, address, owned: false })
+            Ok(Listener::Unix { socket: UnixListener::from_std(std), path, address, owned: false, inode: None })
         } else {
             let std = std::net::TcpListener::from(fd);
             std.set_nonblocking(true)?;
@@ -137,31 +149,65 @@ impl Listener {
 
 impl Drop for Listener {
     fn drop(&mut self) {
-        if let Listener::Unix { path, owned: true, .. } = self {
-            let _ = std::fs::remove_file(path);
+        if let Listener::Unix { path, owned: true, inode: Some((dev, ino)), .. } = self {
+            // Only the socket we bound: not one another instance made at the path since.
+            let ours = files::parent(path).map(|at| {
+                let same = at.stat_name(path).ok().flatten().is_some_and(|st| st.st_dev == *dev && st.st_ino == *ino);
+                (at, same)
+            });
+            if let Ok((at, true)) = ours {
+                let _ = at.remove();
+            }
         }
     }
 }
 
-/// Removes a socket file nobody listens on any more; refuses to touch a live one.
-fn recover_stale(path: &Path, name: &str) -> Result<(), BindError> {
-    let meta = match std::fs::symlink_metadata(path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(BindError::Io { addr: name.to_owned(), source: e }),
-    };
-    if !meta.file_type().is_socket() {
-        return Err(BindError::NotASocket { addr: name.to_owned(), path: path.to_owned() });
+impl Listener {
+    /// Removes the socket file at `path` if nobody listens on it any more (`-s`, a hard start):
+    /// `Ok(true)` when it was removed. A live one, a symbolic link, or another user's socket is
+    /// never removed; `name` is the address, as errors show it.
+    pub fn remove_stale(path: &Path, name: &str) -> Result<bool, BindError> {
+        let at = files::parent(path).map_err(refused(name))?;
+        match recover_stale(&at, path, name) {
+            Ok(removed) => Ok(removed),
+            Err(BindError::InUse { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
+}
+
+fn refused(name: &str) -> impl Fn(PathError) -> BindError + '_ {
+    move |source| match source {
+        PathError::Io { source, .. } => BindError::Io { addr: name.to_owned(), source },
+        source => BindError::Refused { addr: name.to_owned(), source },
+    }
+}
+
+/// Removes a socket file nobody listens on any more (answers whether it did); refuses to touch
+/// a live one, a link, or one that is not the daemon's user's.
+fn recover_stale(at: &Parent, path: &Path, name: &str) -> Result<bool, BindError> {
+    let Some(st) = at.stat_name(path).map_err(refused(name))? else {
+        return Ok(false);
+    };
+    match files::check(&st, path, Kind::Socket, Owner::Euid) {
+        Ok(()) => {}
+        Err(PathError::WrongKind { .. }) => {
+            return Err(BindError::NotASocket { addr: name.to_owned(), path: path.to_owned() })
+        }
+        Err(e) => return Err(refused(name)(e)),
+    }
+    // The directory is checked (nobody else can swap the file), so the connect reaches the
+    // socket just checked.
     match std::os::unix::net::UnixStream::connect(path) {
         Ok(_) => Err(BindError::InUse { addr: name.to_owned() }),
         // Refused: nobody listens, the file is a leftover. Any other error (no permission, …)
         // says nothing about that, so the file is left alone and bind reports the problem.
         Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
             log::info!("removing stale socket file {}", path.display());
-            std::fs::remove_file(path).map_err(|e| BindError::Io { addr: name.to_owned(), source: e })
+            at.remove().map_err(|e| BindError::Io { addr: name.to_owned(), source: e })?;
+            Ok(true)
         }
-        Err(_) => Ok(()),
+        Err(_) => Ok(false),
     }
 }
 

@@ -4,12 +4,13 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::fd::OwnedFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rustix::fs::Mode;
 use rustix::process::{Pid, WaitOptions};
 
+use super::files::{self, Access, PathError};
 use crate::sys::process::{exit_now, fork_alone, Forked};
 
 /// Which side of the detach the caller is on.
@@ -25,13 +26,13 @@ pub enum Detached {
 ///
 /// `umask` is applied in the daemon; `log` (if any) receives the daemon's stderr, otherwise all
 /// three standard streams go to `/dev/null`.
-pub fn detach(umask: u32, log: Option<&Path>) -> io::Result<Detached> {
+pub fn detach(umask: u32, log: Option<&Path>) -> Result<Detached, DetachError> {
     // Open the log first, in the caller's working directory, so a bad path fails here, loudly.
     let log_file = match log {
         Some(p) => Some(open_log(p)?),
         None => None,
     };
-    let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+    let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(io::Error::from)?;
     match fork_alone()? {
         Forked::Parent(child) => {
             drop(write);
@@ -57,15 +58,37 @@ pub fn detach(umask: u32, log: Option<&Path>) -> io::Result<Detached> {
     }
 }
 
-/// Opens (creating) a log file for appending.
-pub(crate) fn open_log(path: &Path) -> io::Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o640)
-        .open(path)
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot open log file {}: {e}", path.display())))
+/// Why detaching failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DetachError {
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error("cannot detach: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// Why the log file could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LogError {
+    #[error("refusing log file {path}: {source}")]
+    Refused { path: PathBuf, source: PathError },
+    #[error("cannot open log file {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+}
+
+/// Opens a log file for appending: created (mode 0640) when there is none, else opened
+/// without following a link and only when it is the daemon's own (see
+/// [`files`]).
+pub(crate) fn open_log(path: &Path) -> Result<File, LogError> {
+    let refused = |source| match source {
+        PathError::Io { source, .. } => LogError::Io { path: path.to_owned(), source },
+        source => LogError::Refused { path: path.to_owned(), source },
+    };
+    let at = files::parent(path).map_err(refused)?;
+    let (file, _) = at.create_or_open(path, Access::Append, 0o640).map_err(refused)?;
+    Ok(file)
 }
 
 fn become_daemon(umask: u32, log: Option<File>) -> io::Result<()> {
@@ -82,10 +105,9 @@ fn become_daemon(umask: u32, log: Option<File>) -> io::Result<()> {
 }
 
 /// Points stderr (where tomte logs) at `path` again: after log rotation, on reload.
-pub fn redirect_stderr(path: &Path) -> io::Result<()> {
+pub fn redirect_stderr(path: &Path) -> Result<(), LogError> {
     let file = open_log(path)?;
-    rustix::stdio::dup2_stderr(&file)?;
-    Ok(())
+    rustix::stdio::dup2_stderr(&file).map_err(|e| LogError::Io { path: path.to_owned(), source: e.into() })
 }
 
 /// The daemon's end of the readiness pipe.

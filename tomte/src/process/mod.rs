@@ -2,10 +2,12 @@
 //! niceness, and systemd's notify socket.
 
 mod detach;
+pub mod files;
 mod notify;
 pub mod pidfile;
 
-pub use detach::{detach, redirect_stderr, Detached, ReadyPipe, ReadyWait};
+pub use detach::{detach, redirect_stderr, DetachError, Detached, LogError, ReadyPipe, ReadyWait};
+pub use files::PathError;
 pub use notify::sd_notify;
 pub use pidfile::{PidFile, PidFileError};
 

@@ -1,40 +1,63 @@
 //! The pid file: created and `flock`ed for the daemon's whole life, so that "is it running?"
 //! has a true answer (the lock) even after a `kill -9` left the file behind.
+//!
+//! The file is made and checked as [`files`] says: never through a symbolic
+//! link, never one another user made. And a pid read from it is trusted only when that process
+//! really holds the file's lock (it has the very file open, and its descriptor carries the
+//! `flock`, as `/proc/PID/fdinfo` shows): a pid file is never a way to make us signal a
+//! stranger.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Read, Seek, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{flock, FlockOperation};
 use rustix::process::Pid;
 
-/// Why the pid file could not be taken.
+use super::files::{self, Access, Owner, Parent, PathError};
+
+/// Why the pid file could not be taken, or its pid not trusted.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum PidFileError {
     #[error("already running with pid {pid} (pid file {path} is locked)")]
     Running { path: PathBuf, pid: i32 },
+    #[error("refusing pid file {path}: {source}")]
+    Refused { path: PathBuf, source: PathError },
+    /// The file is locked, but not by the process whose pid it holds.
+    #[error("pid file {path} is locked, but not by pid {pid} written in it: refusing to trust it")]
+    NotHolder { path: PathBuf, pid: i32 },
+    #[error("cannot tell whether pid {pid} holds the lock of {path}: {source}")]
+    Unverified { path: PathBuf, pid: i32, source: io::Error },
     #[error("cannot use pid file {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
+}
+
+fn refused(path: &Path) -> impl Fn(PathError) -> PidFileError + '_ {
+    move |source| match source {
+        PathError::Io { source, .. } => PidFileError::Io { path: path.to_owned(), source },
+        source => PidFileError::Refused { path: path.to_owned(), source },
+    }
 }
 
 /// A held pid file. Dropping it removes the file and releases the lock.
 #[derive(Debug)]
 pub struct PidFile {
     file: File,
+    at: Parent,
     path: PathBuf,
 }
 
 impl PidFile {
     /// Creates (or takes over a stale) pid file, locks it and writes this process's pid.
-    /// A file locked by a live instance is left untouched.
+    /// A file locked by a live instance is left untouched; one that is not ours (see
+    /// [`files`]) is refused.
     pub fn acquire(path: &Path) -> Result<PidFile, PidFileError> {
         // A stopping instance unlinks its file while we may hold it open: then our lock is on
         // a file no one else sees; start over on the path's new file.
         for _ in 0..16 {
             let held = Self::try_acquire(path)?;
-            if same_file(&held.file, path) {
+            if held.still_named() {
                 return held.write_pid();
             }
             drop(held);
@@ -53,23 +76,21 @@ impl PidFile {
     }
 
     fn try_acquire(path: &Path) -> Result<PidFile, PidFileError> {
-        let io_err = |source| PidFileError::Io { path: path.to_owned(), source };
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o644)
-            .open(path)
-            .map_err(io_err)?;
+        let at = files::parent(path).map_err(refused(path))?;
+        let (mut file, _) = at.create_or_open(path, Access::ReadWrite, 0o644).map_err(refused(path))?;
         if let Err(e) = flock(&file, FlockOperation::NonBlockingLockExclusive) {
             if e == rustix::io::Errno::WOULDBLOCK {
                 let pid = read_pid(&mut file).unwrap_or(0);
                 return Err(PidFileError::Running { path: path.to_owned(), pid });
             }
-            return Err(io_err(e.into()));
+            return Err(PidFileError::Io { path: path.to_owned(), source: e.into() });
         }
-        Ok(PidFile { file, path: path.to_owned() })
+        Ok(PidFile { file, at, path: path.to_owned() })
+    }
+
+    /// Whether the path still names the open file (same device and inode).
+    fn still_named(&self) -> bool {
+        rustix::fs::fstat(&self.file).is_ok_and(|st| self.at.names(&st))
     }
 
     pub fn path(&self) -> &Path {
@@ -77,21 +98,12 @@ impl PidFile {
     }
 }
 
-/// Whether `path` still names the open `file` (same device and inode).
-fn same_file(file: &File, path: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    match (file.metadata(), std::fs::metadata(path)) {
-        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
-        _ => false,
-    }
-}
-
 impl Drop for PidFile {
     fn drop(&mut self) {
         // Remove while still holding the lock, so no second instance can take the path between;
         // and only our own file, never one another instance made since.
-        if same_file(&self.file, &self.path) {
-            let _ = std::fs::remove_file(&self.path);
+        if self.still_named() {
+            let _ = self.at.remove();
         }
         let _ = flock(&self.file, FlockOperation::Unlock);
     }
@@ -104,18 +116,88 @@ fn read_pid(file: &mut File) -> Option<i32> {
     text.trim().parse().ok()
 }
 
-/// The pid of the live instance that holds the pid file at `path`, if any: the file exists and
-/// its lock is held. A stale file (lock free) answers `None`.
-pub fn running(path: &Path) -> Option<Pid> {
-    let mut file = File::open(path).ok()?;
+/// The pid of the live instance that holds the pid file at `path`: `Ok(None)` when there is no
+/// file or its lock is free (a stale file). The pid is answered only once checked: the file is
+/// the daemon's user's or root's (and not writable by others, in a directory only they
+/// control), and the process it names holds the file's lock. Otherwise the reason is the error.
+pub fn running(path: &Path) -> Result<Option<Pid>, PidFileError> {
+    let at = files::parent(path).map_err(refused(path))?;
+    let Some(mut file) = at.open_existing(path, Owner::EuidOrRoot).map_err(refused(path))? else {
+        return Ok(None);
+    };
     match flock(&file, FlockOperation::NonBlockingLockShared) {
         Ok(()) => {
             let _ = flock(&file, FlockOperation::Unlock);
-            None
+            return Ok(None);
         }
-        Err(e) if e == rustix::io::Errno::WOULDBLOCK => read_pid(&mut file).and_then(Pid::from_raw),
-        Err(_) => None,
+        Err(e) if e == rustix::io::Errno::WOULDBLOCK => {}
+        Err(e) => return Err(PidFileError::Io { path: path.to_owned(), source: e.into() }),
     }
+    let raw = read_pid(&mut file).unwrap_or(0);
+    let pid = Pid::from_raw(raw).ok_or(PidFileError::NotHolder { path: path.to_owned(), pid: raw })?;
+    let st = rustix::fs::fstat(&file).map_err(|e| PidFileError::Io { path: path.to_owned(), source: e.into() })?;
+    match holds_flock(raw, &st) {
+        Ok(true) => Ok(Some(pid)),
+        Ok(false) => Err(PidFileError::NotHolder { path: path.to_owned(), pid: raw }),
+        Err(source) => Err(PidFileError::Unverified { path: path.to_owned(), pid: raw, source }),
+    }
+}
+
+/// Whether process `pid` has the file `st` describes open with an exclusive `flock` on that
+/// descriptor: one of `/proc/PID/fd/*` is that file (device and inode) and its
+/// `/proc/PID/fdinfo/N` lists a `FLOCK … WRITE` lock. Another user's process (a user asking
+/// about root's daemon) cannot be looked into: then `/proc/locks`, which everyone may read,
+/// says whether that pid holds the flock on that device and inode.
+fn holds_flock(pid: i32, st: &rustix::fs::Stat) -> io::Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let fds = match std::fs::read_dir(format!("/proc/{pid}/fd")) {
+        Ok(d) => d,
+        // No such process: it cannot hold anything.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            return Ok(listed_in_proc_locks(&std::fs::read_to_string("/proc/locks")?, pid, st))
+        }
+        Err(e) => return Err(e),
+    };
+    for entry in fds {
+        let entry = entry?;
+        let Ok(meta) = std::fs::metadata(entry.path()) else { continue };
+        if meta.dev() != st.st_dev || meta.ino() != st.st_ino {
+            continue;
+        }
+        let info = match std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{}", entry.file_name().to_string_lossy()))
+        {
+            Ok(i) => i,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        let locked = info.lines().any(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            words.first() == Some(&"lock:") && words.contains(&"FLOCK") && words.contains(&"WRITE")
+        });
+        if locked {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Whether `locks` (the text of `/proc/locks`) has `pid` holding an exclusive flock on the file
+/// `st` describes. A line: `1: FLOCK  ADVISORY  WRITE 9030 fe:00:10011042 0 EOF` (device
+/// numbers in hex); waiters (`1: -> FLOCK …`) do not count.
+fn listed_in_proc_locks(locks: &str, pid: i32, st: &rustix::fs::Stat) -> bool {
+    let (major, minor) = (rustix::fs::major(st.st_dev), rustix::fs::minor(st.st_dev));
+    let want = (pid.to_string(), major, minor, st.st_ino.to_string());
+    locks.lines().any(|line| {
+        let w: Vec<&str> = line.split_whitespace().collect();
+        if w.len() < 6 || w[1] != "FLOCK" || w[3] != "WRITE" {
+            return false;
+        }
+        let mut id = w[5].split(':');
+        let (Some(maj), Some(min), Some(ino)) = (id.next(), id.next(), id.next()) else { return false };
+        let hex = |t: &str| u32::from_str_radix(t, 16).ok();
+        w[4] == want.0 && hex(maj) == Some(want.1) && hex(min) == Some(want.2) && ino == want.3
+    })
 }
 
 #[cfg(test)]
@@ -128,7 +210,8 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("d.pid");
         let held = PidFile::acquire(&path).unwrap();
-        assert_eq!(running(&path).map(|p| p.as_raw_nonzero().get() as u32), Some(std::process::id()));
+        let me = running(&path).unwrap().map(|p| p.as_raw_nonzero().get() as u32);
+        assert_eq!(me, Some(std::process::id()));
         match PidFile::acquire(&path) {
             Err(PidFileError::Running { pid, .. }) => assert_eq!(pid as u32, std::process::id()),
             other => panic!("expected Running, got {other:?}"),
@@ -136,11 +219,23 @@ mod tests {
         assert!(path.exists());
         drop(held);
         assert!(!path.exists());
-        assert!(running(&path).is_none());
+        assert!(running(&path).unwrap().is_none());
         // A stale file (no lock) is taken over.
         std::fs::write(&path, "999999\n").unwrap();
-        assert!(running(&path).is_none());
+        assert!(running(&path).unwrap().is_none());
         let again = PidFile::acquire(&path).unwrap();
+        // A pid that does not hold the lock is not trusted.
+        {
+            let mut f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+            f.set_len(0).unwrap();
+            writeln!(f, "1").unwrap();
+        }
+        assert!(matches!(running(&path), Err(PidFileError::NotHolder { pid: 1, .. })));
+        // What /proc/locks says of our lock agrees.
+        let st = rustix::fs::stat(&path).unwrap();
+        let locks = std::fs::read_to_string("/proc/locks").unwrap();
+        assert!(listed_in_proc_locks(&locks, std::process::id() as i32, &st), "{locks}");
+        assert!(!listed_in_proc_locks(&locks, 1, &st));
         drop(again);
         std::fs::remove_dir_all(&dir).ok();
     }
