@@ -5,3 +5,4 @@
 pub mod eventfd;
 pub mod process;
 pub mod shm;
+pub mod signals;
