@@ -96,11 +96,12 @@ struct Foreground {
 }
 
 impl Foreground {
-    fn start(d: &Daemon) -> Foreground {
+    fn start(d: &Daemon, env: &[(&str, &str)]) -> Foreground {
         let log = OpenOptions::new().create(true).append(true).open(&d.log).unwrap();
         let child = Command::new(&d.bin)
             .arg("run")
             .args(&d.args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -132,11 +133,24 @@ impl Drop for Foreground {
     }
 }
 
+/// `pool start` with `env`, asserting success; the daemon's pid recorded for cleanup.
+fn start_with(mut d: Daemon, env: &[(&str, &str)]) -> Daemon {
+    let out = Command::new(&d.bin).arg("start").args(&d.args).envs(env.iter().copied()).output().unwrap();
+    assert!(out.status.success(), "start failed: {}{}", text(&out.stdout), text(&out.stderr));
+    let pid = d.pid().expect("pid file written by a ready daemon");
+    d.pids.push(pid);
+    d
+}
+
+/// Restarts at once: a worker that ended by the group's signal and were restarted while the
+/// daemon stops would show a second spinup.
+const NO_BACKOFF: [(&str, &str); 1] = [("POOL_BACKOFF_MS", "0")];
+
 #[test]
 fn ctrl_c_on_run_stops_the_daemon_and_every_worker_spins_down_once() {
     for round in 0..5 {
         let d = Daemon::new("pool", &[]);
-        let mut run = Foreground::start(&d);
+        let mut run = Foreground::start(&d, &NO_BACKOFF);
         wait_ready(&d);
         wait_looping(&d);
         let reaper = Reaper(workers(&d).iter().filter_map(|w| w["pid"].as_i64()).map(|p| p as i32).collect());
@@ -161,7 +175,7 @@ fn ctrl_c_on_run_stops_the_daemon_and_every_worker_spins_down_once() {
 #[test]
 fn a_group_sigterm_to_a_detached_daemon_spins_every_worker_down() {
     for round in 0..5 {
-        let d = Daemon::new("pool", &[]).start();
+        let d = start_with(Daemon::new("pool", &[]), &NO_BACKOFF);
         let daemon = d.pid().unwrap();
         wait_looping(&d);
         let reaper = Reaper(workers(&d).iter().filter_map(|w| w["pid"].as_i64()).map(|p| p as i32).collect());
@@ -193,7 +207,7 @@ fn job_control_signals_never_freeze_a_worker() {
     // Under `run`, as a job of the test's session: the kernel discards these signals for an
     // orphaned group such as a detached daemon's, so only a job can be frozen by them.
     let d = Daemon::new("pool", &[]);
-    let _run = Foreground::start(&d);
+    let _run = Foreground::start(&d, &[]);
     wait_ready(&d);
     let _reaper = Reaper(workers(&d).iter().filter_map(|w| w["pid"].as_i64()).map(|p| p as i32).collect());
     wait_looping(&d);
@@ -242,17 +256,7 @@ fn the_daemons_own_signals_do_not_kill_a_worker() {
 fn sigterm_to_one_worker_is_a_clean_exit_restarted_and_never_a_crash() {
     // Restarts at once, and a crash limit of 2: four SIGTERMs would end in `failed` if clean
     // exits counted.
-    let d = Daemon::new("pool", &[]);
-    let out = Command::new(&d.bin)
-        .arg("start")
-        .args(&d.args)
-        .env("POOL_BACKOFF_MS", "0")
-        .env("POOL_CRASH_LIMIT", "2")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "start failed: {}", text(&out.stderr));
-    let mut d = d;
-    d.pids.push(d.pid().unwrap());
+    let d = start_with(Daemon::new("pool", &[]), &[("POOL_BACKOFF_MS", "0"), ("POOL_CRASH_LIMIT", "2")]);
     let mut reaper = Reaper(workers(&d).iter().filter_map(|w| w["pid"].as_i64()).map(|p| p as i32).collect());
     wait_looping(&d);
     for n in 1..=4 {

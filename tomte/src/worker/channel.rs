@@ -1315,6 +1315,39 @@ mod tests {
     }
 
     #[test]
+    fn wait_unless_gives_up_on_a_raised_flag_before_or_during_the_sleep() {
+        use std::sync::atomic::AtomicBool;
+        let (mut daemon, mut worker) = Channel::new(1024).unwrap().split();
+        let flag = Arc::new(AtomicBool::new(true));
+        let raised = || flag.load(Ordering::SeqCst);
+        // Raised before the wait (a signal just before the sleep): no sleep at all.
+        let t = Instant::now();
+        assert!(!worker.wait_unless(Duration::from_secs(30), raised).unwrap());
+        assert!(t.elapsed() < Duration::from_secs(10), "slept {:?}", t.elapsed());
+        // Raised during the sleep, then the eventfd signalled, as the stop handler does: the
+        // wake-up brings no frame, and the wait ends anyway.
+        flag.store(false, Ordering::SeqCst);
+        let (fd, f) = (worker.wake_eventfd(), Arc::clone(&flag));
+        let handler = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            f.store(true, Ordering::SeqCst);
+            fd.signal().unwrap();
+        });
+        let t = Instant::now();
+        assert!(!worker.wait_unless(Duration::from_secs(30), raised).unwrap());
+        assert!(t.elapsed() < Duration::from_secs(10), "slept {:?}", t.elapsed());
+        handler.join().unwrap();
+        // A frame waiting still counts, flag or not.
+        daemon.send(b"x").unwrap();
+        assert!(worker.wait_unless(Duration::from_secs(30), raised).unwrap());
+        // And a plain `wait` ignores such wake-ups: it waits for frames only.
+        let mut buf = Vec::new();
+        worker.try_recv(&mut buf).unwrap();
+        worker.wake_eventfd().signal().unwrap();
+        assert!(!worker.wait(Duration::from_millis(20)).unwrap());
+    }
+
+    #[test]
     fn notify_writes_the_eventfd_only_for_a_sleeping_peer() {
         let (mut daemon, mut worker) = Channel::new(1024).unwrap().split();
         // Nothing sent: nothing to tell.
