@@ -123,11 +123,11 @@ pub unsafe fn close_fds_except(keep: &[i32]) {
 
 /// Forks a worker process. In the child: every signal back to its default, then the worker's
 /// own dispositions ([`super::signals`]: TERM and INT ask it to stop, job control and the
-/// daemon's signals cannot freeze or kill it), then unblocked — every signal is blocked across
-/// the fork, so none meets the child before that — a SIGKILL when the daemon dies (and an exit if it already has), every descriptor closed but
-/// stdio and `keep`, the process named `name` (as `ps -o comm` shows it); then `body(value)`
-/// runs and the process `_exit`s with its result (70 if it panics). The parent gets the child's
-/// pid and `value` back.
+/// daemon's signals cannot freeze or kill it), then unblocked (every signal is blocked across
+/// the fork, so none meets the child before that); a SIGKILL when the daemon dies (and an exit
+/// if it already has), every descriptor closed but stdio and `keep`, the process named `name`
+/// (as `ps -o comm` shows it); then `body(value)` runs and the process `_exit`s with its result
+/// (70 if it panics). The parent gets the child's pid and `value` back.
 ///
 /// The child never returns into the caller's frames, so the objects there that own the
 /// descriptors it closed are never used or dropped in it; `body` is `'static` so that it cannot
