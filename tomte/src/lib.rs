@@ -65,7 +65,25 @@
 //! defaults: SIGTERM and SIGINT stop gracefully, SIGHUP reloads, SIGCHLD reaps and restarts
 //! workers (the watchdog). The fault signals (SEGV, BUS, FPE, ILL) keep their default action,
 //! and SIGPIPE is ignored, so a vanished client is an I/O error on its connection and nothing
-//! more.
+//! more. Job control is an event like any other: Ctrl-Z (SIGTSTP), SIGTTIN and SIGTTOU have no
+//! default listener, so they do nothing to the daemon unless a listener of yours acts on them.
+//!
+//! **Signals and workers.** Workers share the daemon's process group, so a signal sent to the
+//! group — Ctrl-C or Ctrl-Z on `run`, `kill -TERM -PGID`, systemd's `KillMode=control-group`,
+//! `timeout(1)` — reaches them too. They are set up so that it never kills or freezes them
+//! behind the daemon's back (the full table is in [`sys::signals`]):
+//!
+//! | signal reaching a worker | what it does |
+//! | --- | --- |
+//! | TERM, INT | a clean stop, as the `stop` command: `spindown`, exit 0 |
+//! | TSTP, TTIN, TTOU | ignored: the group is never half-stopped |
+//! | HUP, USR1, USR2, ALRM, VTALRM, PROF, IO, PWR, STKFLT, real-time | caught and dropped (they are the daemon's) |
+//! | SEGV, BUS, FPE, ILL, TRAP, SYS, ABRT, QUIT, XCPU, XFSZ | default: the worker dies (with a core) and is restarted per policy |
+//!
+//! So Ctrl-C on `run` stops the daemon, which stops its workers, each running its `spindown`
+//! once; a worker that had the same SIGINT and ended first is reaped and not restarted. A
+//! worker sent SIGTERM alone while the daemon runs exits 0 and is restarted per its policy; a
+//! clean exit never counts towards the crash-loop limit.
 //!
 //! **RPC** lives in the `tomte-rpc` crate, which is pure: bytes in, bytes out, no I/O, no
 //! `unsafe`. It holds the value model ([`Value`]), methods with signatures ([`Method`],
@@ -130,7 +148,8 @@
 //! * **stop.** SIGTERM, SIGINT, `daemon.shutdown` or [`Ctx::stop`] end the loop at the end of
 //!   its turn: `daemon.stop` is emitted, answers already computed are flushed (for at most half
 //!   a second), every worker is sent `stop` at once (then, after its grace period, SIGTERM, and
-//!   after another, SIGKILL) and reaped, the listeners close and remove their socket files, and
+//!   after another, SIGKILL) and reaped — from the moment the stop is asked for, no worker is
+//!   restarted and no exit counts as a crash — the listeners close and remove their socket files, and
 //!   the pid file is removed while its lock is still held, so no second instance can slip in
 //!   between.
 //!
@@ -219,8 +238,10 @@
 //! * **Nothing happens inside a signal handler.** signal-hook's handler records the signal and
 //!   writes a byte to a self-pipe; the loop drains the pipe and runs the listeners on its own
 //!   thread. A signal that arrives while the loop is busy is acted on at its next turn, never
-//!   lost. A forked worker puts every disposition back to its default and unblocks every signal
-//!   ([`sys::process::reset_signals`]), so it never writes into the daemon's pipe; it asks to be
+//!   lost. A forked worker puts every disposition back to its default, then sets its own
+//!   ([`sys::signals`]: the stop handler only stores a flag and writes to the worker's eventfd),
+//!   and only then unblocks the signals, which the daemon blocks across the fork; so it never
+//!   writes into the daemon's pipe, and no signal meets it in between; it asks to be
 //!   killed when the daemon dies (`PR_SET_PDEATHSIG`, with a check for a daemon that died before
 //!   the request), and closes every descriptor that is not its own.
 //! * **Shared memory is not trusted.** Every index and length a worker channel reads from the

@@ -6,6 +6,16 @@
 //! on at the next turn, never lost. The fault signals (SEGV, BUS, FPE, ILL) keep their default
 //! action (a handler that returns would re-run the faulting instruction), SIGKILL and SIGSTOP
 //! cannot be caught, and SIGPIPE stays ignored so that a vanished client is an I/O error.
+//!
+//! Job control is bridged like everything else: SIGTSTP (Ctrl-Z), SIGTTIN and SIGTTOU are
+//! caught, so they never stop the daemon, and no default listener acts on them, so Ctrl-Z on
+//! `run` does nothing unless a listener of the daemon's own does something with
+//! `daemon.posix.SIGTSTP`. Workers ignore the three (see [`crate::sys::signals`]), so the job
+//! is never half-stopped either. One consequence to know: by the kernel's terminal rules, a
+//! process that *catches* SIGTTOU and writes to its terminal from a background job (with
+//! `stty tostop`) is sent SIGTTOU again for each retry of the write, where one that ignored it
+//! would just write; so do not run the daemon as a background job of a `tostop` terminal it
+//! logs to: run it in the foreground, detached (`start`), or with stderr elsewhere.
 
 use std::io;
 

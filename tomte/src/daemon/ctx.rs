@@ -51,6 +51,8 @@ impl Ctx {
     /// Asks for a graceful stop: answers already computed are still sent.
     pub fn stop(&mut self) {
         self.stop = true;
+        // From now on a worker that ends (it may have had the same Ctrl-C) is not restarted.
+        self.workers.halt();
     }
 
     /// Whether a stop has been asked for.

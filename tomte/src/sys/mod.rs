@@ -6,3 +6,4 @@ pub mod eventfd;
 pub mod mem;
 pub mod process;
 pub mod shm;
+pub mod signals;

@@ -1,4 +1,4 @@
-//! fork, `_exit` and signal-disposition resets.
+//! fork, `_exit`, signal-disposition resets, and the forking of worker processes.
 
 use std::io;
 
@@ -39,6 +39,13 @@ pub fn exit_now(code: i32) -> ! {
 /// expect) and unblocks them all: a forked child must not keep the daemon's handlers (they
 /// write to the daemon's self-pipe).
 pub fn reset_signals() {
+    default_dispositions();
+    unblock_all();
+}
+
+/// Puts every catchable signal but SIGPIPE back to its default disposition, leaving the mask
+/// alone.
+pub fn default_dispositions() {
     for sig in 1..=libc::SIGRTMAX() {
         if sig == libc::SIGKILL || sig == libc::SIGSTOP || sig == libc::SIGPIPE {
             continue;
@@ -49,6 +56,10 @@ pub fn reset_signals() {
             libc::signal(sig, libc::SIG_DFL);
         }
     }
+}
+
+/// Unblocks every signal.
+pub fn unblock_all() {
     // SAFETY: a zeroed sigset_t is a valid buffer for sigemptyset, which initializes it; the
     // pointers are to a local that outlives both calls.
     unsafe {
@@ -110,11 +121,13 @@ pub unsafe fn close_fds_except(keep: &[i32]) {
     }
 }
 
-/// Forks a worker process. In the child: every signal back to its default and unblocked, a
-/// SIGKILL when the daemon dies (and an exit if it already has), every descriptor closed but
-/// stdio and `keep`, the process named `name` (as `ps -o comm` shows it); then `body(value)`
-/// runs and the process `_exit`s with its result (70 if it panics). The parent gets the child's
-/// pid and `value` back.
+/// Forks a worker process. In the child: every signal back to its default, then the worker's
+/// own dispositions ([`super::signals`]: TERM and INT ask it to stop, job control and the
+/// daemon's signals cannot freeze or kill it), then unblocked (every signal is blocked across
+/// the fork, so none meets the child before that); a SIGKILL when the daemon dies (and an exit
+/// if it already has), every descriptor closed but stdio and `keep`, the process named `name`
+/// (as `ps -o comm` shows it); then `body(value)` runs and the process `_exit`s with its result
+/// (70 if it panics). The parent gets the child's pid and `value` back.
 ///
 /// The child never returns into the caller's frames, so the objects there that own the
 /// descriptors it closed are never used or dropped in it; `body` is `'static` so that it cannot
@@ -126,10 +139,17 @@ pub fn spawn_child<T>(
     body: impl FnOnce(T) -> i32 + 'static,
 ) -> io::Result<(Pid, T)> {
     let daemon = rustix::process::getpid();
-    match fork_alone()? {
+    let mask = super::signals::block_all();
+    let forked = fork_alone();
+    if !matches!(forked, Ok(Forked::Child)) {
+        super::signals::restore(&mask);
+    }
+    match forked? {
         Forked::Parent(pid) => Ok((pid, value)),
         Forked::Child => {
-            reset_signals();
+            default_dispositions();
+            super::signals::install_worker_dispositions();
+            unblock_all();
             let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
             // The daemon may have died between fork and prctl: then nobody would kill us.
             if rustix::process::getppid() != Some(daemon) {

@@ -264,10 +264,11 @@ fn ring_layout(index: usize, cap: usize) -> RingLayout {
 #[derive(Debug)]
 struct Shared {
     region: SharedRegion,
-    /// Signalled by the daemon, polled by the worker.
-    to_worker: EventFd,
+    /// Signalled by the daemon, polled by the worker. Shared, so that a worker's stop-signal
+    /// handler can keep it open for as long as it may write to it.
+    to_worker: Arc<EventFd>,
     /// Signalled by the worker, polled by the daemon.
-    to_daemon: EventFd,
+    to_daemon: Arc<EventFd>,
     /// Heartbeats are milliseconds since this instant. `Instant` is `CLOCK_MONOTONIC`, one clock
     /// for the whole system, and the value is copied into the child by `fork`, so both
     /// processes measure from the same origin.
@@ -311,8 +312,13 @@ impl Channel {
         let words = region.words();
         words[MAGIC].store(MAGIC_VALUE, Ordering::Relaxed);
         words[CAPACITY].store(cap as u64, Ordering::Relaxed);
-        let shared =
-            Shared { region, to_worker: EventFd::new()?, to_daemon: EventFd::new()?, epoch: Instant::now(), cap };
+        let shared = Shared {
+            region,
+            to_worker: Arc::new(EventFd::new()?),
+            to_daemon: Arc::new(EventFd::new()?),
+            epoch: Instant::now(),
+            cap,
+        };
         Ok(Channel { shared: Arc::new(shared) })
     }
 
@@ -488,6 +494,15 @@ impl Endpoint {
     /// arrives without the cost of sleeping), then sleeps on the incoming eventfd. A corrupted
     /// ring counts as ready, so that the next receive reports it.
     pub fn wait(&mut self, timeout: Duration) -> io::Result<bool> {
+        self.wait_unless(timeout, || false)
+    }
+
+    /// Like [`Endpoint::wait`], but gives up early, returning `false`, once `stop()` holds:
+    /// `stop` is asked before each sleep and after each wake-up that brought no frame. For
+    /// wake-ups that are not frames: a signal handler that raises a flag (what `stop` reads)
+    /// and then signals this end's incoming eventfd ([`Endpoint::wake_fd`]) ends the wait
+    /// at once, whether it ran during the sleep or just before it.
+    pub fn wait_unless(&mut self, timeout: Duration, stop: impl Fn() -> bool) -> io::Result<bool> {
         self.notify()?;
         let start = Instant::now();
         let words = self.shared.region.words();
@@ -502,6 +517,7 @@ impl Endpoint {
             ready,
             |c: &mut Consumer| c.announce_wait(&inc),
             |c: &mut Consumer| c.withdraw_wait(&inc),
+            stop,
             wake_in(&self.shared, self.side),
             start.checked_add(timeout),
         )
@@ -533,6 +549,7 @@ impl Endpoint {
             ready,
             |p: &mut Producer| p.announce_wait(&out, need).unwrap_or(false),
             |p: &mut Producer| p.withdraw_wait(&out),
+            || false,
             wake_in(&self.shared, self.side),
             start.checked_add(timeout),
         )
@@ -599,6 +616,15 @@ impl Endpoint {
     /// for readable interest.
     pub fn wake_fd(&self) -> BorrowedFd<'_> {
         wake_in(&self.shared, self.side).as_fd()
+    }
+
+    /// The incoming eventfd itself, shared: signalling it wakes this end's
+    /// [`Endpoint::wait_unless`] (which then asks its `stop`).
+    pub(crate) fn wake_eventfd(&self) -> Arc<EventFd> {
+        Arc::clone(match self.side {
+            Side::Daemon => &self.shared.to_daemon,
+            Side::Worker => &self.shared.to_worker,
+        })
     }
 
     /// Both eventfds of the channel (see [`Channel::fds`]).
@@ -703,6 +729,7 @@ fn sleep_until<S>(
     mut ready: impl FnMut(&mut S) -> bool,
     mut announce: impl FnMut(&mut S) -> bool,
     mut withdraw: impl FnMut(&mut S),
+    stop: impl Fn() -> bool,
     fd: &EventFd,
     deadline: Option<Instant>,
 ) -> io::Result<bool> {
@@ -711,7 +738,9 @@ fn sleep_until<S>(
             return Ok(true);
         }
         let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        if left == Some(Duration::ZERO) {
+        // `stop` is asked after the announcement: whatever raises it before this point is seen
+        // here; whatever raises it later also signals `fd`, which ends the sleep below.
+        if left == Some(Duration::ZERO) || stop() {
             withdraw(state);
             return Ok(ready(state));
         }
@@ -721,6 +750,9 @@ fn sleep_until<S>(
         fd.drain()?;
         if ready(state) {
             return Ok(true);
+        }
+        if stop() {
+            return Ok(false);
         }
     }
 }
@@ -1280,6 +1312,39 @@ mod tests {
         daemon.shared.region.words()[d2w.head].store(1 << 40, Ordering::Release);
         daemon.send(&[0; 64]).unwrap();
         assert!(matches!(daemon.send(&[0; 64]), Err(SendError::Corrupt(_))));
+    }
+
+    #[test]
+    fn wait_unless_gives_up_on_a_raised_flag_before_or_during_the_sleep() {
+        use std::sync::atomic::AtomicBool;
+        let (mut daemon, mut worker) = Channel::new(1024).unwrap().split();
+        let flag = Arc::new(AtomicBool::new(true));
+        let raised = || flag.load(Ordering::SeqCst);
+        // Raised before the wait (a signal just before the sleep): no sleep at all.
+        let t = Instant::now();
+        assert!(!worker.wait_unless(Duration::from_secs(30), raised).unwrap());
+        assert!(t.elapsed() < Duration::from_secs(10), "slept {:?}", t.elapsed());
+        // Raised during the sleep, then the eventfd signalled, as the stop handler does: the
+        // wake-up brings no frame, and the wait ends anyway.
+        flag.store(false, Ordering::SeqCst);
+        let (fd, f) = (worker.wake_eventfd(), Arc::clone(&flag));
+        let handler = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            f.store(true, Ordering::SeqCst);
+            fd.signal().unwrap();
+        });
+        let t = Instant::now();
+        assert!(!worker.wait_unless(Duration::from_secs(30), raised).unwrap());
+        assert!(t.elapsed() < Duration::from_secs(10), "slept {:?}", t.elapsed());
+        handler.join().unwrap();
+        // A frame waiting still counts, flag or not.
+        daemon.send(b"x").unwrap();
+        assert!(worker.wait_unless(Duration::from_secs(30), raised).unwrap());
+        // And a plain `wait` ignores such wake-ups: it waits for frames only.
+        let mut buf = Vec::new();
+        worker.try_recv(&mut buf).unwrap();
+        worker.wake_eventfd().signal().unwrap();
+        assert!(!worker.wait(Duration::from_millis(20)).unwrap());
     }
 
     #[test]

@@ -3,6 +3,12 @@
 //! Between iterations the worker sleeps on its channel, so a command or a request acts at once,
 //! not after the interval. It beats the heartbeat at least every second, also while paused, so
 //! only a worker stuck inside its own code looks hung.
+//!
+//! SIGTERM and SIGINT sent to the worker itself (a group kill, Ctrl-C in the terminal) end it
+//! as the daemon's `stop` command does: the handler ([`crate::sys::signals`]) raises a flag and
+//! signals the eventfd the worker sleeps on; the loop sees the flag before its next sleep or
+//! iteration, runs `spindown`, and the process exits 0. A worker busy in its own `loop` sees
+//! it when the iteration returns.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
@@ -51,6 +57,7 @@ struct Run {
 impl Run {
     fn run(&mut self, interval: Duration, ctx: &mut WorkerCtx) -> i32 {
         let daemon = rustix::process::getppid();
+        crate::sys::signals::wake_on_stop(self.end.wake_eventfd());
         self.end.set_status(SPINUP);
         self.end.beat();
         self.worker.spinup(ctx);
@@ -61,6 +68,11 @@ impl Run {
                 return 2;
             }
             if ctx.stop {
+                break;
+            }
+            if let Some(signal) = crate::sys::signals::stop_signal() {
+                log::info!("worker {}: {} received; spinning down", ctx.name, crate::signal::name(signal.as_raw()));
+                ctx.stop = true;
                 break;
             }
             if rustix::process::getppid() != daemon {
@@ -86,7 +98,7 @@ impl Run {
             self.end.set_status(if self.paused { PAUSED } else { LOOPING });
             self.end.beat();
             let wait = if self.paused { self.beat } else { (next - now).min(self.beat) };
-            if let Err(e) = self.end.wait(wait) {
+            if let Err(e) = self.end.wait_unless(wait, || crate::sys::signals::stop_signal().is_some()) {
                 log::error!("worker {}: cannot wait on its channel: {e}", ctx.name);
                 return 2;
             }

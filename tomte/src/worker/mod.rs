@@ -6,6 +6,31 @@
 //! timeout, stop grace — and from then on forks it, watches it (SIGCHLD, heartbeat), restarts
 //! it per policy, sends it commands (`pause`, `resume`, `stop`, custom words) and requests,
 //! and stops it with the daemon.
+//!
+//! # Signals
+//!
+//! A worker is in the daemon's process group, so signals sent to the group (Ctrl-C, Ctrl-Z,
+//! `kill -TERM -PGID`, systemd stopping the unit's cgroup) reach it as well as the daemon. In a
+//! worker:
+//!
+//! | signals | effect |
+//! | --- | --- |
+//! | SIGTERM, SIGINT | a clean stop, exactly like the daemon's `stop` command: the loop ends before its next sleep or iteration (a running `loop` finishes first), `spindown` runs, the process exits 0 |
+//! | SIGTSTP, SIGTTIN, SIGTTOU | ignored: a worker is never frozen, so whoever asks it is never left waiting |
+//! | SIGHUP, SIGUSR1, SIGUSR2, SIGALRM, SIGVTALRM, SIGPROF, SIGIO, SIGPWR, SIGSTKFLT, SIGRTMIN..=SIGRTMAX | caught by a handler that does nothing: they are the daemon's signals; a program the worker executes gets them back at their defaults |
+//! | SIGPIPE | ignored (an `EPIPE` error) |
+//! | SIGCHLD, SIGCONT, SIGURG, SIGWINCH | default, which does nothing |
+//! | SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS, SIGABRT, SIGQUIT, SIGXCPU, SIGXFSZ | default: the worker dies (a core dump); it is restarted per policy and the death counts towards its crash-loop limit |
+//! | SIGKILL, SIGSTOP | cannot be caught |
+//!
+//! A worker's own code may still install handlers of its own in `spinup` (they replace these).
+//! The daemon's stop escalation is unchanged: `stop`, the grace period, SIGTERM (which a worker
+//! now treats as one more stop request), the grace period, SIGKILL, which ends a worker stuck in
+//! its own code.
+//!
+//! How an exit is judged: exit 0 (its own `stop`, or SIGTERM/SIGINT) is a clean exit, restarted
+//! only under [`Policy::Always`] and never counted as a crash; anything else is a failure. While
+//! the daemon stops, nothing is restarted and exits are not judged at all.
 
 pub mod channel;
 mod child;

@@ -142,6 +142,8 @@ pub struct Supervisor {
     events: Vec<Event>,
     buf: Vec<u8>,
     frame: Vec<u8>,
+    /// The daemon is stopping: nothing is restarted any more, and exits are not judged.
+    halting: bool,
 }
 
 impl std::fmt::Debug for Supervisor {
@@ -267,7 +269,18 @@ impl Supervisor {
         }
     }
 
-    /// Reaps every worker that exited, and schedules restarts (SIGCHLD calls this).
+    /// Marks the daemon as stopping: from now on no worker is restarted, and how one exits does
+    /// not count towards its crash-loop limit. A signal sent to the whole process group (Ctrl-C,
+    /// a group SIGTERM) reaches the workers with the daemon, and they may end before the
+    /// daemon's stop command: [`Ctx::stop`](crate::Ctx::stop) calls this at once, so such an
+    /// exit, reaped in the same loop turn, is not restarted.
+    pub(crate) fn halt(&mut self) {
+        self.halting = true;
+    }
+
+    /// Reaps every worker that exited, and schedules restarts (SIGCHLD calls this). The
+    /// restarts happen in [`Supervisor::tick`], at the end of the loop turn, once every event of
+    /// the turn — a stop among them — has been seen.
     pub(crate) fn reap(&mut self) {
         let now = Instant::now();
         for i in 0..self.slots.len() {
@@ -300,6 +313,12 @@ impl Supervisor {
             }
             let ran = now.duration_since(run.started);
             slot.last_exit = Some(how.clone());
+            if self.halting {
+                slot.down = State::Exited;
+                slot.restart_at = None;
+                log::info!("worker {} {how}", slot.spec.name);
+                continue;
+            }
             let restart = slot.wanted
                 && match slot.spec.policy {
                     Policy::Always => true,
@@ -323,12 +342,16 @@ impl Supervisor {
                 slot.backoff = slot.spec.backoff_min;
                 slot.recent.clear();
             }
+            // Only failures count towards the crash-loop limit: a clean exit (its own `stop`, a
+            // SIGTERM or SIGINT it received) is restarted per policy, after the back-off.
             let (limit, window) = slot.spec.crash_limit;
-            slot.recent.push_back(now);
+            if failed {
+                slot.recent.push_back(now);
+            }
             while slot.recent.front().is_some_and(|t| now.duration_since(*t) > window) {
                 slot.recent.pop_front();
             }
-            if slot.recent.len() as u32 > limit {
+            if failed && slot.recent.len() as u32 > limit {
                 slot.down = State::Failed;
                 log::error!(
                     "worker {} {how}: more than {limit} restarts in {window:?}; giving up (state failed)",
@@ -341,9 +364,9 @@ impl Supervisor {
             slot.backoff = slot.backoff.saturating_mul(2).min(slot.spec.backoff_max);
             slot.down = State::Backoff;
             slot.restart_at = Some(now + delay);
-            log::warn!("worker {} {how}; restarting in {delay:?}", slot.spec.name);
+            let level = if failed { log::Level::Warn } else { log::Level::Info };
+            log::log!(level, "worker {} {how}; restarting in {delay:?}", slot.spec.name);
         }
-        self.restart_due(now);
     }
 
     /// Restarts what is due, kills hung workers, escalates stops. Runs every loop turn.
@@ -376,6 +399,9 @@ impl Supervisor {
     }
 
     fn restart_due(&mut self, now: Instant) {
+        if self.halting {
+            return;
+        }
         for i in 0..self.slots.len() {
             let slot = &mut self.slots[i];
             if slot.run.is_none() && slot.restart_at.is_some_and(|t| t <= now) {
@@ -524,6 +550,7 @@ impl Supervisor {
     /// Stops every worker at once, as the daemon stops: `stop` to all, the grace period, SIGTERM
     /// to those left, the grace period, SIGKILL. Returns when all are reaped.
     pub(crate) fn stop_all(&mut self) {
+        self.halt();
         for name in self.names() {
             let _ = self.stop(&name, false);
         }
