@@ -204,12 +204,17 @@
 //!
 //! # Limits
 //!
-//! * **Connections** ([`net::Limits`], all configurable): messages up to 16 MiB, 1024
-//!   connections at once, 300 s of silence. Past one, the client at fault gets an error (a
-//!   JSON-RPC error, or an HTTP status) and its connection is closed; the daemon and every other
-//!   client are unaffected. A client that does not read its answers stops being read from once
-//!   4 MiB of answers wait for it, and a connection serves at most 16 reads before the others
-//!   get their turn.
+//! * **Connections** ([`net::Limits`], all configurable, reported by `daemon.status`): messages
+//!   up to 16 MiB, 1024 connections at once, 256 per peer (an IP address, or a uid on unix
+//!   sockets), 64 kept for each listener when there are several, a message must arrive within
+//!   10 s (plus its size at 64 KiB/s), 300 s with no request answered, 256 MiB of unfinished
+//!   requests over all connections. Past one, the client at fault gets an error (a JSON-RPC
+//!   error, an HTTP status, a comodojo `status: false`) and its connection is closed; at the
+//!   connection limit, the connection idle (or stuck) the longest makes room for the new one.
+//!   The daemon and every other client are unaffected. A client that does not read its answers
+//!   is served nothing more once 4 MiB of answers wait for it (checked before each message), and
+//!   a connection serves at most 16 reads before the others get their turn. Every scan resumes
+//!   where it stopped, so a connection's cost is linear in what it sends, however it is cut.
 //! * **One thread.** A slow handler delays every client for as long as it runs: long work
 //!   belongs in a worker, asked with [`Ctx::ask`]. A storm of listeners emitting events for
 //!   each other is cut off after 1024 rounds, with a warning.
@@ -217,10 +222,15 @@
 //!   ([`WorkerSpec::ring_bytes`](worker::WorkerSpec::ring_bytes)); a full ring is an error to
 //!   the sender (back-pressure), never a silent drop.
 //! * **HTTP** is the part of HTTP/1.1 RPC needs: `POST` with `Content-Length` (no chunked
-//!   bodies), heads up to 64 KiB. **XML-RPC** has no named parameters, and arrays and structs
-//!   nest at most 64 deep.
-//! * **Access.** Unix sockets are created mode 0600. TCP listeners bind where they are told and
-//!   have no authentication yet: a non-loopback address is logged as a warning.
+//!   bodies, no compressed ones), heads up to 64 KiB, parsed strictly (no bare LF, no signs or
+//!   leading zeros in `Content-Length`, `Host` required). Requests a browser sends for another
+//!   site (`Origin`, `Sec-Fetch-Site`) get 403, and so do `Host`s that are not loopback on a
+//!   loopback listener (DNS rebinding). **XML-RPC** has no named parameters, and arrays and
+//!   structs nest at most 64 deep.
+//! * **Access.** Unix sockets are created mode 0600; the pid file, the log and the socket are
+//!   never opened through a symbolic link nor taken over from another user
+//!   ([`process::files`]). TCP listeners bind where they are told and have no authentication
+//!   yet: a non-loopback address is logged as a warning.
 //! * **Linux only**: eventfd, Linux signal numbers, abstract `NOTIFY_SOCKET` addresses.
 //!
 //! # Safety
