@@ -76,7 +76,7 @@ pub fn pipelined(path: &Path, depth: usize, time: Duration) -> io::Result<f64> {
 /// `conns` keep-alive HTTP connections over TCP, one call in flight on each; calls per second.
 pub fn http(addr: SocketAddr, conns: usize, time: Duration) -> io::Result<f64> {
     let request = format!(
-        "POST / HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{REQUEST}",
+        "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{REQUEST}",
         REQUEST.len()
     );
     let mut poll = Poll::new()?;
@@ -160,7 +160,7 @@ pub const XML_REQUEST: &str = "<?xml version=\"1.0\"?><methodCall><methodName>my
 /// One XML-RPC call at a time over HTTP/1.1 keep-alive on a unix socket; calls per second.
 pub fn xml_http_sequential(path: &Path, time: Duration) -> io::Result<f64> {
     let request = format!(
-        "POST /RPC2 HTTP/1.1\r\nHost: bench\r\nContent-Type: text/xml\r\nContent-Length: {}\r\n\r\n{XML_REQUEST}",
+        "POST /RPC2 HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/xml\r\nContent-Length: {}\r\n\r\n{XML_REQUEST}",
         XML_REQUEST.len()
     );
     let mut r = BufReader::new(UnixStream::connect(path)?);

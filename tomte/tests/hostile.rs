@@ -345,6 +345,9 @@ fn browsers_at_the_door_are_refused_before_any_method_runs() {
         assert_eq!(status, 403, "{headers}: {body}");
     }
     assert!(alive(pid), "a refused request stopped the daemon");
+    // A page can send these at will: they are logged at most once per interval.
+    let warned = d.log_text().lines().filter(|l| l.contains("refused an HTTP request")).count();
+    assert!((1..=2).contains(&warned), "{warned} warning lines for {} refusals", cases.len());
     // The daemon's own origin, and clients that are not browsers, are served.
     let own = format!("Host: 127.0.0.1:{port}\r\nOrigin: http://127.0.0.1:{port}\r\nSec-Fetch-Site: same-origin\r\n");
     assert_eq!(raw_http(port, &post(&own, ECHO)).0, 200);

@@ -26,6 +26,13 @@ const KEEP_BUF: usize = 64 << 10;
 /// How long a closing connection's late input is read and dropped, and how much of it.
 const LINGER: Duration = Duration::from_secs(2);
 const LINGER_READS: usize = 256;
+
+thread_local! {
+    /// Refusals a web page can cause at will are logged at most once per 10 s (the daemon has
+    /// one thread, so this is its one throttle).
+    static REFUSED: std::cell::RefCell<crate::logging::Throttle> =
+        std::cell::RefCell::new(crate::logging::Throttle::new(Duration::from_secs(10)));
+}
 /// Reads per drive before yielding to other connections (fairness under a flood).
 const READS_PER_DRIVE: usize = 16;
 const JSON: &str = "application/json";
@@ -651,7 +658,8 @@ impl Conn {
         };
         if let Some((status, why)) = refusal {
             if status == 403 {
-                log::warn!("refused an HTTP request from {}: {why}", self.peer);
+                let peer = &self.peer;
+                REFUSED.with(|t| t.borrow_mut().warn(|| format!("refused an HTTP request from {peer}: {why}")));
             }
             self.http_fail(status, &why);
             return None;
