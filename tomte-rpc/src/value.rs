@@ -7,6 +7,7 @@ use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 
 use crate::fault::Fault;
+use crate::structure;
 
 /// One RPC value. Structs keep their members in the order they arrived.
 #[derive(Clone, Debug, PartialEq, Default)]
@@ -280,15 +281,12 @@ impl<'de> Visitor<'de> for ValueVisitor {
         Ok(Value::Array(items))
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut members: Vec<(String, Value)> = Vec::new();
+        // A repeated key keeps its last value in its first place (the rule of every decoder).
+        let mut members = structure::Builder::new();
         while let Some((k, v)) = map.next_entry::<String, Value>()? {
-            // A repeated key keeps its last value, as JSON parsers commonly do.
-            match members.iter_mut().find(|(name, _)| *name == k) {
-                Some(slot) => slot.1 = v,
-                None => members.push((k, v)),
-            }
+            members.insert(k, v);
         }
-        Ok(Value::Struct(members))
+        Ok(Value::Struct(members.finish()))
     }
 }
 

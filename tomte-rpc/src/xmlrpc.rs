@@ -35,7 +35,6 @@
 //! to the same value.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::io::Write as _;
 
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
@@ -47,6 +46,7 @@ use quick_xml::Reader;
 use crate::fault::{self, Fault};
 use crate::registry::{Args, Protocol, Registry};
 use crate::served::{Pending, Served};
+use crate::structure;
 use crate::value::Value;
 
 /// How many arrays and structs may nest inside one another, in documents read and written.
@@ -627,43 +627,13 @@ fn is_blank(s: &str) -> bool {
 /// A container being filled while the parser reads its members.
 enum Frame {
     Array(Vec<Value>),
-    Struct(StructBuilder),
+    Struct(StructFrame),
 }
 
-#[derive(Default)]
-struct StructBuilder {
-    members: Vec<(String, Value)>,
-    /// Built once a struct grows large, so repeated names stay cheap to find.
-    index: Option<HashMap<String, usize>>,
-    /// The name of the member whose value is being read.
+/// A struct being filled, and the name of the member whose value is being read.
+struct StructFrame {
+    members: structure::Builder,
     name: String,
-}
-
-impl StructBuilder {
-    const INDEX_FROM: usize = 16;
-
-    fn insert(&mut self, name: String, v: Value) {
-        if self.index.is_none() && self.members.len() >= Self::INDEX_FROM {
-            let mut index = HashMap::with_capacity(self.members.len() * 2);
-            for (i, (k, _)) in self.members.iter().enumerate() {
-                index.entry(k.clone()).or_insert(i);
-            }
-            self.index = Some(index);
-        }
-        let found = match &self.index {
-            Some(index) => index.get(&name).copied(),
-            None => self.members.iter().position(|(k, _)| *k == name),
-        };
-        match found {
-            Some(i) => self.members[i].1 = v,
-            None => {
-                if let Some(index) = &mut self.index {
-                    index.insert(name.clone(), self.members.len());
-                }
-                self.members.push((name, v));
-            }
-        }
-    }
 }
 
 /// What a `<value>` turned out to hold, once its first element is read.
@@ -794,7 +764,7 @@ impl<'a> Parser<'a> {
                 }
                 Start::Struct => match self.struct_next()? {
                     Some(name) => {
-                        stack.push(Frame::Struct(StructBuilder { name, ..StructBuilder::default() }));
+                        stack.push(Frame::Struct(StructFrame { members: structure::Builder::new(), name }));
                         continue 'value;
                     }
                     None => Value::Struct(Vec::new()),
@@ -812,7 +782,7 @@ impl<'a> Parser<'a> {
                     }
                     Some(Frame::Struct(s)) => {
                         let name = std::mem::take(&mut s.name);
-                        s.insert(name, done);
+                        s.members.insert(name, done);
                         self.close(Tag::Member)?;
                         if let Some(name) = self.struct_next()? {
                             s.name = name;
@@ -822,7 +792,7 @@ impl<'a> Parser<'a> {
                 }
                 done = match stack.pop() {
                     Some(Frame::Array(items)) => Value::Array(items),
-                    Some(Frame::Struct(s)) => Value::Struct(s.members),
+                    Some(Frame::Struct(s)) => Value::Struct(s.members.finish()),
                     None => return Err(self.fail("internal: container stack underflow")),
                 };
             }
