@@ -12,6 +12,7 @@
 //! tests pass `()`.
 
 pub mod comodojo;
+mod encoding;
 pub mod fault;
 #[doc(hidden)]
 pub mod fuzzing;
