@@ -103,6 +103,25 @@ fn answer_bounded(what: &str, answer: usize, per_byte: usize, input: usize) {
     assert!(answer <= limit, "{what}: a {answer}-byte answer to {input} bytes (limit {limit})");
 }
 
+/// Runs `check` on every file of `dir` (a fuzz target's corpus, replayed by an ordinary test),
+/// naming the file that fails. Panics when the directory holds fewer than ten inputs, so a
+/// corpus that went missing is not a silent pass.
+pub fn replay(dir: &std::path::Path, check: fn(&[u8])) {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.expect("a directory entry").path())
+        .collect();
+    files.sort();
+    assert!(files.len() >= 10, "{}: only {} inputs", dir.display(), files.len());
+    for file in files {
+        let data = std::fs::read(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        if let Err(panic) = std::panic::catch_unwind(|| check(&data)) {
+            let why = panic.downcast_ref::<String>().map(String::as_str).or(panic.downcast_ref::<&str>().copied());
+            panic!("{} fails its check: {}", file.display(), why.unwrap_or("(no message)"));
+        }
+    }
+}
+
 /// JSON values and JSON-RPC serving.
 pub fn check_jsonrpc(data: &[u8]) {
     check_json_value(data);

@@ -312,6 +312,16 @@ mod tests {
     }
 
     #[test]
+    fn json_numbers_read_as_the_nearest_double() {
+        // Found by fuzzing: without serde_json's `float_roundtrip`, an integer beyond i64 read
+        // as a double could be one unit in the last place off, so it changed on a round trip.
+        for text in ["-9223372166854775808", "18446744073709551616", "9.223372166854775e18", "1.7976931348623157e308"] {
+            let Value::Double(d) = serde_json::from_str(text).unwrap() else { panic!("{text}") };
+            assert_eq!(d.to_bits(), text.parse::<f64>().unwrap().to_bits(), "{text}");
+        }
+    }
+
+    #[test]
     fn base64_is_a_string_in_json() {
         let v = Value::Base64(b"hi".to_vec());
         assert_eq!(serde_json::to_string(&v).unwrap(), r#""aGk=""#);
