@@ -1,16 +1,8 @@
-//! Any line through the comodojo frame server: no panic, and the answer is one frame.
+//! The comodojo properties of `tomte_rpc::fuzzing::check_comodojo` on any bytes (no panic, round trip,
+//! nesting and size bounds); `tomte-rpc/tests/fuzz_corpus.rs` replays the corpus through the
+//! same check on stable.
 #![no_main]
 
-mod common;
-
 use libfuzzer_sys::fuzz_target;
-use tomte_rpc::comodojo;
 
-fuzz_target!(|data: &[u8]| {
-    let mut out = Vec::new();
-    let _ = comodojo::serve(&common::registry(), &mut (), data, &mut out);
-    if !out.is_empty() {
-        let line = out.strip_suffix(b"\r\n").expect("a frame ends with CRLF");
-        comodojo::decode_response(line).expect("our own frame decodes");
-    }
-});
+fuzz_target!(|data: &[u8]| tomte_rpc::fuzzing::check_comodojo(data));

@@ -151,7 +151,13 @@ fn serve_entries<C>(registry: &Registry<C>, ctx: &mut C, items: Vec<&RawValue>, 
         if any {
             out.push(b',');
         }
+        // serde would read a struct from an array too (its fields by position): a request in
+        // a batch must be an object, as a single one is.
         let wrote = match serde_json::from_str::<RawRequest>(item.get()) {
+            Ok(_) if !item.get().starts_with('{') => {
+                write_error(out, NULL_ID, &Fault::invalid_request("a request must be an object"));
+                true
+            }
             Ok(req) => serve_one(registry, ctx, req, out, false) == Served::Answered,
             Err(e) => {
                 write_error(out, NULL_ID, &Fault::invalid_request(e.to_string()));
@@ -489,6 +495,10 @@ mod tests {
             run(r#"{"jsonrpc":"2.0","method":"subtract","params":"x","id":1}"#).unwrap()["error"]["code"],
             -32600
         );
+        // A request is an object, also in a batch (serde alone would read its fields by position).
+        let v = run(r#"[["2.0","get_data",[],1]]"#).unwrap();
+        assert_eq!(v[0]["error"]["code"], -32600);
+        assert!(v[0]["id"].is_null());
     }
 
     #[test]

@@ -12,12 +12,16 @@
 //! tests pass `()`.
 
 pub mod comodojo;
+mod encoding;
 pub mod fault;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod jsonrpc;
 pub mod method;
 pub mod php;
 pub mod registry;
 pub mod served;
+mod structure;
 pub mod value;
 pub mod xmlrpc;
 

@@ -320,9 +320,10 @@ impl Parser<'_> {
         let n = self.length()?;
         self.expect(b':', "':'")?;
         self.expect(b'{', "'{'")?;
-        // Each member takes at least 8 bytes (`i:0;N;`… is 6, but never mind): never trust `n`
-        // for the allocation.
-        let mut items = Vec::with_capacity(n.min((self.input.len() - self.pos) / 6));
+        // Never trust `n` for the allocation: with room reserved for what the rest of the input
+        // could hold, 64 nested `a:999999999:{` would each reserve ten times the input. A few
+        // members up front (frames have two), then the vector grows as members really arrive.
+        let mut items = Vec::with_capacity(n.min(8));
         for _ in 0..n {
             if self.peek("an array member")? == b'}' {
                 return Err(self.error(PhpErrorKind::Unexpected {

@@ -7,6 +7,7 @@ use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 
 use crate::fault::Fault;
+use crate::structure;
 
 /// One RPC value. Structs keep their members in the order they arrived.
 #[derive(Clone, Debug, PartialEq, Default)]
@@ -280,15 +281,12 @@ impl<'de> Visitor<'de> for ValueVisitor {
         Ok(Value::Array(items))
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut members: Vec<(String, Value)> = Vec::new();
+        // A repeated key keeps its last value in its first place (the rule of every decoder).
+        let mut members = structure::Builder::new();
         while let Some((k, v)) = map.next_entry::<String, Value>()? {
-            // A repeated key keeps its last value, as JSON parsers commonly do.
-            match members.iter_mut().find(|(name, _)| *name == k) {
-                Some(slot) => slot.1 = v,
-                None => members.push((k, v)),
-            }
+            members.insert(k, v);
         }
-        Ok(Value::Struct(members))
+        Ok(Value::Struct(members.finish()))
     }
 }
 
@@ -311,6 +309,16 @@ mod tests {
         assert_eq!(m[1].1, Value::Array(vec![true.into(), Value::Nil, 1.5.into(), "x".into()]));
         assert!(matches!(m[2].1, Value::Double(_)));
         assert_eq!(serde_json::to_string(&m[1].1).unwrap(), r#"[true,null,1.5,"x"]"#);
+    }
+
+    #[test]
+    fn json_numbers_read_as_the_nearest_double() {
+        // Found by fuzzing: without serde_json's `float_roundtrip`, an integer beyond i64 read
+        // as a double could be one unit in the last place off, so it changed on a round trip.
+        for text in ["-9223372166854775808", "18446744073709551616", "9.223372166854775e18", "1.7976931348623157e308"] {
+            let Value::Double(d) = serde_json::from_str(text).unwrap() else { panic!("{text}") };
+            assert_eq!(d.to_bits(), text.parse::<f64>().unwrap().to_bits(), "{text}");
+        }
     }
 
     #[test]

@@ -9,7 +9,13 @@
 //! repeated name keeps its last value in its first place, as the JSON codec does), `nil` and
 //! `ex:nil`. A `<value>` without a type element is a string, whitespace included. CDATA sections,
 //! comments and processing instructions are allowed wherever text is; a missing `<params>` means
-//! no parameters. Documents must be UTF-8 (or ASCII); one that declares ISO-8859-1 is transcoded.
+//! no parameters.
+//!
+//! Documents may be in UTF-8 (as they are, no copy), UTF-16 (with a BOM, or detected from its
+//! first bytes) or any encoding the WHATWG Encoding Standard knows, named by the declaration
+//! (`encoding="ISO-8859-1"`, `windows-1252`, `Shift_JIS`…): they are decoded to UTF-8 first
+//! (a copy at most three times the size of a UTF-16 body). An encoding nobody knows is fault
+//! −32701 "Parse error. Unsupported encoding", as the fault-code interoperability spec says.
 //!
 //! # What is refused (fault −32700 "Parse error", with the reason and byte offset in the detail)
 //!
@@ -35,7 +41,6 @@
 //! to the same value.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::io::Write as _;
 
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
@@ -44,9 +49,11 @@ use base64::Engine as _;
 use quick_xml::events::{BytesRef, Event};
 use quick_xml::Reader;
 
+use crate::encoding::{self, DecodeError};
 use crate::fault::{self, Fault};
 use crate::registry::{Args, Protocol, Registry};
 use crate::served::{Pending, Served};
+use crate::structure;
 use crate::value::Value;
 
 /// How many arrays and structs may nest inside one another, in documents read and written.
@@ -362,33 +369,17 @@ fn fault_from(v: Value) -> Result<Fault, String> {
     Ok(Fault::new(code, message))
 }
 
-/// Runs `f` on the document as UTF-8: one that declares ISO-8859-1 and is not plain ASCII is
-/// transcoded first (every Latin-1 byte is the code point of the same number).
+/// Runs `f` on the document as UTF-8, decoded first when it is in another encoding (see
+/// [`crate::encoding`]). An encoding the decoder does not know is fault −32701.
 fn as_utf8<T>(input: &[u8], f: impl FnOnce(&[u8]) -> Result<T, Fault>) -> Result<T, Fault> {
-    if !input.is_ascii() && declared_encoding(input).is_some_and(|e| is_latin1(&e)) {
-        let text: String = input.iter().map(|&b| char::from(b)).collect();
-        return f(text.as_bytes());
+    match encoding::to_utf8(input) {
+        Ok(text) => f(&text),
+        Err(DecodeError::Unsupported(name)) => {
+            Err(Fault::new(fault::UNSUPPORTED_ENCODING, "Parse error. Unsupported encoding")
+                .with_data(format!("unsupported encoding {name:?} (send UTF-8)")))
+        }
+        Err(DecodeError::Malformed(name)) => Err(Fault::parse_error(format!("the document is not valid {name}"))),
     }
-    f(input)
-}
-
-/// The encoding named by the XML declaration, if the document starts with one.
-fn declared_encoding(input: &[u8]) -> Option<Vec<u8>> {
-    let mut reader = Reader::from_reader(input);
-    match reader.read_event() {
-        Ok(Event::Decl(d)) => d.encoding().and_then(Result::ok).map(Cow::into_owned),
-        _ => None,
-    }
-}
-
-fn is_latin1(name: &[u8]) -> bool {
-    [&b"iso-8859-1"[..], b"iso8859-1", b"latin1", b"latin-1", b"l1", b"iso_8859-1"]
-        .iter()
-        .any(|n| n.eq_ignore_ascii_case(name))
-}
-
-fn is_utf8_or_ascii(name: &[u8]) -> bool {
-    [&b"utf-8"[..], b"utf8", b"us-ascii", b"ascii"].iter().any(|n| n.eq_ignore_ascii_case(name))
 }
 
 /// The elements of XML-RPC. Anything else is `Other`, which no rule accepts.
@@ -530,18 +521,10 @@ impl<'a> Lexer<'a> {
                 Event::CData(c) => c.xml10_content().map_err(|e| self.fail(format!("not UTF-8: {e}")))?,
                 Event::GeneralRef(r) => self.reference(&r)?,
                 Event::Comment(_) | Event::PI(_) => continue,
-                Event::Decl(d) => {
+                Event::Decl(_) => {
+                    // Its encoding was dealt with before parsing (`as_utf8`).
                     if self.in_root || text.is_some() {
                         return Err(self.fail("XML declaration after the start of the document"));
-                    }
-                    if let Some(enc) = d.encoding() {
-                        let enc = enc.map_err(|e| self.fail(e))?;
-                        if !is_utf8_or_ascii(&enc) && !is_latin1(&enc) {
-                            return Err(self.fail(format!(
-                                "unsupported encoding {:?} (send UTF-8)",
-                                String::from_utf8_lossy(&enc)
-                            )));
-                        }
                     }
                     continue;
                 }
@@ -627,43 +610,13 @@ fn is_blank(s: &str) -> bool {
 /// A container being filled while the parser reads its members.
 enum Frame {
     Array(Vec<Value>),
-    Struct(StructBuilder),
+    Struct(StructFrame),
 }
 
-#[derive(Default)]
-struct StructBuilder {
-    members: Vec<(String, Value)>,
-    /// Built once a struct grows large, so repeated names stay cheap to find.
-    index: Option<HashMap<String, usize>>,
-    /// The name of the member whose value is being read.
+/// A struct being filled, and the name of the member whose value is being read.
+struct StructFrame {
+    members: structure::Builder,
     name: String,
-}
-
-impl StructBuilder {
-    const INDEX_FROM: usize = 16;
-
-    fn insert(&mut self, name: String, v: Value) {
-        if self.index.is_none() && self.members.len() >= Self::INDEX_FROM {
-            let mut index = HashMap::with_capacity(self.members.len() * 2);
-            for (i, (k, _)) in self.members.iter().enumerate() {
-                index.entry(k.clone()).or_insert(i);
-            }
-            self.index = Some(index);
-        }
-        let found = match &self.index {
-            Some(index) => index.get(&name).copied(),
-            None => self.members.iter().position(|(k, _)| *k == name),
-        };
-        match found {
-            Some(i) => self.members[i].1 = v,
-            None => {
-                if let Some(index) = &mut self.index {
-                    index.insert(name.clone(), self.members.len());
-                }
-                self.members.push((name, v));
-            }
-        }
-    }
 }
 
 /// What a `<value>` turned out to hold, once its first element is read.
@@ -794,7 +747,7 @@ impl<'a> Parser<'a> {
                 }
                 Start::Struct => match self.struct_next()? {
                     Some(name) => {
-                        stack.push(Frame::Struct(StructBuilder { name, ..StructBuilder::default() }));
+                        stack.push(Frame::Struct(StructFrame { members: structure::Builder::new(), name }));
                         continue 'value;
                     }
                     None => Value::Struct(Vec::new()),
@@ -812,7 +765,7 @@ impl<'a> Parser<'a> {
                     }
                     Some(Frame::Struct(s)) => {
                         let name = std::mem::take(&mut s.name);
-                        s.insert(name, done);
+                        s.members.insert(name, done);
                         self.close(Tag::Member)?;
                         if let Some(name) = self.struct_next()? {
                             s.name = name;
@@ -822,7 +775,7 @@ impl<'a> Parser<'a> {
                 }
                 done = match stack.pop() {
                     Some(Frame::Array(items)) => Value::Array(items),
-                    Some(Frame::Struct(s)) => Value::Struct(s.members),
+                    Some(Frame::Struct(s)) => Value::Struct(s.members.finish()),
                     None => return Err(self.fail("internal: container stack underflow")),
                 };
             }
@@ -1290,18 +1243,58 @@ mod tests {
         );
         let doc = "\u{FEFF}<?xml version=\"1.0\" encoding=\"utf-8\"?><!-- hi --><?pi x?>\n<methodCall><methodName>x</methodName></methodCall><!-- bye -->\n";
         assert_eq!(decode_call(doc.as_bytes()), Ok(("x".into(), vec![])));
-        // A Latin-1 document is transcoded; other encodings are refused.
+        // A Latin-1 document is transcoded (see `encodings` for the others).
         let mut latin = b"<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?><methodCall><methodName>x</methodName><params><param><value>caf".to_vec();
         latin.extend_from_slice(b"\xe9</value></param></params></methodCall>");
         assert_eq!(decode_call(&latin), Ok(("x".into(), vec![Value::from("café")])));
         let f = parse_fault(
-            b"<?xml version=\"1.0\" encoding=\"UTF-16\"?><methodCall><methodName>x</methodName></methodCall>",
-        );
-        assert!(f.full_message().contains("unsupported encoding"), "{f}");
-        let f = parse_fault(
             b"<methodCall><methodName>x</methodName><params><param><value>\xff</value></param></params></methodCall>",
         );
         assert!(f.full_message().contains("UTF-8"), "{f}");
+    }
+
+    #[test]
+    fn encodings() {
+        let doc = "<?xml version=\"1.0\" encoding=\"UTF-16\"?>\n<methodCall><methodName>my.echo</methodName><params><param><value><string>é 🦀 ☃</string></value></param></params></methodCall>";
+        let want = Ok(("my.echo".to_owned(), vec![Value::from("é 🦀 ☃")]));
+        let mut le = vec![0xFF, 0xFE];
+        le.extend(doc.encode_utf16().flat_map(u16::to_le_bytes));
+        let mut be = vec![0xFE, 0xFF];
+        be.extend(doc.encode_utf16().flat_map(u16::to_be_bytes));
+        assert_eq!(decode_call(&le), want);
+        assert_eq!(decode_call(&be), want);
+        // Without a BOM, `<?` in 16-bit units tells UTF-16 and its byte order.
+        assert_eq!(decode_call(&le[2..]), want);
+        assert_eq!(decode_call(&be[2..]), want);
+        // ISO-8859-1 by the declaration: é is the single byte 0xE9.
+        let latin = b"<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?><methodCall><methodName>my.echo</methodName><params><param><value>\xe9t\xe9</value></param></params></methodCall>";
+        assert_eq!(decode_call(latin), Ok(("my.echo".to_owned(), vec![Value::from("été")])));
+        let cp1252 = b"<?xml version='1.0' encoding='windows-1252'?><methodCall><methodName>x</methodName><params><param><value>\x80 \x93q\x94</value></param></params></methodCall>";
+        assert_eq!(decode_call(cp1252), Ok(("x".to_owned(), vec![Value::from("€ \u{201C}q\u{201D}")])));
+        // Labelled UTF-16 but plainly 8-bit: read as UTF-8, as libxml2 does.
+        let labelled = doc.as_bytes();
+        assert_eq!(decode_call(labelled), want);
+        // Odd bytes in UTF-16 are a parse error; an unknown encoding is −32701.
+        let f = parse_fault(&le[..le.len() - 1]);
+        assert!(f.full_message().contains("not valid UTF-16LE"), "{f}");
+        for name in ["bogus-enc", "ISO-2022-KR"] {
+            let doc = format!(
+                "<?xml version=\"1.0\" encoding=\"{name}\"?><methodCall><methodName>x</methodName></methodCall>"
+            );
+            let f = decode_call(doc.as_bytes()).unwrap_err();
+            assert_eq!(f.code, fault::UNSUPPORTED_ENCODING, "{f}");
+            assert_eq!(
+                f.full_message(),
+                format!("Parse error. Unsupported encoding: unsupported encoding {name:?} (send UTF-8)")
+            );
+            assert_eq!(decode_response(doc.as_bytes()).unwrap_err().code, fault::UNSUPPORTED_ENCODING);
+            let mut calls = 0;
+            assert_eq!(serve_str(&registry(), &mut calls, &doc).unwrap_err().code, fault::UNSUPPORTED_ENCODING);
+        }
+        // Served: the answer is UTF-8 whatever the request was in.
+        let mut out = Vec::new();
+        serve(&registry(), &mut 0, &be, &mut out);
+        assert_eq!(decode_response(&out), Ok(Ok(Value::from("é 🦀 ☃"))));
     }
 
     #[test]

@@ -273,6 +273,14 @@ pub mod signal;
 pub mod sys;
 pub mod worker;
 
+/// Doors for the fuzz targets (`fuzz/`) and the test replaying their corpus: re-exports of
+/// internals, not an API.
+#[doc(hidden)]
+pub mod _fuzz {
+    pub use crate::net::http::{parse_head, Parsed};
+    pub use crate::worker::wire::Frame;
+}
+
 pub use daemon::{Config, Ctx, Daemon, DaemonError, Mode};
 pub use event::Event;
 pub use tomte_rpc::{Args, Fault, Params, Type, Value};

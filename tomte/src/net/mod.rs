@@ -4,7 +4,7 @@
 
 pub mod addr;
 mod conn;
-mod http;
+pub(crate) mod http;
 pub mod listener;
 mod peer;
 
