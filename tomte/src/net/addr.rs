@@ -79,7 +79,10 @@ fn parse_tcp(hostport: &str) -> Result<SocketAddr, String> {
     // `[::1]:80`, `127.0.0.1:80`, `host:80`, `host`, `:80` (loopback).
     let (host, port) = if let Some(rest) = hostport.strip_prefix('[') {
         let (h, after) = rest.split_once(']').ok_or("unclosed '[' in IPv6 address")?;
-        (h, after.strip_prefix(':'))
+        match after {
+            "" => (h, None),
+            _ => (h, Some(after.strip_prefix(':').ok_or(format!("'{after}' after ']': expected ':port'"))?)),
+        }
     } else {
         match hostport.rsplit_once(':') {
             Some((h, p)) => (h, Some(p)),
@@ -127,6 +130,8 @@ mod tests {
         assert_eq!(v6.dialect, Dialect::Comodojo);
         assert_eq!(v6.to_string(), "comodojo+tcp://[::1]:9");
         assert!("unix://rel.sock".parse::<Address>().unwrap_err().to_string().contains("absolute"));
+        assert!("tcp://[::1]junk".parse::<Address>().unwrap_err().to_string().contains("junk"));
+        assert_eq!("tcp://[::1]".parse::<Address>().unwrap().to_string(), "tcp://[::1]:10042");
         assert!("http://x".parse::<Address>().is_err());
         assert!("tcp://127.0.0.1:99999".parse::<Address>().unwrap_err().to_string().contains("port"));
     }
