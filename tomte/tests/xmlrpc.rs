@@ -497,3 +497,41 @@ fn tomtectl_speaks_xml_rpc() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("tcp://127.0.0.1:1"), "must say where it tried: {}", text(&out.stderr));
 }
+
+/// Python's xmlrpc.client sending its requests in UTF-16 and Latin-1 (it encodes the whole body
+/// so, with a matching declaration), with and without a Content-Type.
+#[test]
+fn python_requests_in_utf16_and_latin1_are_decoded() {
+    let (d, port) = daemon_on_tcp("echo", &[]);
+    let script = r##"
+import json, sys, http.client, xmlrpc.client as x
+out = {}
+for enc in ("utf-16", "utf-16-le", "iso-8859-1", "utf-8"):
+    s = x.ServerProxy(sys.argv[1], encoding=enc)
+    out[enc] = s.my.echo("caf\u00e9 \u00e0 la cr\u00e8me")
+# No Content-Type at all: the daemon sniffs the UTF-16 body as XML.
+body = x.dumps(("\u00e9t\u00e9",), "my.echo", encoding="utf-16").encode("utf-16")
+c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[2]))
+c.putrequest("POST", "/RPC2")
+c.putheader("Content-Length", str(len(body)))
+c.endheaders(body)
+r = c.getresponse()
+out["sniffed"] = x.loads(r.read())[0][0]
+# An encoding nobody knows: fault -32701.
+bogus = b"<?xml version='1.0' encoding='x-no-such-thing'?><methodCall><methodName>my.echo</methodName><params><param><value>a</value></param></params></methodCall>"
+c.request("POST", "/RPC2", bogus, {"Content-Type": "text/xml"})
+try:
+    x.loads(c.getresponse().read())
+    out["bogus"] = "accepted"
+except x.Fault as f:
+    out["bogus"] = f.faultCode
+print(json.dumps(out))
+"##;
+    let out = python(script, &[&format!("http://127.0.0.1:{port}/RPC2"), &port.to_string()]);
+    for enc in ["utf-16", "utf-16-le", "iso-8859-1", "utf-8"] {
+        assert_eq!(out[enc], "café à la crème", "{enc}: {out}");
+    }
+    assert_eq!(out["sniffed"], "été", "{out}");
+    assert_eq!(out["bogus"], -32701, "{out}");
+    drop(d);
+}

@@ -216,6 +216,10 @@ pub fn cross_site(head: &Head) -> Option<String> {
 
 /// The kind of a body with no usable Content-Type: XML starts with `<`, JSON with `{` or `[`.
 pub fn sniff(body: &[u8]) -> BodyKind {
+    // A UTF-16 document (BOM, or `<` with a zero byte beside it) is XML too.
+    if matches!(body, [0xFF, 0xFE, ..] | [0xFE, 0xFF, ..] | [b'<', 0, ..] | [0, b'<', ..]) {
+        return BodyKind::Xml;
+    }
     match body.iter().find(|b| !b.is_ascii_whitespace()) {
         Some(b'<') => BodyKind::Xml,
         Some(b'{' | b'[') => BodyKind::Json,
