@@ -563,6 +563,8 @@ fn kill_9_of_the_daemon_under_load_twenty_times_recovers_each_time() {
         workers.extend(&pids);
         kill(pid, libc::SIGKILL);
         assert!(wait_for(Duration::from_secs(10), || !alive(pid)), "the daemon survived SIGKILL");
+        // Gone: its pid may be reused, never signal it again.
+        d.pids.retain(|&p| p != pid);
         let gone = wait_for(Duration::from_secs(10), || pids.iter().all(|&p| !alive(p)));
         assert!(gone, "round {round}: workers {pids:?} outlived the daemon");
         assert!(d.sock.exists() && d.pidfile.exists(), "kill -9 leaves stale files to recover");
