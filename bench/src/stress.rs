@@ -225,12 +225,23 @@ fn beside<T>(sock: &Path, request: &'static str, attack: impl FnOnce() -> Result
 
 /// The victim unloaded for `time`, then beside `attack`; prints both.
 fn attacked<T>(name: &str, d: &Daemon, time: Duration, attack: impl FnOnce() -> Result<T>) -> Result<T> {
-    let ((), calm) = beside(&d.sock(), ECHO, || {
+    attacked_with(name, d, ECHO, time, attack)
+}
+
+/// [`attacked`] with the victim calling `request`.
+fn attacked_with<T>(
+    name: &str,
+    d: &Daemon,
+    request: &'static str,
+    time: Duration,
+    attack: impl FnOnce() -> Result<T>,
+) -> Result<T> {
+    let ((), calm) = beside(&d.sock(), request, || {
         std::thread::sleep(time);
         Ok(())
     })?;
     println!("\n== {name}\n  victim unloaded: {calm}");
-    let (result, during) = beside(&d.sock(), ECHO, attack)?;
+    let (result, during) = beside(&d.sock(), request, attack)?;
     println!("  victim during:   {during}");
     Ok(result)
 }
@@ -419,18 +430,14 @@ fn worker_kills(plan: &Plan) -> Result<()> {
         kill_one(&mut conn)?;
     }
     let before = d.footprint()?;
-    let took = {
-        let conn = &mut conn;
-        let (took, lat) = beside(&d.sock(), STATUS, || {
-            let t = Instant::now();
-            for _ in 10..plan.kills {
-                kill_one(conn)?;
-            }
-            Ok(t.elapsed())
-        })?;
-        println!("\n== {} kills of worker alpha, back-off zero\n  victim (daemon.status) during: {lat}", plan.kills);
-        took
-    };
+    let name = format!("{} kills of worker alpha, back-off zero (victim: daemon.status)", plan.kills);
+    let took = attacked_with(&name, &d, STATUS, plan.time, || {
+        let t = Instant::now();
+        for _ in 10..plan.kills {
+            kill_one(&mut conn)?;
+        }
+        Ok(t.elapsed())
+    })?;
     let after = d.footprint()?;
     let restarts = alpha(&mut conn)?.1;
     let (zombies, orphans) = zombies_and_orphans(pid);
@@ -446,6 +453,22 @@ fn worker_kills(plan: &Plan) -> Result<()> {
 /// `kill -9` of the pool daemon under load, `plan.daemon_kills` times; each time `start` again.
 fn daemon_kills(plan: &Plan) -> Result<()> {
     let mut d = Daemon::new(plan, "pool", &[], &[])?;
+    let kill_9 = |pid: i32| -> Result<()> {
+        signal(pid, Signal::KILL);
+        let dead = Instant::now() + Duration::from_secs(5);
+        while std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z")) {
+            ensure!(Instant::now() < dead, "the daemon survived SIGKILL");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok(())
+    };
+    // The victim unloaded, on a first start that is not counted.
+    let pid = d.start()?;
+    let ((), calm) = beside(&d.sock(), STATUS, || {
+        std::thread::sleep(plan.time);
+        Ok(())
+    })?;
+    kill_9(pid)?;
     let mut first_answer = Vec::new();
     let mut pids = Vec::new();
     let ((), lat) = beside(&d.sock(), STATUS, || {
@@ -456,12 +479,7 @@ fn daemon_kills(plan: &Plan) -> Result<()> {
             let list = d.call(r#"{"jsonrpc":"2.0","method":"worker.list","id":1}"#)?;
             pids.extend(list["result"].as_array().into_iter().flatten().filter_map(|w| w["pid"].as_i64()));
             std::thread::sleep(Duration::from_millis(200));
-            signal(pid, Signal::KILL);
-            let dead = Instant::now() + Duration::from_secs(5);
-            while std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z")) {
-                ensure!(Instant::now() < dead, "the daemon survived SIGKILL");
-                std::thread::sleep(Duration::from_millis(1));
-            }
+            kill_9(pid)?;
         }
         Ok(())
     })?;
@@ -470,8 +488,8 @@ fn daemon_kills(plan: &Plan) -> Result<()> {
     let (_, orphans) = zombies_and_orphans(0);
     let first = Latency(first_answer);
     println!(
-        "\n== {} kill -9 of the pool daemon under load, each followed by start\n  victim (daemon.status, \
-         reconnecting): {lat}\n  start -> ready (stale pid file and socket recovered): {first}\n  workers \
+        "\n== {} kill -9 of the pool daemon under load, each followed by start\n  victim (daemon.status) unloaded: \
+         {calm}\n  victim during (reconnecting): {lat}\n  start -> ready (stale pid file and socket recovered): {first}\n  workers \
          left alive: {left} of {}, orphans {orphans}",
         plan.daemon_kills,
         pids.len()

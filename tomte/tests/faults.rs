@@ -5,7 +5,8 @@
 //!
 //! The tests run one at a time (one lock): they load a 2-core machine on purpose, and the one
 //! that compares rates must not be measured against the others. `TOMTE_FAULT_KILLS` sets the
-//! number of worker kills (default 2000).
+//! number of worker kills (default 2000). For long runs against release builds, with latency
+//! figures: `bench`'s `stress` binary (`bench/src/stress.rs`).
 
 mod common;
 
