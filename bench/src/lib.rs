@@ -4,4 +4,5 @@ pub mod compare;
 pub mod floor;
 pub mod load;
 pub mod shm_floor;
+pub mod stress;
 pub mod workers;

@@ -13,15 +13,6 @@ use common::*;
 
 const ECHO: &str = r#"{"jsonrpc":"2.0","method":"my.echo","params":["ok"],"id":1}"#;
 
-/// One my.echo over a fresh unix connection, and how long it took.
-fn served(d: &Daemon) -> Duration {
-    let t = Instant::now();
-    let mut r = BufReader::new(d.connect());
-    let v = json(&ndjson(&mut r, ECHO));
-    assert_eq!(v["result"], "ok", "{v}");
-    t.elapsed()
-}
-
 /// A process's private anonymous memory in kB (RssAnon of /proc/PID/status).
 fn rss_anon_kb(pid: i32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();

@@ -133,6 +133,8 @@ struct Running {
 const TRIM_AFTER: Duration = Duration::from_secs(1);
 /// A connection idle (or stuck mid-message) this long may be closed to make room for a new one.
 const EVICTABLE_AFTER: Duration = Duration::from_secs(1);
+/// How long a stopping daemon keeps serving what its clients had already sent.
+const DRAIN: Duration = Duration::from_secs(2);
 /// At most one line per interval for warnings that clients can trigger.
 const WARN_EVERY: Duration = Duration::from_secs(10);
 
@@ -537,19 +539,28 @@ impl Running {
         self.emit(Event::new(names::RELOAD, Value::Nil));
     }
 
-    /// Graceful end: `daemon.stop`, pending answers flushed (briefly), then listeners and the
-    /// pid file removed as they drop.
+    /// Graceful end: `daemon.stop`; every request the clients already sent is served and its
+    /// answer written (for [`DRAIN`] at most); then listeners and the pid file removed as they drop.
     fn shutdown(&mut self) {
         log::info!("{} stopping", self.ctx.name);
         self.emit(Event::new(names::STOP, Value::Nil));
-        let deadline = Instant::now() + Duration::from_millis(500);
+        let deadline = Instant::now() + DRAIN;
         let mut rpc = Rpc { registry: &self.registry, ctx: &mut self.ctx };
-        for (_, conn) in self.conns.iter_mut() {
-            while conn.has_output() && Instant::now() < deadline {
-                conn.refuse(b"");
-                if conn.drive(&mut rpc, &self.limits) != Drive::Open {
-                    break;
+        // A connection is done once it has read everything sent so far (closing with unread
+        // input would reset it, losing the answers it has not read yet), answered every complete
+        // request in it and written the answers. One that waits for a worker is not served: the
+        // workers stop next.
+        let mut open: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
+        while !open.is_empty() && Instant::now() < deadline {
+            open.retain(|&key| {
+                let conn = &mut self.conns[key];
+                match conn.drive(&mut rpc, &self.limits) {
+                    Drive::Closed => false,
+                    Drive::MoreWork => true,
+                    Drive::Open => conn.has_output() && !conn.is_waiting(),
                 }
+            });
+            if !open.is_empty() {
                 std::thread::sleep(Duration::from_millis(1));
             }
         }

@@ -156,6 +156,15 @@ pub fn ndjson<S: Read + Write>(reader: &mut BufReader<S>, line: &str) -> String 
     answer
 }
 
+/// One my.echo("ok") over a fresh unix connection to `d`, checked; how long it took.
+pub fn served(d: &Daemon) -> Duration {
+    let t = Instant::now();
+    let mut r = BufReader::new(d.connect());
+    let v = json(&ndjson(&mut r, r#"{"jsonrpc":"2.0","method":"my.echo","params":["ok"],"id":1}"#));
+    assert_eq!(v["result"], "ok", "{v}");
+    t.elapsed()
+}
+
 /// Reads one HTTP response (head + Content-Length body) from `r`.
 pub fn http_response<R: BufRead>(r: &mut R) -> (u16, Vec<(String, String)>, String) {
     let mut status_line = String::new();
