@@ -406,6 +406,10 @@ fn a_connection_storm_past_the_limit_is_refused_cleanly_and_leaves_nothing_behin
                     Err(e) => panic!("a storm connection failed: {e}"),
                 }
             }
+            // A refusal or an eviction notice: the close follows.
+            if !got.is_empty() {
+                *done = true;
+            }
         }
         storm.iter().filter(|c| !c.2).count() <= 64
     });
