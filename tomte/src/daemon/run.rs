@@ -459,11 +459,16 @@ impl Running {
             .conns
             .iter()
             .filter(|(_, c)| if own_full { c.listener == index } else { self.per_listener[c.listener] > reserve })
-            .filter_map(|(k, c)| c.idle_since().or_else(|| c.arriving_since()).map(|t| (t, k)))
-            .filter(|(t, _)| now.saturating_duration_since(*t) >= EVICTABLE_AFTER)
+            // Idle ones go first (the longest idle), then those stuck mid-message the longest.
+            .filter_map(|(k, c)| match (c.idle_since(), c.arriving_since()) {
+                (Some(t), _) => Some((false, t, k)),
+                (None, Some(t)) => Some((true, t, k)),
+                (None, None) => None,
+            })
+            .filter(|(_, t, _)| now.saturating_duration_since(*t) >= EVICTABLE_AFTER)
             .min();
         match victim {
-            Some((_, key)) => {
+            Some((_, _, key)) => {
                 let conn = &mut self.conns[key];
                 log::debug!("closing connection from {} to make room for a new one", conn.peer);
                 conn.evict("closed to make room for a new connection: the daemon is at its connection limit");
