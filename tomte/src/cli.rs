@@ -142,7 +142,8 @@ Options:
   --max-per-peer N      connections from one IP address or one uid (default 256)
   --listener-reserve N  connections kept for each listener (default 64)
   --max-message BYTES   largest request accepted (default 16777216)
-  --max-buffered BYTES  unfinished requests held by all connections (default 268435456)
+  --max-buffered BYTES  unfinished requests, and unsent answers, held by all
+                        connections together (default 268435456 each)
   --max-unsent BYTES    unread answers past which a client is served no more (default 4194304)
   --idle-timeout SECS   close connections with no request answered this long (default 300)
   --request-timeout SECS  a message must arrive within this (default 10) ...

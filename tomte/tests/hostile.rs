@@ -369,3 +369,30 @@ fn refused_connections_are_logged_at_most_once_per_interval() {
     assert!((1..=2).contains(&lines), "{lines} warning lines for 200 refusals:\n{log}");
     drop(keep);
 }
+
+#[test]
+fn many_clients_that_do_not_read_share_one_output_budget() {
+    // Each may hold 4 MiB of unsent answers, all of them together 8 MB.
+    let d = Daemon::new("echo", &["--max-buffered", "8000000", "--max-per-peer", "100"]).start();
+    let pid = d.pid().unwrap();
+    let before = rss_anon_kb(pid);
+    let greedy: Vec<_> = (0..24)
+        .map(|_| {
+            let mut s = d.connect();
+            std::thread::spawn(move || {
+                s.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
+                let line = b"{\"jsonrpc\":\"2.0\",\"method\":\"system.listMethods\",\"id\":1}\n";
+                let many: Vec<u8> = line.iter().copied().cycle().take(line.len() * 10_000).collect();
+                while s.write_all(&many).is_ok() {}
+                s
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(3));
+    let during = rss_anon_kb(pid);
+    assert!(served(&d) < Duration::from_secs(1));
+    let held: Vec<UnixStream> = greedy.into_iter().map(|t| t.join().unwrap()).collect();
+    eprintln!("RssAnon {before} kB -> {during} kB with {} clients not reading", held.len());
+    // 24 clients at their own 4 MiB mark would hold about 100 MB.
+    assert!(during < before + 40_000, "RssAnon {before} kB -> {during} kB");
+}

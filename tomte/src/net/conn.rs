@@ -60,27 +60,42 @@ pub enum Drive {
     Closed,
 }
 
-/// The input buffered by every connection of the daemon, against [`Limits::max_buffered`].
+/// What every connection of the daemon buffers together, against [`Limits::max_buffered`]:
+/// unfinished requests (input) and unsent answers (output), each counted on its own.
 #[derive(Clone, Debug, Default)]
-pub struct Budget(Rc<Cell<usize>>);
+pub struct Budget(Rc<[Cell<usize>; 2]>);
+
+const INPUT: usize = 0;
+const OUTPUT: usize = 1;
 
 impl Budget {
-    /// Bytes held now.
-    pub fn used(&self) -> usize {
-        self.0.get()
+    /// Input bytes held now.
+    pub fn input(&self) -> usize {
+        self.0[INPUT].get()
+    }
+
+    /// Output bytes held now.
+    pub fn output(&self) -> usize {
+        self.0[OUTPUT].get()
     }
 
     fn take(&self, n: usize, max: usize) -> bool {
-        let used = self.0.get();
+        let used = self.0[INPUT].get();
         if used.saturating_add(n) > max {
             return false;
         }
-        self.0.set(used + n);
+        self.0[INPUT].set(used + n);
         true
     }
 
     fn give(&self, n: usize) {
-        self.0.set(self.0.get().saturating_sub(n));
+        self.0[INPUT].set(self.0[INPUT].get().saturating_sub(n));
+    }
+
+    /// Moves the output count from `old` to `new` bytes.
+    fn recount_output(&self, old: usize, new: usize) {
+        let c = &self.0[OUTPUT];
+        c.set((c.get() + new).saturating_sub(old));
     }
 }
 
@@ -131,6 +146,8 @@ pub struct Conn {
     /// When it was accepted or last had a request answered (the idle timer).
     pub last_active: Instant,
     budget: Budget,
+    /// The output memory counted in the budget for this connection.
+    out_counted: usize,
 }
 
 /// An answer the connection waits for, and how to frame it.
@@ -180,6 +197,7 @@ impl Conn {
             lingering: None,
             last_active: Instant::now(),
             budget,
+            out_counted: 0,
         };
         if dialect == Dialect::Comodojo {
             svc.comodojo_greeter(&mut conn.out);
@@ -224,6 +242,7 @@ impl Conn {
         if !self.close_after_flush {
             self.serve(svc, limits, self.last_active);
         }
+        self.count_output();
     }
 
     /// Starts waiting for a deferred answer (or answers at once when nobody holds a ticket).
@@ -256,6 +275,22 @@ impl Conn {
         self.out.len() - self.out_pos
     }
 
+    /// Whether to serve it nothing more until its client reads: past its own mark, or while
+    /// the answers unsent to all clients together pass the daemon's budget.
+    fn hold_back(&self, limits: &Limits) -> bool {
+        let unsent = self.unsent();
+        unsent > limits.max_unsent || (unsent > 0 && self.budget.output() > limits.max_buffered)
+    }
+
+    /// Brings the budget's output count up to date with this connection's buffers.
+    fn count_output(&mut self) {
+        let now = self.out.capacity() + self.scratch.capacity();
+        if now != self.out_counted {
+            self.budget.recount_output(self.out_counted, now);
+            self.out_counted = now;
+        }
+    }
+
     /// Since when it has been idle (nothing buffered, owed or unsent), if it is.
     pub fn idle_since(&self) -> Option<Instant> {
         let idle = self.waiting.is_none() && !self.has_output() && self.start == self.end && !self.close_after_flush;
@@ -281,7 +316,7 @@ impl Conn {
     /// time its bytes so far would take at the minimum rate. Time the daemon itself holds the
     /// connection (a worker's answer, unsent answers) does not count.
     pub fn overdue(&self, now: Instant, limits: &Limits) -> bool {
-        if self.close_after_flush || self.unsent() > limits.max_unsent {
+        if self.close_after_flush || self.hold_back(limits) {
             return false;
         }
         let Some(started) = self.arriving_since() else { return false };
@@ -315,6 +350,7 @@ impl Conn {
             self.out = Vec::new();
             self.out_pos = 0;
             self.scratch = Vec::new();
+            self.count_output();
         }
     }
 
@@ -324,7 +360,7 @@ impl Conn {
         loop {
             match self.flush() {
                 Err(_) => return Drive::Closed,
-                Ok(false) if self.close_after_flush || self.unsent() > limits.max_unsent => return Drive::Open,
+                Ok(false) if self.close_after_flush || self.hold_back(limits) => return Drive::Open,
                 Ok(_) => {}
             }
             if self.close_after_flush && self.waiting.is_none() {
@@ -439,6 +475,7 @@ impl Conn {
         if self.scratch.capacity() > KEEP_BUF {
             self.scratch = Vec::new();
         }
+        self.count_output();
         Ok(true)
     }
 
@@ -550,6 +587,7 @@ impl Conn {
         } else if self.answered != answered || self.msg_started.is_none() {
             self.msg_started = Some(now);
         }
+        self.count_output();
     }
 
     /// NDJSON and comodojo frames: one message per line.
@@ -558,7 +596,7 @@ impl Conn {
         // A comodojo frame is base64: 4/3 of the message it carries.
         let limit = if comodojo { limits.max_message / 3 * 4 + 64 } else { limits.max_message };
         while let Some(i) = memchr::memchr(b'\n', &self.buf[self.scanned..self.end]) {
-            if self.unsent() > limits.max_unsent {
+            if self.hold_back(limits) {
                 self.backlog = true;
                 return;
             }
@@ -669,7 +707,7 @@ impl Conn {
 
     fn serve_http(&mut self, svc: &mut impl Service, limits: &Limits) {
         while self.start < self.end && !self.close_after_flush {
-            if self.unsent() > limits.max_unsent {
+            if self.hold_back(limits) {
                 self.backlog = true;
                 return;
             }
@@ -723,5 +761,6 @@ impl Conn {
 impl Drop for Conn {
     fn drop(&mut self) {
         self.budget.give(self.buf.len());
+        self.budget.recount_output(self.out_counted, 0);
     }
 }

@@ -54,8 +54,10 @@ pub struct Limits {
     /// Bytes per second a message may arrive at once it takes longer than the request timeout:
     /// a large upload gets `size / min_rate` more time, a drip does not.
     pub min_rate: usize,
-    /// Input buffered by all connections together; a connection whose message would take the
-    /// daemon past it is refused with an error.
+    /// Memory all connections together may hold for unfinished requests, and as much again for
+    /// unsent answers. A connection whose message would take the input past it is refused with
+    /// an error; while the unsent answers pass it, connections with answers still unsent are
+    /// served nothing more until their clients read.
     pub max_buffered: usize,
     /// Answers a client has not read, past which the daemon serves it nothing more until it reads.
     pub max_unsent: usize,
