@@ -396,3 +396,22 @@ fn many_clients_that_do_not_read_share_one_output_budget() {
     // 24 clients at their own 4 MiB mark would hold about 100 MB.
     assert!(during < before + 40_000, "RssAnon {before} kB -> {during} kB");
 }
+
+#[test]
+fn a_wildcard_listener_refuses_rebound_names_too() {
+    // 0.0.0.0 is reachable at 127.0.0.1, so a rebound name must not get in there either (the
+    // test only ever connects through loopback).
+    let port = free_port();
+    let _d = Daemon::new("echo", &["--socket", &format!("tcp://0.0.0.0:{port}")]).start();
+    let host = rustix::system::uname().nodename().to_string_lossy().into_owned();
+    for (h, status) in [
+        (format!("rebound.evil.example:{port}"), 403),
+        (format!("127.0.0.1:{port}"), 200),
+        (format!("10.1.2.3:{port}"), 200),
+        (format!("localhost:{port}"), 200),
+        (host.clone(), 200),
+    ] {
+        let headers = format!("Host: {h}\r\nContent-Type: application/json\r\n");
+        assert_eq!(raw_http(port, &post(&headers, ECHO)).0, status, "Host: {h}");
+    }
+}

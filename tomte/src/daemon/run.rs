@@ -341,10 +341,10 @@ impl Running {
                     return;
                 }
             };
-            let loopback_only = listener.is_loopback_tcp();
+            let host_rule = listener.host_rule();
             let refusal = self.admit(index, peer.key);
             let mut rpc = Rpc { registry: &self.registry, ctx: &mut self.ctx };
-            let mut conn = Conn::new(stream, peer, index, dialect, loopback_only, self.budget.clone(), &mut rpc);
+            let mut conn = Conn::new(stream, peer, index, dialect, host_rule, self.budget.clone(), &mut rpc);
             if let Some(why) = refusal {
                 let peer = &conn.peer;
                 self.refusals.warn(|| format!("refusing a connection from {peer}: {why}"));

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use super::http::{self, BodyKind, HeadEnd, Parsed};
 use tomte_rpc::{Fault, Pending, Served, Value};
 
-use super::{Dialect, Limits, Peer, Service, Stream};
+use super::{Dialect, HostRule, Limits, Peer, Service, Stream};
 
 const INITIAL_BUF: usize = 8 << 10;
 /// Buffers larger than this are given back once empty.
@@ -131,7 +131,7 @@ pub struct Conn {
     /// The head of the HTTP request whose body is still arriving (parsed once).
     head: Option<http::Head>,
     /// HTTP requests must name a loopback host (TCP loopback listeners: DNS rebinding).
-    loopback_only: bool,
+    host_rule: HostRule,
     /// When the first byte of the message now arriving came (the request deadline's start).
     msg_started: Option<Instant>,
     /// Serving stopped with whole messages left in the buffer: the client reads too slowly.
@@ -166,7 +166,7 @@ impl Conn {
         peer: Peer,
         listener: usize,
         dialect: Dialect,
-        loopback_only: bool,
+        host_rule: HostRule,
         budget: Budget,
         svc: &mut impl Service,
     ) -> Conn {
@@ -189,7 +189,7 @@ impl Conn {
             close_after_flush: false,
             waiting: None,
             head: None,
-            loopback_only,
+            host_rule,
             msg_started: None,
             backlog: false,
             answered: 0,
@@ -678,9 +678,9 @@ impl Conn {
         };
         let refusal = if let Some(who) = http::cross_site(&head) {
             Some((403, format!("cross-site requests are refused ({who})")))
-        } else if self.loopback_only && !head.host.as_deref().is_none_or(http::is_loopback_host) {
+        } else if !head.host.as_deref().is_none_or(|h| http::host_allowed(h, self.host_rule)) {
             let host = head.host.as_deref().unwrap_or_default();
-            Some((403, format!("Host '{host}' does not name this machine's loopback")))
+            Some((403, format!("Host '{host}' does not name this machine")))
         } else if !head.post {
             Some((405, "only POST is served here".to_owned()))
         } else if head.chunked {

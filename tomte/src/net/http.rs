@@ -2,6 +2,8 @@
 
 use std::io::Write as _;
 
+use super::HostRule;
+
 /// What the body of a request is, by its Content-Type (or, without one, by its first byte).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BodyKind {
@@ -168,10 +170,9 @@ fn content_length(v: &str) -> Option<usize> {
     v.parse().ok()
 }
 
-/// Whether `host` (a Host header: name or address, maybe a port) names this machine's loopback:
-/// `localhost`, `127.x.x.x` or `[::1]`. A browser tricked by DNS rebinding sends the
-/// attacker's name instead.
-pub fn is_loopback_host(host: &str) -> bool {
+/// Whether a listener with `rule` may serve a request whose Host header is `host` (a name or
+/// an address, maybe with a port). A browser tricked by DNS rebinding sends the attacker's name.
+pub fn host_allowed(host: &str, rule: HostRule) -> bool {
     let name = match host.strip_prefix('[') {
         Some(rest) => match rest.split_once(']') {
             Some((ip, port)) if port.is_empty() || valid_port(port) => ip,
@@ -183,10 +184,22 @@ pub fn is_loopback_host(host: &str) -> bool {
             None => host,
         },
     };
-    if name.eq_ignore_ascii_case("localhost") || name.eq_ignore_ascii_case("localhost.") {
-        return true;
+    let name = name.strip_suffix('.').unwrap_or(name);
+    let ip = name.parse::<std::net::IpAddr>().ok();
+    let loopback = name.eq_ignore_ascii_case("localhost") || ip.is_some_and(|ip| ip.is_loopback());
+    match rule {
+        HostRule::Any => true,
+        HostRule::Loopback => loopback,
+        HostRule::ThisMachine => loopback || ip.is_some() || is_host_name(name),
     }
-    name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Whether `name` is this machine's host name (`uname -n`), or its first label.
+fn is_host_name(name: &str) -> bool {
+    let uname = rustix::system::uname();
+    let node = uname.nodename().to_string_lossy();
+    let short = node.split('.').next().unwrap_or_default();
+    !name.is_empty() && (name.eq_ignore_ascii_case(&node) || name.eq_ignore_ascii_case(short))
 }
 
 fn valid_port(p: &str) -> bool {

@@ -29,6 +29,17 @@ pub enum BindError {
     Io { addr: String, source: io::Error },
 }
 
+/// The `Host` headers a listener's HTTP requests may carry (see [`Listener::host_rule`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HostRule {
+    /// Unix sockets (browsers cannot reach them) and TCP on a specific non-loopback address.
+    Any,
+    /// `localhost`, `127.x.x.x` or `[::1]`, with any port.
+    Loopback,
+    /// Those, any IP address, or this machine's host name (a wildcard listener).
+    ThisMachine,
+}
+
 /// A listening socket of either kind.
 #[derive(Debug)]
 pub enum Listener {
@@ -133,10 +144,19 @@ impl Listener {
         }
     }
 
-    /// Whether it is a TCP listener on a loopback address, where browsers are the danger
-    /// (DNS rebinding), so HTTP requests must name a loopback host.
-    pub fn is_loopback_tcp(&self) -> bool {
-        matches!(self, Listener::Tcp { address: Address { transport: Transport::Tcp(a), .. }, .. } if a.ip().is_loopback())
+    /// Which `Host` headers its HTTP requests may carry. A listener that loopback reaches
+    /// (a loopback or a wildcard address) is what a browser tricked by DNS rebinding reaches:
+    /// the attacker's name in `Host` gives it away.
+    pub fn host_rule(&self) -> HostRule {
+        match self {
+            Listener::Tcp { address: Address { transport: Transport::Tcp(a), .. }, .. } if a.ip().is_loopback() => {
+                HostRule::Loopback
+            }
+            Listener::Tcp { address: Address { transport: Transport::Tcp(a), .. }, .. } if a.ip().is_unspecified() => {
+                HostRule::ThisMachine
+            }
+            _ => HostRule::Any,
+        }
     }
 
     pub fn source(&mut self) -> &mut dyn mio::event::Source {

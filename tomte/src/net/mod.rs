@@ -14,7 +14,7 @@ pub use tomte_rpc::Served;
 
 pub use addr::{Address, AddressError, Dialect, Transport};
 pub use conn::{Budget, Conn, Drive};
-pub use listener::{BindError, Listener, Stream};
+pub use listener::{BindError, HostRule, Listener, Stream};
 pub use peer::{Peer, PeerKey};
 
 /// What answers complete messages. Each method appends its answer to `out`, or says that the
