@@ -8,7 +8,7 @@ median / p99 / max) during the attack against just before it, and the daemon's R
 and open fds before, during and a few seconds after. Loopback and a temp dir only; the daemon
 is stopped by its pid at the end.
 """
-import json, os, socket, statistics, subprocess, sys, tempfile, threading, time
+import json, os, socket, subprocess, sys, tempfile, threading, time
 
 ECHO = b'{"jsonrpc":"2.0","method":"my.echo","params":["ok"],"id":1}\n'
 
@@ -29,56 +29,52 @@ def cpu_ticks(pid):
     return int(f[11]) + int(f[12])
 
 
+VICTIM = r"""
+import socket, sys, time, json
+path, seconds = sys.argv[1], float(sys.argv[2])
+ECHO = b'{"jsonrpc":"2.0","method":"my.echo","params":["ok"],"id":1}\n'
+lat, errors, s, end = [], 0, None, time.time() + seconds
+while time.time() < end:
+    t = time.perf_counter()
+    try:
+        if s is None:
+            s = socket.socket(socket.AF_UNIX); s.settimeout(30); s.connect(path); f = s.makefile("rb")
+        s.sendall(ECHO)
+        if b'"ok"' not in f.readline():
+            raise OSError("bad answer")
+        lat.append(time.perf_counter() - t)
+    except OSError:
+        errors += 1; s = None; time.sleep(0.01)
+print(json.dumps({"lat": lat, "errors": errors}))
+"""
+
+
 class Victim:
-    """One client calling my.echo over and over on the unix socket, recording latencies."""
+    """One client, in a process of its own (no GIL shared with the attackers), calling my.echo
+    over and over on the unix socket."""
 
     def __init__(self, path):
-        self.path, self.lat, self.stop, self.errors = path, [], False, 0
-
-    def run(self):
-        s = None
-        while not self.stop:
-            t = time.perf_counter()
-            try:
-                if s is None:
-                    s = socket.socket(socket.AF_UNIX)
-                    s.settimeout(30)
-                    s.connect(self.path)
-                    f = s.makefile("rb")
-                s.sendall(ECHO)
-                line = f.readline()
-                if b'"ok"' not in line:
-                    raise OSError(line)
-                self.lat.append(time.perf_counter() - t)
-            except OSError:
-                self.errors += 1
-                s = None
-                time.sleep(0.01)
+        self.path = path
 
     def measure(self, seconds):
-        self.lat, self.stop, self.errors = [], False, 0
-        th = threading.Thread(target=self.run)
-        th.start()
-        time.sleep(seconds)
-        self.stop = True
-        th.join()
-        return self.summary()
-
-    def summary(self):
-        lat = sorted(self.lat) or [float("nan")]
+        out = subprocess.run([sys.executable, "-c", VICTIM, self.path, str(seconds)], capture_output=True, text=True)
+        r = json.loads(out.stdout)
+        lat = sorted(r["lat"]) or [float("nan")]
         p = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] * 1e6
-        return f"median {p(0.5):.0f} us, p99 {p(0.99):.0f} us, max {lat[-1]*1e6:.0f} us, {len(self.lat)} calls, {self.errors} errors"
+        return (f"median {p(0.5):.0f} us, p99 {p(0.99):.0f} us, max {lat[-1]*1e6:.0f} us, "
+                f"{len(r['lat'])} calls, {r['errors']} errors")
 
 
 def attack(name, pid, victim, setup, teardown=None, during=3.0):
     quiet = victim.measure(1.0)
     before = (status_kb(pid, "RssAnon"), status_kb(pid, "VmRSS"), fds(pid))
-    ticks = cpu_ticks(pid)
     state = setup()
-    t0 = time.time()
+    # The daemon's CPU for the attack alone, before the victim adds its own calls.
+    ticks, t0 = cpu_ticks(pid), time.time()
+    time.sleep(1.0)
+    cpu = (cpu_ticks(pid) - ticks) / os.sysconf("SC_CLK_TCK") / (time.time() - t0)
     loaded = victim.measure(during)
     mid = (status_kb(pid, "RssAnon"), status_kb(pid, "VmRSS"), fds(pid))
-    cpu = (cpu_ticks(pid) - ticks) / os.sysconf("SC_CLK_TCK") / (time.time() - t0 + 1e-9)
     if teardown:
         teardown(state)
     del state
@@ -87,7 +83,7 @@ def attack(name, pid, victim, setup, teardown=None, during=3.0):
     print(f"## {name}")
     print(f"  victim unloaded: {quiet}")
     print(f"  victim during:   {loaded}")
-    print(f"  RssAnon/VmRSS kB, fds: before {before}, during {mid}, 3 s after {after}; daemon CPU during ~{cpu*100:.0f} %")
+    print(f"  RssAnon/VmRSS kB, fds: before {before}, during {mid}, 3 s after {after}; daemon CPU for the attack alone ~{cpu*100:.0f} % of a core")
     sys.stdout.flush()
 
 
@@ -104,7 +100,9 @@ def main():
     probe.bind(("127.0.0.1", 0))
     port = probe.getsockname()[1]
     probe.close()
+    # A 64 MiB message limit, so that the 1 000 000-member XML-RPC struct (55 MiB) fits.
     subprocess.run([echo, "start", "--socket", f"unix://{sock}", "--socket", f"tcp://127.0.0.1:{port}",
+                    "--max-message", str(64 << 20),
                     "--pidfile", pidf, "--log", f"{d}/e.log"], check=True)
     pid = int(open(pidf).read())
     v = Victim(sock)
