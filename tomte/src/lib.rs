@@ -262,6 +262,7 @@
 //!   XML document with a `<!DOCTYPE` is refused, so no declared entity is ever expanded; the
 //!   PHP-serialize reader accepts arrays and scalars only, never objects.
 
+pub mod access;
 pub mod cli;
 pub mod client;
 pub mod daemon;
@@ -283,7 +284,7 @@ pub mod _fuzz {
 
 pub use daemon::{Config, Ctx, Daemon, DaemonError, Mode};
 pub use event::Event;
-pub use tomte_rpc::{Args, Fault, Params, Type, Value};
+pub use tomte_rpc::{Args, Fault, Params, Permission, Type, Value};
 
 /// A method of a tomte daemon: its handlers receive the daemon's [`Ctx`].
 pub type Method = tomte_rpc::Method<Ctx>;

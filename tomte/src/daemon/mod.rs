@@ -12,6 +12,7 @@ use tomte_rpc::{Method, Registry};
 pub use ctx::Ctx;
 pub use run::Mode;
 
+use crate::access::{Grants, Policy, Who};
 use crate::event::{Event, EventBus, Listener};
 use crate::net::{Address, BindError, Limits};
 use crate::process::PidFileError;
@@ -34,6 +35,13 @@ pub struct Config {
     /// Absolute niceness to set at start.
     pub nice: Option<i32>,
     pub limits: Limits,
+    /// The mode of the unix socket files the daemon creates (default 0600: only its user may
+    /// connect). Connecting is not being allowed: see [`Config::policy`].
+    pub socket_mode: u32,
+    /// The group of the unix socket files (default: the daemon's).
+    pub socket_group: Option<u32>,
+    /// Who may call what, beyond the defaults (see [`crate::access`]).
+    pub policy: Policy,
 }
 
 impl Config {
@@ -54,6 +62,9 @@ impl Config {
             umask: 0o027,
             nice: None,
             limits: Limits::default(),
+            socket_mode: 0o600,
+            socket_group: None,
+            policy: Policy::default(),
         }
     }
 }
@@ -148,6 +159,7 @@ pub struct Daemon {
     pub(crate) events: EventBus,
     pub(crate) timers: Vec<(Duration, TimerFn)>,
     pub(crate) workers: Supervisor,
+    pub(crate) policy: Policy,
 }
 
 impl Daemon {
@@ -162,6 +174,7 @@ impl Daemon {
             events: EventBus::new(),
             timers: Vec::new(),
             workers: Supervisor::default(),
+            policy: Policy::default(),
         };
         builtins::install(&mut d.registry);
         for sig in ["daemon.posix.SIGTERM", "daemon.posix.SIGINT"] {
@@ -193,6 +206,20 @@ impl Daemon {
         if let Err(e) = self.registry.add(method) {
             panic!("{e}");
         }
+        self
+    }
+
+    /// Grants `grants` to the peers `who` names, on top of the defaults and of the
+    /// configuration's rules (`--allow`); see [`crate::access`].
+    ///
+    /// ```no_run
+    /// use tomte::access::{Grants, Who};
+    /// use tomte::Permission;
+    /// let mut daemon = tomte::Daemon::new("echo");
+    /// daemon.allow(Who::Group("ops".into()), Grants::of([Permission::Read, Permission::Control]));
+    /// ```
+    pub fn allow(&mut self, who: Who, grants: Grants) -> &mut Self {
+        self.policy.allow(who, grants);
         self
     }
 
