@@ -56,6 +56,8 @@ pub enum RegistryError {
     Duplicate(String),
     #[error("method name is empty")]
     EmptyName,
+    #[error("no method '{0}' is registered")]
+    Unknown(String),
 }
 
 /// FNV-1a: method names are short, and the table only ever holds registered names, so a
@@ -168,6 +170,14 @@ impl<C> Registry<C> {
     /// it replaces the one set before. The `system.*` methods require [`Permission::Read`].
     pub fn set_gate(&mut self, gate: impl Gate<C> + 'static) {
         self.gate = Some(Box::new(gate));
+    }
+
+    /// Changes what an already registered method requires (a built-in's, say: `worker.restart`
+    /// needing a custom `restart` instead of `control`).
+    pub fn set_permission(&mut self, name: &str, permission: Permission) -> Result<(), RegistryError> {
+        let i = *self.index.get(name).ok_or_else(|| RegistryError::Unknown(name.to_owned()))?;
+        self.methods[i].permission = permission;
+        Ok(())
     }
 
     /// Whether the caller in `ctx` may call `method` (always, without a gate).

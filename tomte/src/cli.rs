@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! NAME start|run|stop|status|restart|reload [--socket ADDR]... [--pidfile PATH] [--log PATH] [-v]
-//!      [--allow WHO=PERM[,PERM…]]... [--socket-mode OCTAL] [--socket-group GROUP]
+//!      [--allow WHO=PERM[,PERM…]]... [--require METHOD=PERM]... [--socket-mode OCTAL]
+//!      [--socket-group GROUP]
 //! ```
 //!
 //! `--allow` adds a rule to the access policy (see [`crate::access`]).
@@ -147,6 +148,8 @@ Options:
                         PERMS: read, call, control, a custom name, or all, comma-separated.
                         Defaults: on unix sockets the daemon's user and root hold all,
                         others nothing; anonymous TCP clients hold read,call
+  --require METHOD=PERM make METHOD need permission PERM (repeatable), e.g.
+                        worker.restart=restart, to grant it apart from control
   --socket-mode OCTAL   mode of the unix socket files (default 0600)
   --socket-group GROUP  group (name or gid) of the unix socket files (default: the daemon's)
   --max-connections N   connections open at once (default 1024)
@@ -215,6 +218,12 @@ fn parse(name: &str, args: Vec<String>) -> Result<Parsed, String> {
                 let v = value("WHO=PERM[,PERM...]")?;
                 let rule: Rule = v.parse().map_err(|e| format!("--allow {v}: {e}"))?;
                 p.config.policy.allow(rule.who, rule.grants);
+            }
+            "--require" => {
+                let v = value("METHOD=PERM")?;
+                let (method, perm) = v.split_once('=').ok_or_else(|| format!("--require {v}: not METHOD=PERM"))?;
+                let perm = perm.parse().map_err(|e| format!("--require {v}: {e}"))?;
+                p.config.requires.push((method.to_owned(), perm));
             }
             "--socket-mode" => {
                 let v = value("an octal mode")?;
@@ -442,6 +451,8 @@ mod tests {
         let rules: Vec<String> = p.config.policy.rules().iter().map(|r| r.to_string()).collect();
         assert_eq!(rules, ["group:ops=read,control", "uid:7=all"]);
         assert_eq!(p.config.socket_mode, 0o660);
+        let p = parse("echo", vec!["--require".into(), "worker.restart=restart".into()]).unwrap();
+        assert_eq!(p.config.requires, [("worker.restart".to_owned(), tomte_rpc::Permission::custom("restart"))]);
         let p = parse("echo", vec!["--socket-group".into(), "root".into()]).unwrap();
         assert_eq!(p.config.socket_group, Some(0));
         for bad in [

@@ -268,3 +268,32 @@ fn control_calls_are_audited_without_their_params() {
     assert!(!log.contains("secret-param-value-7") && !log.contains("another-secret-9"), "params stay out: {log}");
     assert!(!log.lines().any(|l| l.contains("audit") && l.contains("my.echo")), "only control calls: {log}");
 }
+
+#[test]
+fn the_ops_example_lets_a_group_read_and_restart_workers_and_nothing_else() {
+    let args = [
+        "--socket-mode",
+        "0660",
+        "--socket-group",
+        NOBODY,
+        "--require",
+        "worker.restart=restart",
+        "--allow",
+        "group:nogroup=read,restart",
+    ];
+    let d = Daemon::new("echo", &args).start();
+    let lines = [req("daemon.status"), req("worker.restart"), req("worker.stop"), req("daemon.shutdown")];
+    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let answers = as_nobody(&d.sock, &lines).unwrap();
+    assert_eq!(answers[0]["result"]["you"]["grants"], serde_json::json!(["read", "restart"]), "{}", answers[0]);
+    assert_eq!(answers[1]["result"], serde_json::json!({}), "no workers to restart, but allowed: {}", answers[1]);
+    refused(&answers[2], "worker.stop", "control", "uid 65534");
+    refused(&answers[3], "daemon.shutdown", "control", "uid 65534");
+    alive_after(&d);
+    let log = d.log_text();
+    assert!(!log.lines().any(|l| l.contains("audit") && l.contains("worker.restart")), "restart is not control now");
+    // A method the daemon does not have: start fails and says so.
+    let out = Daemon::new("echo", &["--require", "no.such=read"]).cmd("start");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("no.such"), "{}", text(&out.stderr));
+}

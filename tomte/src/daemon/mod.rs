@@ -7,7 +7,7 @@ mod run;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use tomte_rpc::{Method, Registry};
+use tomte_rpc::{Method, Permission, Registry};
 
 pub use ctx::Ctx;
 pub use run::Mode;
@@ -42,6 +42,9 @@ pub struct Config {
     pub socket_group: Option<u32>,
     /// Who may call what, beyond the defaults (see [`crate::access`]).
     pub policy: Policy,
+    /// Methods whose permission changes at start (`--require METHOD=PERM`), as
+    /// [`Daemon::require`] changes it in code.
+    pub requires: Vec<(String, Permission)>,
 }
 
 impl Config {
@@ -65,6 +68,7 @@ impl Config {
             socket_mode: 0o600,
             socket_group: None,
             policy: Policy::default(),
+            requires: Vec::new(),
         }
     }
 }
@@ -133,6 +137,9 @@ pub enum DaemonError {
     PidFile(#[from] PidFileError),
     #[error(transparent)]
     Bind(#[from] BindError),
+    /// `--require` named a method the daemon does not have.
+    #[error("cannot change what {method} requires: the daemon has no such method")]
+    UnknownMethod { method: String },
     #[error("{what}: {source}")]
     Io { what: String, source: std::io::Error },
 }
@@ -220,6 +227,19 @@ impl Daemon {
     /// ```
     pub fn allow(&mut self, who: Who, grants: Grants) -> &mut Self {
         self.policy.allow(who, grants);
+        self
+    }
+
+    /// Makes method `name` require `permission` instead of what it was registered with — a
+    /// built-in's included: `daemon.require("worker.restart", Permission::custom("restart"))`
+    /// lets a rule grant restarting workers without the rest of `control`.
+    ///
+    /// # Panics
+    /// When no method of that name is registered (yet): a programming error, found at once.
+    pub fn require(&mut self, name: &str, permission: Permission) -> &mut Self {
+        if let Err(e) = self.registry.set_permission(name, permission) {
+            panic!("{e}");
+        }
         self
     }
 

@@ -197,6 +197,11 @@ impl Running {
         ctx.limits = config.limits.clone();
         let per_listener = vec![0; listeners.len()];
         let mut registry = d.registry;
+        for (method, permission) in &config.requires {
+            registry
+                .set_permission(method, permission.clone())
+                .map_err(|_| DaemonError::UnknownMethod { method: method.clone() })?;
+        }
         registry.set_gate(DaemonGate);
         let mut policy = d.policy;
         for rule in config.policy.rules() {
