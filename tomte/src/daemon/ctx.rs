@@ -115,8 +115,8 @@ impl Ctx {
     }
 
     /// Who made the call being served: the identity of its connection, decided when the
-    /// connection was accepted (see [`crate::net::Peer`]). `None` outside a call (in timers
-    /// and in listeners of events that no call caused).
+    /// connection was accepted (see [`crate::net::Peer`]). `None` outside a call: in timers
+    /// and in event listeners (`daemon.socket.client.connect` carries the identity itself).
     pub fn peer(&self) -> Option<&Peer> {
         self.caller.as_deref().map(|c| &c.peer)
     }
