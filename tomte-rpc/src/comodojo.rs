@@ -8,8 +8,9 @@
 //!   to JSON for good after the first JSON request, which is not reproduced.
 //! * A response is `{status: bool, message: string|null}`: `true` with the RPC response (RPC
 //!   faults included), `null` when a JSON-RPC request had nothing to answer (notifications);
-//!   `false` with an error text when the frame itself could not be read. The connection stays
-//!   open either way.
+//!   `false` with an error text when the frame itself could not be read, or when its one call
+//!   was refused for want of a permission ("Permission denied: …"). The connection stays open
+//!   either way.
 //!
 //! Only the PHP-serialize subset of [`crate::php`] is parsed — never objects — and unknown keys
 //! are refused, as the original's models do. Finding the line (and limiting its length) is the
@@ -151,17 +152,34 @@ pub fn serve<C>(registry: &Registry<C>, ctx: &mut C, line: &[u8], out: &mut Vec<
         }
     };
     let mut payload = Vec::new();
-    let served = if is_json(request.content_type.as_deref()) {
+    registry.take_refused();
+    let json = is_json(request.content_type.as_deref());
+    let served = if json {
         crate::jsonrpc::serve(registry, ctx, &request.message, &mut payload)
     } else {
         crate::xmlrpc::serve(registry, ctx, &request.message, &mut payload)
     };
+    // A frame whose one call the caller may not make is refused as a whole, as comodojo's
+    // server refuses what it will not serve: status false with the reason. Inside a batch or
+    // a multicall, each refused entry stays an error in place.
+    if let Some(why) = registry.take_refused() {
+        let single = if json { request.message.trim_ascii_start().first() == Some(&b'{') } else { is_fault(&payload) };
+        if single {
+            encode_response(false, Some(why.as_bytes()), out);
+            return Served::Answered;
+        }
+    }
     match served {
         Served::Later(p) => return Served::Later(p.in_comodojo_frame()),
         Served::Answered => encode_response(true, Some(&payload), out),
         Served::Nothing => encode_response(true, None, out),
     }
     Served::Answered
+}
+
+/// Whether an XML-RPC answer is a fault (a whole-call failure), not a multicall's results.
+fn is_fault(payload: &[u8]) -> bool {
+    payload.windows(23).any(|w| w == b"<methodResponse><fault>")
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -14,6 +14,8 @@ pub const INTERNAL_ERROR: i32 = -32603;
 pub const APPLICATION_ERROR: i32 = -32500;
 pub const SYSTEM_ERROR: i32 = -32400;
 pub const TRANSPORT_ERROR: i32 = -32300;
+/// A call of a method whose permission the caller does not hold (server-defined range).
+pub const PERMISSION_DENIED: i32 = -32001;
 /// comodojo's code for `system.multicall` asked over JSON-RPC.
 pub const MULTICALL_JSON: i32 = -31000;
 /// comodojo's code for a `system.multicall` inside a `system.multicall`.
@@ -64,6 +66,12 @@ impl Fault {
     }
     pub fn invalid_params(detail: impl Into<String>) -> Fault {
         Fault::new(INVALID_PARAMS, "Invalid params").with_data(detail.into())
+    }
+    /// The caller `who` lacks `permission`, which `method` requires. The detail names all three
+    /// (never the call's parameters).
+    pub fn permission_denied(method: &str, permission: &crate::Permission, who: &str) -> Fault {
+        Fault::new(PERMISSION_DENIED, "Permission denied")
+            .with_data(format!("{method} requires the '{permission}' permission, which {who} does not have"))
     }
     pub fn internal(detail: impl Into<String>) -> Fault {
         Fault::new(INTERNAL_ERROR, "Internal error").with_data(detail.into())

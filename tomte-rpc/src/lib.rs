@@ -18,6 +18,7 @@ pub mod fault;
 pub mod fuzzing;
 pub mod jsonrpc;
 pub mod method;
+pub mod permission;
 pub mod php;
 pub mod registry;
 pub mod served;
@@ -27,6 +28,7 @@ pub mod xmlrpc;
 
 pub use fault::Fault;
 pub use method::{Handler, Method, Params, Signature, Type};
+pub use permission::{Gate, Permission, PermissionError};
 pub use registry::{Args, Capability, Protocol, Registry, RegistryError};
 pub use served::{Pending, Served};
 pub use value::{FromValue, Value};

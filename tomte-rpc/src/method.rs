@@ -3,6 +3,7 @@
 use std::fmt;
 
 use crate::fault::Fault;
+use crate::permission::Permission;
 use crate::value::{FromValue, Value};
 
 /// A type in a signature, named as XML-RPC introspection names it.
@@ -192,6 +193,7 @@ pub struct Method<C> {
     pub(crate) signatures: Vec<Signature>,
     /// False until a signature is declared: such a method takes any parameters.
     pub(crate) declared: bool,
+    pub(crate) permission: Permission,
     pub(crate) body: Body<C>,
 }
 
@@ -204,7 +206,20 @@ impl<C> Method<C> {
     }
 
     pub(crate) fn with_body(name: String, body: Body<C>) -> Method<C> {
-        Method { name, description: None, signatures: vec![Signature::new()], declared: false, body }
+        Method {
+            name,
+            description: None,
+            signatures: vec![Signature::new()],
+            declared: false,
+            permission: Permission::Call,
+            body,
+        }
+    }
+
+    /// The permission a caller must hold to run the method ([`Permission::Call`] unless set).
+    pub fn requires(mut self, permission: Permission) -> Self {
+        self.permission = permission;
+        self
     }
 
     pub fn description(mut self, text: impl Into<String>) -> Self {
@@ -243,6 +258,10 @@ impl<C> Method<C> {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+    /// What a caller must hold to run it (see [`Method::requires`]).
+    pub fn permission(&self) -> &Permission {
+        &self.permission
     }
     pub fn help(&self) -> Option<&str> {
         self.description.as_deref()

@@ -7,6 +7,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::fault::{self, Fault};
 use crate::method::{Body, Method, Params, Signature};
+use crate::permission::{Gate, Permission};
 use crate::value::Value;
 
 /// The protocol a call arrived in; a few answers depend on it (`system.multicall`).
@@ -55,6 +56,8 @@ pub enum RegistryError {
     Duplicate(String),
     #[error("method name is empty")]
     EmptyName,
+    #[error("no method '{0}' is registered")]
+    Unknown(String),
 }
 
 /// FNV-1a: method names are short, and the table only ever holds registered names, so a
@@ -84,6 +87,11 @@ pub struct Registry<C> {
     /// False while a batch or a multicall runs: its calls cannot answer later.
     may_defer: std::rc::Rc<std::cell::Cell<bool>>,
     capabilities: Vec<Capability>,
+    /// Who may call what; none: everyone may call everything.
+    gate: Option<Box<dyn Gate<C>>>,
+    /// The text of the last call the gate refused (comodojo answers a frame whose one call was
+    /// refused with `status: false` and this text).
+    refused: std::cell::RefCell<Option<String>>,
 }
 
 impl<C> Default for Registry<C> {
@@ -103,8 +111,12 @@ impl<C> Registry<C> {
             last: std::cell::Cell::new(usize::MAX),
             may_defer: std::rc::Rc::new(std::cell::Cell::new(true)),
             capabilities: Vec::new(),
+            gate: None,
+            refused: std::cell::RefCell::new(None),
         };
-        let sys = |name: &str, m: SystemMethod| Method::with_body(name.to_owned(), Body::System(m));
+        let sys = |name: &str, m: SystemMethod| {
+            Method::with_body(name.to_owned(), Body::System(m)).requires(Permission::Read)
+        };
         let system = [
             sys("system.getCapabilities", SystemMethod::GetCapabilities)
                 .description("This method lists all the capabilites that the RPC server has: the (more or less standard) extensions to the RPC spec that it adheres to")
@@ -154,6 +166,25 @@ impl<C> Registry<C> {
         Ok(())
     }
 
+    /// Sets the gate every call passes before its parameters are validated (see [`Gate`]);
+    /// it replaces the one set before. The `system.*` methods require [`Permission::Read`].
+    pub fn set_gate(&mut self, gate: impl Gate<C> + 'static) {
+        self.gate = Some(Box::new(gate));
+    }
+
+    /// Changes what an already registered method requires (a built-in's, say: `worker.restart`
+    /// needing a custom `restart` instead of `control`).
+    pub fn set_permission(&mut self, name: &str, permission: Permission) -> Result<(), RegistryError> {
+        let i = *self.index.get(name).ok_or_else(|| RegistryError::Unknown(name.to_owned()))?;
+        self.methods[i].permission = permission;
+        Ok(())
+    }
+
+    /// Whether the caller in `ctx` may call `method` (always, without a gate).
+    pub fn allows(&self, ctx: &C, method: &Method<C>) -> bool {
+        self.gate.as_ref().is_none_or(|g| g.allows(ctx, &method.permission))
+    }
+
     /// Advertises a capability in `system.getCapabilities` (replacing one of the same name).
     pub fn add_capability(&mut self, name: &str, spec_url: &str, spec_version: i64) {
         self.capabilities.retain(|c| c.name != name);
@@ -164,6 +195,11 @@ impl<C> Registry<C> {
     /// false inside a batch or a multicall: a context that sends work elsewhere checks it first.
     pub fn defer_flag(&self) -> std::rc::Rc<std::cell::Cell<bool>> {
         self.may_defer.clone()
+    }
+
+    /// The text of the call the gate refused last, if one was since the previous take.
+    pub(crate) fn take_refused(&self) -> Option<String> {
+        self.refused.borrow_mut().take()
     }
 
     /// Runs `f` with deferring forbidden (a batch, a multicall), then restores the flag.
@@ -197,10 +233,20 @@ impl<C> Registry<C> {
         self.methods.is_empty()
     }
 
-    /// Runs one call: finds the method, validates `args` against its signatures (the first that
-    /// matches wins), then runs it. A handler that panics becomes −32603, not a dead daemon.
+    /// Runs one call: finds the method, asks the gate (if any) whether the caller may call it,
+    /// validates `args` against its signatures (the first that matches wins), then runs it. A
+    /// handler that panics becomes −32603, not a dead daemon.
+    ///
+    /// An unknown method is −32601 whoever asks: method names are not secrets (they are in the
+    /// program), so a refused caller learns nothing it could not read there.
     pub fn call(&self, name: &str, args: Args, ctx: &mut C, protocol: Protocol) -> Result<Value, Fault> {
         let method = self.get(name).ok_or_else(Fault::method_not_found)?;
+        if let Some(gate) = &self.gate {
+            if let Err(f) = gate.check(ctx, &method.name, &method.permission) {
+                *self.refused.borrow_mut() = Some(f.full_message());
+                return Err(f);
+            }
+        }
         let (values, names) = bind(method, args)?;
         let params = Params::new(values, names);
         match &method.body {
@@ -214,13 +260,15 @@ impl<C> Registry<C> {
 
     fn system(&self, which: SystemMethod, p: Params<'_>, ctx: &mut C, protocol: Protocol) -> Result<Value, Fault> {
         match which {
-            SystemMethod::ListMethods => Ok(Value::Array(self.names().map(Value::from).collect())),
+            SystemMethod::ListMethods => Ok(Value::Array(
+                self.methods.iter().filter(|m| self.allows(ctx, m)).map(|m| Value::from(m.name.as_str())).collect(),
+            )),
             SystemMethod::MethodHelp => {
-                let m = self.get(&p.get::<String>("method")?).ok_or_else(Fault::method_not_found)?;
+                let m = self.introspect(&p.get::<String>("method")?, ctx)?;
                 Ok(Value::from(m.help().unwrap_or("")))
             }
             SystemMethod::MethodSignature => {
-                let m = self.get(&p.get::<String>("method")?).ok_or_else(Fault::method_not_found)?;
+                let m = self.introspect(&p.get::<String>("method")?, ctx)?;
                 let sigs = m.signatures();
                 if sigs.is_empty() {
                     // The introspection spec's "none-array" for a method without signatures.
@@ -252,6 +300,16 @@ impl<C> Registry<C> {
                 Ok(self
                     .without_defer(|| Value::Array(calls.into_iter().map(|c| self.multicall_entry(c, ctx)).collect())))
             }
+        }
+    }
+
+    /// The method `system.methodHelp` or `system.methodSignature` asks about: one the caller
+    /// may not call is refused as calling it would be (it is not listed either).
+    fn introspect(&self, name: &str, ctx: &C) -> Result<&Method<C>, Fault> {
+        let m = self.get(name).ok_or_else(Fault::method_not_found)?;
+        match &self.gate {
+            Some(g) if !g.allows(ctx, &m.permission) => Err(g.refusal(ctx, &m.name, &m.permission)),
+            _ => Ok(m),
         }
     }
 
@@ -464,5 +522,71 @@ mod tests {
         assert_eq!(items[3].member("faultCode"), Some(&Value::Int(-32600)));
         let json = r.call("system.multicall", Args::Positional(vec![calls]), &mut n, Protocol::Json).unwrap_err();
         assert_eq!(json.code, -31000);
+    }
+
+    /// A context that holds the permissions a test grants.
+    fn gated(grants: &'static [Permission]) -> Registry<u32> {
+        let mut r = registry();
+        r.add(
+            Method::new("app.stop", |_, calls: &mut u32| {
+                *calls += 1;
+                Ok(Value::Nil)
+            })
+            .requires(Permission::Control)
+            .param(Type::Int, "code"),
+        )
+        .unwrap();
+        r.set_gate(move |_: &u32, p: &Permission| grants.contains(p));
+        r
+    }
+
+    #[test]
+    fn the_gate_refuses_before_params_are_validated_and_the_handler_runs() {
+        let r = gated(&[Permission::Read, Permission::Call]);
+        let mut n = 0;
+        // Wrong params, and a permission missing: the permission is what the caller hears of.
+        let f = r.call("app.stop", Args::Positional(vec!["x".into()]), &mut n, Protocol::Json).unwrap_err();
+        assert_eq!(f.code, fault::PERMISSION_DENIED);
+        assert_eq!(f.message, "Permission denied");
+        assert_eq!(
+            f.data,
+            Some(Value::from("app.stop requires the 'control' permission, which the caller does not have"))
+        );
+        assert_eq!(n, 0, "the handler must not run");
+        assert_eq!(r.call("my.echo", Args::Positional(vec!["hi".into()]), &mut n, Protocol::Json), Ok("hi".into()));
+        // Unknown stays unknown.
+        assert_eq!(r.call("nope", Args::default(), &mut n, Protocol::Json).unwrap_err().code, fault::METHOD_NOT_FOUND);
+    }
+
+    #[test]
+    fn introspection_shows_only_what_the_caller_may_call() {
+        let r = gated(&[Permission::Read]);
+        let mut n = 0;
+        let Ok(Value::Array(names)) = r.call("system.listMethods", Args::default(), &mut n, Protocol::Xml) else {
+            panic!()
+        };
+        assert_eq!(names.len(), 5, "only the system.* methods: {names:?}");
+        let help = r.call("system.methodHelp", Args::Positional(vec!["app.stop".into()]), &mut n, Protocol::Xml);
+        assert_eq!(help.unwrap_err().code, fault::PERMISSION_DENIED);
+        let sig = r.call("system.methodSignature", Args::Positional(vec!["my.echo".into()]), &mut n, Protocol::Xml);
+        assert_eq!(sig.unwrap_err().code, fault::PERMISSION_DENIED);
+        let none = gated(&[]);
+        let f = none.call("system.listMethods", Args::default(), &mut n, Protocol::Xml).unwrap_err();
+        assert_eq!(f.code, fault::PERMISSION_DENIED);
+    }
+
+    #[test]
+    fn each_multicall_entry_is_checked_on_its_own() {
+        let r = gated(&[Permission::Read, Permission::Call]);
+        let mut n = 0;
+        let call = |name: &str, params: Vec<Value>| {
+            Value::structure([("methodName", Value::from(name)), ("params", Value::Array(params))])
+        };
+        let calls = Value::Array(vec![call("my.echo", vec!["a".into()]), call("app.stop", vec![1.into()])]);
+        let out = r.call("system.multicall", Args::Positional(vec![calls]), &mut n, Protocol::Xml).unwrap();
+        let Value::Array(items) = out else { panic!() };
+        assert_eq!(items[0], Value::Array(vec!["a".into()]));
+        assert_eq!(items[1].member("faultCode"), Some(&Value::Int(-32001)));
+        assert_eq!(n, 1, "only my.echo ran");
     }
 }

@@ -2,11 +2,11 @@
 //! `notify_hello`, `notify_sum`, `get_data`), on the standard command line: the integration
 //! tests replay the specification's request/response pairs against it.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Duration;
 
-use tomte::{Ctx, Daemon, Event, Fault, Method, Type, Value};
+use tomte::{Ctx, Daemon, Event, Fault, Method, Permission, Type, Value};
 
 fn ints(values: &[Value]) -> Result<Vec<i64>, Fault> {
     values
@@ -30,9 +30,21 @@ fn main() {
     let usr2 = Rc::new(Cell::new(0i64));
     let u2 = usr2.clone();
     d.on("spec.usr2", move |_: &Event, _: &mut Ctx| u2.set(u2.get() + 1));
-    d.method(Method::new("spec.counters", move |_, _| {
-        Ok(Value::structure([("ticks", ticks.get()), ("usr1", usr1.get()), ("usr2", usr2.get())]))
-    }));
+    d.method(
+        Method::new("spec.counters", move |_, _| {
+            Ok(Value::structure([("ticks", ticks.get()), ("usr1", usr1.get()), ("usr2", usr2.get())]))
+        })
+        .requires(Permission::Read),
+    );
+    // The identity the last `daemon.socket.client.connect` carried, for the access tests.
+    let last = Rc::new(RefCell::new(Value::Nil));
+    let l = last.clone();
+    d.on("daemon.socket.client.connect", move |ev: &Event, _: &mut Ctx| *l.borrow_mut() = ev.data.clone());
+    d.method(
+        Method::new("spec.lastClient", move |_, _| Ok(last.borrow().clone()))
+            .description("The identity the last daemon.socket.client.connect event carried")
+            .requires(Permission::Read),
+    );
     d.method(
         Method::new("subtract", |p, _| Ok(Value::Int(p.get::<i64>("minuend")? - p.get::<i64>("subtrahend")?)))
             .description("minuend - subtrahend")

@@ -2,7 +2,11 @@
 //!
 //! ```text
 //! NAME start|run|stop|status|restart|reload [--socket ADDR]... [--pidfile PATH] [--log PATH] [-v]
+//!      [--allow WHO=PERM[,PERM…]]... [--require METHOD=PERM]... [--socket-mode OCTAL]
+//!      [--socket-group GROUP]
 //! ```
+//!
+//! `--allow` adds a rule to the access policy (see [`crate::access`]).
 //!
 //! comodojo's flags work too: `-d` (= start), `-f` (= run), `-s` (hard start: clear stale
 //! files first), `-v`, `-h`. `status` exits 0 when running and 3 when not, as LSB says.
@@ -12,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use rustix::process::{kill_process, Pid, Signal};
 
+use crate::access::Rule;
 use crate::daemon::{Config, Daemon, Mode};
 use crate::net::{Address, Listener, Transport};
 use crate::process::{self, files, pidfile, Detached, PidFileError};
@@ -138,6 +143,15 @@ Options:
   --log PATH            log file of the detached daemon (default: none)
   --nice N              set niceness N (absolute)
   --umask OCTAL         umask of the detached daemon (default 027)
+  --allow WHO=PERMS     grant permissions (repeatable; rules add up). WHO: user:NAME,
+                        uid:N, group:NAME, gid:N, cert:CN, token:NAME, anonymous;
+                        PERMS: read, call, control, a custom name, or all, comma-separated.
+                        Defaults: on unix sockets the daemon's user and root hold all,
+                        others nothing; anonymous TCP clients hold read,call
+  --require METHOD=PERM make METHOD need permission PERM (repeatable), e.g.
+                        worker.restart=restart, to grant it apart from control
+  --socket-mode OCTAL   mode of the unix socket files (default 0600)
+  --socket-group GROUP  group (name or gid) of the unix socket files (default: the daemon's)
   --max-connections N   connections open at once (default 1024)
   --max-per-peer N      connections from one IP address or one uid (default 256)
   --listener-reserve N  connections kept for each listener (default 64)
@@ -199,6 +213,34 @@ fn parse(name: &str, args: Vec<String>) -> Result<Parsed, String> {
                 let v = value("an octal mask")?;
                 p.config.umask =
                     u32::from_str_radix(&v, 8).map_err(|_| format!("--umask: '{v}' is not an octal mask"))?;
+            }
+            "--allow" => {
+                let v = value("WHO=PERM[,PERM...]")?;
+                let rule: Rule = v.parse().map_err(|e| format!("--allow {v}: {e}"))?;
+                p.config.policy.allow(rule.who, rule.grants);
+            }
+            "--require" => {
+                let v = value("METHOD=PERM")?;
+                let (method, perm) = v.split_once('=').ok_or_else(|| format!("--require {v}: not METHOD=PERM"))?;
+                let perm = perm.parse().map_err(|e| format!("--require {v}: {e}"))?;
+                p.config.requires.push((method.to_owned(), perm));
+            }
+            "--socket-mode" => {
+                let v = value("an octal mode")?;
+                p.config.socket_mode = match u32::from_str_radix(&v, 8) {
+                    Ok(m) if m <= 0o777 => m,
+                    _ => return Err(format!("--socket-mode: '{v}' is not an octal mode (0600, 0660…)")),
+                };
+            }
+            "--socket-group" => {
+                let v = value("a group name or gid")?;
+                let gid = match v.parse::<u32>() {
+                    Ok(gid) => gid,
+                    Err(_) => {
+                        crate::net::gid_of(&v).ok_or_else(|| format!("--socket-group: no group '{v}' in /etc/group"))?
+                    }
+                };
+                p.config.socket_group = Some(gid);
             }
             "--max-connections" => p.config.limits.max_connections = positive(&flag, &value("a number")?)?,
             "--max-message" => p.config.limits.max_message = number(&flag, &value("a number")?)?,
@@ -400,5 +442,26 @@ mod tests {
         assert!(parse("echo", vec!["start".into(), "stop".into()]).is_err());
         assert!(parse("echo", vec!["--bogus".into()]).unwrap_err().contains("--bogus"));
         assert!(parse("echo", vec!["--socket".into()]).unwrap_err().contains("needs"));
+    }
+
+    #[test]
+    fn access_options() {
+        let args = ["--allow", "group:ops=read,control", "--allow=uid:7=all", "--socket-mode", "0660"];
+        let p = parse("echo", args.iter().map(|s| s.to_string()).collect()).unwrap();
+        let rules: Vec<String> = p.config.policy.rules().iter().map(|r| r.to_string()).collect();
+        assert_eq!(rules, ["group:ops=read,control", "uid:7=all"]);
+        assert_eq!(p.config.socket_mode, 0o660);
+        let p = parse("echo", vec!["--require".into(), "worker.restart=restart".into()]).unwrap();
+        assert_eq!(p.config.requires, [("worker.restart".to_owned(), tomte_rpc::Permission::custom("restart"))]);
+        let p = parse("echo", vec!["--socket-group".into(), "root".into()]).unwrap();
+        assert_eq!(p.config.socket_group, Some(0));
+        for bad in [
+            ["--allow", "ops=read"],
+            ["--socket-mode", "888"],
+            ["--socket-mode", "01777"],
+            ["--socket-group", "no such"],
+        ] {
+            assert!(parse("echo", bad.iter().map(|s| s.to_string()).collect()).is_err(), "{bad:?}");
+        }
     }
 }

@@ -118,6 +118,18 @@
 //! calls [`Ctx::ask`]: the reply to its client is deferred until the worker answers (or dies,
 //! which makes it an error), and the loop serves everyone else meanwhile.
 //!
+//! **Access control** ([`access`]). Every connection's identity ([`net::Peer`]: uid, gid, pid
+//! and names on unix sockets, the address on TCP) is decided once at accept, and the
+//! [`access::Policy`] turns it into [`access::Grants`] kept with the connection. Every method
+//! requires a [`Permission`] (`read`, `call` — the default —, `control`, or a custom name,
+//! [`Method::requires`]); the registry's gate checks it before the parameters are validated and
+//! refuses with −32001 "Permission denied". While a connection is served, the loop puts its
+//! caller (an `Rc`, no copy) in the [`Ctx`]: handlers read [`Ctx::peer`] and [`Ctx::grants`].
+//! Defaults: the daemon's own user and root hold everything on unix sockets, other users
+//! nothing; anonymous TCP clients `read` and `call`. [`Daemon::allow`] and `--allow` add rules;
+//! [`Daemon::require`] and `--require` change what a method needs. Calls needing `control` are
+//! logged (the caller and the method, never the parameters).
+//!
 //! **The system layer** ([`sys`]) is the only module with `unsafe` code: fork, `_exit`, signal
 //! dispositions, shared mappings, eventfd. The workspace denies `unsafe_code` everywhere else,
 //! and every unsafe block carries a `SAFETY` comment (clippy's `undocumented_unsafe_blocks` is
@@ -262,6 +274,7 @@
 //!   XML document with a `<!DOCTYPE` is refused, so no declared entity is ever expanded; the
 //!   PHP-serialize reader accepts arrays and scalars only, never objects.
 
+pub mod access;
 pub mod cli;
 pub mod client;
 pub mod daemon;
@@ -283,7 +296,7 @@ pub mod _fuzz {
 
 pub use daemon::{Config, Ctx, Daemon, DaemonError, Mode};
 pub use event::Event;
-pub use tomte_rpc::{Args, Fault, Params, Type, Value};
+pub use tomte_rpc::{Args, Fault, Params, Permission, Type, Value};
 
 /// A method of a tomte daemon: its handlers receive the daemon's [`Ctx`].
 pub type Method = tomte_rpc::Method<Ctx>;

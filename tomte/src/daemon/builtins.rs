@@ -1,7 +1,10 @@
 //! The built-in methods, with comodojo's names and shapes: `daemon.shutdown`, `worker.*`
 //! (registered even before any worker exists), plus `daemon.status` and `daemon.reload`.
+//!
+//! What they require: `daemon.status`, `worker.list` and `worker.status` `read`;
+//! `daemon.shutdown`, `daemon.reload` and `worker.{pause,resume,start,stop,restart}` `control`.
 
-use tomte_rpc::{Fault, Method, Registry, Type, Value};
+use tomte_rpc::{Fault, Method, Permission, Registry, Type, Value};
 
 use super::Ctx;
 
@@ -31,7 +34,8 @@ pub(super) fn install(r: &mut Registry<Ctx>) {
             Ok(Value::Int(0))
         })
         .description("Stop daemon closing workers")
-        .returns(Type::Int),
+        .returns(Type::Int)
+        .requires(Permission::Control),
         Method::new("worker.list", |_, ctx: &mut Ctx| {
             let names = ctx.workers.names();
             let infos: Result<Vec<Value>, Fault> =
@@ -41,7 +45,8 @@ pub(super) fn install(r: &mut Registry<Ctx>) {
         .description(
             "The installed workers: name, pid, state, interval_ms, policy, restarts, iterations, last_exit, uptime",
         )
-        .returns(Type::Array),
+        .returns(Type::Array)
+        .requires(Permission::Read),
         Method::new("worker.status", |p, ctx: &mut Ctx| match p.value("name") {
             Some(_) => Ok(Value::from(ctx.workers.info(&p.get::<String>("name")?)?.state.as_str())),
             None => {
@@ -58,7 +63,8 @@ pub(super) fn install(r: &mut Registry<Ctx>) {
         .returns(Type::Struct)
         .signature()
         .returns(Type::String)
-        .param(Type::String, "name"),
+        .param(Type::String, "name")
+        .requires(Permission::Read),
         worker_command("worker.pause", "Pause a worker's loop, or every worker's", |w, n| w.command(n, "pause")),
         worker_command("worker.resume", "Resume a paused worker, or every worker", |w, n| w.command(n, "resume")),
         worker_command("worker.start", "Start a stopped or failed worker, or every worker", |w, n| w.start(n)),
@@ -73,16 +79,22 @@ pub(super) fn install(r: &mut Registry<Ctx>) {
                 ("connections", Value::from(ctx.connections())),
                 ("workers", Value::from(ctx.workers.len())),
                 ("limits", ctx.limits().to_value()),
+                ("you", you(ctx)),
             ]))
         })
-        .description("The daemon's pid, uptime in seconds, version, open connections, workers and limits")
-        .returns(Type::Struct),
+        .description(
+            "The daemon's pid, uptime in seconds, version, open connections, workers and limits, and \
+             who you are to it: your identity and your grants",
+        )
+        .returns(Type::Struct)
+        .requires(Permission::Read),
         Method::new("daemon.reload", |_, ctx: &mut Ctx| {
             ctx.reload();
             Ok(Value::Bool(true))
         })
         .description("Reopen the log and emit daemon.reload, as SIGHUP does")
-        .returns(Type::Boolean),
+        .returns(Type::Boolean)
+        .requires(Permission::Control),
     ];
     for m in methods {
         r.add(m).expect("built-in names are distinct");
@@ -101,4 +113,17 @@ fn worker_command(
         .signature()
         .returns(Type::Boolean)
         .param(Type::String, "name")
+        .requires(Permission::Control)
+}
+
+/// The caller as `daemon.status` shows it: its identity and its grants.
+fn you(ctx: &Ctx) -> Value {
+    let Some(peer) = ctx.peer() else { return Value::Nil };
+    let mut v = match peer.to_value() {
+        Value::Struct(members) => members,
+        other => vec![("peer".to_owned(), other)],
+    };
+    let grants = ctx.grants().map(|g| g.names()).unwrap_or_default();
+    v.push(("grants".to_owned(), Value::Array(grants.into_iter().map(Value::from).collect())));
+    Value::Struct(v)
 }

@@ -5,7 +5,11 @@ use std::time::{Duration, Instant};
 
 use tomte_rpc::{Fault, Value};
 
+use std::rc::Rc;
+
+use crate::access::{Caller, Grants};
 use crate::event::Event;
+use crate::net::Peer;
 use crate::worker::supervisor::Supervisor;
 
 /// The daemon's state as handlers see it.
@@ -24,6 +28,10 @@ pub struct Ctx {
     pub(crate) deferred: Option<u64>,
     /// The registry's flag: false inside a batch or a multicall, where no answer can wait.
     pub(crate) may_defer: std::rc::Rc<std::cell::Cell<bool>>,
+    /// The connection being served: its identity and grants (none outside a call).
+    pub(crate) caller: Option<Rc<Caller>>,
+    /// Refused calls, logged at most once per interval.
+    pub(crate) refusals: crate::logging::Throttle,
 }
 
 impl Ctx {
@@ -40,6 +48,8 @@ impl Ctx {
             workers,
             deferred: None,
             may_defer: std::rc::Rc::new(std::cell::Cell::new(true)),
+            caller: None,
+            refusals: crate::logging::Throttle::new(Duration::from_secs(10)),
         }
     }
 
@@ -102,6 +112,18 @@ impl Ctx {
     /// The limits the daemon enforces on clients.
     pub fn limits(&self) -> &crate::net::Limits {
         &self.limits
+    }
+
+    /// Who made the call being served: the identity of its connection, decided when the
+    /// connection was accepted (see [`crate::net::Peer`]). `None` outside a call: in timers
+    /// and in event listeners (`daemon.socket.client.connect` carries the identity itself).
+    pub fn peer(&self) -> Option<&Peer> {
+        self.caller.as_deref().map(|c| &c.peer)
+    }
+
+    /// What the caller may do (see [`crate::access`]); `None` outside a call.
+    pub fn grants(&self) -> Option<&Grants> {
+        self.caller.as_deref().map(|c| &c.grants)
     }
 
     /// Client connections open now.

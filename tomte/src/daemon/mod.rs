@@ -7,11 +7,12 @@ mod run;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use tomte_rpc::{Method, Registry};
+use tomte_rpc::{Method, Permission, Registry};
 
 pub use ctx::Ctx;
 pub use run::Mode;
 
+use crate::access::{Grants, Policy, Who};
 use crate::event::{Event, EventBus, Listener};
 use crate::net::{Address, BindError, Limits};
 use crate::process::PidFileError;
@@ -34,6 +35,16 @@ pub struct Config {
     /// Absolute niceness to set at start.
     pub nice: Option<i32>,
     pub limits: Limits,
+    /// The mode of the unix socket files the daemon creates (default 0600: only its user may
+    /// connect). Connecting is not being allowed: see [`Config::policy`].
+    pub socket_mode: u32,
+    /// The group of the unix socket files (default: the daemon's).
+    pub socket_group: Option<u32>,
+    /// Who may call what, beyond the defaults (see [`crate::access`]).
+    pub policy: Policy,
+    /// Methods whose permission changes at start (`--require METHOD=PERM`), as
+    /// [`Daemon::require`] changes it in code.
+    pub requires: Vec<(String, Permission)>,
 }
 
 impl Config {
@@ -54,6 +65,10 @@ impl Config {
             umask: 0o027,
             nice: None,
             limits: Limits::default(),
+            socket_mode: 0o600,
+            socket_group: None,
+            policy: Policy::default(),
+            requires: Vec::new(),
         }
     }
 }
@@ -122,6 +137,9 @@ pub enum DaemonError {
     PidFile(#[from] PidFileError),
     #[error(transparent)]
     Bind(#[from] BindError),
+    /// `--require` named a method the daemon does not have.
+    #[error("cannot change what {method} requires: the daemon has no such method")]
+    UnknownMethod { method: String },
     #[error("{what}: {source}")]
     Io { what: String, source: std::io::Error },
 }
@@ -148,6 +166,7 @@ pub struct Daemon {
     pub(crate) events: EventBus,
     pub(crate) timers: Vec<(Duration, TimerFn)>,
     pub(crate) workers: Supervisor,
+    pub(crate) policy: Policy,
 }
 
 impl Daemon {
@@ -162,6 +181,7 @@ impl Daemon {
             events: EventBus::new(),
             timers: Vec::new(),
             workers: Supervisor::default(),
+            policy: Policy::default(),
         };
         builtins::install(&mut d.registry);
         for sig in ["daemon.posix.SIGTERM", "daemon.posix.SIGINT"] {
@@ -191,6 +211,33 @@ impl Daemon {
     /// When a method of that name is already registered: a programming error, found at once.
     pub fn method(&mut self, method: Method<Ctx>) -> &mut Self {
         if let Err(e) = self.registry.add(method) {
+            panic!("{e}");
+        }
+        self
+    }
+
+    /// Grants `grants` to the peers `who` names, on top of the defaults and of the
+    /// configuration's rules (`--allow`); see [`crate::access`].
+    ///
+    /// ```no_run
+    /// use tomte::access::{Grants, Who};
+    /// use tomte::Permission;
+    /// let mut daemon = tomte::Daemon::new("echo");
+    /// daemon.allow(Who::Group("ops".into()), Grants::of([Permission::Read, Permission::Control]));
+    /// ```
+    pub fn allow(&mut self, who: Who, grants: Grants) -> &mut Self {
+        self.policy.allow(who, grants);
+        self
+    }
+
+    /// Makes method `name` require `permission` instead of what it was registered with — a
+    /// built-in's included: `daemon.require("worker.restart", Permission::custom("restart"))`
+    /// lets a rule grant restarting workers without the rest of `control`.
+    ///
+    /// # Panics
+    /// When no method of that name is registered (yet): a programming error, found at once.
+    pub fn require(&mut self, name: &str, permission: Permission) -> &mut Self {
+        if let Err(e) = self.registry.set_permission(name, permission) {
             panic!("{e}");
         }
         self

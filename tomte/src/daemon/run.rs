@@ -1,6 +1,7 @@
 //! The loop: one thread, one `mio::Poll` for listeners, connections, signals and timers.
 
 use std::io;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token};
@@ -8,6 +9,7 @@ use slab::Slab;
 use tomte_rpc::{comodojo, jsonrpc, xmlrpc, Registry, Served, Value};
 
 use super::{Config, Ctx, Daemon, DaemonError, TimerFn};
+use crate::access::{Caller, DaemonGate, Policy};
 use crate::event::{names, Event, EventBus};
 use crate::logging::Throttle;
 use crate::net::{Budget, Conn, Drive, Limits, Listener, PeerKey, Service};
@@ -105,6 +107,12 @@ struct Running {
     signals: signal_hook_mio::v1_0::Signals,
     listeners: Vec<Listener>,
     conns: Slab<Conn>,
+    /// Each connection's identity and grants, by the same key: set in the context while the
+    /// connection is served.
+    callers: Slab<Rc<Caller>>,
+    policy: Policy,
+    /// The daemon's euid: its own user holds every permission on unix sockets.
+    owner: u32,
     /// Serial numbers of connections (slab keys are reused).
     serials: Slab<u64>,
     next_serial: u64,
@@ -154,7 +162,20 @@ impl Running {
         let mut listeners = Vec::with_capacity(config.sockets.len());
         if activated.is_empty() {
             for addr in &config.sockets {
-                listeners.push(Listener::bind(addr)?);
+                let listener = Listener::bind(addr)?;
+                if config.socket_mode != 0o600 || config.socket_group.is_some() {
+                    listener.set_access(config.socket_mode, config.socket_group)?;
+                }
+                listeners.push(listener);
+            }
+            if config.socket_mode & 0o002 != 0
+                && config.sockets.iter().any(|a| matches!(a.transport, crate::net::Transport::Unix(_)))
+            {
+                log::warn!(
+                    "--socket-mode {:04o}: every local user may connect (and hold connections); \
+                     only the rules decide what they may call",
+                    config.socket_mode
+                );
             }
         } else {
             log::info!("using {} socket(s) passed by systemd instead of --socket", activated.len());
@@ -175,8 +196,25 @@ impl Running {
         ctx.may_defer = d.registry.defer_flag();
         ctx.limits = config.limits.clone();
         let per_listener = vec![0; listeners.len()];
+        let mut registry = d.registry;
+        for (method, permission) in &config.requires {
+            registry
+                .set_permission(method, permission.clone())
+                .map_err(|_| DaemonError::UnknownMethod { method: method.clone() })?;
+        }
+        registry.set_gate(DaemonGate);
+        let mut policy = d.policy;
+        for rule in config.policy.rules() {
+            policy.allow(rule.who.clone(), rule.grants.clone());
+        }
+        if policy.anonymous_all() {
+            log::warn!("anonymous=all: any client that reaches a TCP listener may call anything, control included");
+        }
+        for rule in policy.rules() {
+            log::debug!("access rule: {rule}");
+        }
         let mut running = Running {
-            registry: d.registry,
+            registry,
             events: d.events,
             ctx,
             timers,
@@ -184,6 +222,9 @@ impl Running {
             signals,
             listeners,
             conns: Slab::new(),
+            callers: Slab::new(),
+            policy,
+            owner: rustix::process::geteuid().as_raw(),
             serials: Slab::new(),
             next_serial: 0,
             tickets: std::collections::HashMap::new(),
@@ -367,15 +408,18 @@ impl Running {
                 log::warn!("cannot watch a connection: {e}");
                 continue;
             }
-            let peer = self.events.has(names::CLIENT_CONNECT).then(|| conn.peer.to_string());
+            let grants = self.policy.grants(&conn.peer, self.owner);
+            let caller = Rc::new(Caller { peer: conn.peer.clone(), grants });
+            let peer = self.events.has(names::CLIENT_CONNECT).then(|| caller.peer.to_value());
             *self.per_peer.entry(conn.peer.key).or_default() += 1;
             self.per_listener[index] += 1;
             entry.insert(conn);
+            self.callers.insert(caller);
             self.next_serial += 1;
             self.serials.insert(self.next_serial);
             self.ctx.connections = self.conns.len();
             if let Some(peer) = peer {
-                self.emit(Event::new(names::CLIENT_CONNECT, Value::String(peer)));
+                self.emit(Event::new(names::CLIENT_CONNECT, peer));
             }
             // Data may already be there, and a comodojo greeter waits to go out.
             self.drive(key);
@@ -385,7 +429,9 @@ impl Running {
     fn drive(&mut self, key: usize) {
         let Some(conn) = self.conns.get_mut(key) else { return };
         let mut rpc = Rpc { registry: &self.registry, ctx: &mut self.ctx };
+        rpc.ctx.caller = self.callers.get(key).cloned();
         let drive = conn.drive(&mut rpc, &self.limits);
+        rpc.ctx.caller = None;
         if let Some(ticket) = conn.waiting_ticket() {
             self.tickets.entry(ticket).or_insert((key, self.serials[key]));
         }
@@ -417,6 +463,7 @@ impl Running {
 
     fn close(&mut self, key: usize) {
         let mut conn = self.conns.remove(key);
+        let caller = self.callers.remove(key);
         self.serials.remove(key);
         let _ = self.poll.registry().deregister(conn.stream.source());
         self.ctx.connections = self.conns.len();
@@ -428,7 +475,7 @@ impl Running {
         }
         self.per_listener[conn.listener] -= 1;
         if self.events.has(names::CLIENT_HANGUP) {
-            self.emit(Event::new(names::CLIENT_HANGUP, Value::String(conn.peer.to_string())));
+            self.emit(Event::new(names::CLIENT_HANGUP, caller.peer.to_value()));
         }
     }
 
@@ -511,7 +558,10 @@ impl Running {
             self.timeouts.warn(|| format!("closing connection from {peer}: its request came too slowly"));
             conn.time_out(&self.limits);
             let mut rpc = Rpc { registry: &self.registry, ctx: &mut self.ctx };
-            if conn.drive(&mut rpc, &self.limits) == Drive::Closed {
+            rpc.ctx.caller = self.callers.get(key).cloned();
+            let drive = conn.drive(&mut rpc, &self.limits);
+            rpc.ctx.caller = None;
+            if drive == Drive::Closed {
                 self.close(key);
             }
         }
@@ -559,7 +609,10 @@ impl Running {
         while !open.is_empty() && Instant::now() < deadline {
             open.retain(|&key| {
                 let conn = &mut self.conns[key];
-                match conn.drive(&mut rpc, &self.limits) {
+                rpc.ctx.caller = self.callers.get(key).cloned();
+                let drive = conn.drive(&mut rpc, &self.limits);
+                rpc.ctx.caller = None;
+                match drive {
                     Drive::Closed => false,
                     Drive::MoreWork => true,
                     Drive::Open => conn.has_output() && !conn.is_waiting(),
@@ -570,6 +623,7 @@ impl Running {
             }
         }
         self.conns.clear();
+        self.callers.clear();
         self.ctx.workers.stop_all();
         self.listeners.clear();
         log::info!("{} stopped", self.ctx.name);

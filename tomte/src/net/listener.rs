@@ -196,6 +196,38 @@ impl Listener {
     }
 }
 
+impl Listener {
+    /// Gives a unix socket file the daemon created `mode` and, when given, group `gid`
+    /// (`--socket-mode`, `--socket-group`), right after bind: the group first, so the wider
+    /// mode never applies to the old group. Nothing for TCP or a socket systemd passed.
+    ///
+    /// The directory was checked at bind (nobody else can replace the file), and the file is
+    /// the one bound (same inode), so the change reaches the daemon's own socket.
+    pub fn set_access(&self, mode: u32, gid: Option<u32>) -> Result<(), BindError> {
+        let Listener::Unix { path, address, owned: true, inode: Some((dev, ino)), .. } = self else {
+            return Ok(());
+        };
+        let name = address.to_string();
+        let io_err = |source: rustix::io::Errno| BindError::Io { addr: name.clone(), source: source.into() };
+        let at = files::parent(path).map_err(refused(&name))?;
+        match at.stat_name(path).map_err(refused(&name))? {
+            Some(st) if st.st_dev == *dev && st.st_ino == *ino => {}
+            _ => {
+                let source = io::Error::other("the socket file was replaced after bind");
+                return Err(BindError::Io { addr: name.clone(), source });
+            }
+        }
+        if let Some(gid) = gid {
+            let group = rustix::fs::Gid::from_raw(gid);
+            rustix::fs::chownat(&at.dir, &at.name, None, Some(group), rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+                .map_err(io_err)?;
+        }
+        let mode = rustix::fs::Mode::from_bits_truncate(mode & 0o777);
+        rustix::fs::chmodat(&at.dir, &at.name, mode, rustix::fs::AtFlags::empty()).map_err(io_err)?;
+        Ok(())
+    }
+}
+
 fn refused(name: &str) -> impl Fn(PathError) -> BindError + '_ {
     move |source| match source {
         PathError::Io { source, .. } => BindError::Io { addr: name.to_owned(), source },

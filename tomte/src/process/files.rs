@@ -167,7 +167,9 @@ pub(crate) fn check(st: &rustix::fs::Stat, path: &Path, kind: Kind, owner: Owner
         return Err(PathError::NotOwned { path: path.to_owned(), owner: st.st_uid, euid });
     }
     let mode = st.st_mode;
-    if mode & 0o022 != 0 {
+    // A socket's write bits only say who may connect (`--socket-mode`): the file itself cannot
+    // be written through, so a group- or world-connectable socket of ours is still ours.
+    if mode & 0o022 != 0 && kind != Kind::Socket {
         return Err(PathError::Writable { path: path.to_owned(), mode: mode & 0o7777 });
     }
     if kind == Kind::Regular && st.st_nlink != 1 {
