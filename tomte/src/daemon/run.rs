@@ -439,10 +439,70 @@ impl Running {
             Drive::Open => {}
             Drive::MoreWork => self.again.push(key),
             Drive::Closed => self.close(key),
+            Drive::Starved => self.relieve_input(key),
+        }
+        if self.budget.output() > self.limits.max_buffered {
+            self.relieve_output();
         }
         if !self.ctx.queued.is_empty() {
             self.drain_queued();
         }
+    }
+
+    /// Connection `key` needs more input memory than the budget has left: the connections whose
+    /// unfinished requests have not moved for a second are closed, the biggest first, until it
+    /// fits; if none has stalled, its own message is the one refused.
+    fn relieve_input(&mut self, key: usize) {
+        let need = self.conns[key].starved_for();
+        let now = Instant::now();
+        while self.budget.input().saturating_add(need) > self.limits.max_buffered {
+            let victim = self
+                .conns
+                .iter()
+                .filter(|(k, c)| *k != key && c.buffered() > 0)
+                .filter_map(|(k, c)| c.input_stalled_since().map(|t| (c.buffered(), t, k)))
+                .filter(|(_, t, _)| now.saturating_duration_since(*t) >= EVICTABLE_AFTER)
+                .max_by_key(|(held, t, _)| (*held, std::cmp::Reverse(*t)));
+            let Some((held, _, victim)) = victim else {
+                let peer = &self.conns[key].peer;
+                let max = self.limits.max_buffered;
+                self.refusals.warn(|| format!("refusing a request from {peer}: the daemon holds {max} bytes of unfinished requests (--max-buffered) and none has stalled"));
+                self.conns[key].refuse_budget(&self.limits);
+                self.drive(key);
+                return;
+            };
+            let peer = &self.conns[victim].peer;
+            self.refusals.warn(|| format!("closing connection from {peer}: its unfinished request of {held} bytes has stalled and the input budget is spent"));
+            self.evict(victim, "closed: your unfinished request stalled while the daemon needed its memory");
+        }
+        self.again.push(key);
+    }
+
+    /// The unsent answers of all connections pass the budget: the connections whose clients
+    /// have read nothing for a second are closed, the biggest holder first, until they fit.
+    fn relieve_output(&mut self) {
+        let now = Instant::now();
+        while self.budget.output() > self.limits.max_buffered {
+            let victim = self
+                .conns
+                .iter()
+                .filter_map(|(k, c)| c.output_stalled_since().map(|t| (c.output_held(), t, k)))
+                .filter(|(_, t, _)| now.saturating_duration_since(*t) >= EVICTABLE_AFTER)
+                .max_by_key(|(held, t, _)| (*held, std::cmp::Reverse(*t)));
+            let Some((held, _, victim)) = victim else { return };
+            let peer = &self.conns[victim].peer;
+            self.refusals.warn(|| format!("closing connection from {peer}: it reads none of its {held} bytes of answers and the output budget is spent"));
+            self.close(victim);
+        }
+    }
+
+    /// Closes connection `key`, telling its client why first (as far as its socket takes it).
+    fn evict(&mut self, key: usize, why: &str) {
+        let conn = &mut self.conns[key];
+        conn.evict(why);
+        let mut rpc = Rpc { registry: &self.registry, ctx: &mut self.ctx };
+        let _ = conn.drive(&mut rpc, &self.limits);
+        self.close(key);
     }
 
     /// Answers the clients whose calls waited for a worker, and emits the workers' events.
@@ -516,12 +576,8 @@ impl Running {
             .min();
         match victim {
             Some((_, _, key)) => {
-                let conn = &mut self.conns[key];
-                log::debug!("closing connection from {} to make room for a new one", conn.peer);
-                conn.evict("closed to make room for a new connection: the daemon is at its connection limit");
-                let mut rpc = Rpc { registry: &self.registry, ctx: &mut self.ctx };
-                let _ = conn.drive(&mut rpc, &self.limits);
-                self.close(key);
+                log::debug!("closing connection from {} to make room for a new one", self.conns[key].peer);
+                self.evict(key, "closed to make room for a new connection: the daemon is at its connection limit");
                 None
             }
             None => Some(format!(
@@ -615,6 +671,10 @@ impl Running {
                 match drive {
                     Drive::Closed => false,
                     Drive::MoreWork => true,
+                    Drive::Starved => {
+                        conn.refuse_budget(&self.limits);
+                        true
+                    }
                     Drive::Open => conn.has_output() && !conn.is_waiting(),
                 }
             });

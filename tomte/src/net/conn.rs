@@ -58,6 +58,10 @@ pub enum Drive {
     MoreWork,
     /// It is finished: deregister and drop it.
     Closed,
+    /// Its message needs more memory than the daemon's input budget has left: the loop makes
+    /// room (closing a stalled holder) and drives it again, or refuses it with
+    /// [`Conn::refuse_budget`].
+    Starved,
 }
 
 /// What every connection of the daemon buffers together, against [`Limits::max_buffered`]:
@@ -103,8 +107,8 @@ impl Budget {
 enum NoRoom {
     /// The message has outgrown the message limit.
     TooLarge,
-    /// The daemon's input budget is spent.
-    Budget,
+    /// The daemon's input budget cannot give this many more bytes.
+    Budget(usize),
 }
 
 /// A client connection.
@@ -148,6 +152,10 @@ pub struct Conn {
     budget: Budget,
     /// The output memory counted in the budget for this connection.
     out_counted: usize,
+    /// When bytes last arrived.
+    last_read: Instant,
+    /// The growth its input buffer waits for, when the budget could not give it.
+    starved: usize,
 }
 
 /// An answer the connection waits for, and how to frame it.
@@ -198,6 +206,8 @@ impl Conn {
             last_active: Instant::now(),
             budget,
             out_counted: 0,
+            last_read: Instant::now(),
+            starved: 0,
         };
         if dialect == Dialect::Comodojo {
             svc.comodojo_greeter(&mut conn.out);
@@ -228,6 +238,9 @@ impl Conn {
                 let ctype = if w.pending.is_xml() { XML } else { JSON };
                 http::write_head(&mut self.out, 200, ctype, self.scratch.len(), keep_alive);
                 self.out.extend_from_slice(&self.scratch);
+                if self.scratch.capacity() > KEEP_BUF {
+                    self.scratch = Vec::new();
+                }
                 if !keep_alive {
                     self.close_after_flush = true;
                 }
@@ -297,9 +310,12 @@ impl Conn {
         idle.then_some(self.last_active)
     }
 
-    /// Whether its client has read nothing of its answers for longer than the idle timeout.
+    /// Whether its client has not taken its answers within the idle timeout, plus the time
+    /// they would take at the minimum rate.
     pub fn stalled(&self, now: Instant, limits: &Limits) -> bool {
-        self.stalled_since.is_some_and(|t| now.saturating_duration_since(t) > limits.idle_timeout)
+        let allowed =
+            limits.idle_timeout + Duration::from_secs_f64(self.unsent() as f64 / limits.min_rate.max(1) as f64);
+        self.stalled_since.is_some_and(|t| now.saturating_duration_since(t) > allowed)
     }
 
     /// Since when the message now arriving has been arriving, if one is.
@@ -310,6 +326,32 @@ impl Conn {
     /// Input buffer bytes held.
     pub fn buffered(&self) -> usize {
         self.buf.len()
+    }
+
+    /// Output bytes held (answers and their scratch space).
+    pub fn output_held(&self) -> usize {
+        self.out_counted
+    }
+
+    /// The growth its input waits for (after [`Drive::Starved`]).
+    pub fn starved_for(&self) -> usize {
+        self.starved
+    }
+
+    /// Since when no byte of the message now arriving has come, if one is arriving.
+    pub fn input_stalled_since(&self) -> Option<Instant> {
+        self.arriving_since().map(|_| self.last_read)
+    }
+
+    /// Since when its client has read none of its unsent answers, if it has any.
+    pub fn output_stalled_since(&self) -> Option<Instant> {
+        self.stalled_since
+    }
+
+    /// Refuses the message that wanted more than the input budget has: an error, then close.
+    pub fn refuse_budget(&mut self, limits: &Limits) {
+        self.starved = 0;
+        self.no_room(NoRoom::Budget(0), limits);
     }
 
     /// Whether the message now arriving has missed its deadline: the request timeout, plus the
@@ -383,9 +425,16 @@ impl Conn {
             }
             reads += 1;
             if self.waiting.is_none() {
-                if let Err(why) = self.make_room(limits) {
-                    self.no_room(why, limits);
-                    continue;
+                match self.make_room(limits) {
+                    Ok(()) => {}
+                    Err(NoRoom::Budget(need)) => {
+                        self.starved = need;
+                        return Drive::Starved;
+                    }
+                    Err(why) => {
+                        self.no_room(why, limits);
+                        continue;
+                    }
                 }
             }
             match self.stream.read(&mut self.buf[self.end..]) {
@@ -402,6 +451,7 @@ impl Conn {
                 Ok(n) => {
                     self.end += n;
                     let now = Instant::now();
+                    self.last_read = now;
                     if self.msg_started.is_none() {
                         self.msg_started = Some(now);
                     }
@@ -447,16 +497,14 @@ impl Conn {
 
     /// Writes pending output; Ok(true) when all of it went.
     fn flush(&mut self) -> io::Result<bool> {
-        let mut wrote = false;
         while self.out_pos < self.out.len() {
             match self.stream.write(&self.out[self.out_pos..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => {
-                    self.out_pos += n;
-                    wrote = true;
-                }
+                Ok(n) => self.out_pos += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if wrote || self.stalled_since.is_none() {
+                    // Runs from the first answer the client could not take until all of them
+                    // have gone: reading a byte now and then does not restart it.
+                    if self.stalled_since.is_none() {
                         self.stalled_since = Some(Instant::now());
                     }
                     return Ok(false);
@@ -515,7 +563,7 @@ impl Conn {
         }
         let new = (self.buf.len() * 2).min(cap);
         if !self.budget.take(new - self.buf.len(), limits.max_buffered) {
-            return Err(NoRoom::Budget);
+            return Err(NoRoom::Budget(new - self.buf.len()));
         }
         self.buf.resize(new, 0);
         Ok(())
@@ -524,7 +572,7 @@ impl Conn {
     fn no_room(&mut self, why: NoRoom, limits: &Limits) {
         let why = match why {
             NoRoom::TooLarge => format!("message exceeds the limit of {} bytes", limits.max_message),
-            NoRoom::Budget => format!(
+            NoRoom::Budget(_) => format!(
                 "the daemon holds {} bytes of unfinished requests (the limit): this one is refused",
                 limits.max_buffered
             ),
@@ -584,6 +632,15 @@ impl Conn {
         }
         if self.start == self.end {
             self.msg_started = None;
+            if self.buf.len() > KEEP_BUF {
+                // Its big message is served: give the memory back now, not at the next read
+                // (which a client that does not read its answers may never get).
+                self.budget.give(self.buf.len());
+                self.buf = Vec::new();
+                self.start = 0;
+                self.end = 0;
+                self.scanned = 0;
+            }
         } else if self.answered != answered || self.msg_started.is_none() {
             self.msg_started = Some(now);
         }
@@ -746,6 +803,10 @@ impl Conn {
             };
             http::write_head(&mut self.out, status, ctype, self.scratch.len(), head.keep_alive);
             self.out.extend_from_slice(&self.scratch);
+            if self.scratch.capacity() > KEEP_BUF {
+                // A big answer is not held twice while the client takes it.
+                self.scratch = Vec::new();
+            }
             if !head.keep_alive {
                 self.close_after_flush = true;
             }

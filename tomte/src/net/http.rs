@@ -101,8 +101,21 @@ pub fn parse_head(bytes: &[u8]) -> Parsed {
     };
     for h in req.headers.iter() {
         let Ok(value) = std::str::from_utf8(h.value) else {
-            if h.name.eq_ignore_ascii_case("content-length") || h.name.eq_ignore_ascii_case("host") {
-                return Parsed::Invalid(format!("{} is not ASCII", h.name));
+            // A header this server reads must mean the same to every reader: one with bytes
+            // that are not text is refused, not skipped (a proxy might honour it).
+            const READ: [&str; 9] = [
+                "content-length",
+                "transfer-encoding",
+                "host",
+                "content-encoding",
+                "content-type",
+                "connection",
+                "expect",
+                "origin",
+                "sec-fetch-site",
+            ];
+            if READ.iter().any(|n| h.name.eq_ignore_ascii_case(n)) {
+                return Parsed::Invalid(format!("the {} header is not text", h.name));
             }
             continue;
         };
@@ -203,7 +216,10 @@ fn is_host_name(name: &str) -> bool {
 }
 
 fn valid_port(p: &str) -> bool {
-    p.strip_prefix(':').unwrap_or(p).parse::<u16>().is_ok()
+    let digits = p.strip_prefix(':').unwrap_or(p);
+    // RFC 3986: `port = *DIGIT` (empty allowed); no sign, at most 65535.
+    digits.is_empty()
+        || (digits.len() <= 5 && digits.bytes().all(|b| b.is_ascii_digit()) && digits.parse::<u16>().is_ok())
 }
 
 /// Why a request that a browser sent on behalf of another site is refused, if it is one: an
