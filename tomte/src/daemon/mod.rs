@@ -13,7 +13,7 @@ pub use ctx::Ctx;
 pub use run::Mode;
 
 use crate::event::{Event, EventBus, Listener};
-use crate::net::{Address, BindError, Limits};
+use crate::net::{Address, BindError, Limits, TlsError, TlsFiles};
 use crate::process::PidFileError;
 use crate::worker::supervisor::Supervisor;
 use crate::worker::WorkerSpec;
@@ -34,6 +34,8 @@ pub struct Config {
     /// Absolute niceness to set at start.
     pub nice: Option<i32>,
     pub limits: Limits,
+    /// Certificate and key of `tls://` listeners, and the CA of client certificates.
+    pub tls: TlsFiles,
 }
 
 impl Config {
@@ -54,6 +56,7 @@ impl Config {
             umask: 0o027,
             nice: None,
             limits: Limits::default(),
+            tls: TlsFiles::default(),
         }
     }
 }
@@ -124,6 +127,8 @@ pub enum DaemonError {
     Bind(#[from] BindError),
     #[error("{what}: {source}")]
     Io { what: String, source: std::io::Error },
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 pub(crate) type TimerFn = Box<dyn FnMut(&mut Ctx)>;

@@ -9,6 +9,10 @@
 //! Every scan resumes where the last one stopped (line terminators, the end of an HTTP head,
 //! whitespace before the first message), and an HTTP head is parsed once, not once per read of
 //! its body: the work per connection is linear in what it sends, however it is cut.
+//!
+//! A TLS connection is the same machine over a [`Stream::Tls`]: its handshake counts as a
+//! message arriving (the request deadline applies), records the session holds count as unsent
+//! output, and the client's certificate name joins [`Peer::cert`] once the handshake is done.
 
 use std::cell::Cell;
 use std::io::{self, Read, Write};
@@ -148,6 +152,10 @@ pub struct Conn {
     budget: Budget,
     /// The output memory counted in the budget for this connection.
     out_counted: usize,
+    /// A TLS connection whose handshake has not been seen to finish.
+    handshaking: bool,
+    /// Its handshake just finished: the loop announces the connection (see [`Conn::take_secured`]).
+    secured: bool,
 }
 
 /// An answer the connection waits for, and how to frame it.
@@ -171,6 +179,7 @@ impl Conn {
         svc: &mut impl Service,
     ) -> Conn {
         let mut conn = Conn {
+            handshaking: stream.is_tls(),
             stream,
             peer,
             listener,
@@ -196,6 +205,7 @@ impl Conn {
             stalled_since: None,
             lingering: None,
             last_active: Instant::now(),
+            secured: false,
             budget,
             out_counted: 0,
         };
@@ -266,9 +276,26 @@ impl Conn {
         self.waiting.is_some()
     }
 
-    /// Whether answers are waiting to be written.
+    /// Whether answers (or TLS records) are waiting to be written.
     pub fn has_output(&self) -> bool {
-        self.out_pos < self.out.len()
+        self.out_pos < self.out.len() || self.stream.has_pending()
+    }
+
+    /// Whether its TLS handshake has just finished (once): the loop announces it then, with
+    /// the client's certificate in [`Conn::peer`].
+    pub fn take_secured(&mut self) -> bool {
+        std::mem::take(&mut self.secured)
+    }
+
+    /// Notes the end of a TLS handshake: the client's certificate name becomes part of its peer.
+    fn check_handshake(&mut self) {
+        if self.handshaking && !self.stream.is_handshaking() {
+            self.handshaking = false;
+            self.secured = true;
+            if let Stream::Tls(s) = &self.stream {
+                self.peer.cert = s.peer_name();
+            }
+        }
     }
 
     fn unsent(&self) -> usize {
@@ -293,7 +320,11 @@ impl Conn {
 
     /// Since when it has been idle (nothing buffered, owed or unsent), if it is.
     pub fn idle_since(&self) -> Option<Instant> {
-        let idle = self.waiting.is_none() && !self.has_output() && self.start == self.end && !self.close_after_flush;
+        let idle = self.waiting.is_none()
+            && !self.has_output()
+            && self.start == self.end
+            && !self.close_after_flush
+            && !self.handshaking;
         idle.then_some(self.last_active)
     }
 
@@ -303,7 +334,11 @@ impl Conn {
     }
 
     /// Since when the message now arriving has been arriving, if one is.
+    /// A TLS handshake counts as a message arriving since the connection was accepted.
     pub fn arriving_since(&self) -> Option<Instant> {
+        if self.handshaking {
+            return Some(self.last_active);
+        }
         self.msg_started.filter(|_| self.waiting.is_none() && !self.backlog)
     }
 
@@ -388,7 +423,9 @@ impl Conn {
                     continue;
                 }
             }
-            match self.stream.read(&mut self.buf[self.end..]) {
+            let read = self.stream.read(&mut self.buf[self.end..]);
+            self.check_handshake();
+            match read {
                 Ok(0) => {
                     // The client finished sending (maybe only its half): answer, then close. A
                     // last NDJSON or comodojo line without its newline is still a message.
@@ -410,7 +447,12 @@ impl Conn {
                 // Nothing new was served since the flush at the top of this turn.
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Drive::Open,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return Drive::Closed,
+                Err(e) => {
+                    if self.stream.is_tls() {
+                        log::debug!("TLS connection from {} failed: {e}", self.peer);
+                    }
+                    return Drive::Closed;
+                }
             }
         }
     }
@@ -467,6 +509,14 @@ impl Conn {
         }
         self.out.clear();
         self.out_pos = 0;
+        // What a TLS session still holds (its handshake, records a full socket refused).
+        if !self.stream.flush_pending()? {
+            if wrote || self.stalled_since.is_none() {
+                self.stalled_since = Some(Instant::now());
+            }
+            self.count_output();
+            return Ok(false);
+        }
         self.stalled_since = None;
         // An idle connection keeps small buffers, whatever the size of its last answer.
         if self.out.capacity() > KEEP_BUF {
@@ -535,6 +585,11 @@ impl Conn {
 
     /// Writes an error in the connection's dialect and closes it after the flush.
     fn fail(&mut self, http_status: u16, code: i32, why: &str) {
+        if self.handshaking {
+            // No session to say it in yet: just close.
+            self.close_after_flush = true;
+            return;
+        }
         match self.framing {
             Framing::Http | Framing::Sniff => http::write_error(&mut self.out, http_status, why),
             Framing::Comodojo => tomte_rpc::comodojo::encode_response(false, Some(why.as_bytes()), &mut self.out),

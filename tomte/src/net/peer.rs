@@ -18,6 +18,9 @@ pub struct Peer {
     pub pid: Option<u32>,
     /// The client's port (TCP).
     pub port: Option<u16>,
+    /// The common name of the certificate the client presented, verified against
+    /// `--tls-client-ca` (mutual TLS); set once the handshake is done.
+    pub cert: Option<String>,
 }
 
 impl Peer {
@@ -29,13 +32,14 @@ impl Peer {
                 key: PeerKey::Uid(cred.uid.as_raw()),
                 pid: rustix::process::Pid::as_raw(Some(cred.pid)).try_into().ok(),
                 port: None,
+                cert: None,
             },
-            Err(_) => Peer { key: PeerKey::Uid(u32::MAX), pid: None, port: None },
+            Err(_) => Peer { key: PeerKey::Uid(u32::MAX), pid: None, port: None, cert: None },
         }
     }
 
     pub fn of_tcp(addr: std::net::SocketAddr) -> Peer {
-        Peer { key: PeerKey::Ip(addr.ip()), pid: None, port: Some(addr.port()) }
+        Peer { key: PeerKey::Ip(addr.ip()), pid: None, port: Some(addr.port()), cert: None }
     }
 }
 
@@ -47,6 +51,10 @@ impl fmt::Display for Peer {
             (PeerKey::Ip(ip @ IpAddr::V6(_)), _, Some(port)) => write!(f, "[{ip}]:{port}"),
             (PeerKey::Ip(ip), _, Some(port)) => write!(f, "{ip}:{port}"),
             (PeerKey::Ip(ip), _, None) => write!(f, "{ip}"),
+        }?;
+        match &self.cert {
+            Some(cn) => write!(f, " cert {cn}"),
+            None => Ok(()),
         }
     }
 }
