@@ -409,4 +409,24 @@ mod tests {
         assert!(parse("echo", vec!["--bogus".into()]).unwrap_err().contains("--bogus"));
         assert!(parse("echo", vec!["--socket".into()]).unwrap_err().contains("needs"));
     }
+
+    #[test]
+    fn tls_flags() {
+        let args = [
+            "run",
+            "--socket",
+            "tls://127.0.0.1:1",
+            "--tls-cert=c.pem",
+            "--tls-key",
+            "/k.pem",
+            "--tls-client-ca",
+            "ca.pem",
+        ];
+        let p = parse("echo", args.map(String::from).to_vec()).unwrap();
+        assert!(matches!(p.config.sockets[0].transport, Transport::Tls { .. }));
+        assert!(p.config.tls.cert.unwrap().is_absolute());
+        assert_eq!(p.config.tls.key.unwrap(), Path::new("/k.pem"));
+        assert!(p.config.tls.client_ca.unwrap().ends_with("ca.pem"));
+        assert!(parse("echo", vec!["--tls-key".into()]).unwrap_err().contains("needs"));
+    }
 }

@@ -113,11 +113,12 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
             builder.with_client_cert_verifier(verifier)
         }
     };
-    let mut config = builder.with_single_cert(chain, key_der).map_err(|e| TlsError::Rejected {
+    // No ALPN: clients that offer some (curl: h2, http/1.1) then speak HTTP/1.1, and one that
+    // offers only protocols the daemon does not know is not refused for it.
+    let config = builder.with_single_cert(chain, key_der).map_err(|e| TlsError::Rejected {
         path: key.clone(),
         why: format!("{e} (does the key match the certificate?)"),
     })?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
 
