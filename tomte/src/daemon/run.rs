@@ -456,7 +456,8 @@ impl Running {
             }
         }
         self.per_listener[conn.listener] -= 1;
-        if self.events.has(names::CLIENT_HANGUP) {
+        // A TLS client whose handshake never finished was never announced either.
+        if self.events.has(names::CLIENT_HANGUP) && !conn.is_handshaking() {
             self.emit(Event::new(names::CLIENT_HANGUP, Value::String(conn.peer.to_string())));
         }
     }

@@ -287,6 +287,12 @@ impl Conn {
         std::mem::take(&mut self.secured)
     }
 
+    /// Whether it is a TLS connection whose handshake has not finished (it has not been
+    /// announced, and its peer has no certificate yet).
+    pub fn is_handshaking(&self) -> bool {
+        self.handshaking
+    }
+
     /// Notes the end of a TLS handshake: the client's certificate name becomes part of its peer.
     fn check_handshake(&mut self) {
         if self.handshaking && !self.stream.is_handshaking() {
