@@ -83,7 +83,13 @@ impl Listener {
             }
             Transport::Tcp(addr) | Transport::Tls { addr, .. } => {
                 if !addr.ip().is_loopback() {
-                    log::warn!("{name} is reachable from other hosts: tomte has no authentication yet");
+                    match &address.transport {
+                        Transport::Tls { .. } => log::warn!(
+                            "{name} is reachable from other hosts: TLS proves the daemon to its clients; only \
+                             --tls-client-ca makes clients prove who they are"
+                        ),
+                        _ => log::warn!("{name} is reachable from other hosts: tomte has no authentication yet"),
+                    }
                 }
                 let socket = TcpListener::bind(*addr).map_err(|e| match e.kind() {
                     io::ErrorKind::AddrInUse => BindError::InUse { addr: name.clone() },
