@@ -380,8 +380,14 @@ fn start_fails_naming_what_is_missing_or_wrong() {
     let port = free_port();
     let socket = format!("tls://127.0.0.1:{port}");
     let fails = |args: &[String]| {
-        let out = daemon(args).cmd("start");
-        assert!(!out.status.success(), "started with {args:?}");
+        let mut d = daemon(args);
+        let out = d.cmd("start");
+        if out.status.success() {
+            // Killed by pid when `d` drops, before the failure is reported.
+            d.pids.extend(d.pid());
+            drop(d);
+            panic!("started with {args:?}");
+        }
         text(&out.stdout) + &text(&out.stderr)
     };
     let why = fails(&["--socket".into(), socket.clone()]);
