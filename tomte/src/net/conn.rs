@@ -282,7 +282,9 @@ impl Conn {
     }
 
     /// Whether its TLS handshake has just finished (once): the loop announces it then, with
-    /// the client's certificate in [`Conn::peer`].
+    /// the client's certificate in [`Conn::peer`]. Nothing the client sent is served in the
+    /// drive that finished the handshake (it answers [`Drive::MoreWork`]), so whatever the loop
+    /// derives from the peer can be brought up to date first.
     pub fn take_secured(&mut self) -> bool {
         std::mem::take(&mut self.secured)
     }
@@ -447,6 +449,13 @@ impl Conn {
                     let now = Instant::now();
                     if self.msg_started.is_none() {
                         self.msg_started = Some(now);
+                    }
+                    if self.secured {
+                        // The handshake finished in this read, and a request came with its last
+                        // flight: the loop learns who the client is (its certificate) before
+                        // anything the client sent is served.
+                        self.backlog = true;
+                        return Drive::MoreWork;
                     }
                     self.serve(svc, limits, now);
                 }
