@@ -5,4 +5,5 @@ pub mod floor;
 pub mod load;
 pub mod shm_floor;
 pub mod stress;
+pub mod tls;
 pub mod workers;

@@ -1,4 +1,4 @@
-//! `tomte-bench compare` runs the side-by-side benchmark; `floor-ndjson PATH` and
+//! `tomte-bench compare` runs the side-by-side benchmark, `tls` the TLS figures; `floor-ndjson PATH` and
 //! `floor-http ADDR` run the floors it spawns.
 
 use anyhow::{bail, Context, Result};
@@ -24,6 +24,11 @@ fn main() -> Result<()> {
             compare::run(&bins, seconds, 5)?;
             Ok(())
         }
+        ["tls", rest @ ..] => {
+            let seconds = rest.first().map(|s| s.parse()).transpose().context("seconds per round")?.unwrap_or(1.0);
+            tomte_bench::tls::run(&std::env::current_exe()?.with_file_name("echo"), seconds, 5)?;
+            Ok(())
+        }
         ["workers", rest @ ..] => {
             let seconds = rest.first().map(|s| s.parse()).transpose().context("seconds per round")?.unwrap_or(0.5);
             let pool = std::env::current_exe()?.with_file_name("pool");
@@ -31,7 +36,7 @@ fn main() -> Result<()> {
             Ok(())
         }
         _ => {
-            bail!("usage: tomte-bench compare [SECONDS] | workers [SECONDS] | floor-ndjson PATH | floor-http ADDR | pipelined PATH SECONDS")
+            bail!("usage: tomte-bench compare [SECONDS] | tls [SECONDS] | workers [SECONDS] | floor-ndjson PATH | floor-http ADDR | pipelined PATH SECONDS")
         }
     }
 }

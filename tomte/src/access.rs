@@ -293,7 +293,17 @@ impl Policy {
             Some(uid) if uid == owner || uid == 0 => return Grants::all(),
             Some(_) => Grants::none(),
             None if peer.is_anonymous() => Grants::of([Permission::Read, Permission::Call]),
-            None => Grants::none(),
+            // A verified certificate (or token) proves who the client is: one that no rule
+            // names holds everything, one that a rule names holds what its rules say.
+            None => {
+                let named =
+                    self.rules.iter().any(|r| matches!(r.who, Who::Cert(_) | Who::Token(_)) && r.who.matches(peer));
+                if named {
+                    Grants::none()
+                } else {
+                    return Grants::all();
+                }
+            }
         };
         for rule in &self.rules {
             if rule.who.matches(peer) {

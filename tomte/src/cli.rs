@@ -138,7 +138,7 @@ Commands:
 
 Options:
   --socket ADDR         listen on ADDR (repeatable): unix:///path, tcp://host:port,
-                        comodojo+unix:///path, comodojo+tcp://host:port
+                        tls://host:port, or comodojo+ before one of them
   --pidfile PATH        pid file, locked while the daemon runs
   --log PATH            log file of the detached daemon (default: none)
   --nice N              set niceness N (absolute)
@@ -162,6 +162,10 @@ Options:
   --idle-timeout SECS   close connections with no request answered this long (default 300)
   --request-timeout SECS  a message must arrive within this (default 10) ...
   --min-rate BYTES      ... plus its size at this many bytes/s (default 65536)
+  --tls-cert PATH       certificate chain (PEM) of tls:// listeners, reloaded on reload
+  --tls-key PATH        its private key (PEM), readable by its owner only
+  --tls-client-ca PATH  mutual TLS: clients must show a certificate signed by this CA;
+                        its common name becomes the client's identity
   -s                    hard start: clear stale pid and socket files first
   -v, --verbose         debug logging
   -h, --help            this help
@@ -251,6 +255,10 @@ fn parse(name: &str, args: Vec<String>) -> Result<Parsed, String> {
             "--min-rate" => p.config.limits.min_rate = positive(&flag, &value("bytes per second")?)?,
             "--idle-timeout" => p.config.limits.idle_timeout = seconds(&flag, &value("seconds")?)?,
             "--request-timeout" => p.config.limits.request_timeout = seconds(&flag, &value("seconds")?)?,
+            // TLS listeners (tls://, comodojo+tls://): files read at start and on reload.
+            "--tls-cert" => p.config.tls.cert = Some(absolute(&value("a path")?)?),
+            "--tls-key" => p.config.tls.key = Some(absolute(&value("a path")?)?),
+            "--tls-client-ca" => p.config.tls.client_ca = Some(absolute(&value("a path")?)?),
             other => return Err(format!("unknown argument '{other}'")),
         }
     }
@@ -463,5 +471,25 @@ mod tests {
         ] {
             assert!(parse("echo", bad.iter().map(|s| s.to_string()).collect()).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn tls_flags() {
+        let args = [
+            "run",
+            "--socket",
+            "tls://127.0.0.1:1",
+            "--tls-cert=c.pem",
+            "--tls-key",
+            "/k.pem",
+            "--tls-client-ca",
+            "ca.pem",
+        ];
+        let p = parse("echo", args.map(String::from).to_vec()).unwrap();
+        assert!(matches!(p.config.sockets[0].transport, Transport::Tls { .. }));
+        assert!(p.config.tls.cert.unwrap().is_absolute());
+        assert_eq!(p.config.tls.key.unwrap(), Path::new("/k.pem"));
+        assert!(p.config.tls.client_ca.unwrap().ends_with("ca.pem"));
+        assert!(parse("echo", vec!["--tls-key".into()]).unwrap_err().contains("needs"));
     }
 }

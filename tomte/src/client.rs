@@ -14,6 +14,11 @@
 //! comodojo protocol may be spoken to an address written without `comodojo+`: the address then
 //! names a comodojo listener by its bare transport.
 //!
+//! A `tls://` (or `comodojo+tls://`) address needs [`Client::connect_tls`], with the CA that
+//! signed the daemon's certificate and, for mutual TLS, the client's own certificate and key
+//! ([`ClientFiles`]). The certificate is checked against the host of the address (an IP
+//! address or a DNS name, as written).
+//!
 //! On a unix socket, [`Client::connect_checked`] first asks the kernel who serves the socket
 //! (`SO_PEERCRED`: the uid and pid of the process that listens) and sends nothing unless that
 //! user is one the [`Trust`] allows — by default root and the user running the client. Anyone
@@ -39,6 +44,8 @@ use std::time::Duration;
 
 use tomte_rpc::{comodojo, fault, jsonrpc, xmlrpc, Args, Fault, Value};
 
+pub use crate::net::tls::ClientFiles;
+use crate::net::tls::{self, TlsError};
 use crate::net::{Address, Dialect, Transport};
 
 /// How long [`Client::connect_with`] waits for a comodojo greeter. A native listener sends
@@ -106,6 +113,12 @@ pub enum ClientError {
     /// The unix socket is served by a user the [`Trust`] does not allow; nothing was sent.
     #[error("refusing to talk to {addr}: it is served by uid {uid} (pid {pid}), who is not trusted (trusted uids: {trusted})")]
     Untrusted { addr: String, uid: u32, pid: i32, trusted: String },
+    /// The TLS files could not be used; nothing was sent.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// A `tls://` address was given to a connect without TLS files: see [`Client::connect_tls`].
+    #[error("{addr} speaks TLS: give the CA that signed its certificate (tomtectl --tls-ca PATH)")]
+    NeedsTls { addr: String },
     /// A JSON or XML protocol was asked of a `comodojo+` address, which speaks framing only.
     #[error("{addr} speaks comodojo framing: use Protocol::ComodojoJson or Protocol::ComodojoXml")]
     WrongDialect { addr: String },
@@ -168,6 +181,7 @@ impl Default for Trust {
 enum Socket {
     Unix(UnixStream),
     Tcp(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
 }
 
 impl Socket {
@@ -175,6 +189,7 @@ impl Socket {
         match self {
             Socket::Unix(s) => s.set_read_timeout(timeout),
             Socket::Tcp(s) => s.set_read_timeout(timeout),
+            Socket::Tls(s) => s.sock.set_read_timeout(timeout),
         }
     }
 }
@@ -184,6 +199,7 @@ impl io::Read for Socket {
         match self {
             Socket::Unix(s) => s.read(buf),
             Socket::Tcp(s) => s.read(buf),
+            Socket::Tls(s) => s.read(buf),
         }
     }
 }
@@ -193,10 +209,15 @@ impl io::Write for Socket {
         match self {
             Socket::Unix(s) => s.write(buf),
             Socket::Tcp(s) => s.write(buf),
+            Socket::Tls(s) => s.write(buf),
         }
     }
     fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+        match self {
+            // rustls writes records as they are made; flushing pushes the rest.
+            Socket::Tls(s) => s.flush(),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -234,6 +255,29 @@ impl Client {
     /// it runs as a user `trust` allows; if not, closes the connection before reading or
     /// sending a byte, with [`ClientError::Untrusted`] (its uid and pid). TCP is not checked.
     pub fn connect_checked(address: &Address, protocol: Protocol, trust: &Trust) -> Result<Client, ClientError> {
+        Client::open(address, protocol, trust, None)
+    }
+
+    /// As [`Client::connect_with`], over TLS: the daemon's certificate must be signed by
+    /// `files.ca` and name the host of `address`; `files.cert` and `files.key` are shown when the
+    /// daemon asks for a client certificate. A handshake the daemon refuses fails here. An
+    /// address that is not `tls://` is connected to as [`Client::connect_checked`] would.
+    pub fn connect_tls(
+        address: &Address,
+        protocol: Protocol,
+        trust: &Trust,
+        files: &ClientFiles,
+    ) -> Result<Client, ClientError> {
+        let config = tls::client_config(files)?;
+        Client::open(address, protocol, trust, Some(&config))
+    }
+
+    fn open(
+        address: &Address,
+        protocol: Protocol,
+        trust: &Trust,
+        tls: Option<&std::sync::Arc<rustls::ClientConfig>>,
+    ) -> Result<Client, ClientError> {
         let addr = address.to_string();
         if address.dialect == Dialect::Comodojo && !protocol.is_comodojo() {
             return Err(ClientError::WrongDialect { addr });
@@ -256,6 +300,23 @@ impl Client {
                 let s = TcpStream::connect(sa).map_err(connect_err)?;
                 let _ = s.set_nodelay(true);
                 (Socket::Tcp(s), sa.to_string())
+            }
+            Transport::Tls { addr: sa, host } => {
+                let Some(config) = tls else { return Err(ClientError::NeedsTls { addr }) };
+                let s = TcpStream::connect(sa).map_err(connect_err)?;
+                let _ = s.set_nodelay(true);
+                let mut session = tls::client_connection(config, host).map_err(connect_err)?;
+                let mut s = s;
+                // The handshake now, so that a refused certificate is a connect error.
+                while session.is_handshaking() {
+                    session.complete_io(&mut s).map_err(connect_err)?;
+                }
+                let host = if host.contains(':') {
+                    format!("[{host}]:{}", sa.port())
+                } else {
+                    format!("{host}:{}", sa.port())
+                };
+                (Socket::Tls(Box::new(rustls::StreamOwned::new(session, s))), host)
             }
         };
         let mut client = Client {
@@ -323,7 +384,8 @@ impl Client {
             Protocol::ComodojoJson => comodojo::encode_request("application/json", &self.payload, &mut self.request),
             Protocol::ComodojoXml => comodojo::encode_request("text/xml", &self.payload, &mut self.request),
         }
-        let written = self.reader.get_mut().write_all(&self.request);
+        let socket = self.reader.get_mut();
+        let written = socket.write_all(&self.request).and_then(|()| socket.flush());
         let answer = self.read_answer();
         if let Err(source) = written {
             // A daemon refusing a request (too large, say) may answer why before it closes, while

@@ -29,7 +29,7 @@
 //!
 //! ```text
 //!    clients: tomtectl, curl, socat, python xmlrpc.client, comodojo PHP clients
-//!                  │ unix://  tcp://  comodojo+unix://  comodojo+tcp://
+//!            │ unix://  tcp://  tls://  comodojo+unix://  comodojo+tcp://  comodojo+tls://
 //! ┌────────────────▼───────────────────────────────────────────────────────┐
 //! │ the daemon process: one thread, one mio::Poll                          │
 //! │  net      listeners → connections (state machines) → complete messages │
@@ -241,8 +241,16 @@
 //!   structs nest at most 64 deep.
 //! * **Access.** Unix sockets are created mode 0600; the pid file, the log and the socket are
 //!   never opened through a symbolic link nor taken over from another user
-//!   ([`process::files`]). TCP listeners bind where they are told and have no authentication
-//!   yet: a non-loopback address is logged as a warning.
+//!   ([`process::files`]). TCP listeners bind where they are told; a non-loopback address is
+//!   logged as a warning.
+//! * **TLS** ([`net::tls`]): `tls://` and `comodojo+tls://` listeners speak TLS 1.2/1.3 with
+//!   rustls (the ring provider; no OpenSSL), with the certificate and key of `--tls-cert` and
+//!   `--tls-key` (a key others may read is refused), reloaded on SIGHUP. A TLS connection is
+//!   the same state machine as a TCP one with a rustls session between the socket and the
+//!   framing; its handshake is under the request deadline, like a message arriving. With
+//!   `--tls-client-ca`, clients must show a certificate that CA signed, and its common name is
+//!   the connection's [`net::Peer::cert`]. TLS alone authenticates the daemon to its clients,
+//!   not clients to the daemon.
 //! * **Linux only**: eventfd, Linux signal numbers, abstract `NOTIFY_SOCKET` addresses.
 //!
 //! # Safety

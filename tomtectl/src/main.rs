@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
-use tomte::client::{Client, ClientError, Protocol, Trust};
+use tomte::client::{Client, ClientError, ClientFiles, Protocol, Trust};
 use tomte::net::{Address, Dialect};
 use tomte_rpc::{Args, Fault, Value};
 
@@ -24,7 +24,7 @@ use tomte_rpc::{Args, Fault, Value};
     about = "Control a tomte daemon: call methods, list them, read status, shut it down."
 )]
 struct Cli {
-    /// The daemon's socket: unix:///path, tcp://host:port, or comodojo+ before either
+    /// The daemon's socket: unix:///path, tcp://host:port, tls://host:port, or comodojo+ before one
     /// [default: $TOMTE_SOCKET, else the echo daemon's default socket]
     #[arg(long, short = 's', global = true)]
     socket: Option<String>,
@@ -41,6 +41,15 @@ struct Cli {
     /// your own are trusted
     #[arg(long = "trust-uid", value_name = "UID", global = true)]
     trust_uid: Vec<u32>,
+    /// tls:// addresses: the CA (PEM) that signed the daemon's certificate
+    #[arg(long = "tls-ca", value_name = "PATH", global = true)]
+    tls_ca: Option<std::path::PathBuf>,
+    /// Mutual TLS: this client's certificate (PEM), shown when the daemon asks for one
+    #[arg(long = "tls-cert", value_name = "PATH", global = true, requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// Mutual TLS: the key (PEM) of --tls-cert, readable by its owner only
+    #[arg(long = "tls-key", value_name = "PATH", global = true, requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -114,7 +123,16 @@ fn run(cli: &Cli, socket: &str) -> anyhow::Result<()> {
         (true, true) => Protocol::ComodojoXml,
     };
     let trust = cli.trust_uid.iter().fold(Trust::own(), |t, &uid| t.allow(uid));
-    let mut client = Client::connect_checked(&address, protocol, &trust)?;
+    let mut client = match &cli.tls_ca {
+        Some(ca) => {
+            let files = ClientFiles { ca: ca.clone(), cert: cli.tls_cert.clone(), key: cli.tls_key.clone() };
+            Client::connect_tls(&address, protocol, &trust, &files)?
+        }
+        None if cli.tls_cert.is_some() => {
+            bail!("--tls-cert needs --tls-ca (the CA that signed the daemon's certificate)")
+        }
+        None => Client::connect_checked(&address, protocol, &trust)?,
+    };
     let mut call = |method: &str, args: Args| -> anyhow::Result<Value> { Ok(client.call(method, &args)??) };
     match &cli.command {
         Command::Call { method, params } => {

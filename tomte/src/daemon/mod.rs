@@ -14,7 +14,7 @@ pub use run::Mode;
 
 use crate::access::{Grants, Policy, Who};
 use crate::event::{Event, EventBus, Listener};
-use crate::net::{Address, BindError, Limits};
+use crate::net::{Address, BindError, Limits, TlsError, TlsFiles};
 use crate::process::PidFileError;
 use crate::worker::supervisor::Supervisor;
 use crate::worker::WorkerSpec;
@@ -45,6 +45,8 @@ pub struct Config {
     /// Methods whose permission changes at start (`--require METHOD=PERM`), as
     /// [`Daemon::require`] changes it in code.
     pub requires: Vec<(String, Permission)>,
+    /// Certificate and key of `tls://` listeners, and the CA of client certificates.
+    pub tls: TlsFiles,
 }
 
 impl Config {
@@ -69,6 +71,7 @@ impl Config {
             socket_group: None,
             policy: Policy::default(),
             requires: Vec::new(),
+            tls: TlsFiles::default(),
         }
     }
 }
@@ -142,6 +145,8 @@ pub enum DaemonError {
     UnknownMethod { method: String },
     #[error("{what}: {source}")]
     Io { what: String, source: std::io::Error },
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 pub(crate) type TimerFn = Box<dyn FnMut(&mut Ctx)>;

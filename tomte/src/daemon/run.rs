@@ -134,6 +134,8 @@ struct Running {
     /// When to give freed memory back to the system, once the loop has been quiet a moment.
     trim_at: Option<Instant>,
     log: Option<std::path::PathBuf>,
+    /// The TLS files, and the server configuration read from them (reloaded with the daemon).
+    tls: Option<(crate::net::TlsFiles, std::sync::Arc<rustls::ServerConfig>)>,
     _pidfile: Option<PidFile>,
 }
 
@@ -183,6 +185,14 @@ impl Running {
                 listeners.push(Listener::from_activated(fd).map_err(io_err("cannot use a socket passed by systemd"))?);
             }
         }
+        // Read before any client can come: a missing or bad file fails the start, naming it.
+        let tls = match listeners.iter().find(|l| l.is_tls()) {
+            None => None,
+            Some(l) if config.tls.cert.is_none() || config.tls.key.is_none() => {
+                return Err(crate::net::TlsError::Missing { addr: l.address().to_string() }.into());
+            }
+            Some(_) => Some((config.tls.clone(), crate::net::tls::server_config(&config.tls)?)),
+        };
         for (i, l) in listeners.iter_mut().enumerate() {
             poll.registry()
                 .register(l.source(), Token(LISTENER_BASE + i), Interest::READABLE)
@@ -238,6 +248,7 @@ impl Running {
             timeouts: Throttle::new(WARN_EVERY),
             trim_at: None,
             log: config.log.clone(),
+            tls,
             _pidfile: pidfile,
         };
         running.emit(Event::new(names::START, Value::Nil));
@@ -383,6 +394,16 @@ impl Running {
                 }
             };
             let host_rule = listener.host_rule();
+            let stream = match (&self.tls, listener.is_tls()) {
+                (Some((_, config)), true) => match stream.into_tls(config) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        log::warn!("cannot start a TLS session: {e}");
+                        continue;
+                    }
+                },
+                _ => stream,
+            };
             let refusal = self.admit(index, peer.key);
             let mut rpc = Rpc { registry: &self.registry, ctx: &mut self.ctx };
             let mut conn = Conn::new(stream, peer, index, dialect, host_rule, self.budget.clone(), &mut rpc);
@@ -410,7 +431,9 @@ impl Running {
             }
             let grants = self.policy.grants(&conn.peer, self.owner);
             let caller = Rc::new(Caller { peer: conn.peer.clone(), grants });
-            let peer = self.events.has(names::CLIENT_CONNECT).then(|| caller.peer.to_value());
+            // A TLS connection is announced once its handshake is done (with its certificate).
+            let peer =
+                (self.events.has(names::CLIENT_CONNECT) && !conn.stream.is_tls()).then(|| caller.peer.to_value());
             *self.per_peer.entry(conn.peer.key).or_default() += 1;
             self.per_listener[index] += 1;
             entry.insert(conn);
@@ -434,6 +457,19 @@ impl Running {
         rpc.ctx.caller = None;
         if let Some(ticket) = conn.waiting_ticket() {
             self.tickets.entry(ticket).or_insert((key, self.serials[key]));
+        }
+        if conn.take_secured() {
+            // The handshake named the client (its certificate): its grants follow from that,
+            // before anything it sent is served (the connection served nothing in this drive).
+            log::debug!("TLS connection from {}", conn.peer);
+            let grants = self.policy.grants(&conn.peer, self.owner);
+            let caller = Rc::new(Caller { peer: conn.peer.clone(), grants });
+            if let Some(slot) = self.callers.get_mut(key) {
+                *slot = Rc::clone(&caller);
+            }
+            if self.events.has(names::CLIENT_CONNECT) {
+                self.emit(Event::new(names::CLIENT_CONNECT, caller.peer.to_value()));
+            }
         }
         match drive {
             Drive::Open => {}
@@ -534,7 +570,8 @@ impl Running {
             }
         }
         self.per_listener[conn.listener] -= 1;
-        if self.events.has(names::CLIENT_HANGUP) {
+        // A TLS client whose handshake never finished was never announced either.
+        if self.events.has(names::CLIENT_HANGUP) && !conn.is_handshaking() {
             self.emit(Event::new(names::CLIENT_HANGUP, caller.peer.to_value()));
         }
     }
@@ -647,6 +684,17 @@ impl Running {
             }
         }
         log::info!("reloading");
+        if let Some((files, config)) = &mut self.tls {
+            // New connections get the new certificate; open ones keep theirs.
+            match crate::net::tls::server_config(files) {
+                Ok(new) => {
+                    *config = new;
+                    let cert = files.cert.as_deref().map(|p| p.display().to_string()).unwrap_or_default();
+                    log::info!("TLS certificate reloaded from {cert}");
+                }
+                Err(e) => log::error!("keeping the previous TLS certificate: {e}"),
+            }
+        }
         self.emit(Event::new(names::RELOAD, Value::Nil));
     }
 

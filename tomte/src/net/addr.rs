@@ -1,5 +1,5 @@
-//! Listener and client addresses: `unix:///path`, `tcp://host:port`, and their `comodojo+`
-//! forms, which speak comodojo/daemon's framing.
+//! Listener and client addresses: `unix:///path`, `tcp://host:port`, `tls://host:port` (TCP
+//! with TLS), and their `comodojo+` forms, which speak comodojo/daemon's framing.
 
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -14,6 +14,12 @@ pub const DEFAULT_PORT: u16 = 10042;
 pub enum Transport {
     Unix(PathBuf),
     Tcp(SocketAddr),
+    /// TCP with TLS. `host` is the host as written (the name a client checks the server's
+    /// certificate against); `addr` what it resolved to.
+    Tls {
+        addr: SocketAddr,
+        host: String,
+    },
 }
 
 /// What is spoken on a socket.
@@ -67,8 +73,11 @@ impl FromStr for Address {
             Transport::Unix(PathBuf::from(rest))
         } else if let Some(hostport) = rest.strip_prefix("tcp://") {
             Transport::Tcp(parse_tcp(hostport).map_err(|w| err(&w))?)
+        } else if let Some(hostport) = rest.strip_prefix("tls://") {
+            let addr = parse_tcp(hostport).map_err(|w| err(&w))?;
+            Transport::Tls { addr, host: tls_host(hostport) }
         } else {
-            return Err(err("expected unix:///path, tcp://host:port, or comodojo+ before either"));
+            return Err(err("expected unix:///path, tcp://host:port, tls://host:port, or comodojo+ before one"));
         };
         Ok(Address { transport, dialect })
     }
@@ -101,6 +110,17 @@ fn parse_tcp(hostport: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("'{host}' resolves to no address"))
 }
 
+/// The host part of `host:port` as a client names the server: brackets off an IPv6 address,
+/// loopback when empty.
+fn tls_host(hostport: &str) -> String {
+    let hostport = hostport.trim_end_matches('/');
+    let host = match hostport.strip_prefix('[') {
+        Some(rest) => rest.split_once(']').map_or(rest, |(h, _)| h),
+        None => hostport.rsplit_once(':').map_or(hostport, |(h, _)| h),
+    };
+    if host.is_empty() { "127.0.0.1" } else { host }.to_owned()
+}
+
 impl fmt::Display for Address {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.dialect == Dialect::Comodojo {
@@ -109,6 +129,7 @@ impl fmt::Display for Address {
         match &self.transport {
             Transport::Unix(p) => write!(f, "unix://{}", p.display()),
             Transport::Tcp(a) => write!(f, "tcp://{a}"),
+            Transport::Tls { addr, .. } => write!(f, "tls://{addr}"),
         }
     }
 }
@@ -134,5 +155,15 @@ mod tests {
         assert_eq!("tcp://[::1]".parse::<Address>().unwrap().to_string(), "tcp://[::1]:10042");
         assert!("http://x".parse::<Address>().is_err());
         assert!("tcp://127.0.0.1:99999".parse::<Address>().unwrap_err().to_string().contains("port"));
+        let s: Address = "tls://127.0.0.1:8443".parse().unwrap();
+        assert_eq!(s.to_string(), "tls://127.0.0.1:8443");
+        assert!(matches!(&s.transport, Transport::Tls { host, .. } if host == "127.0.0.1"));
+        let c: Address = "comodojo+tls://localhost".parse().unwrap();
+        assert_eq!(c.dialect, Dialect::Comodojo);
+        assert!(c.to_string().starts_with("comodojo+tls://") && c.to_string().ends_with(":10042"));
+        assert!(matches!(&c.transport, Transport::Tls { host, .. } if host == "localhost"));
+        let v6: Address = "tls://[::1]:9".parse().unwrap();
+        assert!(matches!(&v6.transport, Transport::Tls { host, .. } if host == "::1"));
+        assert_eq!(v6.to_string(), "tls://[::1]:9");
     }
 }

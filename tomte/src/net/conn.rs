@@ -9,6 +9,10 @@
 //! Every scan resumes where the last one stopped (line terminators, the end of an HTTP head,
 //! whitespace before the first message), and an HTTP head is parsed once, not once per read of
 //! its body: the work per connection is linear in what it sends, however it is cut.
+//!
+//! A TLS connection is the same machine over a [`Stream::Tls`]: its handshake counts as a
+//! message arriving (the request deadline applies), records the session holds count as unsent
+//! output, and the client's certificate name joins [`Peer::cert`] once the handshake is done.
 
 use std::cell::Cell;
 use std::io::{self, Read, Write};
@@ -156,6 +160,10 @@ pub struct Conn {
     last_read: Instant,
     /// The growth its input buffer waits for, when the budget could not give it.
     starved: usize,
+    /// A TLS connection whose handshake has not been seen to finish.
+    handshaking: bool,
+    /// Its handshake just finished: the loop announces the connection (see [`Conn::take_secured`]).
+    secured: bool,
 }
 
 /// An answer the connection waits for, and how to frame it.
@@ -179,6 +187,7 @@ impl Conn {
         svc: &mut impl Service,
     ) -> Conn {
         let mut conn = Conn {
+            handshaking: stream.is_tls(),
             stream,
             peer,
             listener,
@@ -204,6 +213,7 @@ impl Conn {
             stalled_since: None,
             lingering: None,
             last_active: Instant::now(),
+            secured: false,
             budget,
             out_counted: 0,
             last_read: Instant::now(),
@@ -279,9 +289,34 @@ impl Conn {
         self.waiting.is_some()
     }
 
-    /// Whether answers are waiting to be written.
+    /// Whether answers (or TLS records) are waiting to be written.
     pub fn has_output(&self) -> bool {
-        self.out_pos < self.out.len()
+        self.out_pos < self.out.len() || self.stream.has_pending()
+    }
+
+    /// Whether its TLS handshake has just finished (once): the loop announces it then, with
+    /// the client's certificate in [`Conn::peer`]. Nothing the client sent is served in the
+    /// drive that finished the handshake (it answers [`Drive::MoreWork`]), so whatever the loop
+    /// derives from the peer can be brought up to date first.
+    pub fn take_secured(&mut self) -> bool {
+        std::mem::take(&mut self.secured)
+    }
+
+    /// Whether it is a TLS connection whose handshake has not finished (it has not been
+    /// announced, and its peer has no certificate yet).
+    pub fn is_handshaking(&self) -> bool {
+        self.handshaking
+    }
+
+    /// Notes the end of a TLS handshake: the client's certificate name becomes part of its peer.
+    fn check_handshake(&mut self) {
+        if self.handshaking && !self.stream.is_handshaking() {
+            self.handshaking = false;
+            self.secured = true;
+            if let Stream::Tls(s) = &self.stream {
+                self.peer.cert = s.peer_name();
+            }
+        }
     }
 
     fn unsent(&self) -> usize {
@@ -306,7 +341,11 @@ impl Conn {
 
     /// Since when it has been idle (nothing buffered, owed or unsent), if it is.
     pub fn idle_since(&self) -> Option<Instant> {
-        let idle = self.waiting.is_none() && !self.has_output() && self.start == self.end && !self.close_after_flush;
+        let idle = self.waiting.is_none()
+            && !self.has_output()
+            && self.start == self.end
+            && !self.close_after_flush
+            && !self.handshaking;
         idle.then_some(self.last_active)
     }
 
@@ -319,7 +358,11 @@ impl Conn {
     }
 
     /// Since when the message now arriving has been arriving, if one is.
+    /// A TLS handshake counts as a message arriving since the connection was accepted.
     pub fn arriving_since(&self) -> Option<Instant> {
+        if self.handshaking {
+            return Some(self.last_active);
+        }
         self.msg_started.filter(|_| self.waiting.is_none() && !self.backlog)
     }
 
@@ -437,7 +480,9 @@ impl Conn {
                     }
                 }
             }
-            match self.stream.read(&mut self.buf[self.end..]) {
+            let read = self.stream.read(&mut self.buf[self.end..]);
+            self.check_handshake();
+            match read {
                 Ok(0) => {
                     // The client finished sending (maybe only its half): answer, then close. A
                     // last NDJSON or comodojo line without its newline is still a message.
@@ -455,12 +500,24 @@ impl Conn {
                     if self.msg_started.is_none() {
                         self.msg_started = Some(now);
                     }
+                    if self.secured {
+                        // The handshake finished in this read, and a request came with its last
+                        // flight: the loop learns who the client is (its certificate) before
+                        // anything the client sent is served.
+                        self.backlog = true;
+                        return Drive::MoreWork;
+                    }
                     self.serve(svc, limits, now);
                 }
                 // Nothing new was served since the flush at the top of this turn.
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Drive::Open,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return Drive::Closed,
+                Err(e) => {
+                    if self.stream.is_tls() {
+                        log::debug!("TLS connection from {} failed: {e}", self.peer);
+                    }
+                    return Drive::Closed;
+                }
             }
         }
     }
@@ -515,6 +572,14 @@ impl Conn {
         }
         self.out.clear();
         self.out_pos = 0;
+        // What a TLS session still holds (its handshake, records a full socket refused).
+        if !self.stream.flush_pending()? {
+            if self.stalled_since.is_none() {
+                self.stalled_since = Some(Instant::now());
+            }
+            self.count_output();
+            return Ok(false);
+        }
         self.stalled_since = None;
         // An idle connection keeps small buffers, whatever the size of its last answer.
         if self.out.capacity() > KEEP_BUF {
@@ -583,6 +648,11 @@ impl Conn {
 
     /// Writes an error in the connection's dialect and closes it after the flush.
     fn fail(&mut self, http_status: u16, code: i32, why: &str) {
+        if self.handshaking {
+            // No session to say it in yet: just close.
+            self.close_after_flush = true;
+            return;
+        }
         match self.framing {
             Framing::Http | Framing::Sniff => http::write_error(&mut self.out, http_status, why),
             Framing::Comodojo => tomte_rpc::comodojo::encode_response(false, Some(why.as_bytes()), &mut self.out),

@@ -1,4 +1,5 @@
-//! Bound listeners: unix sockets (mode 0600, stale files recovered, removed on drop) and TCP.
+//! Bound listeners: unix sockets (mode 0600, stale files recovered, removed on drop) and TCP
+//! (`tls://` is a TCP listener whose connections get a TLS session: [`Stream::Tls`]).
 //!
 //! A unix socket goes only in a directory nobody else controls, and a file found at its path is
 //! replaced only when it is a stale socket of the daemon's own user: never through a symbolic
@@ -11,6 +12,7 @@ use mio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 
 use super::addr::{Address, Dialect, Transport};
 use super::peer::Peer;
+use super::tls::TlsStream;
 use crate::process::files::{self, Kind, Owner, Parent, PathError};
 
 /// Why a listener could not be bound.
@@ -45,17 +47,9 @@ pub enum HostRule {
 pub enum Listener {
     /// `owned`: the daemon created the socket file, so it removes it (not so for one that
     /// systemd passed) — as long as the path still names that file (`inode`: device, inode).
-    Unix {
-        socket: UnixListener,
-        path: PathBuf,
-        address: Address,
-        owned: bool,
-        inode: Option<(u64, u64)>,
-    },
-    Tcp {
-        socket: TcpListener,
-        address: Address,
-    },
+    Unix { socket: UnixListener, path: PathBuf, address: Address, owned: bool, inode: Option<(u64, u64)> },
+    /// Plain TCP, or TLS when the address is `tls://` (see [`Listener::is_tls`]).
+    Tcp { socket: TcpListener, address: Address },
 }
 
 /// An accepted connection's socket.
@@ -63,6 +57,8 @@ pub enum Listener {
 pub enum Stream {
     Unix(UnixStream),
     Tcp(TcpStream),
+    /// A TCP socket with a TLS session between it and the connection.
+    Tls(Box<TlsStream>),
 }
 
 impl Listener {
@@ -85,9 +81,15 @@ impl Listener {
                 let inode = at.stat_name(path).ok().flatten().map(|st| (st.st_dev, st.st_ino));
                 Ok(Listener::Unix { socket, path: path.clone(), address: address.clone(), owned: true, inode })
             }
-            Transport::Tcp(addr) => {
+            Transport::Tcp(addr) | Transport::Tls { addr, .. } => {
                 if !addr.ip().is_loopback() {
-                    log::warn!("{name} is reachable from other hosts: tomte has no authentication yet");
+                    match &address.transport {
+                        Transport::Tls { .. } => log::warn!(
+                            "{name} is reachable from other hosts: TLS proves the daemon to its clients; only \
+                             --tls-client-ca makes clients prove who they are"
+                        ),
+                        _ => log::warn!("{name} is reachable from other hosts: tomte has no authentication yet"),
+                    }
                 }
                 let socket = TcpListener::bind(*addr).map_err(|e| match e.kind() {
                     io::ErrorKind::AddrInUse => BindError::InUse { addr: name.clone() },
@@ -95,7 +97,11 @@ impl Listener {
                 })?;
                 // Report the real port when 0 asked the kernel to pick one.
                 let bound = socket.local_addr().map_err(io_err)?;
-                let address = Address { transport: Transport::Tcp(bound), dialect: address.dialect };
+                let transport = match &address.transport {
+                    Transport::Tls { host, .. } => Transport::Tls { addr: bound, host: host.clone() },
+                    _ => Transport::Tcp(bound),
+                };
+                let address = Address { transport, dialect: address.dialect };
                 Ok(Listener::Tcp { socket, address })
             }
         }
@@ -128,6 +134,11 @@ impl Listener {
         self.address().dialect
     }
 
+    /// Whether its connections speak TLS (a `tls://` address).
+    pub fn is_tls(&self) -> bool {
+        matches!(self.address().transport, Transport::Tls { .. })
+    }
+
     /// Accepts one pending connection; `WouldBlock` when none is left.
     pub fn accept(&self) -> io::Result<(Stream, Peer)> {
         match self {
@@ -149,13 +160,12 @@ impl Listener {
     /// the attacker's name in `Host` gives it away.
     pub fn host_rule(&self) -> HostRule {
         match self {
-            Listener::Tcp { address: Address { transport: Transport::Tcp(a), .. }, .. } if a.ip().is_loopback() => {
-                HostRule::Loopback
-            }
-            Listener::Tcp { address: Address { transport: Transport::Tcp(a), .. }, .. } if a.ip().is_unspecified() => {
-                HostRule::ThisMachine
-            }
-            _ => HostRule::Any,
+            Listener::Tcp { address, .. } => match &address.transport {
+                Transport::Tcp(a) | Transport::Tls { addr: a, .. } if a.ip().is_loopback() => HostRule::Loopback,
+                Transport::Tcp(a) | Transport::Tls { addr: a, .. } if a.ip().is_unspecified() => HostRule::ThisMachine,
+                _ => HostRule::Any,
+            },
+            Listener::Unix { .. } => HostRule::Any,
         }
     }
 
@@ -265,10 +275,11 @@ fn recover_stale(at: &Parent, path: &Path, name: &str) -> Result<bool, BindError
 
 impl Stream {
     /// Shuts the sending side: the client reads the end of the answers.
-    pub fn shutdown_write(&self) -> io::Result<()> {
+    pub fn shutdown_write(&mut self) -> io::Result<()> {
         match self {
             Stream::Unix(s) => s.shutdown(std::net::Shutdown::Write),
             Stream::Tcp(s) => s.shutdown(std::net::Shutdown::Write),
+            Stream::Tls(s) => s.shutdown_write(),
         }
     }
 
@@ -276,6 +287,38 @@ impl Stream {
         match self {
             Stream::Unix(s) => s,
             Stream::Tcp(s) => s,
+            Stream::Tls(s) => s.socket(),
+        }
+    }
+
+    /// Sends what a TLS session holds (handshake, alerts, records a full socket refused):
+    /// `Ok(true)` once nothing is left. Plain sockets hold nothing.
+    pub fn flush_pending(&mut self) -> io::Result<bool> {
+        match self {
+            Stream::Tls(s) => s.flush_pending(),
+            _ => Ok(true),
+        }
+    }
+
+    /// Whether a TLS session holds records not yet sent.
+    pub fn has_pending(&self) -> bool {
+        matches!(self, Stream::Tls(s) if s.has_pending())
+    }
+
+    /// Whether a TLS handshake is still going on.
+    pub fn is_handshaking(&self) -> bool {
+        matches!(self, Stream::Tls(s) if s.is_handshaking())
+    }
+
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Stream::Tls(_))
+    }
+
+    /// A TCP socket with a TLS session on it, whose handshake begins.
+    pub fn into_tls(self, config: &std::sync::Arc<rustls::ServerConfig>) -> io::Result<Stream> {
+        match self {
+            Stream::Tcp(s) => Ok(Stream::Tls(Box::new(TlsStream::new(s, config)?))),
+            other => Ok(other),
         }
     }
 }
@@ -285,6 +328,7 @@ impl io::Read for Stream {
         match self {
             Stream::Unix(s) => s.read(buf),
             Stream::Tcp(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
         }
     }
 }
@@ -294,6 +338,7 @@ impl io::Write for Stream {
         match self {
             Stream::Unix(s) => s.write(buf),
             Stream::Tcp(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
         }
     }
     fn flush(&mut self) -> io::Result<()> {

@@ -7,6 +7,7 @@ mod conn;
 pub(crate) mod http;
 pub mod listener;
 mod peer;
+pub mod tls;
 mod users;
 
 use std::time::Duration;
@@ -17,6 +18,7 @@ pub use addr::{Address, AddressError, Dialect, Transport};
 pub use conn::{Budget, Conn, Drive};
 pub use listener::{BindError, HostRule, Listener, Stream};
 pub use peer::{Peer, PeerKey};
+pub use tls::{TlsError, TlsFiles};
 pub(crate) use users::gid_of;
 
 /// What answers complete messages. Each method appends its answer to `out`, or says that the
