@@ -166,6 +166,7 @@ Options:
   --tls-key PATH        its private key (PEM), readable by its owner only
   --tls-client-ca PATH  mutual TLS: clients must show a certificate signed by this CA;
                         its common name becomes the client's identity
+  --insecure            serve a TCP address other hosts reach with no client authentication
   -s                    hard start: clear stale pid and socket files first
   -v, --verbose         debug logging
   -h, --help            this help
@@ -259,6 +260,7 @@ fn parse(name: &str, args: Vec<String>) -> Result<Parsed, String> {
             "--tls-cert" => p.config.tls.cert = Some(absolute(&value("a path")?)?),
             "--tls-key" => p.config.tls.key = Some(absolute(&value("a path")?)?),
             "--tls-client-ca" => p.config.tls.client_ca = Some(absolute(&value("a path")?)?),
+            "--insecure" => p.config.insecure = true,
             other => return Err(format!("unknown argument '{other}'")),
         }
     }

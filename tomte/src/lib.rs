@@ -241,8 +241,9 @@
 //!   structs nest at most 64 deep.
 //! * **Access.** Unix sockets are created mode 0600; the pid file, the log and the socket are
 //!   never opened through a symbolic link nor taken over from another user
-//!   ([`process::files`]). TCP listeners bind where they are told; a non-loopback address is
-//!   logged as a warning.
+//!   ([`process::files`]). TCP listeners bind where they are told; one other hosts can reach is
+//!   refused at start unless its clients prove who they are (TLS with `--tls-client-ca`) or
+//!   `--insecure` is given.
 //! * **TLS** ([`net::tls`]): `tls://` and `comodojo+tls://` listeners speak TLS 1.2/1.3 with
 //!   rustls (the ring provider; no OpenSSL), with the certificate and key of `--tls-cert` and
 //!   `--tls-key` (a key others may read is refused), reloaded on SIGHUP. A TLS connection is

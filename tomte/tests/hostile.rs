@@ -402,7 +402,14 @@ fn a_wildcard_listener_refuses_rebound_names_too() {
     // 0.0.0.0 is reachable at 127.0.0.1, so a rebound name must not get in there either (the
     // test only ever connects through loopback).
     let port = free_port();
-    let _d = Daemon::new("echo", &["--socket", &format!("tcp://0.0.0.0:{port}")]).start();
+    // Refused without a way for clients to prove who they are, unless told.
+    let d = Daemon::new("echo", &["--socket", &format!("tcp://0.0.0.0:{port}")]);
+    let out = d.cmd("start");
+    assert!(!out.status.success(), "a wildcard TCP listener started without authentication");
+    let said = text(&out.stderr);
+    assert!(said.contains("reachable from other hosts") && said.contains("--tls-client-ca"), "{said}");
+    assert!(d.pid().is_none());
+    let _d = d.add_args(&["--insecure"]).start();
     let host = rustix::system::uname().nodename().to_string_lossy().into_owned();
     for (h, status) in [
         (format!("rebound.evil.example:{port}"), 403),

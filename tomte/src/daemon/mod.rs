@@ -47,6 +47,9 @@ pub struct Config {
     pub requires: Vec<(String, Permission)>,
     /// Certificate and key of `tls://` listeners, and the CA of client certificates.
     pub tls: TlsFiles,
+    /// Serve a listener that other hosts can reach without a way for its clients to prove who
+    /// they are (`--insecure`): refused at start otherwise.
+    pub insecure: bool,
 }
 
 impl Config {
@@ -72,6 +75,7 @@ impl Config {
             policy: Policy::default(),
             requires: Vec::new(),
             tls: TlsFiles::default(),
+            insecure: false,
         }
     }
 }
@@ -147,6 +151,13 @@ pub enum DaemonError {
     Io { what: String, source: std::io::Error },
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// A listener other hosts can reach, whose clients could not prove who they are.
+    #[error(
+        "{addr} is reachable from other hosts, and its clients could not prove who they are: \
+         listen on tls://… with --tls-client-ca CA.pem (clients show certificates), or keep it on \
+         loopback; --insecure serves it anyway"
+    )]
+    Unauthenticated { addr: String },
 }
 
 pub(crate) type TimerFn = Box<dyn FnMut(&mut Ctx)>;

@@ -139,6 +139,19 @@ struct Running {
     _pidfile: Option<PidFile>,
 }
 
+/// Why `addr` may not be served as configured: other hosts can reach it (a non-loopback TCP
+/// address, a wildcard one included) and its clients have no way to prove who they are (plain
+/// TCP, or TLS without client certificates).
+fn unauthenticated(addr: &crate::net::Address, config: &Config) -> Option<DaemonError> {
+    use crate::net::Transport;
+    let open = match &addr.transport {
+        Transport::Tcp(a) => !a.ip().is_loopback(),
+        Transport::Tls { addr: a, .. } => !a.ip().is_loopback() && config.tls.client_ca.is_none(),
+        Transport::Unix(_) => false,
+    };
+    open.then(|| DaemonError::Unauthenticated { addr: addr.to_string() })
+}
+
 /// How long the loop must be quiet before freed memory is given back.
 const TRIM_AFTER: Duration = Duration::from_secs(1);
 /// A connection idle (or stuck mid-message) this long may be closed to make room for a new one.
@@ -156,6 +169,14 @@ impl Running {
         };
         if let Some(nice) = config.nice {
             process::set_niceness(nice).map_err(io_err(&format!("cannot set niceness {nice}")))?;
+        }
+        for addr in &config.sockets {
+            if let Some(why) = unauthenticated(addr, config) {
+                if !config.insecure {
+                    return Err(why);
+                }
+                log::warn!("{why}: served anyway (--insecure)");
+            }
         }
         let pidfile = config.pidfile.as_deref().map(PidFile::acquire).transpose()?;
         let poll = Poll::new().map_err(io_err("cannot create the poll"))?;

@@ -83,13 +83,9 @@ impl Listener {
             }
             Transport::Tcp(addr) | Transport::Tls { addr, .. } => {
                 if !addr.ip().is_loopback() {
-                    match &address.transport {
-                        Transport::Tls { .. } => log::warn!(
-                            "{name} is reachable from other hosts: TLS proves the daemon to its clients; only \
-                             --tls-client-ca makes clients prove who they are"
-                        ),
-                        _ => log::warn!("{name} is reachable from other hosts: tomte has no authentication yet"),
-                    }
+                    // The daemon refused this at start unless it has client certificates or
+                    // --insecure; say it once more where the socket is made.
+                    log::info!("{name} is reachable from other hosts");
                 }
                 let socket = TcpListener::bind(*addr).map_err(|e| match e.kind() {
                     io::ErrorKind::AddrInUse => BindError::InUse { addr: name.clone() },
