@@ -273,6 +273,8 @@ impl fmt::Display for Rule {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Policy {
     rules: Vec<Rule>,
+    /// With a token file: an anonymous TCP client holds nothing (but `daemon.auth`).
+    tokens_required: bool,
 }
 
 impl Policy {
@@ -292,6 +294,7 @@ impl Policy {
         let mut g = match peer.uid() {
             Some(uid) if uid == owner || uid == 0 => return Grants::all(),
             Some(_) => Grants::none(),
+            None if peer.is_anonymous() && self.tokens_required => Grants::none(),
             None if peer.is_anonymous() => Grants::of([Permission::Read, Permission::Call]),
             // A verified certificate (or token) proves who the client is: one that no rule
             // names holds everything, one that a rule names holds what its rules say.
@@ -313,11 +316,28 @@ impl Policy {
         g
     }
 
+    /// With tokens: anonymous TCP clients hold nothing until they present one.
+    pub(crate) fn require_tokens(&mut self) {
+        self.tokens_required = true;
+    }
+
     /// Whether a rule gives anonymous TCP clients everything (then the daemon warns at start).
     pub fn anonymous_all(&self) -> bool {
         self.rules.iter().any(|r| r.who == Who::Anonymous && r.grants.is_all())
     }
 }
+
+/// What authenticating a connection by token needs: the tokens, and the policy that gives the
+/// token's name its grants.
+#[derive(Debug)]
+pub(crate) struct Auth {
+    pub(crate) tokens: crate::tokens::Tokens,
+    pub(crate) policy: Policy,
+    pub(crate) owner: u32,
+}
+
+/// The permission of `daemon.auth`, which every caller holds: how a client without one gets any.
+pub(crate) const AUTH: &str = "auth";
 
 /// A connection's identity and what it may do: what handlers see of their caller.
 #[derive(Clone, Debug)]
@@ -333,6 +353,9 @@ pub(crate) struct DaemonGate;
 impl Gate<Ctx> for DaemonGate {
     #[inline]
     fn allows(&self, ctx: &Ctx, permission: &Permission) -> bool {
+        if matches!(permission, Permission::Custom(name) if name == AUTH) {
+            return true;
+        }
         ctx.caller.as_ref().is_some_and(|c| c.grants.allows(permission))
     }
 

@@ -166,6 +166,8 @@ Options:
   --tls-key PATH        its private key (PEM), readable by its owner only
   --tls-client-ca PATH  mutual TLS: clients must show a certificate signed by this CA;
                         its common name becomes the client's identity
+  --token-file PATH     tokens (NAME SECRET lines, mode 0600) TCP clients must present:
+                        HTTP Authorization: Bearer SECRET, or daemon.auth first
   --insecure            serve a TCP address other hosts reach with no client authentication
   -s                    hard start: clear stale pid and socket files first
   -v, --verbose         debug logging
@@ -261,6 +263,7 @@ fn parse(name: &str, args: Vec<String>) -> Result<Parsed, String> {
             "--tls-key" => p.config.tls.key = Some(absolute(&value("a path")?)?),
             "--tls-client-ca" => p.config.tls.client_ca = Some(absolute(&value("a path")?)?),
             "--insecure" => p.config.insecure = true,
+            "--token-file" => p.config.token_file = Some(absolute(&value("a path")?)?),
             other => return Err(format!("unknown argument '{other}'")),
         }
     }

@@ -242,8 +242,8 @@
 //! * **Access.** Unix sockets are created mode 0600; the pid file, the log and the socket are
 //!   never opened through a symbolic link nor taken over from another user
 //!   ([`process::files`]). TCP listeners bind where they are told; one other hosts can reach is
-//!   refused at start unless its clients prove who they are (TLS with `--tls-client-ca`) or
-//!   `--insecure` is given.
+//!   refused at start unless its clients prove who they are (TLS with `--tls-client-ca`, or
+//!   [`tokens`] from `--token-file`) or `--insecure` is given.
 //! * **TLS** ([`net::tls`]): `tls://` and `comodojo+tls://` listeners speak TLS 1.2/1.3 with
 //!   rustls (the ring provider; no OpenSSL), with the certificate and key of `--tls-cert` and
 //!   `--tls-key` (a key others may read is refused), reloaded on SIGHUP. A TLS connection is
@@ -293,6 +293,7 @@ pub mod net;
 pub mod process;
 pub mod signal;
 pub mod sys;
+pub mod tokens;
 pub mod worker;
 
 /// Doors for the fuzz targets (`fuzz/`) and the test replaying their corpus: re-exports of

@@ -50,6 +50,10 @@ struct Cli {
     /// Mutual TLS: the key (PEM) of --tls-cert, readable by its owner only
     #[arg(long = "tls-key", value_name = "PATH", global = true, requires = "tls_cert")]
     tls_key: Option<std::path::PathBuf>,
+    /// A token for the daemon (its --token-file: the first token's secret is used; or a file
+    /// holding the bare secret), presented as the connection's first call (daemon.auth)
+    #[arg(long = "token-file", value_name = "PATH", global = true)]
+    token_file: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -133,6 +137,10 @@ fn run(cli: &Cli, socket: &str) -> anyhow::Result<()> {
         }
         None => Client::connect_checked(&address, protocol, &trust)?,
     };
+    if let Some(path) = &cli.token_file {
+        let secret = tomte::tokens::client_secret(path)?;
+        client.call("daemon.auth", &Args::Positional(vec![Value::String(secret)]))??;
+    }
     let mut call = |method: &str, args: Args| -> anyhow::Result<Value> { Ok(client.call(method, &args)??) };
     match &cli.command {
         Command::Call { method, params } => {

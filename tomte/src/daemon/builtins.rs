@@ -27,6 +27,9 @@ fn each_worker(
     }
 }
 
+/// The fault of a wrong token (server range, beside −32001 "Permission denied").
+pub const AUTH_FAILED: i32 = -32002;
+
 pub(super) fn install(r: &mut Registry<Ctx>) {
     let methods = [
         Method::new("daemon.shutdown", |_, ctx: &mut Ctx| {
@@ -95,6 +98,19 @@ pub(super) fn install(r: &mut Registry<Ctx>) {
         .description("Reopen the log and emit daemon.reload, as SIGHUP does")
         .returns(Type::Boolean)
         .requires(Permission::Control),
+        Method::new("daemon.auth", |mut p, ctx: &mut Ctx| {
+            let token: String = p.take("token")?;
+            if ctx.authenticate(token.as_bytes()) {
+                Ok(Value::Bool(true))
+            } else {
+                Err(Fault::new(AUTH_FAILED, "Authentication failed")
+                    .with_data("no such token (the connection is closed)".to_owned()))
+            }
+        })
+        .description("Present a token (--token-file) for this connection: its identity becomes the token's")
+        .returns(Type::Boolean)
+        .param(Type::String, "token")
+        .requires(Permission::custom(crate::access::AUTH)),
     ];
     for m in methods {
         r.add(m).expect("built-in names are distinct");

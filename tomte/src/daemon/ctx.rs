@@ -32,6 +32,10 @@ pub struct Ctx {
     pub(crate) caller: Option<Rc<Caller>>,
     /// Refused calls, logged at most once per interval.
     pub(crate) refusals: crate::logging::Throttle,
+    /// Tokens, when the daemon has a token file.
+    pub(crate) auth: Option<Rc<crate::access::Auth>>,
+    /// A token presented on the connection being served was wrong: it is closed.
+    pub(crate) auth_failed: bool,
 }
 
 impl Ctx {
@@ -50,12 +54,35 @@ impl Ctx {
             may_defer: std::rc::Rc::new(std::cell::Cell::new(true)),
             caller: None,
             refusals: crate::logging::Throttle::new(Duration::from_secs(10)),
+            auth: None,
+            auth_failed: false,
         }
     }
 
     #[cfg(test)]
     pub(crate) fn detached_for_tests() -> Ctx {
         Ctx::new("test", "0", Supervisor::default())
+    }
+
+    /// Authenticates the connection being served by a token's secret: on success its
+    /// identity is the token's from now on (grants from `token:NAME` rules, or all); a wrong
+    /// secret closes the connection once the answer is written. False when the daemon has no
+    /// tokens.
+    pub(crate) fn authenticate(&mut self, secret: &[u8]) -> bool {
+        let (Some(auth), Some(caller)) = (self.auth.clone(), self.caller.clone()) else { return false };
+        match auth.tokens.check(secret) {
+            Some(name) => {
+                let mut peer = caller.peer.clone();
+                peer.token = Some(name.to_owned());
+                let grants = auth.policy.grants(&peer, auth.owner);
+                self.caller = Some(Rc::new(crate::access::Caller { peer, grants }));
+                true
+            }
+            None => {
+                self.auth_failed = true;
+                false
+            }
+        }
     }
 
     /// Asks for a graceful stop: answers already computed are still sent.

@@ -50,6 +50,9 @@ pub struct Config {
     /// Serve a listener that other hosts can reach without a way for its clients to prove who
     /// they are (`--insecure`): refused at start otherwise.
     pub insecure: bool,
+    /// Tokens TCP clients may present (`--token-file`): with them, every TCP client must
+    /// present one or a client certificate.
+    pub token_file: Option<PathBuf>,
 }
 
 impl Config {
@@ -76,6 +79,7 @@ impl Config {
             requires: Vec::new(),
             tls: TlsFiles::default(),
             insecure: false,
+            token_file: None,
         }
     }
 }
@@ -154,10 +158,12 @@ pub enum DaemonError {
     /// A listener other hosts can reach, whose clients could not prove who they are.
     #[error(
         "{addr} is reachable from other hosts, and its clients could not prove who they are: \
-         listen on tls://… with --tls-client-ca CA.pem (clients show certificates), or keep it on \
-         loopback; --insecure serves it anyway"
+         listen on tls://… with --tls-client-ca CA.pem (clients show certificates), or give \
+         --token-file, or keep it on loopback; --insecure serves it anyway"
     )]
     Unauthenticated { addr: String },
+    #[error(transparent)]
+    Tokens(#[from] crate::tokens::TokenError),
 }
 
 pub(crate) type TimerFn = Box<dyn FnMut(&mut Ctx)>;

@@ -9,7 +9,7 @@ use slab::Slab;
 use tomte_rpc::{comodojo, jsonrpc, xmlrpc, Registry, Served, Value};
 
 use super::{Config, Ctx, Daemon, DaemonError, TimerFn};
-use crate::access::{Caller, DaemonGate, Policy};
+use crate::access::{Auth, Caller, DaemonGate, Policy};
 use crate::event::{names, Event, EventBus};
 use crate::logging::Throttle;
 use crate::net::{Budget, Conn, Drive, Limits, Listener, PeerKey, Service};
@@ -47,6 +47,9 @@ impl Service for Rpc<'_> {
     }
     fn comodojo_greeter(&mut self, out: &mut Vec<u8>) {
         comodojo::greeter(out)
+    }
+    fn authenticate(&mut self, secret: &[u8]) -> bool {
+        self.ctx.authenticate(secret)
     }
     fn take_ticket(&mut self) -> Option<u64> {
         self.ctx.deferred.take()
@@ -131,6 +134,7 @@ struct Running {
     /// Warnings a client can cause at will, rate-limited.
     refusals: Throttle,
     timeouts: Throttle,
+    auth_failures: Throttle,
     /// When to give freed memory back to the system, once the loop has been quiet a moment.
     trim_at: Option<Instant>,
     log: Option<std::path::PathBuf>,
@@ -145,8 +149,10 @@ struct Running {
 fn unauthenticated(addr: &crate::net::Address, config: &Config) -> Option<DaemonError> {
     use crate::net::Transport;
     let open = match &addr.transport {
-        Transport::Tcp(a) => !a.ip().is_loopback(),
-        Transport::Tls { addr: a, .. } => !a.ip().is_loopback() && config.tls.client_ca.is_none(),
+        Transport::Tcp(a) => !a.ip().is_loopback() && config.token_file.is_none(),
+        Transport::Tls { addr: a, .. } => {
+            !a.ip().is_loopback() && config.tls.client_ca.is_none() && config.token_file.is_none()
+        }
         Transport::Unix(_) => false,
     };
     open.then(|| DaemonError::Unauthenticated { addr: addr.to_string() })
@@ -238,11 +244,19 @@ impl Running {
         for rule in config.policy.rules() {
             policy.allow(rule.who.clone(), rule.grants.clone());
         }
+        let tokens = config.token_file.as_deref().map(crate::tokens::Tokens::load).transpose()?;
+        if tokens.is_some() {
+            policy.require_tokens();
+        }
         if policy.anonymous_all() {
             log::warn!("anonymous=all: any client that reaches a TCP listener may call anything, control included");
         }
         for rule in policy.rules() {
             log::debug!("access rule: {rule}");
+        }
+        let owner = rustix::process::geteuid().as_raw();
+        if let Some(tokens) = tokens {
+            ctx.auth = Some(Rc::new(Auth { tokens, policy: policy.clone(), owner }));
         }
         let mut running = Running {
             registry,
@@ -255,7 +269,7 @@ impl Running {
             conns: Slab::new(),
             callers: Slab::new(),
             policy,
-            owner: rustix::process::geteuid().as_raw(),
+            owner,
             serials: Slab::new(),
             next_serial: 0,
             tickets: std::collections::HashMap::new(),
@@ -267,6 +281,7 @@ impl Running {
             per_listener,
             refusals: Throttle::new(WARN_EVERY),
             timeouts: Throttle::new(WARN_EVERY),
+            auth_failures: Throttle::new(WARN_EVERY),
             trim_at: None,
             log: config.log.clone(),
             tls,
@@ -474,8 +489,17 @@ impl Running {
         let Some(conn) = self.conns.get_mut(key) else { return };
         let mut rpc = Rpc { registry: &self.registry, ctx: &mut self.ctx };
         rpc.ctx.caller = self.callers.get(key).cloned();
-        let drive = conn.drive(&mut rpc, &self.limits);
-        rpc.ctx.caller = None;
+        let mut drive = conn.drive(&mut rpc, &self.limits);
+        // A token presented meanwhile changed who the caller is.
+        if let (Some(caller), Some(slot)) = (rpc.ctx.caller.take(), self.callers.get_mut(key)) {
+            *slot = caller;
+        }
+        if std::mem::take(&mut rpc.ctx.auth_failed) {
+            let peer = &conn.peer;
+            self.auth_failures.warn(|| format!("authentication failed from {peer}: closing its connection"));
+            conn.close_after_answers();
+            drive = conn.drive(&mut rpc, &self.limits);
+        }
         if let Some(ticket) = conn.waiting_ticket() {
             self.tickets.entry(ticket).or_insert((key, self.serials[key]));
         }

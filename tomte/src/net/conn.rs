@@ -231,6 +231,12 @@ impl Conn {
         self.close_after_flush = true;
     }
 
+    /// Closes it once the answers already written are sent (a wrong token was presented).
+    pub fn close_after_answers(&mut self) {
+        self.close_after_flush = true;
+        self.start = self.end;
+    }
+
     /// The ticket of the answer this connection waits for, if it waits for one.
     pub fn waiting_ticket(&self) -> Option<u64> {
         self.waiting.as_ref().and_then(|w| w.ticket)
@@ -848,6 +854,12 @@ impl Conn {
                 }
                 self.head = Some(head);
                 return;
+            }
+            if let Some(secret) = &head.bearer {
+                if !svc.authenticate(secret.as_bytes()) {
+                    self.start = body_start + len;
+                    return self.http_fail(401, "authentication failed: no such token");
+                }
             }
             let body = &self.buf[body_start..body_start + len];
             self.scratch.clear();

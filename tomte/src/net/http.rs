@@ -31,6 +31,8 @@ pub struct Head {
     pub fetch_site: Option<String>,
     /// A `Content-Encoding` other than `identity`.
     pub encoded: Option<String>,
+    /// The secret of `Authorization: Bearer SECRET`.
+    pub bearer: Option<String>,
 }
 
 /// Outcome of reading a head from the buffered bytes.
@@ -98,12 +100,14 @@ pub fn parse_head(bytes: &[u8]) -> Parsed {
         origin: None,
         fetch_site: None,
         encoded: None,
+        bearer: None,
     };
     for h in req.headers.iter() {
         let Ok(value) = std::str::from_utf8(h.value) else {
             // A header this server reads must mean the same to every reader: one with bytes
             // that are not text is refused, not skipped (a proxy might honour it).
-            const READ: [&str; 9] = [
+            const READ: [&str; 10] = [
+                "authorization",
                 "content-length",
                 "transfer-encoding",
                 "host",
@@ -133,6 +137,9 @@ pub fn parse_head(bytes: &[u8]) -> Parsed {
                 return Parsed::Invalid("more than one Host header".to_owned());
             }
             head.host = Some(value.to_owned());
+        } else if name.eq_ignore_ascii_case("authorization") {
+            let bearer = value.split_once(' ').filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"));
+            head.bearer = bearer.map(|(_, secret)| secret.trim().to_owned());
         } else if name.eq_ignore_ascii_case("origin") {
             head.origin = Some(value.to_owned());
         } else if name.eq_ignore_ascii_case("sec-fetch-site") {
@@ -262,6 +269,7 @@ pub fn write_head(out: &mut Vec<u8>, status: u16, content_type: &str, len: usize
         200 => "OK",
         204 => "No Content",
         400 => "Bad Request",
+        401 => "Unauthorized",
         403 => "Forbidden",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
@@ -276,6 +284,9 @@ pub fn write_head(out: &mut Vec<u8>, status: u16, content_type: &str, len: usize
     let _ = write!(out, "HTTP/1.1 {status} {reason}\r\nServer: tomte\r\n");
     if status == 405 {
         out.extend_from_slice(b"Allow: POST\r\n");
+    }
+    if status == 401 {
+        out.extend_from_slice(b"WWW-Authenticate: Bearer\r\n");
     }
     if status != 204 {
         let _ = write!(out, "Content-Type: {content_type}\r\nContent-Length: {len}\r\n");

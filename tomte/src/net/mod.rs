@@ -35,6 +35,9 @@ pub trait Service {
     fn comodojo_greeter(&mut self, out: &mut Vec<u8>);
     /// The ticket of the answer deferred by the message just served, if one was.
     fn take_ticket(&mut self) -> Option<u64>;
+    /// A token's secret the client presented (HTTP `Authorization: Bearer`): whether it names
+    /// a token, after which the connection's identity is that token's.
+    fn authenticate(&mut self, secret: &[u8]) -> bool;
 }
 
 /// Limits on what clients may hold of the daemon. Past one, the client at fault gets an error
