@@ -76,8 +76,11 @@ fn every_tcp_client_needs_a_token_and_gets_its_permissions() {
     assert_eq!(json(&ndjson(&mut c, ECHO))["result"], "ok");
     // A wrong secret: an error, then the connection closes.
     let mut c = ndjson_tcp(port);
+    let t = std::time::Instant::now();
     let v = json(&ndjson(&mut c, &auth("guess-guess-guess-guess")));
     assert_eq!(v["error"]["code"], -32002, "{v}");
+    // Answered after a fixed delay, so guessing is slow; meanwhile others are served.
+    assert!(t.elapsed() >= Duration::from_millis(200), "a wrong token answered in {:?}", t.elapsed());
     let mut rest = Vec::new();
     c.read_to_end(&mut rest).unwrap();
     assert!(rest.is_empty(), "served after a wrong token: {}", text(&rest));

@@ -51,6 +51,9 @@ impl Service for Rpc<'_> {
     fn authenticate(&mut self, secret: &[u8]) -> bool {
         self.ctx.authenticate(secret)
     }
+    fn take_auth_failure(&mut self) -> bool {
+        std::mem::take(&mut self.ctx.auth_failed)
+    }
     fn take_ticket(&mut self) -> Option<u64> {
         self.ctx.deferred.take()
     }
@@ -123,6 +126,8 @@ struct Running {
     tickets: std::collections::HashMap<u64, (usize, u64)>,
     /// When to try accepting again after accept failed (EMFILE…): its readiness edge is spent.
     accept_retry: Option<Instant>,
+    /// Connections whose answer to a wrong token waits: when, and which (key, serial).
+    penalties: Vec<(Instant, usize, u64)>,
     /// Connections that yielded with work left.
     again: Vec<usize>,
     limits: Limits,
@@ -275,6 +280,7 @@ impl Running {
             tickets: std::collections::HashMap::new(),
             again: Vec::new(),
             accept_retry: None,
+            penalties: Vec::new(),
             limits: config.limits.clone(),
             budget: Budget::default(),
             per_peer: std::collections::HashMap::new(),
@@ -312,6 +318,7 @@ impl Running {
                 sweep,
                 self.ctx.workers.next_deadline(),
                 self.accept_retry,
+                self.penalties.iter().map(|p| p.0).min(),
                 self.trim_at,
             ]
             .into_iter()
@@ -361,6 +368,15 @@ impl Running {
                 self.deliver();
             }
             let now = Instant::now();
+            if !self.penalties.is_empty() {
+                let (due, later): (Vec<_>, Vec<_>) = self.penalties.drain(..).partition(|p| p.0 <= now);
+                self.penalties = later;
+                for (_, key, serial) in due {
+                    if self.serials.get(key) == Some(&serial) {
+                        self.drive(key);
+                    }
+                }
+            }
             if self.accept_retry.is_some_and(|t| t <= now) {
                 self.accept_retry = None;
                 for i in 0..self.listeners.len() {
@@ -489,16 +505,15 @@ impl Running {
         let Some(conn) = self.conns.get_mut(key) else { return };
         let mut rpc = Rpc { registry: &self.registry, ctx: &mut self.ctx };
         rpc.ctx.caller = self.callers.get(key).cloned();
-        let mut drive = conn.drive(&mut rpc, &self.limits);
+        let drive = conn.drive(&mut rpc, &self.limits);
         // A token presented meanwhile changed who the caller is.
         if let (Some(caller), Some(slot)) = (rpc.ctx.caller.take(), self.callers.get_mut(key)) {
             *slot = caller;
         }
-        if std::mem::take(&mut rpc.ctx.auth_failed) {
+        if let Some(until) = conn.take_penalty() {
             let peer = &conn.peer;
             self.auth_failures.warn(|| format!("authentication failed from {peer}: closing its connection"));
-            conn.close_after_answers();
-            drive = conn.drive(&mut rpc, &self.limits);
+            self.penalties.push((until, key, self.serials[key]));
         }
         if let Some(ticket) = conn.waiting_ticket() {
             self.tickets.entry(ticket).or_insert((key, self.serials[key]));

@@ -30,6 +30,8 @@ const KEEP_BUF: usize = 64 << 10;
 /// How long a closing connection's late input is read and dropped, and how much of it.
 const LINGER: Duration = Duration::from_secs(2);
 const LINGER_READS: usize = 256;
+/// How long the answer to a wrong token waits: guessing costs that much per try.
+const AUTH_DELAY: Duration = Duration::from_millis(250);
 
 thread_local! {
     /// Refusals a web page can cause at will are logged at most once per 10 s (the daemon has
@@ -151,6 +153,10 @@ pub struct Conn {
     /// Closing: its last answer sent and our side shut, what the client still sends is read
     /// and dropped (so the kernel does not reset the connection before it reads the answer).
     lingering: Option<Instant>,
+    /// Nothing is written before this instant (the answer to a wrong token waits).
+    hold_until: Option<Instant>,
+    /// A penalty the loop has not been told of yet (it wakes the connection then).
+    new_penalty: bool,
     /// When it was accepted or last had a request answered (the idle timer).
     pub last_active: Instant,
     budget: Budget,
@@ -212,6 +218,8 @@ impl Conn {
             answered: 0,
             stalled_since: None,
             lingering: None,
+            hold_until: None,
+            new_penalty: false,
             last_active: Instant::now(),
             secured: false,
             budget,
@@ -231,10 +239,18 @@ impl Conn {
         self.close_after_flush = true;
     }
 
-    /// Closes it once the answers already written are sent (a wrong token was presented).
-    pub fn close_after_answers(&mut self) {
+    /// A wrong token was presented: nothing more is served, and the answers already written
+    /// go out at `until` (a fixed delay that slows guessing), then the connection closes.
+    fn penalize(&mut self) {
         self.close_after_flush = true;
         self.start = self.end;
+        self.hold_until = Some(Instant::now() + AUTH_DELAY);
+        self.new_penalty = true;
+    }
+
+    /// When the answer of a connection penalized since the last call goes out.
+    pub fn take_penalty(&mut self) -> Option<Instant> {
+        std::mem::take(&mut self.new_penalty).then_some(self.hold_until).flatten()
     }
 
     /// The ticket of the answer this connection waits for, if it waits for one.
@@ -560,6 +576,12 @@ impl Conn {
 
     /// Writes pending output; Ok(true) when all of it went.
     fn flush(&mut self) -> io::Result<bool> {
+        if let Some(until) = self.hold_until {
+            if Instant::now() < until {
+                return Ok(false);
+            }
+            self.hold_until = None;
+        }
         while self.out_pos < self.out.len() {
             match self.stream.write(&self.out[self.out_pos..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -761,6 +783,9 @@ impl Conn {
                 }
                 Served::Later(pending) => return self.wait_for(pending, ticket, None, svc, limits),
             }
+            if svc.take_auth_failure() {
+                return self.penalize();
+            }
         }
         self.scanned = self.end;
         if self.end - self.start > limit {
@@ -857,8 +882,10 @@ impl Conn {
             }
             if let Some(secret) = &head.bearer {
                 if !svc.authenticate(secret.as_bytes()) {
+                    svc.take_auth_failure();
                     self.start = body_start + len;
-                    return self.http_fail(401, "authentication failed: no such token");
+                    self.http_fail(401, "authentication failed: no such token");
+                    return self.penalize();
                 }
             }
             let body = &self.buf[body_start..body_start + len];
@@ -876,6 +903,7 @@ impl Conn {
             self.scanned = self.start;
             self.continue_sent = false;
             self.answered += 1;
+            let failed = svc.take_auth_failure();
             let (status, ctype) = match served {
                 (Served::Answered, ctype) => (200, ctype),
                 (Served::Nothing, _) => (204, ""),
@@ -888,6 +916,9 @@ impl Conn {
             if self.scratch.capacity() > KEEP_BUF {
                 // A big answer is not held twice while the client takes it.
                 self.scratch = Vec::new();
+            }
+            if failed {
+                return self.penalize();
             }
             if !head.keep_alive {
                 self.close_after_flush = true;

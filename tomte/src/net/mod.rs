@@ -38,6 +38,9 @@ pub trait Service {
     /// A token's secret the client presented (HTTP `Authorization: Bearer`): whether it names
     /// a token, after which the connection's identity is that token's.
     fn authenticate(&mut self, secret: &[u8]) -> bool;
+    /// Whether the message just served presented a wrong token (then the connection is
+    /// penalized: its answer waits a fixed delay, and it closes).
+    fn take_auth_failure(&mut self) -> bool;
 }
 
 /// Limits on what clients may hold of the daemon. Past one, the client at fault gets an error
