@@ -147,6 +147,8 @@ pub enum RuleError {
     NoPermission(String),
     #[error(transparent)]
     Permission(#[from] PermissionError),
+    #[error("after '@': {0}")]
+    Listener(String),
 }
 
 impl FromStr for Grants {
@@ -246,25 +248,47 @@ impl FromStr for Who {
 pub struct Rule {
     pub who: Who,
     pub grants: Grants,
+    /// The listener it applies to (its address as `--socket` writes it); every listener if none.
+    pub on: Option<String>,
+}
+
+impl Rule {
+    /// Whether it applies to `peer`.
+    pub fn matches(&self, peer: &Peer) -> bool {
+        self.who.matches(peer) && self.on.as_ref().is_none_or(|on| peer.listener.as_ref() == Some(on))
+    }
 }
 
 impl FromStr for Rule {
     type Err = RuleError;
 
-    /// `WHO=PERM[,PERM…]`, as `--allow` takes it.
+    /// `WHO=PERM[,PERM…][@ADDRESS]`, as `--allow` takes it: with `@ADDRESS`, on that listener
+    /// only.
     fn from_str(s: &str) -> Result<Rule, RuleError> {
-        let (who, perms) = s.split_once('=').ok_or_else(|| RuleError::NoEquals(s.to_owned()))?;
+        let (who, rest) = s.split_once('=').ok_or_else(|| RuleError::NoEquals(s.to_owned()))?;
         let who: Who = who.trim().parse()?;
+        let (perms, on) = match rest.split_once('@') {
+            Some((perms, addr)) => {
+                let addr: crate::net::Address =
+                    addr.trim().parse().map_err(|e: crate::net::AddressError| RuleError::Listener(e.to_string()))?;
+                (perms, Some(addr.to_string()))
+            }
+            None => (rest, None),
+        };
         if perms.trim().is_empty() {
             return Err(RuleError::NoPermission(who.to_string()));
         }
-        Ok(Rule { who, grants: perms.parse()? })
+        Ok(Rule { who, grants: perms.parse()?, on })
     }
 }
 
 impl fmt::Display for Rule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}={}", self.who, self.grants)
+        write!(f, "{}={}", self.who, self.grants)?;
+        match &self.on {
+            Some(on) => write!(f, "@{on}"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -280,7 +304,13 @@ pub struct Policy {
 impl Policy {
     /// Adds a rule.
     pub fn allow(&mut self, who: Who, grants: Grants) -> &mut Self {
-        self.rules.push(Rule { who, grants });
+        self.rules.push(Rule { who, grants, on: None });
+        self
+    }
+
+    /// Adds a rule, listener scope included.
+    pub fn add(&mut self, rule: Rule) -> &mut Self {
+        self.rules.push(rule);
         self
     }
 
@@ -299,8 +329,7 @@ impl Policy {
             // A verified certificate (or token) proves who the client is: one that no rule
             // names holds everything, one that a rule names holds what its rules say.
             None => {
-                let named =
-                    self.rules.iter().any(|r| matches!(r.who, Who::Cert(_) | Who::Token(_)) && r.who.matches(peer));
+                let named = self.rules.iter().any(|r| matches!(r.who, Who::Cert(_) | Who::Token(_)) && r.matches(peer));
                 if named {
                     Grants::none()
                 } else {
@@ -309,7 +338,7 @@ impl Policy {
             }
         };
         for rule in &self.rules {
-            if rule.who.matches(peer) {
+            if rule.matches(peer) {
                 g.union(&rule.grants);
             }
         }

@@ -145,7 +145,8 @@ Options:
   --umask OCTAL         umask of the detached daemon (default 027)
   --allow WHO=PERMS     grant permissions (repeatable; rules add up). WHO: user:NAME,
                         uid:N, group:NAME, gid:N, cert:CN, token:NAME, anonymous;
-                        PERMS: read, call, control, a custom name, or all, comma-separated.
+                        PERMS: read, call, control, a custom name, or all, comma-separated;
+                        WHO=PERMS@ADDR holds on listener ADDR only.
                         Defaults: on unix sockets the daemon's user and root hold all,
                         others nothing; anonymous TCP clients hold read,call
   --require METHOD=PERM make METHOD need permission PERM (repeatable), e.g.
@@ -224,7 +225,7 @@ fn parse(name: &str, args: Vec<String>) -> Result<Parsed, String> {
             "--allow" => {
                 let v = value("WHO=PERM[,PERM...]")?;
                 let rule: Rule = v.parse().map_err(|e| format!("--allow {v}: {e}"))?;
-                p.config.policy.allow(rule.who, rule.grants);
+                p.config.policy.add(rule);
             }
             "--require" => {
                 let v = value("METHOD=PERM")?;

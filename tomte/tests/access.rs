@@ -297,3 +297,20 @@ fn the_ops_example_lets_a_group_read_and_restart_workers_and_nothing_else() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("no.such"), "{}", text(&out.stderr));
 }
+
+#[test]
+fn a_rule_can_be_scoped_to_one_listener() {
+    let (a, b) = (free_port(), free_port());
+    let (on_a, on_b) = (format!("tcp://127.0.0.1:{a}"), format!("tcp://127.0.0.1:{b}"));
+    let rule = format!("anonymous=control@{on_a}");
+    let d = Daemon::new("echo", &["--socket", &on_a, "--socket", &on_b, "--allow", &rule]).start();
+    // daemon.reload needs control: granted on A only.
+    let on = |port| tcp_lines(port, &[&req("daemon.reload")]).remove(0);
+    assert_eq!(on(a)["result"], true, "{}", on(a));
+    refused(&on(b), "daemon.reload", "control", "127.0.0.1");
+    alive_after(&d);
+    // A scope that is not an address is refused at start, naming it.
+    let bad = Daemon::new("echo", &["--allow", "anonymous=all@nowhere"]);
+    let out = bad.cmd("start");
+    assert!(!out.status.success() && text(&out.stderr).contains("nowhere"), "{}", text(&out.stderr));
+}

@@ -247,7 +247,7 @@ impl Running {
         registry.set_gate(DaemonGate);
         let mut policy = d.policy;
         for rule in config.policy.rules() {
-            policy.allow(rule.who.clone(), rule.grants.clone());
+            policy.add(rule.clone());
         }
         let tokens = config.token_file.as_deref().map(crate::tokens::Tokens::load).transpose()?;
         if tokens.is_some() {
@@ -456,6 +456,8 @@ impl Running {
                 },
                 _ => stream,
             };
+            let mut peer = peer;
+            peer.listener = Some(listener.address().to_string());
             let refusal = self.admit(index, peer.key);
             let mut rpc = Rpc { registry: &self.registry, ctx: &mut self.ctx };
             let mut conn = Conn::new(stream, peer, index, dialect, host_rule, self.budget.clone(), &mut rpc);

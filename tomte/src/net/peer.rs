@@ -45,6 +45,8 @@ pub struct Peer {
     pub cert: Option<String>,
     /// The name of the token the client presented.
     pub token: Option<String>,
+    /// The address of the listener that accepted it (as `--socket` writes it).
+    pub listener: Option<String>,
 }
 
 impl Peer {
@@ -73,6 +75,7 @@ impl Peer {
             groups: names.groups,
             cert: None,
             token: None,
+            listener: None,
         }
     }
 
@@ -87,6 +90,7 @@ impl Peer {
             groups: Vec::new(),
             cert: None,
             token: None,
+            listener: None,
         }
     }
 
