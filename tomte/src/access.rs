@@ -376,7 +376,7 @@ pub struct Caller {
 }
 
 /// The daemon's gate: checks each call against the grants of the connection being served,
-/// logs refusals (throttled) and audits `control` calls.
+/// logs refusals (throttled) and audits calls that need `control` or a custom permission.
 pub(crate) struct DaemonGate;
 
 impl Gate<Ctx> for DaemonGate {
@@ -397,7 +397,14 @@ impl Gate<Ctx> for DaemonGate {
 
     fn check(&self, ctx: &mut Ctx, method: &str, permission: &Permission) -> Result<(), Fault> {
         if self.allows(ctx, permission) {
-            if *permission == Permission::Control {
+            // Control, and the application's own permissions (a method moved off control, as
+            // `--require worker.restart=restart` does, stays audited); never `daemon.auth`.
+            let audited = match permission {
+                Permission::Control => true,
+                Permission::Custom(name) => name != AUTH,
+                Permission::Read | Permission::Call => false,
+            };
+            if audited {
                 if let Some(c) = &ctx.caller {
                     log::info!("audit: {} calls {method}", c.peer);
                 }
