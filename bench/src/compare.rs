@@ -51,11 +51,11 @@ fn wait_tcp(port: u16) -> Result<()> {
     Ok(())
 }
 
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }
@@ -191,15 +191,7 @@ fn idle_memory(bins: &Bins, dir: &Path) -> Result<(u64, u64)> {
     }
     let pid = std::fs::read_to_string(&pidfile)?.trim().to_owned();
     std::thread::sleep(Duration::from_millis(500));
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let field = |name: &str| -> u64 {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0)
-    };
-    let figures = (field("VmRSS:"), field("RssAnon:"));
+    let figures = (crate::procfs::status_kb(&pid, "VmRSS")?, crate::procfs::status_kb(&pid, "RssAnon")?);
     Command::new(&bins.echo).arg("stop").args(&args).output()?;
     Ok(figures)
 }

@@ -3,6 +3,7 @@
 pub mod compare;
 pub mod floor;
 pub mod load;
+pub mod procfs;
 pub mod shm_floor;
 pub mod stress;
 pub mod tls;

@@ -75,10 +75,7 @@ pub fn pipelined(path: &Path, depth: usize, time: Duration) -> io::Result<f64> {
 
 /// `conns` keep-alive HTTP connections over TCP, one call in flight on each; calls per second.
 pub fn http(addr: SocketAddr, conns: usize, time: Duration) -> io::Result<f64> {
-    let request = format!(
-        "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{REQUEST}",
-        REQUEST.len()
-    );
+    let request = http_request();
     let mut poll = Poll::new()?;
     let mut streams = Vec::with_capacity(conns);
     for i in 0..conns {
@@ -128,8 +125,16 @@ pub fn http(addr: SocketAddr, conns: usize, time: Duration) -> io::Result<f64> {
     Ok(done as f64 / start.elapsed().as_secs_f64())
 }
 
+/// [`REQUEST`] as an HTTP/1.1 keep-alive POST.
+pub(crate) fn http_request() -> String {
+    format!(
+        "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{REQUEST}",
+        REQUEST.len()
+    )
+}
+
 /// The length of the first complete response in `buf`, if there is one.
-fn response_len(buf: &[u8]) -> io::Result<Option<usize>> {
+pub(crate) fn response_len(buf: &[u8]) -> io::Result<Option<usize>> {
     let Some(head) = memchr::memmem::find(buf, b"\r\n\r\n") else { return Ok(None) };
     let head_text = std::str::from_utf8(&buf[..head]).map_err(io::Error::other)?;
     if !head_text.starts_with("HTTP/1.1 200") {

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
+use crate::procfs::status_kb;
 use anyhow::{bail, ensure, Context, Result};
 use rustix::process::{kill_process, Pid, Signal};
 
@@ -141,14 +142,6 @@ fn call<S: Read + Write>(conn: &mut BufReader<S>, line: &str) -> Result<serde_js
 
 fn fd_count(pid: i32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map(Iterator::count).unwrap_or(0)
-}
-
-fn status_kb(pid: i32, field: &str) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':')?.split_whitespace().next()?.parse().ok())
-        .with_context(|| format!("no {field} in /proc/{pid}/status"))
 }
 
 /// (pid, name, state, parent) of every process.

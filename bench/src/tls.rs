@@ -15,7 +15,8 @@ use mio::{Events, Interest, Poll, Token};
 use rustls::ClientConfig;
 use tomte::client::ClientFiles;
 
-use crate::load::{self, REQUEST};
+use crate::compare::{free_port, median};
+use crate::load::{self, http_request, response_len};
 
 fn openssl(dir: &Path, args: &[&str]) -> Result<()> {
     let out = Command::new("openssl").current_dir(dir).args(args).output().context("run openssl")?;
@@ -155,15 +156,7 @@ fn run_in(echo: &Path, dir: &Path, time: Duration, rounds: usize) -> Result<bool
     };
     let pid = idle.start()?;
     std::thread::sleep(Duration::from_millis(500));
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let field = |name: &str| -> u64 {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0)
-    };
-    let (rss, anon) = (field("VmRSS:"), field("RssAnon:"));
+    let (rss, anon) = (crate::procfs::status_kb(pid, "VmRSS")?, crate::procfs::status_kb(pid, "RssAnon")?);
     drop(idle);
 
     let ratio = secure / plain;
@@ -178,22 +171,6 @@ fn run_in(echo: &Path, dir: &Path, time: Duration, rounds: usize) -> Result<bool
         println!("  {what:<26} {measured:>12}  {target:<12} {}", if *met { "met" } else { "NOT MET" });
     }
     Ok(lines.iter().all(|l| l.3))
-}
-
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
-fn http_request() -> String {
-    format!(
-        "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{REQUEST}",
-        REQUEST.len()
-    )
 }
 
 /// One TLS client connection of the load: socket, session, answers read so far.
@@ -325,18 +302,4 @@ fn exchange(mut s: impl Read + Write, request: &[u8], answer: &mut Vec<u8>) -> R
         answer.extend_from_slice(&tmp[..n]);
     }
     Ok(())
-}
-
-fn response_len(buf: &[u8]) -> io::Result<Option<usize>> {
-    let Some(head) = memchr::memmem::find(buf, b"\r\n\r\n") else { return Ok(None) };
-    let head_text = std::str::from_utf8(&buf[..head]).map_err(io::Error::other)?;
-    if !head_text.starts_with("HTTP/1.1 200") {
-        return Err(io::Error::other(format!("unexpected response: {head_text}")));
-    }
-    let len: usize = head_text
-        .lines()
-        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned()))
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| io::Error::other("response without Content-Length"))?;
-    Ok((buf.len() >= head + 4 + len).then_some(head + 4 + len))
 }

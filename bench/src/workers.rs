@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::procfs::status_kb;
 use anyhow::{bail, Context, Result};
 use rustix::process::{kill_process, Pid, Signal};
 use tomte::client::Client;
@@ -494,16 +495,6 @@ fn wait_looping(client: &mut Client, name: &str) -> Result<i32> {
             _ => std::thread::sleep(Duration::from_millis(1)),
         }
     }
-}
-
-/// A `/proc/PID/status` field in kB.
-fn status_kb(pid: i32, field: &str) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .with_context(|| format!("no {field} in /proc/{pid}/status"))
 }
 
 /// Private_Clean + Private_Dirty from `/proc/PID/smaps_rollup` in kB: the memory no other

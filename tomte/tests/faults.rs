@@ -54,15 +54,6 @@ fn settled_fds(pid: i32) -> usize {
     last
 }
 
-/// A field of /proc/PID/status in kB (`VmRSS`, `RssAnon`).
-fn status_kb(pid: i32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/PID/status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':')?.split_whitespace().next()?.parse().ok())
-        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
-}
-
 /// Every process: (pid, name, state, parent).
 fn processes() -> Vec<(i32, String, char, i32)> {
     let mut all = Vec::new();

@@ -15,9 +15,7 @@ const ECHO: &str = r#"{"jsonrpc":"2.0","method":"my.echo","params":["ok"],"id":1
 
 /// A process's private anonymous memory in kB (RssAnon of /proc/PID/status).
 fn rss_anon_kb(pid: i32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("RssAnon:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    status_kb(pid, "RssAnon")
 }
 
 /// CPU time a process has used, in clock ticks (utime + stime of /proc/PID/stat).
@@ -247,7 +245,7 @@ fn a_client_that_does_not_read_is_served_no_more_than_the_unsent_mark() {
 }
 
 #[test]
-fn whitespace_and_heads_dripped_slowly_are_scanned_once() {
+fn whitespace_dripped_slowly_is_scanned_once() {
     let d = Daemon::new("echo", &["--max-message", "33554432", "--request-timeout", "120"]).start();
     let pid = d.pid().unwrap();
     // After a first message, a line of 16 MiB of spaces, then more spaces one write at a time.

@@ -211,11 +211,18 @@ impl Daemon {
     }
 }
 
+/// A field of /proc/PID/status in kB (`VmRSS`, `RssAnon`).
+pub fn status_kb(pid: i32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/PID/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':')?.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
 /// A process's resident set size in kB (VmRSS of /proc/PID/status).
 pub fn vm_rss_kb(pid: i32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/PID/status");
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("a VmRSS line");
-    line.split_whitespace().nth(1).and_then(|n| n.parse().ok()).expect("VmRSS in kB")
+    status_kb(pid, "VmRSS")
 }
 
 /// Standard base64 with padding (tests build frames by hand with it).
