@@ -21,10 +21,6 @@ pub const MULTICALL_JSON: i32 = -31000;
 /// comodojo's code for a `system.multicall` inside a `system.multicall`.
 pub const MULTICALL_RECURSION: i32 = -31001;
 
-/// Not an error: the handler's answer comes later (a daemon's worker is asked, say). Codecs
-/// turn a call that returns it into a [`crate::Served::Later`].
-pub const DEFERRED: i32 = i32::MIN;
-
 /// An RPC error: a code, the standard message for it, and optional details.
 ///
 /// The message stays the one the specs name ("Invalid params"), so clients that match on it keep
@@ -45,14 +41,6 @@ impl Fault {
     pub fn with_data(mut self, data: impl Into<Value>) -> Fault {
         self.data = Some(data.into());
         self
-    }
-
-    /// The marker a handler returns when it will answer later; see [`DEFERRED`].
-    pub fn deferred() -> Fault {
-        Fault::new(DEFERRED, "Deferred")
-    }
-    pub fn is_deferred(&self) -> bool {
-        self.code == DEFERRED
     }
 
     pub fn parse_error(detail: impl Into<String>) -> Fault {

@@ -194,7 +194,7 @@ pub fn check_xmlrpc(data: &[u8]) {
         }
     }
     let mut out = Vec::new();
-    assert_eq!(xmlrpc::serve(&registry(), &mut (), data, &mut out), Served::Answered);
+    assert!(matches!(xmlrpc::serve(&registry(), &mut (), data, &mut out), Served::Answered));
     let _outcome = xmlrpc::decode_response(&out).expect("the server's answer decodes");
     // A value re-encoded from the request: `<double>1e300</double>` is written in 300 digits.
     answer_bounded("XML-RPC", out.len(), 32, data.len());
@@ -230,7 +230,7 @@ pub fn check_comodojo(data: &[u8]) {
     }
     let _ = comodojo::decode_greeter(data);
     let mut out = Vec::new();
-    assert_eq!(comodojo::serve(&registry(), &mut (), data, &mut out), Served::Answered);
+    assert!(matches!(comodojo::serve(&registry(), &mut (), data, &mut out), Served::Answered));
     let line = out.strip_suffix(comodojo::EOL).expect("a frame ends with CRLF");
     assert!(!line.contains(&b'\n'), "one frame, one line");
     let (status, _) = comodojo::decode_response(line).expect("our own frame decodes");

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::fault::Fault;
+use crate::method::Reply;
 use crate::registry::{Args, Protocol, Registry};
 use crate::served::{Pending, Served};
 use crate::value::Value;
@@ -139,7 +140,7 @@ fn serve_batch<C>(registry: &Registry<C>, ctx: &mut C, input: &[u8], out: &mut V
         write_error(out, NULL_ID, &Fault::invalid_request(why));
         return true;
     }
-    registry.without_defer(|| serve_entries(registry, ctx, items, out))
+    serve_entries(registry, ctx, items, out)
 }
 
 fn serve_entries<C>(registry: &Registry<C>, ctx: &mut C, items: Vec<&RawValue>, out: &mut Vec<u8>) -> bool {
@@ -158,7 +159,7 @@ fn serve_entries<C>(registry: &Registry<C>, ctx: &mut C, items: Vec<&RawValue>, 
                 write_error(out, NULL_ID, &Fault::invalid_request("a request must be an object"));
                 true
             }
-            Ok(req) => serve_one(registry, ctx, req, out, false) == Served::Answered,
+            Ok(req) => matches!(serve_one(registry, ctx, req, out, false), Served::Answered),
             Err(e) => {
                 write_error(out, NULL_ID, &Fault::invalid_request(e.to_string()));
                 true
@@ -245,15 +246,19 @@ fn serve_one<C>(
             return Served::Answered;
         }
     };
-    let result = registry.call(&method, args, ctx, Protocol::Json).map_err(|f| match f.is_deferred() && !may_defer {
-        true => Fault::internal(format!("{method} answers later, which a batch cannot wait for")),
-        false => f,
-    });
+    let reply = match may_defer {
+        true => registry.dispatch(&method, args, ctx, Protocol::Json),
+        false => Reply::Now(registry.call(&method, args, ctx, Protocol::Json)),
+    };
+    let result = match reply {
+        Reply::Now(result) => result,
+        // A notification's future still runs (its effects were asked for); nobody hears of it.
+        Reply::Later(future) => return Served::Later(Pending::json(id, future)),
+    };
     // A notification answers nothing, not even an error.
     let Some(id) = id else { return Served::Nothing };
     match result {
         Ok(v) => write_result(out, id, &v),
-        Err(f) if f.is_deferred() => return Served::Later(Pending::json(id)),
         Err(f) => write_error(out, id, &f),
     }
     Served::Answered

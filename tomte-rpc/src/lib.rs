@@ -27,8 +27,12 @@ pub mod value;
 pub mod xmlrpc;
 
 pub use fault::Fault;
-pub use method::{Handler, Method, Params, Signature, Type};
+pub use method::{Handler, Later, Method, Params, Reply, Signature, Type};
 pub use permission::{Gate, Permission, PermissionError};
 pub use registry::{Args, Capability, Protocol, Registry, RegistryError};
 pub use served::{Pending, Served};
 pub use value::{FromValue, Value};
+
+// TEMPORARY until the serde conversions land.
+mod stub_serde;
+pub use stub_serde::{from_params, from_value_as, schema, to_value, types, Rules};

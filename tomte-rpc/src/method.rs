@@ -1,8 +1,12 @@
 //! Methods: a name, a description, signatures (`[return, param…]` with names) and a handler.
 
+use std::cell::RefCell;
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 
 use crate::fault::Fault;
+use crate::registry::Protocol;
 use crate::permission::Permission;
 use crate::value::{FromValue, Value};
 
@@ -55,22 +59,51 @@ impl Type {
         })
     }
 
-    /// Whether a value may stand for a parameter of this type. JSON has no double/int, base64
-    /// or date distinction, so an int passes for a double and a string for base64 or a date.
-    pub fn accepts(self, v: &Value) -> bool {
-        matches!(
+    /// Whether a value that arrived in `protocol` may stand for a parameter of this type.
+    ///
+    /// XML-RPC has every type, so a value must be of the type itself: a `double` parameter
+    /// takes a `<double>`, a date a `<dateTime.iso8601>`, bytes a `<base64>`. JSON has no
+    /// int/double, date or bytes distinction, so there an int passes for a double and a string
+    /// for a date or bytes ([`Type::coerce`] then converts it, or refuses it).
+    pub fn accepts(self, v: &Value, protocol: Protocol) -> bool {
+        let exact = matches!(
             (self, v),
             (Type::Any, _)
                 | (Type::Int, Value::Int(_))
-                | (Type::Double, Value::Double(_) | Value::Int(_))
+                | (Type::Double, Value::Double(_))
                 | (Type::Boolean, Value::Bool(_))
                 | (Type::String, Value::String(_))
-                | (Type::Base64, Value::Base64(_) | Value::String(_))
-                | (Type::DateTime, Value::DateTime(_) | Value::String(_))
+                | (Type::Base64, Value::Base64(_))
+                | (Type::DateTime, Value::DateTime(_))
                 | (Type::Array, Value::Array(_))
                 | (Type::Struct, Value::Struct(_))
                 | (Type::Nil, Value::Nil)
-        )
+        );
+        exact
+            || protocol == Protocol::Json
+                && matches!(
+                    (self, v),
+                    (Type::Double, Value::Int(_)) | (Type::Base64 | Type::DateTime, Value::String(_))
+                )
+    }
+
+    /// Converts a value [`Type::accepts`] took into this type: a JSON int for a double becomes
+    /// a double, a string for bytes is decoded from base64, a string for a date is checked to
+    /// be an ISO 8601 date. The error is the detail of a −32602 fault.
+    pub fn coerce(self, v: Value) -> Result<Value, String> {
+        use base64::Engine as _;
+        match (self, v) {
+            (Type::Double, Value::Int(i)) => Ok(Value::Double(i as f64)),
+            (Type::Base64, Value::String(s)) => base64::engine::general_purpose::STANDARD
+                .decode(s.as_bytes())
+                .map(Value::Base64)
+                .map_err(|e| format!("not valid base64: {e}")),
+            (Type::DateTime, Value::String(s)) => match crate::types::DateTime::parse(&s) {
+                Ok(_) => Ok(Value::DateTime(s)),
+                Err(e) => Err(format!("not an ISO 8601 date: {e}")),
+            },
+            (_, v) => Ok(v),
+        }
     }
 }
 
@@ -117,11 +150,55 @@ impl fmt::Display for Signature {
 pub struct Params<'a> {
     values: Vec<Value>,
     names: &'a [String],
+    protocol: Protocol,
+    /// A typed method's parameters passed by name, as they came (its type decides the rest).
+    named: Option<Vec<(String, Value)>>,
 }
 
 impl<'a> Params<'a> {
+    /// Parameters that arrived in JSON (see [`Params::in_protocol`]).
     pub fn new(values: Vec<Value>, names: &'a [String]) -> Params<'a> {
-        Params { values, names }
+        Params { values, names, protocol: Protocol::Json, named: None }
+    }
+
+    /// Parameters that arrived in `protocol`, which decides how strictly [`Params::parse`]
+    /// reads types (see [`crate::Rules`]).
+    pub fn in_protocol(values: Vec<Value>, names: &'a [String], protocol: Protocol) -> Params<'a> {
+        Params { values, names, protocol, named: None }
+    }
+
+    /// A typed method's parameters passed by name.
+    pub(crate) fn by_name(members: Vec<(String, Value)>, protocol: Protocol) -> Params<'static> {
+        Params { values: Vec::new(), names: &[], protocol, named: Some(members) }
+    }
+
+    /// The protocol the call arrived in.
+    pub fn protocol(&self) -> Protocol {
+        self.protocol
+    }
+
+    /// All the parameters as one typed value: a struct takes them by name (or, when the method
+    /// declares no names, by position in field order), a tuple by position. A missing, extra
+    /// or mistyped parameter is −32602 naming it.
+    ///
+    /// ```
+    /// # use tomte_rpc::{Params, Value};
+    /// #[derive(serde::Deserialize)]
+    /// struct Add { a: i64, b: i64 }
+    /// let names = ["a".to_owned(), "b".to_owned()];
+    /// let p = Params::new(vec![Value::Int(2), Value::Int(3)], &names);
+    /// let add: Add = p.parse().unwrap();
+    /// assert_eq!(add.a + add.b, 5);
+    /// ```
+    pub fn parse<T: serde::de::DeserializeOwned>(self) -> Result<T, Fault> {
+        let rules = match self.protocol {
+            Protocol::Json => crate::Rules::Lenient,
+            Protocol::Xml => crate::Rules::Strict,
+        };
+        match self.named {
+            Some(members) => crate::from_value_as(Value::Struct(members), rules),
+            None => crate::from_params(self.values, self.names, rules),
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -178,11 +255,36 @@ fn with_name(mut f: Fault, name: &str) -> Fault {
     f
 }
 
+/// An answer that comes later: a future the daemon's loop drives (see [`Reply::Later`]).
+pub type Later = Pin<Box<dyn Future<Output = Result<Value, Fault>>>>;
+
+/// What a handler gives back: its answer now, or a future of it.
+pub enum Reply {
+    /// The answer, known now.
+    Now(Result<Value, Fault>),
+    /// The answer comes later: the loop polls the future whenever one of its wake-ups (a
+    /// worker's answer, a timer) arrives, and answers the call when it is ready. Inside a
+    /// batch or a `system.multicall`, which are answered whole at once, it is an error instead.
+    Later(Later),
+}
+
+impl fmt::Debug for Reply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reply::Now(r) => f.debug_tuple("Now").field(r).finish(),
+            Reply::Later(_) => f.write_str("Later(..)"),
+        }
+    }
+}
+
 /// What a method runs; `C` is the context the daemon hands to every call.
-pub type Handler<C> = Box<dyn Fn(Params<'_>, &mut C) -> Result<Value, Fault>>;
+pub type Handler<C> = Box<dyn FnMut(Params<'_>, &mut C) -> Reply>;
 
 pub(crate) enum Body<C> {
-    User(Handler<C>),
+    /// In a cell: a handler may change its own captures (`FnMut`), and the registry is shared.
+    User(RefCell<Handler<C>>),
+    /// A typed handler checks its own parameters against the traced shape (see `typed`).
+    Typed(RefCell<Handler<C>>),
     System(crate::registry::SystemMethod),
 }
 
@@ -197,14 +299,98 @@ pub struct Method<C> {
     pub(crate) body: Body<C>,
 }
 
-impl<C> Method<C> {
-    pub fn new<F>(name: impl Into<String>, handler: F) -> Method<C>
+impl<C: 'static> Method<C> {
+    /// A method answering at once: the handler reads its [`Params`] and returns the answer.
+    pub fn new<F>(name: impl Into<String>, mut handler: F) -> Method<C>
     where
-        F: Fn(Params<'_>, &mut C) -> Result<Value, Fault> + 'static,
+        F: FnMut(Params<'_>, &mut C) -> Result<Value, Fault> + 'static,
     {
-        Method::with_body(name.into(), Body::User(Box::new(handler)))
+        let handler: Handler<C> = Box::new(move |p, ctx| Reply::Now(handler(p, ctx)));
+        Method::with_body(name.into(), Body::User(RefCell::new(handler)))
     }
 
+    /// A method answering later: the handler starts the work with the context (asking workers,
+    /// say) and returns a future of the answer, which must not borrow the context. The call is
+    /// answered when the future is ready; the daemon serves everyone else meanwhile.
+    pub fn new_async<F, Fut>(name: impl Into<String>, mut handler: F) -> Method<C>
+    where
+        F: FnMut(Params<'_>, &mut C) -> Fut + 'static,
+        Fut: Future<Output = Result<Value, Fault>> + 'static,
+    {
+        let handler: Handler<C> = Box::new(move |p, ctx| Reply::Later(Box::pin(handler(p, ctx))));
+        Method::with_body(name.into(), Body::User(RefCell::new(handler)))
+    }
+
+    /// A method whose parameters are one typed value `P` (a struct: each field a parameter,
+    /// named once, in the struct) and whose answer is any `R: Serialize`. The signature is
+    /// derived from `P` (see [`crate::schema`]) for `system.methodSignature`; the result type
+    /// is `any` unless [`Method::returns`] says more.
+    ///
+    /// ```
+    /// # use tomte_rpc::{Method, Type};
+    /// #[derive(serde::Deserialize)]
+    /// struct Add { a: i64, b: i64 }
+    /// let m: Method<()> = Method::typed("math.add", |p: Add, _| Ok(p.a + p.b)).returns(Type::Int);
+    /// assert_eq!(m.signatures()[0].to_string(), "(int a, int b) -> int");
+    /// ```
+    pub fn typed<P, R, F>(name: impl Into<String>, mut handler: F) -> Method<C>
+    where
+        P: serde::de::DeserializeOwned + 'static,
+        R: serde::Serialize,
+        F: FnMut(P, &mut C) -> Result<R, Fault> + 'static,
+    {
+        let handler: Handler<C> = Box::new(move |p: Params<'_>, ctx: &mut C| {
+            Reply::Now(p.parse::<P>().and_then(|p| handler(p, ctx)).and_then(|r| crate::to_value(&r)))
+        });
+        Method::traced::<P>(name.into(), handler)
+    }
+
+    /// As [`Method::typed`], answering later (see [`Method::new_async`]).
+    pub fn typed_async<P, R, F, Fut>(name: impl Into<String>, mut handler: F) -> Method<C>
+    where
+        P: serde::de::DeserializeOwned + 'static,
+        R: serde::Serialize,
+        F: FnMut(P, &mut C) -> Fut + 'static,
+        Fut: Future<Output = Result<R, Fault>> + 'static,
+    {
+        let handler: Handler<C> = Box::new(move |p: Params<'_>, ctx: &mut C| match p.parse::<P>() {
+            Ok(p) => {
+                let fut = handler(p, ctx);
+                Reply::Later(Box::pin(async move { fut.await.and_then(|r| crate::to_value(&r)) }))
+            }
+            Err(f) => Reply::Now(Err(f)),
+        });
+        Method::traced::<P>(name.into(), handler)
+    }
+
+    /// A typed method: its signature from `P`'s shape.
+    fn traced<P: serde::de::DeserializeOwned>(name: String, handler: Handler<C>) -> Method<C> {
+        use crate::schema::Shape;
+        let mut m = Method::with_body(name, Body::Typed(RefCell::new(handler)));
+        let sig = m.current();
+        match crate::schema::params_of::<P>() {
+            Shape::Named(fields) => {
+                for f in fields {
+                    sig.names.push(f.name.to_owned());
+                    sig.types.push(f.ty);
+                }
+            }
+            Shape::Positional(types) => {
+                for (i, f) in types.into_iter().enumerate() {
+                    sig.names.push(format!("arg{}", i + 1));
+                    sig.types.push(f.ty);
+                }
+            }
+            Shape::Nothing => {}
+            // Anything at all: no signature to show.
+            Shape::Any => return m,
+        }
+        m.declared = true;
+        m
+    }
+}
+
+impl<C> Method<C> {
     pub(crate) fn with_body(name: String, body: Body<C>) -> Method<C> {
         Method {
             name,

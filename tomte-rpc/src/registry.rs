@@ -3,10 +3,14 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::cell::RefCell;
+use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use crate::fault::{self, Fault};
-use crate::method::{Body, Method, Params, Signature};
+use crate::method::{Body, Later, Method, Params, Reply, Signature};
 use crate::permission::{Gate, Permission};
 use crate::value::Value;
 
@@ -84,8 +88,6 @@ pub struct Registry<C> {
     index: HashMap<String, usize, BuildHasherDefault<Fnv>>,
     /// The method found last (handlers are neither Send nor Sync, so neither is a registry).
     last: std::cell::Cell<usize>,
-    /// False while a batch or a multicall runs: its calls cannot answer later.
-    may_defer: std::rc::Rc<std::cell::Cell<bool>>,
     capabilities: Vec<Capability>,
     /// Who may call what; none: everyone may call everything.
     gate: Option<Box<dyn Gate<C>>>,
@@ -109,7 +111,6 @@ impl<C> Registry<C> {
             methods: Vec::new(),
             index: HashMap::default(),
             last: std::cell::Cell::new(usize::MAX),
-            may_defer: std::rc::Rc::new(std::cell::Cell::new(true)),
             capabilities: Vec::new(),
             gate: None,
             refused: std::cell::RefCell::new(None),
@@ -191,23 +192,9 @@ impl<C> Registry<C> {
         self.capabilities.push(Capability { name: name.to_owned(), spec_url: spec_url.to_owned(), spec_version });
     }
 
-    /// A flag that is true when the call running now may answer later ([`Fault::deferred`]),
-    /// false inside a batch or a multicall: a context that sends work elsewhere checks it first.
-    pub fn defer_flag(&self) -> std::rc::Rc<std::cell::Cell<bool>> {
-        self.may_defer.clone()
-    }
-
     /// The text of the call the gate refused last, if one was since the previous take.
     pub(crate) fn take_refused(&self) -> Option<String> {
         self.refused.borrow_mut().take()
-    }
-
-    /// Runs `f` with deferring forbidden (a batch, a multicall), then restores the flag.
-    pub(crate) fn without_defer<T>(&self, f: impl FnOnce() -> T) -> T {
-        let before = self.may_defer.replace(false);
-        let out = f();
-        self.may_defer.set(before);
-        out
     }
 
     pub fn get(&self, name: &str) -> Option<&Method<C>> {
@@ -234,12 +221,33 @@ impl<C> Registry<C> {
     }
 
     /// Runs one call: finds the method, asks the gate (if any) whether the caller may call it,
-    /// validates `args` against its signatures (the first that matches wins), then runs it. A
-    /// handler that panics becomes −32603, not a dead daemon.
+    /// validates `args` against its signatures (the first that matches wins; see
+    /// [`crate::Type::accepts`] for what each protocol allows), then runs it. A handler that
+    /// panics becomes −32603, not a dead daemon; so does a future that panics when polled.
     ///
     /// An unknown method is −32601 whoever asks: method names are not secrets (they are in the
     /// program), so a refused caller learns nothing it could not read there.
+    pub fn dispatch(&self, name: &str, args: Args, ctx: &mut C, protocol: Protocol) -> Reply {
+        match self.run(name, args, ctx, protocol) {
+            Ok(Reply::Later(future)) => Reply::Later(Box::pin(Contained { method: name.to_owned(), future })),
+            Ok(now) => now,
+            Err(f) => Reply::Now(Err(f)),
+        }
+    }
+
+    /// Runs one call that must be answered now: inside a batch or a `system.multicall`, which
+    /// are answered whole. A method that answers later is an error here — the one place that
+    /// decides it — and its future is dropped (which cancels what it waited for).
     pub fn call(&self, name: &str, args: Args, ctx: &mut C, protocol: Protocol) -> Result<Value, Fault> {
+        match self.run(name, args, ctx, protocol)? {
+            Reply::Now(result) => result,
+            Reply::Later(_) => Err(Fault::internal(format!(
+                "{name} answers later, which a batch or a system.multicall cannot wait for: call it alone"
+            ))),
+        }
+    }
+
+    fn run(&self, name: &str, args: Args, ctx: &mut C, protocol: Protocol) -> Result<Reply, Fault> {
         let method = self.get(name).ok_or_else(Fault::method_not_found)?;
         if let Some(gate) = &self.gate {
             if let Err(f) = gate.check(ctx, &method.name, &method.permission) {
@@ -247,15 +255,19 @@ impl<C> Registry<C> {
                 return Err(f);
             }
         }
-        let (values, names) = bind(method, args)?;
-        let params = Params::new(values, names);
-        match &method.body {
-            Body::User(handler) => match catch_unwind(AssertUnwindSafe(|| handler(params, ctx))) {
-                Ok(result) => result,
-                Err(panic) => Err(Fault::internal(format!("method '{name}' panicked: {}", panic_text(&panic)))),
-            },
-            Body::System(sys) => self.system(*sys, params, ctx, protocol),
-        }
+        let handler = match &method.body {
+            Body::System(sys) => {
+                let (values, names) = bind(method, args, protocol)?;
+                return Ok(Reply::Now(self.system(*sys, Params::in_protocol(values, names, protocol), ctx, protocol)));
+            }
+            Body::User(h) => {
+                let (values, names) = bind(method, args, protocol)?;
+                return Ok(run_handler(name, h, Params::in_protocol(values, names, protocol), ctx));
+            }
+            Body::Typed(h) => h,
+        };
+        let params = bind_typed(method, args, protocol)?;
+        Ok(run_handler(name, handler, params, ctx))
     }
 
     fn system(&self, which: SystemMethod, p: Params<'_>, ctx: &mut C, protocol: Protocol) -> Result<Value, Fault> {
@@ -297,8 +309,7 @@ impl<C> Registry<C> {
                     let why = format!("{} calls exceed the limit of {}", calls.len(), crate::jsonrpc::MAX_BATCH);
                     return Err(Fault::invalid_request(why));
                 }
-                Ok(self
-                    .without_defer(|| Value::Array(calls.into_iter().map(|c| self.multicall_entry(c, ctx)).collect())))
+                Ok(Value::Array(calls.into_iter().map(|c| self.multicall_entry(c, ctx)).collect()))
             }
         }
     }
@@ -331,13 +342,7 @@ impl<C> Registry<C> {
                     Some(n) if n == "system.multicall" => {
                         Err(Fault::new(fault::MULTICALL_RECURSION, "Recursive system.multicall forbidden"))
                     }
-                    Some(n) => self.call(&n, Args::Positional(params), ctx, Protocol::Xml).map_err(|f| {
-                        if f.is_deferred() {
-                            Fault::internal(format!("{n} answers later, which system.multicall cannot wait for"))
-                        } else {
-                            f
-                        }
-                    }),
+                    Some(n) => self.call(&n, Args::Positional(params), ctx, Protocol::Xml),
                 }
             }
             other => Err(Fault::invalid_request(format!("multicall entry is a {}, not a struct", other.type_name()))),
@@ -352,8 +357,40 @@ impl<C> Registry<C> {
     }
 }
 
-/// Matches arguments to the first signature they fit, and returns them in its order.
-fn bind<C>(method: &Method<C>, args: Args) -> Result<(Vec<Value>, &[String]), Fault> {
+/// Runs a user handler, a panic becoming −32603.
+fn run_handler<C>(name: &str, handler: &RefCell<crate::method::Handler<C>>, params: Params<'_>, ctx: &mut C) -> Reply {
+    // A handler cannot reach the registry, so it is never running already: the borrow holds.
+    let mut handler = handler.borrow_mut();
+    match catch_unwind(AssertUnwindSafe(|| handler(params, ctx))) {
+        Ok(reply) => reply,
+        Err(panic) => Reply::Now(Err(panicked(name, &panic))),
+    }
+}
+
+fn panicked(name: &str, panic: &Box<dyn std::any::Any + Send>) -> Fault {
+    Fault::internal(format!("method '{name}' panicked: {}", panic_text(panic)))
+}
+
+/// A method's future, whose panics become −32603 answers rather than a dead loop.
+struct Contained {
+    method: String,
+    future: Later,
+}
+
+impl Future for Contained {
+    type Output = Result<Value, Fault>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        match catch_unwind(AssertUnwindSafe(|| this.future.as_mut().poll(cx))) {
+            Ok(poll) => poll,
+            Err(panic) => Poll::Ready(Err(panicked(&this.method, &panic))),
+        }
+    }
+}
+
+/// Matches arguments to the first signature they fit, and returns them in its order, each
+/// converted to its parameter's type (see [`crate::Type::coerce`]).
+fn bind<C>(method: &Method<C>, args: Args, protocol: Protocol) -> Result<(Vec<Value>, &[String]), Fault> {
     let sigs = method.signatures();
     if sigs.is_empty() {
         return match args {
@@ -364,16 +401,16 @@ fn bind<C>(method: &Method<C>, args: Args) -> Result<(Vec<Value>, &[String]), Fa
             ))),
         };
     }
-    match args {
-        Args::Positional(values) => {
-            let fits =
-                |s: &Signature| s.types.len() == values.len() && s.types.iter().zip(&values).all(|(t, v)| t.accepts(v));
-            match sigs.iter().find(|s| fits(s)) {
-                Some(s) => Ok((values, &s.names)),
-                None => Err(mismatch(method)),
-            }
-        }
+    let fits = |s: &Signature, values: &[Value]| {
+        s.types.len() == values.len() && s.types.iter().zip(values).all(|(t, v)| t.accepts(v, protocol))
+    };
+    let (values, sig) = match args {
+        Args::Positional(values) => match sigs.iter().find(|s| fits(s, &values)) {
+            Some(s) => (values, s),
+            None => return Err(mismatch(method)),
+        },
         Args::Named(mut members) => {
+            let mut found = None;
             for s in sigs {
                 if s.names.len() != members.len() || !s.names.iter().all(|n| members.iter().any(|(k, _)| k == n)) {
                     continue;
@@ -386,8 +423,9 @@ fn bind<C>(method: &Method<C>, args: Args) -> Result<(Vec<Value>, &[String]), Fa
                         std::mem::take(&mut members[i].1)
                     })
                     .collect();
-                if s.types.iter().zip(&ordered).all(|(t, v)| t.accepts(v)) {
-                    return Ok((ordered, &s.names));
+                if fits(s, &ordered) {
+                    found = Some((ordered, s));
+                    break;
                 }
                 // Put the values back for the next signature.
                 for (n, v) in s.names.iter().zip(ordered) {
@@ -395,7 +433,45 @@ fn bind<C>(method: &Method<C>, args: Args) -> Result<(Vec<Value>, &[String]), Fa
                     members[i].1 = v;
                 }
             }
-            Err(mismatch(method))
+            found.ok_or_else(|| mismatch(method))?
+        }
+    };
+    let values = values
+        .into_iter()
+        .zip(sig.types.iter().zip(&sig.names))
+        .map(|(v, (t, n))| t.coerce(v).map_err(|why| Fault::invalid_params(format!("parameter '{n}': {why}"))))
+        .collect::<Result<Vec<Value>, Fault>>()?;
+    Ok((values, &sig.names))
+}
+
+/// A typed method's arguments: checked against its parameter names only (its type checks the
+/// values as it reads them, with the rules of `protocol`).
+fn bind_typed<C>(method: &Method<C>, args: Args, protocol: Protocol) -> Result<Params<'_>, Fault> {
+    let names: &[String] = method.signatures().first().map_or(&[], |s| &s.names);
+    match args {
+        Args::Positional(values) => {
+            if !method.signatures().is_empty() && values.len() > names.len() {
+                return Err(Fault::invalid_params(format!(
+                    "{} takes at most {} parameters, got {}: {}",
+                    method.name,
+                    names.len(),
+                    values.len(),
+                    method.signatures()[0]
+                )));
+            }
+            let n = names.len().min(values.len());
+            Ok(Params::in_protocol(values, &names[..n], protocol))
+        }
+        Args::Named(members) => {
+            let declared = !method.signatures().is_empty();
+            if let Some((unknown, _)) = members.iter().find(|(k, _)| declared && !names.contains(k)) {
+                return Err(Fault::invalid_params(format!(
+                    "unknown parameter '{unknown}': {} expects {}",
+                    method.name,
+                    method.signatures().first().map_or_else(|| "no parameters".to_owned(), |s| s.to_string())
+                )));
+            }
+            Ok(Params::by_name(members, protocol))
         }
     }
 }

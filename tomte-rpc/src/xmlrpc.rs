@@ -92,15 +92,15 @@ impl From<EncodeError> for Fault {
 /// Serves one XML-RPC request: decodes the `methodCall`, runs it, appends the `methodResponse`
 /// (a fault when the request cannot be decoded or the call fails).
 ///
-/// A handler that defers makes it [`Served::Later`], with nothing appended.
+/// A handler that answers later makes it [`Served::Later`], with nothing appended.
 pub fn serve<C>(registry: &Registry<C>, ctx: &mut C, input: &[u8], out: &mut Vec<u8>) -> Served {
     let result = match decode_call(input) {
-        Ok((name, params)) => registry.call(&name, Args::Positional(params), ctx, Protocol::Xml),
+        Ok((name, params)) => match registry.dispatch(&name, Args::Positional(params), ctx, Protocol::Xml) {
+            crate::method::Reply::Now(result) => result,
+            crate::method::Reply::Later(future) => return Served::Later(Pending::xml(future)),
+        },
         Err(f) => Err(f),
     };
-    if matches!(&result, Err(f) if f.is_deferred()) {
-        return Served::Later(Pending::xml());
-    }
     encode_response(&result, out);
     Served::Answered
 }

@@ -84,7 +84,10 @@ fn main() {
             .backoff(Duration::from_millis(500), Duration::from_secs(5), Duration::from_secs(10)),
     );
     d.method(
-        Method::new("chaos.ask", |p, ctx| ctx.ask(&p.get::<String>("name")?, Value::from(p.get::<String>("request")?)))
+        Method::new_async("chaos.ask", |p, ctx| {
+            let asked = p.get::<String>("name").and_then(|name| Ok(ctx.ask(&name, p.get::<String>("request")?)));
+            async move { asked?.await }
+        })
             .description("Sends REQUEST to worker NAME; answers with its answer")
             .returns(Type::Any)
             .param(Type::String, "name")

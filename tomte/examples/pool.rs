@@ -59,7 +59,10 @@ fn main() {
         daemon.worker(spec);
     }
     daemon.method(
-        Method::new("pool.count", |p, ctx| ctx.ask(&p.get::<String>("name")?, Value::from("count")))
+        Method::new_async("pool.count", |p, ctx| {
+            let count = p.get::<String>("name").map(|name| ctx.ask(&name, "count"));
+            async move { count?.await }
+        })
             .description("How many iterations worker NAME has run, asked to the worker itself")
             .returns(Type::Int)
             .param(Type::String, "name"),

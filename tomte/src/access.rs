@@ -379,23 +379,23 @@ pub struct Caller {
 /// logs refusals (throttled) and audits calls that need `control` or a custom permission.
 pub(crate) struct DaemonGate;
 
-impl Gate<Ctx> for DaemonGate {
+impl<S> Gate<Ctx<S>> for DaemonGate {
     #[inline]
-    fn allows(&self, ctx: &Ctx, permission: &Permission) -> bool {
+    fn allows(&self, ctx: &Ctx<S>, permission: &Permission) -> bool {
         if matches!(permission, Permission::Custom(name) if name == AUTH) {
             return true;
         }
         ctx.caller.as_ref().is_some_and(|c| c.grants.allows(permission))
     }
 
-    fn refusal(&self, ctx: &Ctx, method: &str, permission: &Permission) -> Fault {
+    fn refusal(&self, ctx: &Ctx<S>, method: &str, permission: &Permission) -> Fault {
         match &ctx.caller {
             Some(c) => Fault::permission_denied(method, permission, &c.peer.to_string()),
             None => Fault::permission_denied(method, permission, "an unknown caller"),
         }
     }
 
-    fn check(&self, ctx: &mut Ctx, method: &str, permission: &Permission) -> Result<(), Fault> {
+    fn check(&self, ctx: &mut Ctx<S>, method: &str, permission: &Permission) -> Result<(), Fault> {
         if self.allows(ctx, permission) {
             // Control, and the application's own permissions (a method moved off control, as
             // `--require worker.restart=restart` does, stays audited); never `daemon.auth`.

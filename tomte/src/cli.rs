@@ -44,12 +44,12 @@ struct Parsed {
 }
 
 /// Parses `std::env::args()`, acts, and returns the process exit code.
-pub fn main(daemon: Daemon) -> i32 {
+pub fn main<S: 'static>(daemon: Daemon<S>) -> i32 {
     main_with(daemon, std::env::args().skip(1).collect())
 }
 
 /// As [`main`], with the arguments given (without the program name).
-pub fn main_with(daemon: Daemon, args: Vec<String>) -> i32 {
+pub fn main_with<S: 'static>(daemon: Daemon<S>, args: Vec<String>) -> i32 {
     let name = daemon.name().to_owned();
     let parsed = match parse(&name, args) {
         Ok(p) => p,
@@ -313,7 +313,7 @@ fn running(config: &Config) -> Result<Option<Pid>, PidFileError> {
     }
 }
 
-fn start(daemon: Daemon, config: &Config) -> i32 {
+fn start<S: 'static>(daemon: Daemon<S>, config: &Config) -> i32 {
     let name = daemon.name().to_owned();
     match running(config) {
         Ok(None) => {}

@@ -31,39 +31,47 @@ impl Event {
     }
 }
 
-/// A listener: a closure, or any type implementing this trait.
-pub trait Listener {
-    fn on_event(&mut self, event: &Event, ctx: &mut Ctx);
+/// A listener: a closure, or any type implementing this trait. `S` is the application's
+/// state (see [`Ctx::state`]).
+pub trait Listener<S = ()> {
+    /// Runs when `event` is emitted.
+    fn on_event(&mut self, event: &Event, ctx: &mut Ctx<S>);
 }
 
-impl<F: FnMut(&Event, &mut Ctx)> Listener for F {
-    fn on_event(&mut self, event: &Event, ctx: &mut Ctx) {
+impl<S, F: FnMut(&Event, &mut Ctx<S>)> Listener<S> for F {
+    fn on_event(&mut self, event: &Event, ctx: &mut Ctx<S>) {
         self(event, ctx)
     }
 }
 
-struct Entry {
+struct Entry<S> {
     priority: i32,
     once: bool,
     seq: u64,
-    listener: Box<dyn Listener>,
+    listener: Box<dyn Listener<S>>,
 }
 
 /// Listeners by event name. Higher priority runs first; equal priorities run in the order
 /// they were added.
-#[derive(Default)]
-pub struct EventBus {
-    listeners: HashMap<String, Vec<Entry>>,
+pub struct EventBus<S = ()> {
+    listeners: HashMap<String, Vec<Entry<S>>>,
     seq: u64,
 }
 
-impl EventBus {
-    pub fn new() -> EventBus {
+impl<S> Default for EventBus<S> {
+    fn default() -> Self {
+        EventBus { listeners: HashMap::new(), seq: 0 }
+    }
+}
+
+impl<S> EventBus<S> {
+    /// No listeners.
+    pub fn new() -> EventBus<S> {
         EventBus::default()
     }
 
     /// Hooks `listener` on `event`. A `once` listener is removed after it first runs.
-    pub fn on(&mut self, event: &str, priority: i32, once: bool, listener: impl Listener + 'static) {
+    pub fn on(&mut self, event: &str, priority: i32, once: bool, listener: impl Listener<S> + 'static) {
         self.seq += 1;
         let list = self.listeners.entry(event.to_owned()).or_default();
         list.push(Entry { priority, once, seq: self.seq, listener: Box::new(listener) });
@@ -75,12 +83,16 @@ impl EventBus {
         self.listeners.get(event).is_some_and(|l| !l.is_empty())
     }
 
-    /// Runs the listeners of `event.name`; returns how many ran.
-    pub fn emit(&mut self, event: &Event, ctx: &mut Ctx) -> usize {
+    /// Runs the listeners of `event.name`; returns how many ran. A listener that panics is
+    /// logged with its message and skipped: the others still run, the daemon keeps going.
+    pub fn emit(&mut self, event: &Event, ctx: &mut Ctx<S>) -> usize {
         let Some(list) = self.listeners.get_mut(&event.name) else { return 0 };
         let n = list.len();
         for entry in list.iter_mut() {
-            entry.listener.on_event(event, ctx);
+            let run = std::panic::AssertUnwindSafe(|| entry.listener.on_event(event, ctx));
+            if let Err(panic) = std::panic::catch_unwind(run) {
+                log::error!("a listener of {} panicked: {}", event.name, crate::panic_text(&panic));
+            }
         }
         list.retain(|e| !e.once);
         n

@@ -288,11 +288,13 @@ pub mod cli;
 pub mod client;
 pub mod daemon;
 pub mod event;
+pub mod faults;
 pub mod logging;
 pub mod net;
 pub mod process;
 pub mod signal;
 pub mod sys;
+pub mod task;
 pub mod tokens;
 pub mod worker;
 
@@ -306,7 +308,23 @@ pub mod _fuzz {
 
 pub use daemon::{Config, Ctx, Daemon, DaemonError, Mode};
 pub use event::Event;
-pub use tomte_rpc::{Args, Fault, Params, Permission, Type, Value};
+pub use tomte_rpc::{Args, Fault, Params, Permission, Reply, Type, Value};
 
-/// A method of a tomte daemon: its handlers receive the daemon's [`Ctx`].
-pub type Method = tomte_rpc::Method<Ctx>;
+/// Combinators for the futures of async handlers (`join`, `join_all`, `select`…), from
+/// `futures-util`: they need no runtime, so they run on the daemon's loop as they are.
+pub use futures_util::future;
+
+/// A method of a tomte daemon: its handlers receive the daemon's [`Ctx`] (with the
+/// application's state `S`; `()` unless the daemon has one).
+pub type Method<S = ()> = tomte_rpc::Method<Ctx<S>>;
+
+/// The text of a caught panic.
+pub(crate) fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic".to_owned()
+    }
+}

@@ -9,9 +9,9 @@ use tomte_rpc::{Fault, Method, Permission, Registry, Type, Value};
 use super::Ctx;
 
 /// Runs `f` on the named worker (a bool back), or on every worker (a name → bool struct).
-fn each_worker(
+fn each_worker<S>(
     p: &tomte_rpc::Params<'_>,
-    ctx: &mut Ctx,
+    ctx: &mut Ctx<S>,
     f: fn(&mut crate::worker::supervisor::Supervisor, &str) -> Result<bool, Fault>,
 ) -> Result<Value, Fault> {
     match p.value("name") {
@@ -27,19 +27,18 @@ fn each_worker(
     }
 }
 
-/// The fault of a wrong token (server range, beside −32001 "Permission denied").
-pub const AUTH_FAILED: i32 = -32002;
+use crate::faults::AUTH_FAILED;
 
-pub(super) fn install(r: &mut Registry<Ctx>) {
+pub(super) fn install<S: 'static>(r: &mut Registry<Ctx<S>>) {
     let methods = [
-        Method::new("daemon.shutdown", |_, ctx: &mut Ctx| {
+        Method::new("daemon.shutdown", |_, ctx: &mut Ctx<S>| {
             ctx.stop();
             Ok(Value::Int(0))
         })
         .description("Stop daemon closing workers")
         .returns(Type::Int)
         .requires(Permission::Control),
-        Method::new("worker.list", |_, ctx: &mut Ctx| {
+        Method::new("worker.list", |_, ctx: &mut Ctx<S>| {
             let names = ctx.workers.names();
             let infos: Result<Vec<Value>, Fault> =
                 names.iter().map(|n| ctx.workers.info(n).map(|i| i.to_value())).collect();
@@ -50,7 +49,7 @@ pub(super) fn install(r: &mut Registry<Ctx>) {
         )
         .returns(Type::Array)
         .requires(Permission::Read),
-        Method::new("worker.status", |p, ctx: &mut Ctx| match p.value("name") {
+        Method::new("worker.status", |p, ctx: &mut Ctx<S>| match p.value("name") {
             Some(_) => Ok(Value::from(ctx.workers.info(&p.get::<String>("name")?)?.state.as_str())),
             None => {
                 let names = ctx.workers.names();
@@ -73,7 +72,7 @@ pub(super) fn install(r: &mut Registry<Ctx>) {
         worker_command("worker.start", "Start a stopped or failed worker, or every worker", |w, n| w.start(n)),
         worker_command("worker.stop", "Stop a worker (it is not restarted), or every worker", |w, n| w.stop(n, false)),
         worker_command("worker.restart", "Restart a worker, or every worker", |w, n| w.stop(n, true)),
-        Method::new("daemon.status", |_, ctx: &mut Ctx| {
+        Method::new("daemon.status", |_, ctx: &mut Ctx<S>| {
             Ok(Value::structure([
                 ("name", Value::from(ctx.name())),
                 ("pid", Value::from(std::process::id())),
@@ -81,6 +80,7 @@ pub(super) fn install(r: &mut Registry<Ctx>) {
                 ("version", Value::from(ctx.version())),
                 ("connections", Value::from(ctx.connections())),
                 ("workers", Value::from(ctx.workers.len())),
+                ("tasks", Value::from(ctx.tasks())),
                 ("limits", ctx.limits().to_value()),
                 ("you", you(ctx)),
             ]))
@@ -91,14 +91,14 @@ pub(super) fn install(r: &mut Registry<Ctx>) {
         )
         .returns(Type::Struct)
         .requires(Permission::Read),
-        Method::new("daemon.reload", |_, ctx: &mut Ctx| {
+        Method::new("daemon.reload", |_, ctx: &mut Ctx<S>| {
             ctx.reload();
             Ok(Value::Bool(true))
         })
         .description("Reopen the log and emit daemon.reload, as SIGHUP does")
         .returns(Type::Boolean)
         .requires(Permission::Control),
-        Method::new("daemon.auth", |mut p, ctx: &mut Ctx| {
+        Method::new("daemon.auth", |mut p, ctx: &mut Ctx<S>| {
             let token: String = p.take("token")?;
             if ctx.authenticate(token.as_bytes()) {
                 Ok(Value::Bool(true))
@@ -118,12 +118,12 @@ pub(super) fn install(r: &mut Registry<Ctx>) {
 }
 
 /// A worker command method: with a name, one worker (a bool); without, all of them (a struct).
-fn worker_command(
+fn worker_command<S: 'static>(
     name: &str,
     help: &str,
     f: fn(&mut crate::worker::supervisor::Supervisor, &str) -> Result<bool, Fault>,
-) -> Method<Ctx> {
-    Method::new(name, move |p, ctx: &mut Ctx| each_worker(&p, ctx, f))
+) -> Method<Ctx<S>> {
+    Method::new(name, move |p, ctx: &mut Ctx<S>| each_worker(&p, ctx, f))
         .description(help)
         .returns(Type::Struct)
         .signature()
@@ -133,7 +133,7 @@ fn worker_command(
 }
 
 /// The caller as `daemon.status` shows it: its identity and its grants.
-fn you(ctx: &Ctx) -> Value {
+fn you<S>(ctx: &Ctx<S>) -> Value {
     let Some(peer) = ctx.peer() else { return Value::Nil };
     let mut v = match peer.to_value() {
         Value::Struct(members) => members,

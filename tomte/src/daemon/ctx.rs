@@ -1,20 +1,24 @@
-//! The context every RPC handler, event listener and timer receives: what the daemon knows
-//! about itself, and the requests they may make of it (stop, reload, emit an event).
+//! The context every RPC handler, event listener and timer receives: the application's state,
+//! what the daemon knows about itself, and the requests they may make of it (stop, reload,
+//! emit an event, ask a worker).
 
 use std::time::{Duration, Instant};
 
-use tomte_rpc::{Fault, Value};
+use tomte_rpc::Value;
 
 use std::rc::Rc;
 
 use crate::access::{Caller, Grants};
+use crate::task::{Ask, Reactor, Sleep, Timeout};
 use crate::event::Event;
 use crate::net::Peer;
 use crate::worker::supervisor::Supervisor;
 
-/// The daemon's state as handlers see it.
-#[derive(Debug)]
-pub struct Ctx {
+/// The daemon as handlers, listeners and timers see it: the application's state `S` (see
+/// [`Daemon::with_state`](crate::Daemon::with_state); `()` by default) and the daemon's own.
+pub struct Ctx<S = ()> {
+    /// The application's state.
+    pub(crate) state: S,
     pub(crate) name: String,
     pub(crate) version: String,
     pub(crate) started: Instant,
@@ -24,10 +28,10 @@ pub struct Ctx {
     pub(crate) limits: crate::net::Limits,
     pub(crate) queued: Vec<Event>,
     pub(crate) workers: Supervisor,
-    /// The ticket of the answer the running handler deferred (see [`Ctx::ask`]).
-    pub(crate) deferred: Option<u64>,
-    /// The registry's flag: false inside a batch or a multicall, where no answer can wait.
-    pub(crate) may_defer: std::rc::Rc<std::cell::Cell<bool>>,
+    /// Where workers' answers and deadlines reach the futures waiting for them.
+    pub(crate) reactor: Rc<Reactor>,
+    /// Answers owed by async handlers now (for `daemon.status`).
+    pub(crate) tasks: usize,
     /// The connection being served: its identity and grants (none outside a call).
     pub(crate) caller: Option<Rc<Caller>>,
     /// Refused calls, logged at most once per interval.
@@ -38,9 +42,23 @@ pub struct Ctx {
     pub(crate) auth_failed: bool,
 }
 
+impl<S> std::fmt::Debug for Ctx<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ctx").field("name", &self.name).field("connections", &self.connections).finish_non_exhaustive()
+    }
+}
+
 impl Ctx {
-    pub(crate) fn new(name: &str, version: &str, workers: Supervisor) -> Ctx {
+    #[cfg(test)]
+    pub(crate) fn detached_for_tests() -> Ctx {
+        Ctx::new("test", "0", Supervisor::default(), ())
+    }
+}
+
+impl<S> Ctx<S> {
+    pub(crate) fn new(name: &str, version: &str, workers: Supervisor, state: S) -> Ctx<S> {
         Ctx {
+            state,
             name: name.to_owned(),
             version: version.to_owned(),
             started: Instant::now(),
@@ -50,8 +68,8 @@ impl Ctx {
             limits: crate::net::Limits::default(),
             queued: Vec::new(),
             workers,
-            deferred: None,
-            may_defer: std::rc::Rc::new(std::cell::Cell::new(true)),
+            reactor: Rc::default(),
+            tasks: 0,
             caller: None,
             refusals: crate::logging::Throttle::new(Duration::from_secs(10)),
             auth: None,
@@ -59,9 +77,14 @@ impl Ctx {
         }
     }
 
-    #[cfg(test)]
-    pub(crate) fn detached_for_tests() -> Ctx {
-        Ctx::new("test", "0", Supervisor::default())
+    /// The application's state, to read and change: `ctx.state().count += 1`.
+    pub fn state(&mut self) -> &mut S {
+        &mut self.state
+    }
+
+    /// The application's state, shared.
+    pub fn state_ref(&self) -> &S {
+        &self.state
     }
 
     /// Authenticates the connection being served by a token's secret: on success its
@@ -107,19 +130,41 @@ impl Ctx {
         self.queued.push(Event::new(name, data.into()));
     }
 
-    /// Sends `request` to worker `worker` and answers the current call with the worker's answer,
-    /// when it comes, without blocking the loop or other clients. Return what it returns from
-    /// the handler: `return ctx.ask("alpha", Value::from("count"));`. A worker that ends before
-    /// answering makes the answer an error.
-    pub fn ask(&mut self, worker: &str, request: Value) -> Result<Value, Fault> {
-        if !self.may_defer.get() {
-            return Err(Fault::internal(format!(
-                "asking worker '{worker}' cannot be done inside a batch or a system.multicall: call it alone"
-            )));
-        }
-        let ticket = self.workers.ask(worker, request)?;
-        self.deferred = Some(ticket);
-        Err(Fault::deferred())
+    /// The future of worker `worker`'s answer to `request`, for a method made with
+    /// [`Method::new_async`](crate::Method::new_async): the loop serves every other client
+    /// while the worker works. The request goes out when the future is first polled; asks
+    /// awaited together (`tomte::future::join`) run at once.
+    ///
+    /// The answer is an error when the worker is unknown (−32010), not running, or ends
+    /// before answering (−32011); limit the wait with [`Ctx::timeout`].
+    ///
+    /// ```no_run
+    /// # use tomte::{Method, Value};
+    /// let m: Method<tomte::Ctx> = Method::new_async("pool.count", |_, ctx| {
+    ///     let count = ctx.ask("alpha", Value::from("count"));
+    ///     async move { Ok(Value::structure([("alpha", count.await?)])) }
+    /// });
+    /// ```
+    pub fn ask(&mut self, worker: &str, request: impl Into<Value>) -> Ask {
+        Ask::new(worker, request.into(), &self.reactor)
+    }
+
+    /// A future ready once `duration` has passed (a timer of the loop; nothing blocks).
+    pub fn sleep(&self, duration: Duration) -> Sleep {
+        let deadline = Instant::now().checked_add(duration).unwrap_or_else(|| Instant::now() + Duration::from_secs(1 << 32));
+        Sleep::new(deadline, &self.reactor)
+    }
+
+    /// `future` with a time limit: its output, or [`Elapsed`](crate::task::Elapsed) when
+    /// `limit` passes first (then `future` is dropped, and an ask in it forgotten).
+    /// `Elapsed` converts into a −32003 fault, so `ctx.timeout(d, ask).await??` reads well.
+    pub fn timeout<F: std::future::Future>(&self, limit: Duration, future: F) -> Timeout<F> {
+        Timeout::new(future, limit, &self.reactor)
+    }
+
+    /// Answers owed by async handlers now (their futures wait for workers or timers).
+    pub fn tasks(&self) -> usize {
+        self.tasks
     }
 
     /// The daemon's workers: their state, and commands to them.

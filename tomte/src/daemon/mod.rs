@@ -166,7 +166,7 @@ pub enum DaemonError {
     Tokens(#[from] crate::tokens::TokenError),
 }
 
-pub(crate) type TimerFn = Box<dyn FnMut(&mut Ctx)>;
+pub(crate) type TimerFn<S> = Box<dyn FnMut(&mut Ctx<S>)>;
 
 /// A daemon under construction: methods, listeners and timers, then [`Daemon::run`].
 ///
@@ -181,14 +181,18 @@ pub(crate) type TimerFn = Box<dyn FnMut(&mut Ctx)>;
 /// );
 /// std::process::exit(tomte::cli::main(daemon));
 /// ```
-pub struct Daemon {
+///
+/// The application's state `S` (`()` unless [`Daemon::with_state`] gives one) is handed to
+/// every handler, listener and timer through [`Ctx::state`]: one thread, so no lock.
+pub struct Daemon<S = ()> {
     pub(crate) name: String,
     pub(crate) version: String,
-    pub(crate) registry: Registry<Ctx>,
-    pub(crate) events: EventBus,
-    pub(crate) timers: Vec<(Duration, TimerFn)>,
+    pub(crate) registry: Registry<Ctx<S>>,
+    pub(crate) events: EventBus<S>,
+    pub(crate) timers: Vec<(Duration, TimerFn<S>)>,
     pub(crate) workers: Supervisor,
     pub(crate) policy: Policy,
+    pub(crate) state: S,
 }
 
 impl Daemon {
@@ -196,6 +200,29 @@ impl Daemon {
     /// `daemon.*` and `worker.*` methods and the default signal listeners: SIGTERM and SIGINT
     /// stop it gracefully, SIGHUP reloads it.
     pub fn new(name: &str) -> Daemon {
+        Daemon::with_state(name, ())
+    }
+}
+
+impl<S: 'static> Daemon<S> {
+    /// As [`Daemon::new`], with the application's state: handlers, listeners and timers reach
+    /// it with [`Ctx::state`].
+    ///
+    /// ```
+    /// use tomte::{Ctx, Daemon, Method, Type, Value};
+    /// #[derive(Default)]
+    /// struct Counter { total: i64 }
+    /// let mut daemon = Daemon::with_state("counter", Counter::default());
+    /// daemon.method(
+    ///     Method::new("counter.add", |mut p, ctx: &mut Ctx<Counter>| {
+    ///         ctx.state().total += p.take::<i64>("n")?;
+    ///         Ok(Value::Int(ctx.state().total))
+    ///     })
+    ///     .returns(Type::Int)
+    ///     .param(Type::Int, "n"),
+    /// );
+    /// ```
+    pub fn with_state(name: &str, state: S) -> Daemon<S> {
         let mut d = Daemon {
             name: name.to_owned(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -204,16 +231,17 @@ impl Daemon {
             timers: Vec::new(),
             workers: Supervisor::default(),
             policy: Policy::default(),
+            state,
         };
         builtins::install(&mut d.registry);
         for sig in ["daemon.posix.SIGTERM", "daemon.posix.SIGINT"] {
-            d.events.on(sig, 0, false, |ev: &Event, ctx: &mut Ctx| {
+            d.events.on(sig, 0, false, |ev: &Event, ctx: &mut Ctx<S>| {
                 log::info!("{} received: stopping", ev.name.trim_start_matches("daemon.posix."));
                 ctx.stop();
             });
         }
-        d.events.on("daemon.posix.SIGHUP", 0, false, |_: &Event, ctx: &mut Ctx| ctx.reload());
-        d.events.on("daemon.posix.SIGCHLD", 0, false, |_: &Event, ctx: &mut Ctx| ctx.workers.reap());
+        d.events.on("daemon.posix.SIGHUP", 0, false, |_: &Event, ctx: &mut Ctx<S>| ctx.reload());
+        d.events.on("daemon.posix.SIGCHLD", 0, false, |_: &Event, ctx: &mut Ctx<S>| ctx.workers.reap());
         d
     }
 
@@ -231,7 +259,7 @@ impl Daemon {
     ///
     /// # Panics
     /// When a method of that name is already registered: a programming error, found at once.
-    pub fn method(&mut self, method: Method<Ctx>) -> &mut Self {
+    pub fn method(&mut self, method: Method<Ctx<S>>) -> &mut Self {
         if let Err(e) = self.registry.add(method) {
             panic!("{e}");
         }
@@ -266,18 +294,18 @@ impl Daemon {
     }
 
     /// The method registry, for what the builder methods do not cover (capabilities).
-    pub fn registry(&mut self) -> &mut Registry<Ctx> {
+    pub fn registry(&mut self) -> &mut Registry<Ctx<S>> {
         &mut self.registry
     }
 
     /// Hooks a listener on `event` with priority 0.
-    pub fn on(&mut self, event: &str, listener: impl Listener + 'static) -> &mut Self {
+    pub fn on(&mut self, event: &str, listener: impl Listener<S> + 'static) -> &mut Self {
         self.events.on(event, 0, false, listener);
         self
     }
 
     /// Hooks a listener with a priority (higher runs first) and an optional once flag.
-    pub fn on_with(&mut self, event: &str, priority: i32, once: bool, listener: impl Listener + 'static) -> &mut Self {
+    pub fn on_with(&mut self, event: &str, priority: i32, once: bool, listener: impl Listener<S> + 'static) -> &mut Self {
         self.events.on(event, priority, once, listener);
         self
     }
@@ -297,8 +325,9 @@ impl Daemon {
         self
     }
 
-    /// Runs `f` every `period` on the loop (fixed rate; missed ticks are not caught up).
-    pub fn every(&mut self, period: Duration, f: impl FnMut(&mut Ctx) + 'static) -> &mut Self {
+    /// Runs `f` every `period` on the loop (fixed rate; missed ticks are not caught up). A
+    /// timer that panics is logged and runs again at its next tick.
+    pub fn every(&mut self, period: Duration, f: impl FnMut(&mut Ctx<S>) + 'static) -> &mut Self {
         self.timers.push((period.max(Duration::from_millis(1)), Box::new(f)));
         self
     }

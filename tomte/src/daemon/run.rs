@@ -9,6 +9,7 @@ use slab::Slab;
 use tomte_rpc::{comodojo, jsonrpc, xmlrpc, Registry, Served, Value};
 
 use super::{Config, Ctx, Daemon, DaemonError, TimerFn};
+use crate::task::Tasks;
 use crate::access::{Auth, Caller, DaemonGate, Policy};
 use crate::event::{names, Event, EventBus};
 use crate::logging::Throttle;
@@ -17,6 +18,8 @@ use crate::process::{self, PidFile, ReadyPipe};
 use crate::worker::supervisor::TOKEN_BASE as WORKER_BASE;
 
 const SIGNALS: Token = Token(0);
+/// A future woken from another thread.
+const TASKS: Token = Token(CONN_BASE - 1);
 const LISTENER_BASE: usize = 1;
 const CONN_BASE: usize = 1 << 16;
 
@@ -29,13 +32,15 @@ pub enum Mode {
     Detached(ReadyPipe),
 }
 
-/// The RPC side of the loop, as connections see it.
-struct Rpc<'a> {
-    registry: &'a Registry<Ctx>,
-    ctx: &'a mut Ctx,
+/// The RPC side of the loop, as connection `owner` (key, serial) sees it.
+struct Rpc<'a, S> {
+    registry: &'a Registry<Ctx<S>>,
+    ctx: &'a mut Ctx<S>,
+    tasks: &'a mut Tasks,
+    owner: (usize, u64),
 }
 
-impl Service for Rpc<'_> {
+impl<S> Service for Rpc<'_, S> {
     fn json(&mut self, request: &[u8], out: &mut Vec<u8>) -> Served {
         jsonrpc::serve(self.registry, self.ctx, request, out)
     }
@@ -54,18 +59,32 @@ impl Service for Rpc<'_> {
     fn take_auth_failure(&mut self) -> bool {
         std::mem::take(&mut self.ctx.auth_failed)
     }
-    fn take_ticket(&mut self) -> Option<u64> {
-        self.ctx.deferred.take()
+    fn spawn(&mut self, future: tomte_rpc::Later) -> usize {
+        let key = self.tasks.spawn(future, self.owner);
+        self.ctx.tasks = self.tasks.len();
+        key
     }
 }
 
-struct Timer {
-    period: Duration,
-    next: Instant,
-    f: TimerFn,
+/// The service of connection `key` (a macro: the fields it borrows are disjoint).
+macro_rules! rpc {
+    ($self:ident, $key:expr) => {
+        Rpc {
+            registry: &$self.registry,
+            ctx: &mut $self.ctx,
+            tasks: &mut $self.tasks,
+            owner: ($key, $self.serials.get($key).copied().unwrap_or(0)),
+        }
+    };
 }
 
-impl Daemon {
+struct Timer<S> {
+    period: Duration,
+    next: Instant,
+    f: TimerFn<S>,
+}
+
+impl<S: 'static> Daemon<S> {
     /// Runs the daemon until it is asked to stop. In [`Mode::Detached`], readiness or the
     /// reason for failing is reported to the command that started it.
     pub fn run(self, config: &Config, mode: Mode) -> Result<(), DaemonError> {
@@ -104,11 +123,13 @@ impl Daemon {
 }
 
 /// A started daemon: files held, sockets bound.
-struct Running {
-    registry: Registry<Ctx>,
-    events: EventBus,
-    ctx: Ctx,
-    timers: Vec<Timer>,
+struct Running<S> {
+    registry: Registry<Ctx<S>>,
+    events: EventBus<S>,
+    ctx: Ctx<S>,
+    timers: Vec<Timer<S>>,
+    /// The futures of answers that come later.
+    tasks: Tasks,
     poll: Poll,
     signals: signal_hook_mio::v1_0::Signals,
     listeners: Vec<Listener>,
@@ -122,8 +143,6 @@ struct Running {
     /// Serial numbers of connections (slab keys are reused).
     serials: Slab<u64>,
     next_serial: u64,
-    /// Deferred answers: ticket → the connection (key, serial) that waits for it.
-    tickets: std::collections::HashMap<u64, (usize, u64)>,
     /// When to try accepting again after accept failed (EMFILE…): its readiness edge is spent.
     accept_retry: Option<Instant>,
     /// Connections whose answer to a wrong token waits: when, and which (key, serial).
@@ -172,8 +191,8 @@ const DRAIN: Duration = Duration::from_secs(2);
 /// At most one line per interval for warnings that clients can trigger.
 const WARN_EVERY: Duration = Duration::from_secs(10);
 
-impl Running {
-    fn start(d: Daemon, config: &Config) -> Result<Running, DaemonError> {
+impl<S: 'static> Running<S> {
+    fn start(d: Daemon<S>, config: &Config) -> Result<Running<S>, DaemonError> {
         let io_err = |what: &str| {
             let what = what.to_owned();
             move |source| DaemonError::Io { what, source }
@@ -234,8 +253,10 @@ impl Running {
         poll.registry().register(&mut signals, SIGNALS, Interest::READABLE).map_err(io_err("cannot watch signals"))?;
         let now = Instant::now();
         let timers = d.timers.into_iter().map(|(period, f)| Timer { period, next: now + period, f }).collect();
-        let mut ctx = Ctx::new(&d.name, &d.version, d.workers);
-        ctx.may_defer = d.registry.defer_flag();
+        let mut ctx = Ctx::new(&d.name, &d.version, d.workers, d.state);
+        // Wakes the poll when a future is woken from another thread (the loop's own wake-ups
+        // need no system call).
+        let tasks = Tasks::new(mio::Waker::new(poll.registry(), TASKS).ok());
         ctx.limits = config.limits.clone();
         let per_listener = vec![0; listeners.len()];
         let mut registry = d.registry;
@@ -277,7 +298,7 @@ impl Running {
             owner,
             serials: Slab::new(),
             next_serial: 0,
-            tickets: std::collections::HashMap::new(),
+            tasks,
             again: Vec::new(),
             accept_retry: None,
             penalties: Vec::new(),
@@ -317,6 +338,7 @@ impl Running {
                 self.timers.iter().map(|t| t.next).min(),
                 sweep,
                 self.ctx.workers.next_deadline(),
+                self.ctx.reactor.next_deadline(),
                 self.accept_retry,
                 self.penalties.iter().map(|p| p.0).min(),
                 self.trim_at,
@@ -324,7 +346,7 @@ impl Running {
             .into_iter()
             .flatten()
             .min();
-            let busy = !self.again.is_empty() || !idle || self.ctx.workers.has_output();
+            let busy = !self.again.is_empty() || !idle || self.ctx.workers.has_output() || self.tasks.has_ready();
             let timeout = if busy { Some(Duration::ZERO) } else { wake.map(|w| w.saturating_duration_since(now)) };
             match self.poll.poll(&mut events, timeout) {
                 Ok(()) => {}
@@ -338,6 +360,7 @@ impl Running {
             for ev in events.iter() {
                 match ev.token() {
                     SIGNALS => self.signals(),
+                    TASKS => {}
                     Token(t) if t >= CONN_BASE => {
                         let key = t - CONN_BASE;
                         // A client gone for good (hang-up both ways) while its call waits for a
@@ -368,6 +391,10 @@ impl Running {
                 self.deliver();
             }
             let now = Instant::now();
+            self.ctx.reactor.fire(now);
+            if self.tasks.has_ready() {
+                self.run_tasks();
+            }
             if !self.penalties.is_empty() {
                 let (due, later): (Vec<_>, Vec<_>) = self.penalties.drain(..).partition(|p| p.0 <= now);
                 self.penalties = later;
@@ -459,7 +486,12 @@ impl Running {
             let mut peer = peer;
             peer.listener = Some(listener.address().to_string());
             let refusal = self.admit(index, peer.key);
-            let mut rpc = Rpc { registry: &self.registry, ctx: &mut self.ctx };
+            let mut rpc = Rpc {
+                registry: &self.registry,
+                ctx: &mut self.ctx,
+                tasks: &mut self.tasks,
+                owner: (self.conns.vacant_key(), self.next_serial + 1),
+            };
             let mut conn = Conn::new(stream, peer, index, dialect, host_rule, self.budget.clone(), &mut rpc);
             if let Some(why) = refusal {
                 let peer = &conn.peer;
@@ -505,7 +537,7 @@ impl Running {
 
     fn drive(&mut self, key: usize) {
         let Some(conn) = self.conns.get_mut(key) else { return };
-        let mut rpc = Rpc { registry: &self.registry, ctx: &mut self.ctx };
+        let mut rpc = rpc!(self, key);
         rpc.ctx.caller = self.callers.get(key).cloned();
         let drive = conn.drive(&mut rpc, &self.limits);
         // A token presented meanwhile changed who the caller is.
@@ -516,9 +548,6 @@ impl Running {
             let peer = &conn.peer;
             self.auth_failures.warn(|| format!("authentication failed from {peer}: closing its connection"));
             self.penalties.push((until, key, self.serials[key]));
-        }
-        if let Some(ticket) = conn.waiting_ticket() {
-            self.tickets.entry(ticket).or_insert((key, self.serials[key]));
         }
         if conn.take_secured() {
             // The handshake named the client (its certificate): its grants follow from that,
@@ -598,29 +627,66 @@ impl Running {
     fn evict(&mut self, key: usize, why: &str) {
         let conn = &mut self.conns[key];
         conn.evict(why);
-        let mut rpc = Rpc { registry: &self.registry, ctx: &mut self.ctx };
+        let mut rpc = rpc!(self, key);
         let _ = conn.drive(&mut rpc, &self.limits);
         self.close(key);
     }
 
-    /// Answers the clients whose calls waited for a worker, and emits the workers' events.
+    /// Hands workers' answers to the futures waiting for them, and emits the workers' events.
     fn deliver(&mut self) {
         for (ticket, result) in self.ctx.workers.take_answers() {
-            let Some((key, serial)) = self.tickets.remove(&ticket) else { continue };
-            if self.serials.get(key) != Some(&serial) {
-                continue; // The client left meanwhile.
-            }
-            let mut rpc = Rpc { registry: &self.registry, ctx: &mut self.ctx };
-            self.conns[key].complete(&result, &mut rpc, &self.limits);
-            self.drive(key);
+            // Nobody waits any more when the future was dropped (its client left, a timeout).
+            self.ctx.reactor.deliver(ticket, result);
         }
         for event in self.ctx.workers.take_events() {
             self.emit(event);
         }
     }
 
+    /// Polls the tasks that were woken, sends the requests of the asks they made, and answers
+    /// the connections whose task finished.
+    fn run_tasks(&mut self) {
+        // A few rounds: a request refused at once (unknown worker) wakes its task again.
+        for _ in 0..4 {
+            self.poll_tasks();
+            let outbox = self.ctx.reactor.take_outbox();
+            if outbox.is_empty() {
+                break;
+            }
+            for (ticket, worker, request) in outbox {
+                if let Err(fault) = self.ctx.workers.ask(ticket, &worker, request) {
+                    self.ctx.reactor.deliver(ticket, Err(fault));
+                }
+            }
+            if !self.tasks.has_ready() {
+                break;
+            }
+        }
+    }
+
+    fn poll_tasks(&mut self) {
+        for (task, (key, serial), result) in self.tasks.run() {
+            self.ctx.tasks = self.tasks.len();
+            let waits = self.serials.get(key) == Some(&serial) && self.conns[key].waiting_task() == Some(task);
+            if !waits {
+                continue;
+            }
+            let mut rpc = rpc!(self, key);
+            rpc.ctx.caller = self.callers.get(key).cloned();
+            self.conns[key].complete(&result, &mut rpc, &self.limits);
+            rpc.ctx.caller = None;
+            self.drive(key);
+        }
+        self.ctx.tasks = self.tasks.len();
+    }
+
     fn close(&mut self, key: usize) {
         let mut conn = self.conns.remove(key);
+        if let Some(task) = conn.waiting_task() {
+            // Nobody will read the answer: drop the future, and what it waits for with it.
+            self.tasks.cancel(task);
+            self.ctx.tasks = self.tasks.len();
+        }
         let caller = self.callers.remove(key);
         self.serials.remove(key);
         let _ = self.poll.registry().deregister(conn.stream.source());
@@ -712,7 +778,7 @@ impl Running {
             let peer = &conn.peer;
             self.timeouts.warn(|| format!("closing connection from {peer}: its request came too slowly"));
             conn.time_out(&self.limits);
-            let mut rpc = Rpc { registry: &self.registry, ctx: &mut self.ctx };
+            let mut rpc = rpc!(self, key);
             rpc.ctx.caller = self.callers.get(key).cloned();
             let drive = conn.drive(&mut rpc, &self.limits);
             rpc.ctx.caller = None;
@@ -725,7 +791,10 @@ impl Running {
     fn run_timers(&mut self, now: Instant) {
         for t in &mut self.timers {
             if t.next <= now {
-                (t.f)(&mut self.ctx);
+                let run = std::panic::AssertUnwindSafe(|| (t.f)(&mut self.ctx));
+                if let Err(panic) = std::panic::catch_unwind(run) {
+                    log::error!("a timer panicked: {}", crate::panic_text(&panic));
+                }
                 // Fixed rate without catch-up: the next tick is the next period boundary ahead.
                 t.next += t.period;
                 if t.next <= now {
@@ -766,7 +835,7 @@ impl Running {
         log::info!("{} stopping", self.ctx.name);
         self.emit(Event::new(names::STOP, Value::Nil));
         let deadline = Instant::now() + DRAIN;
-        let mut rpc = Rpc { registry: &self.registry, ctx: &mut self.ctx };
+        let mut rpc = rpc!(self, usize::MAX);
         // A connection is done once it has read everything sent so far (closing with unread
         // input would reset it, losing the answers it has not read yet), answered every complete
         // request in it and written the answers. One that waits for a worker is not served: the
@@ -776,6 +845,7 @@ impl Running {
             open.retain(|&key| {
                 let conn = &mut self.conns[key];
                 rpc.ctx.caller = self.callers.get(key).cloned();
+                rpc.owner = (key, self.serials[key]);
                 let drive = conn.drive(&mut rpc, &self.limits);
                 rpc.ctx.caller = None;
                 match drive {

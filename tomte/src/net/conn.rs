@@ -175,10 +175,12 @@ pub struct Conn {
 /// An answer the connection waits for, and how to frame it.
 #[derive(Debug)]
 struct Waiting {
-    ticket: Option<u64>,
+    /// The task computing it (see [`Service::spawn`]).
+    task: Option<usize>,
     pending: Pending,
-    /// For HTTP: whether the connection stays open after the answer.
-    http_keep_alive: Option<bool>,
+    /// For HTTP: whether the connection stays open after the answer, and whether there is
+    /// one (a notification's is `204 No Content`).
+    http_keep_alive: Option<(bool, bool)>,
 }
 
 impl Conn {
@@ -253,9 +255,9 @@ impl Conn {
         std::mem::take(&mut self.new_penalty).then_some(self.hold_until).flatten()
     }
 
-    /// The ticket of the answer this connection waits for, if it waits for one.
-    pub fn waiting_ticket(&self) -> Option<u64> {
-        self.waiting.as_ref().and_then(|w| w.ticket)
+    /// The task whose answer this connection waits for, if it waits for one.
+    pub fn waiting_task(&self) -> Option<usize> {
+        self.waiting.as_ref().and_then(|w| w.task)
     }
 
     /// Writes the answer the connection waited for, then serves what it buffered meanwhile.
@@ -264,11 +266,12 @@ impl Conn {
         let Some(w) = self.waiting.take() else { return };
         self.last_active = Instant::now();
         match w.http_keep_alive {
-            Some(keep_alive) => {
+            Some((keep_alive, answers)) => {
                 self.scratch.clear();
                 w.pending.complete(result, &mut self.scratch);
                 let ctype = if w.pending.is_xml() { XML } else { JSON };
-                http::write_head(&mut self.out, 200, ctype, self.scratch.len(), keep_alive);
+                let (status, ctype) = if answers { (200, ctype) } else { (204, "") };
+                http::write_head(&mut self.out, status, ctype, self.scratch.len(), keep_alive);
                 self.out.extend_from_slice(&self.scratch);
                 if self.scratch.capacity() > KEEP_BUF {
                     self.scratch = Vec::new();
@@ -279,7 +282,7 @@ impl Conn {
             }
             None => {
                 w.pending.complete(result, &mut self.out);
-                if self.framing == Framing::Ndjson {
+                if self.framing == Framing::Ndjson && w.pending.answers() {
                     self.out.push(b'\n');
                 }
             }
@@ -290,18 +293,19 @@ impl Conn {
         self.count_output();
     }
 
-    /// Starts waiting for a deferred answer (or answers at once when nobody holds a ticket).
+    /// Starts waiting for an answer that comes later: its future becomes a task of the loop.
     fn wait_for(
         &mut self,
-        pending: Pending,
-        ticket: Option<u64>,
+        mut pending: Pending,
         http_keep_alive: Option<bool>,
         svc: &mut impl Service,
         limits: &Limits,
     ) {
-        self.waiting = Some(Waiting { ticket, pending, http_keep_alive });
-        if ticket.is_none() {
-            let fault = Fault::internal("the method deferred its answer without asking anyone");
+        let task = pending.take_future().map(|f| svc.spawn(f));
+        let answers = pending.answers();
+        self.waiting = Some(Waiting { task, pending, http_keep_alive: http_keep_alive.map(|k| (k, answers)) });
+        if task.is_none() {
+            let fault = Fault::internal("the method's answer comes later, but nothing computes it");
             self.complete(&Err(fault), svc, limits);
         }
     }
@@ -770,7 +774,6 @@ impl Conn {
                 (false, true) => svc.comodojo(line, &mut self.out),
                 (false, false) => svc.json(line, &mut self.out),
             };
-            let ticket = svc.take_ticket();
             self.start = line_end + 1;
             self.scanned = self.start;
             self.answered += u64::from(!blank);
@@ -781,7 +784,7 @@ impl Conn {
                         self.out.push(b'\n');
                     }
                 }
-                Served::Later(pending) => return self.wait_for(pending, ticket, None, svc, limits),
+                Served::Later(pending) => return self.wait_for(pending, None, svc, limits),
             }
             if svc.take_auth_failure() {
                 return self.penalize();
@@ -898,7 +901,6 @@ impl Conn {
                     return self.http_fail(415, "send application/json (JSON-RPC) or text/xml (XML-RPC)");
                 }
             };
-            let ticket = svc.take_ticket();
             self.start = body_start + len;
             self.scanned = self.start;
             self.continue_sent = false;
@@ -908,7 +910,7 @@ impl Conn {
                 (Served::Answered, ctype) => (200, ctype),
                 (Served::Nothing, _) => (204, ""),
                 (Served::Later(pending), _) => {
-                    return self.wait_for(pending, ticket, Some(head.keep_alive), svc, limits);
+                    return self.wait_for(pending, Some(head.keep_alive), svc, limits);
                 }
             };
             http::write_head(&mut self.out, status, ctype, self.scratch.len(), head.keep_alive);

@@ -33,8 +33,9 @@ pub trait Service {
     fn comodojo(&mut self, frame: &[u8], out: &mut Vec<u8>) -> Served;
     /// The greeter a comodojo connection receives on accept.
     fn comodojo_greeter(&mut self, out: &mut Vec<u8>);
-    /// The ticket of the answer deferred by the message just served, if one was.
-    fn take_ticket(&mut self) -> Option<u64>;
+    /// Starts driving the future of an answer that comes later ([`Served::Later`]); returns
+    /// the task's key. The loop completes the connection with its output.
+    fn spawn(&mut self, future: tomte_rpc::Later) -> usize;
     /// A token's secret the client presented (HTTP `Authorization: Bearer`): whether it names
     /// a token, after which the connection's identity is that token's.
     fn authenticate(&mut self, secret: &[u8]) -> bool;

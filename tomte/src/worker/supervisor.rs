@@ -137,7 +137,6 @@ struct Slot {
 pub struct Supervisor {
     slots: Vec<Slot>,
     registry: Option<mio::Registry>,
-    next_ticket: u64,
     answers: Vec<(u64, Result<Value, Fault>)>,
     events: Vec<Event>,
     buf: Vec<u8>,
@@ -191,7 +190,7 @@ impl Supervisor {
         self.slots
             .iter()
             .position(|s| s.spec.name == name)
-            .ok_or_else(|| Fault::internal(format!("unknown worker '{name}'")))
+            .ok_or_else(|| crate::faults::unknown_worker(name))
     }
 
     fn spawn(&mut self, i: usize) -> std::io::Result<()> {
@@ -309,7 +308,7 @@ impl Supervisor {
             };
             for ticket in run.asks.drain(..) {
                 let why = format!("worker '{}' ended before answering ({how})", slot.spec.name);
-                self.answers.push((ticket, Err(Fault::internal(why))));
+                self.answers.push((ticket, Err(crate::faults::worker_unavailable(why))));
             }
             let ran = now.duration_since(run.started);
             slot.last_exit = Some(how.clone());
@@ -447,21 +446,19 @@ impl Supervisor {
         !self.answers.is_empty() || !self.events.is_empty()
     }
 
-    /// Sends `request` to worker `name`; returns the ticket its answer will carry.
-    pub fn ask(&mut self, name: &str, request: Value) -> Result<u64, Fault> {
+    /// Sends `request` to worker `name`; its answer will carry `ticket`.
+    pub(crate) fn ask(&mut self, ticket: u64, name: &str, request: Value) -> Result<(), Fault> {
         let i = self.find(name)?;
-        self.next_ticket += 1;
-        let ticket = self.next_ticket;
         Frame::Request(ticket, request).encode(&mut self.frame);
         let slot = &mut self.slots[i];
         let run = slot
             .run
             .as_mut()
             .filter(|r| r.stopping.is_none())
-            .ok_or_else(|| Fault::internal(format!("worker '{name}' is not running ({})", slot.down.as_str())))?;
+            .ok_or_else(|| crate::faults::worker_unavailable(format!("worker '{name}' is not running ({})", slot.down.as_str())))?;
         send(&mut run.end, &self.frame, name)?;
         run.asks.push(ticket);
-        Ok(ticket)
+        Ok(())
     }
 
     /// Sends a command word to worker `name`.
@@ -565,7 +562,7 @@ impl Supervisor {
 
 fn send(end: &mut Endpoint, frame: &[u8], name: &str) -> Result<(), Fault> {
     let sent = end.send(frame).map_err(|e| match e {
-        SendError::Full => Fault::internal(format!("worker '{name}' is not keeping up: its channel is full")),
+        SendError::Full => crate::faults::worker_unavailable(format!("worker '{name}' is not keeping up: its channel is full")),
         other => Fault::internal(format!("cannot send to worker '{name}': {other}")),
     });
     let _ = end.notify();
