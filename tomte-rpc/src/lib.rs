@@ -35,4 +35,4 @@ pub use value::{FromValue, Value};
 
 // TEMPORARY until the serde conversions land.
 mod stub_serde;
-pub use stub_serde::{from_params, from_value_as, schema, to_value, types, Rules};
+pub use stub_serde::{from_params, from_value, from_value_as, schema, to_value, types, Bytes, DateTime, Rules};

@@ -22,12 +22,19 @@ pub fn from_params<T: serde::de::DeserializeOwned>(values: Vec<Value>, names: &[
     }
 }
 pub mod types {
-    pub struct DateTime;
+    #[derive(serde::Serialize, serde::Deserialize)]
+    pub struct DateTime(String);
     impl DateTime {
-        pub fn parse(_s: &str) -> Result<DateTime, String> {
-            Ok(DateTime)
+        pub fn parse(s: &str) -> Result<DateTime, String> {
+            Ok(DateTime(s.to_owned()))
         }
     }
+    #[derive(serde::Serialize, serde::Deserialize)]
+    pub struct Bytes(pub Vec<u8>);
+}
+pub use types::{Bytes, DateTime};
+pub fn from_value<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, Fault> {
+    from_value_as(v, Rules::Lenient)
 }
 pub mod schema {
     pub struct Field {

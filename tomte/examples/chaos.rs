@@ -7,11 +7,23 @@
 //! * `sleeper` hangs in its second iteration: the hang timeout (1 s) kills and restarts it.
 //!
 //! `chaos.ask NAME REQUEST` sends REQUEST (a string) to worker NAME and returns its answer.
+//!
+//! And the daemon's own code misbehaving, for the containment tests: `chaos.sleep MS` answers
+//! `"slept"` after MS milliseconds (a future waiting on a timer), `chaos.panic_later` answers
+//! from a future that panics, `chaos.emit NAME` emits event NAME (`chaos.boom` has a listener
+//! that panics), `chaos.arm_timer` makes the next tick of a 50 ms timer panic.
 
 use std::time::Duration;
 
 use tomte::worker::{Policy, Worker, WorkerCtx, WorkerSpec};
-use tomte::{Daemon, Fault, Method, Type, Value};
+use tomte::{Ctx, Daemon, Event, Fault, Method, Type, Value};
+
+/// The daemon's state: whether the timer should panic at its next tick, and how often it ran.
+#[derive(Default)]
+struct Armed {
+    armed: bool,
+    ticks: u64,
+}
 
 #[derive(Default)]
 struct Chaos {
@@ -61,7 +73,7 @@ impl Worker for Chaos {
 }
 
 fn main() {
-    let mut d = Daemon::new("chaos");
+    let mut d = Daemon::with_state("chaos", Armed::default());
     let fast = Duration::from_millis(50);
     d.worker(WorkerSpec::new("steady", fast, || Chaos {
         comm: std::fs::File::open("/proc/self/comm").ok(),
@@ -93,5 +105,55 @@ fn main() {
             .param(Type::String, "name")
             .param(Type::String, "request"),
     );
+    d.method(
+        Method::new_async("chaos.sleep", |p, ctx| {
+            let ms = p.get::<u64>("ms");
+            let nap = ms.as_ref().map(|&ms| ctx.sleep(Duration::from_millis(ms))).ok();
+            async move {
+                if let Some(nap) = nap {
+                    nap.await;
+                }
+                ms.map(|_| Value::from("slept"))
+            }
+        })
+        .description("Answers \"slept\" after MS milliseconds")
+        .returns(Type::String)
+        .param(Type::Int, "ms"),
+    )
+    .method(
+        Method::new_async("chaos.panic_later", |_, ctx| {
+            let nap = ctx.sleep(Duration::from_millis(20));
+            async move {
+                nap.await;
+                panic!("a future gave up");
+            }
+        })
+        .description("Answers from a future that panics"),
+    )
+    .method(
+        Method::new("chaos.emit", |p, ctx: &mut Ctx<Armed>| {
+            ctx.emit(p.get::<String>("name")?, Value::Nil);
+            Ok(Value::Bool(true))
+        })
+        .description("Emits event NAME")
+        .returns(Type::Boolean)
+        .param(Type::String, "name"),
+    )
+    .method(
+        Method::new("chaos.arm_timer", |_, ctx: &mut Ctx<Armed>| {
+            ctx.state().armed = true;
+            Ok(Value::from(ctx.state().ticks))
+        })
+        .description("Makes the next tick of the 50 ms timer panic; answers the ticks so far")
+        .returns(Type::Int),
+    )
+    .on("chaos.boom", |_: &Event, _: &mut Ctx<Armed>| panic!("a listener gave up"))
+    .every(Duration::from_millis(50), |ctx: &mut Ctx<Armed>| {
+        let state = ctx.state();
+        state.ticks += 1;
+        if std::mem::take(&mut state.armed) {
+            panic!("a timer gave up");
+        }
+    });
     std::process::exit(tomte::cli::main(d));
 }

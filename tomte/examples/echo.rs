@@ -6,15 +6,21 @@
 //! cargo run --example echo -- stop
 //! ```
 
-use tomte::{Daemon, Method, Type, Value};
+use serde::Deserialize;
+use tomte::{Daemon, Method, Type};
+
+/// The parameters of `my.echo`: the field names the parameter.
+#[derive(Deserialize)]
+struct Echo {
+    message: String,
+}
 
 fn main() {
     let mut daemon = Daemon::new("echo");
     daemon.method(
-        Method::new("my.echo", |mut params, _| Ok(Value::String(params.take("message")?)))
+        Method::typed("my.echo", |Echo { message }, _| Ok(message))
             .description("I'm here to reply your data")
-            .returns(Type::String)
-            .param(Type::String, "message"),
+            .returns(Type::String),
     );
     std::process::exit(tomte::cli::main(daemon));
 }

@@ -1,5 +1,9 @@
 //! Two workers, `alpha` and `beta`, each counting its iterations every 100 ms, restarted
-//! whatever happens to them; `pool.count NAME` asks a worker for its count over the channel.
+//! whatever happens to them. Two async methods ask them over the channel:
+//!
+//! * `pool.count(name: string) -> int`: worker NAME's iteration count, asked to the worker;
+//! * `pool.echo(value: any) -> any`: sends VALUE to worker `alpha`, which sends it back; every
+//!   type survives the trip (bytes stay bytes, dates stay dates, NaN stays NaN).
 //!
 //! ```text
 //! cargo run --example pool -- start --log /tmp/pool.log
@@ -12,6 +16,7 @@
 
 use std::time::Duration;
 
+use serde::Deserialize;
 use tomte::worker::{Policy, Worker, WorkerCtx, WorkerSpec};
 use tomte::{Daemon, Fault, Method, Type, Value};
 
@@ -28,12 +33,24 @@ impl Worker for Counter {
         log::info!("spindown {}", ctx.name());
     }
     fn on_message(&mut self, request: Value, ctx: &mut WorkerCtx) -> Result<Value, Fault> {
+        if let Value::Array(mut items) = request {
+            return match items.first().and_then(Value::as_str) {
+                Some("echo") if items.len() == 2 => Ok(items.swap_remove(1)),
+                _ => Err(Fault::invalid_params("expected [\"echo\", VALUE]")),
+            };
+        }
         match request.as_str() {
             Some("count") => Ok(Value::from(ctx.iterations())),
             Some("panic") => panic!("asked to panic"),
             _ => Err(Fault::invalid_params(format!("unknown request {request:?}"))),
         }
     }
+}
+
+/// The parameters of `pool.count`.
+#[derive(Deserialize)]
+struct Name {
+    name: String,
 }
 
 /// A number from the environment, when set.
@@ -58,14 +75,20 @@ fn main() {
         }
         daemon.worker(spec);
     }
-    daemon.method(
-        Method::new_async("pool.count", |p, ctx| {
-            let count = p.get::<String>("name").map(|name| ctx.ask(&name, "count"));
-            async move { count?.await }
-        })
-            .description("How many iterations worker NAME has run, asked to the worker itself")
-            .returns(Type::Int)
-            .param(Type::String, "name"),
-    );
+    daemon
+        .method(
+            Method::typed_async("pool.count", |Name { name }, ctx| ctx.ask(&name, "count"))
+                .description("How many iterations worker NAME has run, asked to the worker itself")
+                .returns(Type::Int),
+        )
+        .method(
+            Method::new_async("pool.echo", |mut p, ctx| {
+                let value = p.take::<Value>("value").unwrap_or_default();
+                ctx.ask("alpha", Value::Array(vec![Value::from("echo"), value]))
+            })
+            .description("Sends VALUE to worker alpha and answers with what it sends back")
+            .returns(Type::Any)
+            .param(Type::Any, "value"),
+        );
     std::process::exit(tomte::cli::main(daemon));
 }

@@ -2,12 +2,32 @@
 //! unchanged (whatever its type), `test.echoAll` returns all of them as an array. Neither declares
 //! a signature, so both accept anything. `my.echo` is the echo daemon's method, for comparison.
 //!
+//! Typed methods, each returning its parameter, show how signatures are checked: strictly in
+//! XML-RPC (a `<string>` is not a date, an `<int>` not a double), leniently in JSON (a date or
+//! bytes arrive as strings and are converted, or refused with −32602 naming the parameter):
+//! `test.date(when: dateTime.iso8601) -> dateTime.iso8601`, `test.bytes(data: base64) -> base64`,
+//! `test.double(x: double) -> double`.
+//!
 //! ```text
 //! cargo run --example types -- run --socket tcp://127.0.0.1:10042
 //! python3 -c 'import xmlrpc.client as x; print(x.ServerProxy("http://127.0.0.1:10042/").test.echo(b"\0\1"))'
 //! ```
 
-use tomte::{Daemon, Method, Type, Value};
+use serde::Deserialize;
+use tomte::{Bytes, DateTime, Daemon, Method, Type, Value};
+
+#[derive(Deserialize)]
+struct When {
+    when: DateTime,
+}
+#[derive(Deserialize)]
+struct Data {
+    data: Bytes,
+}
+#[derive(Deserialize)]
+struct X {
+    x: f64,
+}
 
 fn main() {
     let mut daemon = Daemon::new("types");
@@ -26,5 +46,17 @@ fn main() {
                 .returns(Type::String)
                 .param(Type::String, "message"),
         );
+    daemon
+        .method(
+            Method::typed("test.date", |When { when }, _| Ok(when))
+                .description("Returns its date")
+                .returns(Type::DateTime),
+        )
+        .method(
+            Method::typed("test.bytes", |Data { data }, _| Ok(data))
+                .description("Returns its bytes")
+                .returns(Type::Base64),
+        )
+        .method(Method::typed("test.double", |X { x }, _| Ok(x)).description("Returns its double").returns(Type::Double));
     std::process::exit(tomte::cli::main(daemon));
 }

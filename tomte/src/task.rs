@@ -113,6 +113,38 @@ impl Ask {
     pub(crate) fn new(worker: &str, request: Value, reactor: &Rc<Reactor>) -> Ask {
         Ask { state: AskState::Unsent { worker: worker.to_owned(), request, reactor: Rc::clone(reactor) } }
     }
+
+    /// The same ask, failing with −32003 "Timed out" when no answer comes within `limit`
+    /// (the question is then forgotten: a late answer is discarded).
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # use tomte::Method;
+    /// let m: Method = Method::new_async("pool.count", |_, ctx| {
+    ///     ctx.ask("alpha", "count").within(Duration::from_secs(2))
+    /// });
+    /// ```
+    pub fn within(self, limit: Duration) -> Within {
+        let reactor = match &self.state {
+            AskState::Unsent { reactor, .. } | AskState::Waiting { reactor, .. } => Rc::clone(reactor),
+            AskState::Done => Rc::default(),
+        };
+        Within { inner: Timeout::new(self, limit, &reactor) }
+    }
+}
+
+/// An [`Ask`] with a time limit, from [`Ask::within`].
+#[must_use = "an ask does nothing with its answer unless awaited"]
+#[derive(Debug)]
+pub struct Within {
+    inner: Timeout<Ask>,
+}
+
+impl Future for Within {
+    type Output = Result<Value, Fault>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.inner).poll(cx).map(|r| r.map_err(Fault::from).and_then(|answer| answer))
+    }
 }
 
 impl Future for Ask {

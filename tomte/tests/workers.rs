@@ -8,39 +8,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// One JSON-RPC call on a fresh connection; the whole response object.
-fn call(d: &Daemon, method: &str, params: &str) -> serde_json::Value {
-    let mut r = BufReader::new(d.connect());
-    json(&ndjson(&mut r, &format!(r#"{{"jsonrpc":"2.0","method":"{method}","params":{params},"id":1}}"#)))
-}
-
-fn workers(d: &Daemon) -> Vec<serde_json::Value> {
-    call(d, "worker.list", "[]")["result"].as_array().expect("worker.list answers an array").clone()
-}
-
-fn worker(d: &Daemon, name: &str) -> serde_json::Value {
-    workers(d).into_iter().find(|w| w["name"] == name).unwrap_or_else(|| panic!("no worker {name}"))
-}
-
-/// The pids of the daemon's workers, for cleanup: they die with it, but not if a test fails
-/// before they are reaped.
-struct Reaper(Vec<i32>);
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        for &pid in &self.0 {
-            kill(pid, libc::SIGKILL);
-        }
-    }
-}
-
-fn pids(d: &Daemon) -> Reaper {
-    Reaper(workers(d).iter().filter_map(|w| w["pid"].as_i64()).map(|p| p as i32).collect())
-}
-
-fn until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
-    assert!(wait_for(limit, &mut cond), "timed out waiting for {what}");
-}
-
 #[test]
 fn workers_are_forked_named_listed_and_hold_nothing_of_the_daemon() {
     let d = Daemon::new("pool", &[]).start();

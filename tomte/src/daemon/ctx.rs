@@ -145,7 +145,7 @@ impl<S> Ctx<S> {
     ///     async move { Ok(Value::structure([("alpha", count.await?)])) }
     /// });
     /// ```
-    pub fn ask(&mut self, worker: &str, request: impl Into<Value>) -> Ask {
+    pub fn ask(&self, worker: &str, request: impl Into<Value>) -> Ask {
         Ask::new(worker, request.into(), &self.reactor)
     }
 
