@@ -295,6 +295,8 @@ pub struct Method<C> {
     pub(crate) signatures: Vec<Signature>,
     /// False until a signature is declared: such a method takes any parameters.
     pub(crate) declared: bool,
+    /// A typed method whose parameter type takes anything (`Value`): no signature to declare.
+    open: bool,
     pub(crate) permission: Permission,
     pub(crate) body: Body<C>,
 }
@@ -383,7 +385,10 @@ impl<C: 'static> Method<C> {
             }
             Shape::Nothing => {}
             // Anything at all: no signature to show.
-            Shape::Any => return m,
+            Shape::Any => {
+                m.open = true;
+                return m;
+            }
         }
         m.declared = true;
         m
@@ -397,6 +402,7 @@ impl<C> Method<C> {
             description: None,
             signatures: vec![Signature::new()],
             declared: false,
+            open: false,
             permission: Permission::Call,
             body,
         }
@@ -415,7 +421,7 @@ impl<C> Method<C> {
 
     /// Sets the result type of the current signature.
     pub fn returns(mut self, t: Type) -> Self {
-        self.declared = true;
+        self.declared = !self.open;
         self.current().returns = t;
         self
     }

@@ -665,4 +665,67 @@ mod tests {
         assert_eq!(items[1].member("faultCode"), Some(&Value::Int(-32001)));
         assert_eq!(n, 1, "only my.echo ran");
     }
+
+    fn typed_registry() -> Registry<()> {
+        let mut r = Registry::new();
+        r.add(Method::new("t.double", |p, _| p.get::<Value>("x")).returns(Type::Double).param(Type::Double, "x")).unwrap();
+        r.add(Method::new("t.date", |p, _| p.get::<Value>("when")).returns(Type::DateTime).param(Type::DateTime, "when"))
+            .unwrap();
+        r.add(Method::new("t.bytes", |p, _| p.get::<Value>("data")).returns(Type::Base64).param(Type::Base64, "data"))
+            .unwrap();
+        r.add(Method::new_async("t.later", |_, _| async { Ok(Value::from("later")) })).unwrap();
+        r
+    }
+
+    #[test]
+    fn xml_rpc_signatures_are_strict_where_the_protocol_has_the_type() {
+        let r = typed_registry();
+        let call = |name: &str, v: Value| r.call(name, Args::Positional(vec![v]), &mut (), Protocol::Xml);
+        assert_eq!(call("t.double", Value::Int(1)).unwrap_err().code, fault::INVALID_PARAMS);
+        assert_eq!(call("t.double", Value::Double(1.5)), Ok(Value::Double(1.5)));
+        let f = call("t.date", Value::from("not a date")).unwrap_err();
+        assert_eq!(f.code, fault::INVALID_PARAMS);
+        assert!(f.full_message().contains("dateTime.iso8601 when"), "{f}");
+        assert_eq!(call("t.date", Value::DateTime("19980717T14:08:55".into())), Ok(Value::DateTime("19980717T14:08:55".into())));
+        assert_eq!(call("t.bytes", Value::from("not base64!")).unwrap_err().code, fault::INVALID_PARAMS);
+        assert_eq!(call("t.bytes", Value::Base64(vec![0, 1])), Ok(Value::Base64(vec![0, 1])));
+    }
+
+    #[test]
+    fn json_signatures_convert_what_json_cannot_say_or_refuse_it_naming_the_parameter() {
+        let r = typed_registry();
+        let call = |name: &str, v: Value| r.call(name, Args::Positional(vec![v]), &mut (), Protocol::Json);
+        assert_eq!(call("t.double", Value::Int(2)), Ok(Value::Double(2.0)), "a double parameter receives a double");
+        assert_eq!(call("t.bytes", Value::from("AAH/")), Ok(Value::Base64(vec![0, 1, 255])));
+        let f = call("t.bytes", Value::from("not base64!")).unwrap_err();
+        assert_eq!(f.code, fault::INVALID_PARAMS);
+        assert!(f.full_message().contains("parameter 'data': not valid base64"), "{f}");
+        assert_eq!(call("t.date", Value::from("2026-12-02T10:11:12Z")), Ok(Value::DateTime("2026-12-02T10:11:12Z".into())));
+        let f = call("t.date", Value::from("yesterday")).unwrap_err();
+        assert!(f.full_message().contains("parameter 'when': not an ISO 8601 date"), "{f}");
+    }
+
+    #[test]
+    fn a_method_answering_later_is_a_future_alone_and_one_clear_error_in_a_batch() {
+        let r = typed_registry();
+        let Reply::Later(mut future) = r.dispatch("t.later", Args::default(), &mut (), Protocol::Json) else {
+            panic!("t.later answers later")
+        };
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert_eq!(future.as_mut().poll(&mut cx), Poll::Ready(Ok(Value::from("later"))));
+        let f = r.call("t.later", Args::default(), &mut (), Protocol::Json).unwrap_err();
+        assert_eq!(f.code, fault::INTERNAL_ERROR);
+        assert!(f.full_message().contains("t.later answers later, which a batch or a system.multicall cannot wait for"));
+    }
+
+    #[test]
+    fn a_future_that_panics_is_an_internal_error() {
+        let mut r: Registry<()> = Registry::new();
+        r.add(Method::new_async("t.boom", |_, _| async { panic!("kaboom later") })).unwrap();
+        let Reply::Later(mut future) = r.dispatch("t.boom", Args::default(), &mut (), Protocol::Json) else { panic!() };
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let Poll::Ready(Err(f)) = future.as_mut().poll(&mut cx) else { panic!("ready with an error") };
+        assert_eq!(f.code, fault::INTERNAL_ERROR);
+        assert!(f.full_message().contains("method 't.boom' panicked: kaboom later"), "{f}");
+    }
 }
