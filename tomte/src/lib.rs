@@ -11,19 +11,79 @@
 //! ```no_run
 //! // The seed's echo daemon (`tomte/examples/echo.rs`): one method, and the standard command
 //! // line (`echo start|run|stop|status|restart|reload`, see `cli`).
-//! use tomte::{Daemon, Method, Type, Value};
+//! use serde::Deserialize;
+//! use tomte::{Daemon, Method, Type};
+//!
+//! #[derive(Deserialize)]
+//! struct Echo {
+//!     message: String,
+//! }
 //!
 //! fn main() {
 //!     let mut daemon = Daemon::new("echo");
 //!     daemon.method(
-//!         Method::new("my.echo", |mut params, _| Ok(Value::String(params.take("message")?)))
+//!         Method::typed("my.echo", |Echo { message }, _| Ok(message))
 //!             .description("I'm here to reply your data")
-//!             .returns(Type::String)
-//!             .param(Type::String, "message"),
+//!             .returns(Type::String),
 //!     );
 //!     std::process::exit(tomte::cli::main(daemon));
 //! }
 //! ```
+//!
+//! # Writing a daemon
+//!
+//! A walk from the echo daemon to one with state, timers and workers; each step is a complete
+//! example in `tomte/examples/`.
+//!
+//! **1. A method.** A daemon is a [`Daemon`] builder with [`Method`]s, handed to
+//! [`cli::main`], which gives the binary its command line (`start` detaches and waits for
+//! readiness, `run` stays in the foreground, `stop`, `status`, `reload`…). A method's
+//! parameters are best one typed struct: [`Method::typed`] deserializes them with serde —
+//! each field is a parameter, named once — and answers with any `T: Serialize`. The signature
+//! that `system.methodSignature` shows is derived from the struct (the result type from
+//! [`Method::returns`]). Over JSON-RPC the parameters may come by name (`{"message": "hi"}`) or
+//! by position (`["hi"]`, in field order); over XML-RPC by position. A missing, extra or
+//! mistyped parameter is answered −32602 naming it, before the handler runs.
+//!
+//! **2. Types, as each protocol has them.** XML-RPC has every type: a `double` parameter takes
+//! a `<double>`, a date ([`DateTime`]) a `<dateTime.iso8601>`, bytes ([`Bytes`]) a `<base64>`,
+//! and nothing else. JSON has no such distinctions, so there an int passes for a double (and
+//! the handler gets a double), a date or bytes arrive as strings (ISO 8601, base64) and are
+//! converted or refused. `examples/types.rs` has `test.date`, `test.bytes` and `test.double`;
+//! `examples/validator.rs` the whole XML-RPC validator1 suite. For methods that take anything,
+//! [`Method::new`] hands the handler the raw [`Params`] (`params.take::<String>("message")`,
+//! [`Params::parse`] into a struct, or the [`Value`]s themselves, with [`Value::as_i64`],
+//! [`Value::as_struct`] and conversions to and from `Vec`, `HashMap` and `BTreeMap`).
+//!
+//! **3. State.** [`Daemon::with_state`] gives the application's own state; every handler,
+//! listener and timer reaches it with [`Ctx::state`]. There is one thread, so it needs no lock
+//! and no `Rc<RefCell>`: `ctx.state().total += n` (`examples/counter.rs`). Annotate the
+//! context's type where the state is used: `|p: Add, ctx: &mut Ctx<Counter>|`.
+//!
+//! **4. Events and timers.** [`Daemon::on`] hooks a listener on an event — a signal
+//! (`daemon.posix.SIGUSR1`), the lifecycle (`daemon.start`, `daemon.stop`, `daemon.reload`), a
+//! client connecting, or the application's own ([`Ctx::emit`]); [`Daemon::every`] runs a
+//! timer. Both run on the loop between calls. A listener, timer or handler that panics is
+//! logged with its message and the daemon goes on.
+//!
+//! **5. Workers, asked without blocking.** Long or risky work belongs in a worker: a forked
+//! process with its own loop ([`worker::Worker`], installed with [`Daemon::worker`]),
+//! supervised and restarted per its policy. A method made with [`Method::new_async`] (or
+//! [`Method::typed_async`]) returns a future: [`Ctx::ask`] sends a value to a worker and is
+//! the future of its answer; asks awaited together ([`future::join`]) run at once;
+//! [`task::Ask::within`] or [`Ctx::timeout`] bounds the wait; [`Ctx::sleep`] waits without
+//! blocking. The loop polls the future only when a worker answers or a timer fires, and serves
+//! every other client meanwhile; a client that hangs up drops its future, and a worker that
+//! dies fails its asks (−32011). `examples/gather.rs` asks two workers at once and answers
+//! both counts, or each one's error, within 2 s; `examples/pool.rs` sends any value to a
+//! worker and back: the channel keeps every type (bytes, dates, NaN).
+//!
+//! **6. Who may call what.** Methods require [`Permission::Call`] unless
+//! [`Method::requires`] says otherwise; the daemon's own user holds everything on its unix
+//! socket; [`Daemon::allow`] and `--allow` grant more (see [`access`]).
+//!
+//! **7. The command line.** [`cli::main`] parses the standard commands and flags; see [`cli`]
+//! for adding the application's own.
 //!
 //! # Anatomy of the crate
 //!
@@ -46,9 +106,11 @@
 //! (whose nearest deadline is the poll's timeout). There is no second thread, on purpose:
 //! workers are `fork`ed from the daemon, and fork is only sound in a single-threaded process;
 //! one thread also keeps an idle daemon near the size of a bare process and its latency
-//! predictable. So RPC handlers are synchronous and must be short: long work belongs in
-//! workers. Handlers, listeners and timers all receive the [`Ctx`], the daemon's state as they
-//! may see and change it ([`Ctx::stop`], [`Ctx::reload`], [`Ctx::emit`], uptime, connections).
+//! predictable. So a handler's own code must be short; what waits (for a worker, a timer) is
+//! a future the loop polls when its wake-up arrives ([`task`]), and long work belongs in
+//! workers. Handlers, listeners and timers all receive the [`Ctx`]: the application's state
+//! ([`Ctx::state`]) and the daemon's as they may see and change it ([`Ctx::stop`],
+//! [`Ctx::reload`], [`Ctx::emit`], [`Ctx::ask`], uptime, connections).
 //!
 //! **Events** ([`event`]) are named occurrences with a [`Value`] attached. Listeners are
 //! closures or types implementing [`event::Listener`], hooked by name with a priority (higher
@@ -114,9 +176,10 @@
 //! daemon. Each talks to the daemon through a [`worker::channel`]: one shared mapping made
 //! before the fork holding two single-producer single-consumer rings, a status word and a
 //! heartbeat, with an eventfd per direction for wake-ups, so frames cross without a system call
-//! and the daemon's side is one more source on its poll. A handler that needs a worker's answer
-//! calls [`Ctx::ask`]: the reply to its client is deferred until the worker answers (or dies,
-//! which makes it an error), and the loop serves everyone else meanwhile.
+//! and the daemon's side is one more source on its poll. Values cross in a binary encoding that
+//! keeps every type. A handler that needs a worker's answer returns a future that awaits
+//! [`Ctx::ask`]: its client's answer waits until the worker answers (or dies, which makes it an
+//! error), and the loop serves everyone else meanwhile.
 //!
 //! **Access control** ([`access`]). Every connection's identity ([`net::Peer`]: uid, gid, pid
 //! and names on unix sockets, the address on TCP) is decided once at accept, and the
@@ -228,7 +291,9 @@
 //!   a connection serves at most 16 reads before the others get their turn. Every scan resumes
 //!   where it stopped, so a connection's cost is linear in what it sends, however it is cut.
 //! * **One thread.** A slow handler delays every client for as long as it runs: long work
-//!   belongs in a worker, asked with [`Ctx::ask`]. A storm of listeners emitting events for
+//!   belongs in a worker, asked with [`Ctx::ask`] from an async handler. A connection waits
+//!   for one async answer at a time, so its answers keep their order; inside a batch or a
+//!   `system.multicall`, which are answered whole, a method that answers later is one error. A storm of listeners emitting events for
 //!   each other is cut off after 1024 rounds, with a warning.
 //! * **Worker channels** hold 64 KiB each way by default
 //!   ([`WorkerSpec::ring_bytes`](worker::WorkerSpec::ring_bytes)); a full ring is an error to
