@@ -328,6 +328,54 @@ mod tests {
         assert_eq!(Vec::<u8>::from_value("aGk=".into()).unwrap(), b"hi");
     }
 
+    /// The JSON text of every kind of value, as the codec has always written it: the serde
+    /// mapping of `Value` may change inside (for `to_value`), never what serde_json sees.
+    #[test]
+    fn json_text_of_every_value_is_unchanged() {
+        let all_bytes = concat!(
+            "\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+P0BBQkNERUZHSElKS0xN",
+            "Tk9QUVJTVFVWV1hZWltcXV5fYGFiY2RlZmdoaWprbG1ub3BxcnN0dXZ3eHl6e3x9fn+AgYKDhIWGh4iJiouMjY6PkJGSk5SVlpeYmZqbnJ2e",
+            "n6ChoqOkpaanqKmqq6ytrq+wsbKztLW2t7i5uru8vb6/wMHCw8TFxsfIycrLzM3Oz9DR0tPU1dbX2Nna29zd3t/g4eLj5OXm5+jp6uvs7e7v",
+            "8PHy8/T19vf4+fr7/P3+/w==\""
+        );
+        let cases: Vec<(Value, &str)> = vec![
+            (Value::Nil, "null"),
+            (Value::Bool(true), "true"),
+            (Value::Bool(false), "false"),
+            (Value::Int(-42), "-42"),
+            (Value::Int(i64::MIN), "-9223372036854775808"),
+            (Value::Double(1.5), "1.5"),
+            (Value::Double(-0.0), "-0.0"),
+            (Value::Double(1e300), "1e+300"),
+            (Value::Double(f64::NAN), "null"),
+            (Value::Double(-f64::NAN), "null"),
+            (Value::Double(f64::INFINITY), "null"),
+            (Value::Double(f64::NEG_INFINITY), "null"),
+            (Value::String("a \"q\" \u{e9}\n\u{1}".into()), "\"a \\\"q\\\" \u{e9}\\n\\u0001\""),
+            (Value::Base64(Vec::new()), "\"\""),
+            (Value::Base64(b"hi".to_vec()), "\"aGk=\""),
+            (Value::Base64((0..=255).collect()), all_bytes),
+            (Value::DateTime("19980717T14:08:55".into()), "\"19980717T14:08:55\""),
+            (Value::DateTime("not a date".into()), "\"not a date\""),
+            (Value::Array(Vec::new()), "[]"),
+            (Value::Struct(Vec::new()), "{}"),
+            (
+                Value::structure([
+                    ("z", Value::Array(vec![Value::Double(f64::NAN), Value::Base64(vec![0]), Value::Nil])),
+                    ("a", Value::DateTime("2026-11-25T10:02:31+01:00".into())),
+                    ("m", Value::structure([("n", Value::Double(2.0))])),
+                ]),
+                r#"{"z":[null,"AA==",null],"a":"2026-11-25T10:02:31+01:00","m":{"n":2.0}}"#,
+            ),
+        ];
+        for (v, text) in &cases {
+            assert_eq!(serde_json::to_string(v).unwrap(), *text, "{v:?}");
+            // Through serde_json's own value model too (which sorts members by name).
+            let json = serde_json::to_value(v).unwrap();
+            assert_eq!(json, serde_json::from_str::<serde_json::Value>(text).unwrap(), "{v:?}");
+        }
+    }
+
     #[test]
     fn extraction_explains_mismatches() {
         let f = String::from_value(Value::Int(5)).unwrap_err();
