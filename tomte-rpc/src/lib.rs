@@ -32,3 +32,11 @@ pub use permission::{Gate, Permission, PermissionError};
 pub use registry::{Args, Capability, Protocol, Registry, RegistryError};
 pub use served::{Pending, Served};
 pub use value::{FromValue, Value};
+
+// ---- serde: typed parameters and results, signatures traced from types ----
+mod convert;
+pub mod schema;
+pub mod types;
+
+pub use convert::{from_params, from_value, from_value_as, from_value_strict, to_value, Rules};
+pub use types::{Bytes, DateTime};
