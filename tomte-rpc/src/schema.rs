@@ -282,7 +282,7 @@ impl<'de> Deserializer<'de> for Top<'_> {
     ) -> Result<V::Value, Error> {
         let trace = self.trace;
         trace.outcome = Outcome::Named;
-        if trace.records.len() != fields.len() || !std::ptr::eq(trace.fields, fields) {
+        if trace.fields != fields {
             trace.fields = fields;
             trace.records = vec![None; fields.len()];
             trace.skip = vec![false; fields.len()];

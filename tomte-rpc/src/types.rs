@@ -488,5 +488,19 @@ mod tests {
         let e = serde_json::from_str::<Bytes>(r#""a*k=""#).unwrap_err();
         assert!(e.to_string().contains("not valid base64"), "{e}");
         assert!(serde_json::from_str::<Bytes>("[256]").is_err());
+
+        // Through serde_json's value model and serde's buffering (untagged enums) too.
+        assert_eq!(serde_json::from_value::<Bytes>(serde_json::json!("aGk=")).unwrap(), Bytes(b"hi".to_vec()));
+        assert_eq!(serde_json::from_value::<DateTime>(serde_json::json!("19980717T14:08:55")).unwrap(), d);
+        #[derive(Debug, PartialEq, serde::Deserialize)]
+        #[serde(untagged)]
+        enum Either {
+            Number(i64),
+            Data { data: Bytes, when: DateTime },
+        }
+        assert_eq!(
+            serde_json::from_str::<Either>(r#"{"data":"aGk=","when":"19980717T14:08:55"}"#).unwrap(),
+            Either::Data { data: Bytes(b"hi".to_vec()), when: d }
+        );
     }
 }

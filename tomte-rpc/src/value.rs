@@ -307,7 +307,7 @@ impl FromValue for f32 {
 }
 pub(crate) fn to_f32(d: f64) -> Result<f32, String> {
     if d.is_finite() && d.abs() > f64::from(f32::MAX) {
-        Err(format!("{d:?} is out of range for a 32-bit double"))
+        Err(format!("{d:?} is out of range for a 32-bit float"))
     } else {
         Ok(d as f32)
     }
@@ -412,6 +412,7 @@ impl Serialize for Value {
             Value::Nil => s.serialize_unit(),
             Value::Bool(b) => s.serialize_bool(*b),
             Value::Int(i) => s.serialize_i64(*i),
+            // NaN and the infinities too: serde_json writes them as null, to_value keeps them.
             Value::Double(d) => s.serialize_f64(*d),
             Value::String(v) => s.serialize_str(v),
             Value::DateTime(v) => s.serialize_newtype_struct(DATETIME_NAME, v.as_str()),
@@ -616,6 +617,74 @@ mod tests {
             let json = serde_json::to_value(v).unwrap();
             assert_eq!(json, serde_json::from_str::<serde_json::Value>(text).unwrap(), "{v:?}");
         }
+    }
+
+    #[test]
+    fn accessors_take_only_their_own_type() {
+        let s = Value::structure([("a", Value::Int(1)), ("b", Value::Base64(vec![9]))]);
+        assert_eq!(s.get("a").and_then(Value::as_i64), Some(1));
+        assert_eq!(s.get("b").and_then(Value::as_bytes), Some(&[9u8][..]));
+        assert_eq!(s.get("c"), None);
+        assert_eq!(s.as_struct().map(<[_]>::len), Some(2));
+        assert_eq!(Value::Int(1).as_f64(), None);
+        assert_eq!(Value::Double(1.5).as_f64(), Some(1.5));
+        assert_eq!(Value::Double(1.0).as_i64(), None);
+        assert_eq!(Value::Bool(true).as_bool(), Some(true));
+        assert_eq!(Value::Int(1).as_bool(), None);
+        assert_eq!(Value::from(vec![1, 2]).as_array().map(<[_]>::len), Some(2));
+        assert_eq!(Value::String("x".into()).as_bytes(), None);
+        assert!(Value::Nil.is_nil());
+        assert!(!Value::Int(0).is_nil());
+    }
+
+    #[test]
+    fn conversions_of_maps_and_small_types() {
+        let h = HashMap::from([("b", 2), ("a", 1), ("c", 3)]);
+        assert_eq!(Value::from(h), Value::structure([("a", 1), ("b", 2), ("c", 3)]));
+        let b = BTreeMap::from([("y".to_owned(), true), ("x".to_owned(), false)]);
+        assert_eq!(Value::from(b.clone()), Value::structure([("x", false), ("y", true)]));
+        assert_eq!(BTreeMap::<String, bool>::from_value(Value::from(b.clone())).unwrap(), b);
+        let e = HashMap::<String, i64>::from_value(Value::structure([("k", "v")])).unwrap_err();
+        assert!(e.to_string().contains("member 'k': expected int, got string"), "{e}");
+        assert_eq!(Value::from(1.5f32), Value::Double(1.5));
+        assert_eq!(Value::from(Bytes(vec![1])), Value::Base64(vec![1]));
+        let d = DateTime::parse("19980717T14:08:55").unwrap();
+        assert_eq!(Value::from(d.clone()), Value::DateTime("19980717T14:08:55".into()));
+
+        assert_eq!(u8::from_value(Value::Int(255)).unwrap(), 255);
+        assert!(u8::from_value(Value::Int(256)).unwrap_err().to_string().contains("256 is out of range (0 to 255)"));
+        assert!(i8::from_value(Value::Int(-129)).is_err());
+        assert!(u16::from_value(Value::Int(-1)).is_err());
+        assert_eq!(u32::from_value(Value::Int(4_294_967_295)).unwrap(), u32::MAX);
+        assert!(u32::from_value(Value::Int(4_294_967_296)).is_err());
+        assert_eq!(i16::from_value(Value::Int(-32768)).unwrap(), i16::MIN);
+        assert_eq!(usize::from_value(Value::Int(7)).unwrap(), 7);
+        assert!(usize::from_value(Value::Int(-7)).is_err());
+        assert_eq!(f32::from_value(Value::Int(2)).unwrap(), 2.0);
+        assert!(f32::from_value(Value::Double(1e39)).unwrap_err().to_string().contains("1e39 is out of range"));
+        assert!(f32::from_value(Value::Double(f64::INFINITY)).unwrap().is_infinite());
+        // Vec<u8> still reads base64 and base64 strings, and now arrays of ints too.
+        assert_eq!(Vec::<u8>::from_value(Value::Base64(vec![1])).unwrap(), vec![1]);
+        assert_eq!(Vec::<u8>::from_value(Value::from(vec![1, 2])).unwrap(), vec![1, 2]);
+        assert!(Vec::<u8>::from_value(Value::Int(1)).unwrap_err().to_string().contains("expected base64, got int"));
+        assert_eq!(Vec::<u16>::from_value(Value::from(vec![1, 2])).unwrap(), vec![1, 2]);
+
+        assert_eq!(Bytes::from_value("aGk".into()).unwrap(), Bytes(b"hi".to_vec()));
+        assert_eq!(DateTime::from_value(Value::DateTime("19980717T14:08:55".into())).unwrap(), d);
+        assert_eq!(DateTime::from_value("19980717T14:08:55".into()).unwrap(), d);
+        let e = DateTime::from_value(Value::DateTime("1998".into())).unwrap_err();
+        assert!(e.to_string().contains("not an ISO 8601 date"), "{e}");
+
+        let n: i64 = Value::Int(3).try_into().unwrap();
+        assert_eq!(n, 3);
+        let s: Result<String, Fault> = Value::Int(3).try_into();
+        assert_eq!(s.unwrap_err().code, -32602);
+        let v: Vec<bool> = Value::from(vec![true]).try_into().unwrap();
+        assert_eq!(v, vec![true]);
+        let m: HashMap<String, f64> = Value::structure([("x", 1)]).try_into().unwrap();
+        assert_eq!(m["x"], 1.0);
+        let d2: DateTime = Value::from(d.clone()).try_into().unwrap();
+        assert_eq!(d2, d);
     }
 
     #[test]

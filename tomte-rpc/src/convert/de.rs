@@ -23,7 +23,7 @@ use crate::value::{to_f32, Value, VALUE_NAME};
 /// from a string that [`crate::DateTime::parse`] takes, and a string from a date.
 ///
 /// Both take an int only from an int (an `i8` or a `u16` only if it is in range), a boolean
-/// only from a boolean, a string only from a string.
+/// only from a boolean, and nil only for an `Option` (`None`) or `()`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Rules {
     /// XML-RPC's: the value's type must be the one asked for.
@@ -58,6 +58,12 @@ pub fn from_value_strict<T: DeserializeOwned>(value: Value) -> Result<T, Fault> 
 /// A `Value` deserializes into itself, exactly; a `serde_json::Value` into what the value is
 /// in JSON (a base64 value is its base64 text, a date a string, NaN null).
 ///
+/// Two limits come from serde's derive. A field with `#[serde(alias)]` takes a place among the
+/// positions for each alias (serde lists the aliases with the fields). Untagged enums and
+/// `#[serde(flatten)]` read the value through serde's own buffer: there serde's own rules
+/// hold whatever `rules` says (a double is read from an int, say), and base64 values and
+/// dates are strings ([`crate::Bytes`] and [`crate::DateTime`] take those).
+///
 /// A mismatch is a fault −32602 (`Fault::invalid_params`) whose detail names the parameter, the
 /// member path in it: `parameter 'n': expected int, got string`, `parameter 'opts.depth': …`,
 /// `parameter 'list[2]': …`, `parameter #1: …` (by position), `missing parameter 'b'`, `unknown
@@ -76,8 +82,8 @@ pub fn from_value_as<T: DeserializeOwned>(value: Value, rules: Rules) -> Result<
 ///   array of the values, so a struct takes them by position, its fields in order.
 /// * A tuple or a sequence (`Vec<T>`): the values by position.
 /// * `()`: no values.
-/// * Anything else (`i64`, `String`, `Option<T>`, [`crate::DateTime`]…): the one value (an
-///   `Option` is `None` when there is none).
+/// * `Option<T>`: `None` for no value or one nil, else `T` read from the values.
+/// * Anything else (`i64`, `String`, [`crate::DateTime`], an enum…): the one value.
 ///
 /// The faults name the parameters as [`from_value_as`]'s do.
 pub fn from_params<T: DeserializeOwned>(values: Vec<Value>, names: &[String], rules: Rules) -> Result<T, Fault> {
@@ -330,10 +336,7 @@ impl<'de> Deserializer<'de> for ValueDeserializer {
                 let mut chars = s.chars();
                 match (chars.next(), chars.next()) {
                     (Some(c), None) => visitor.visit_char(c),
-                    _ => Err(Error::message(format!(
-                        "expected a string of one character, got one of {}",
-                        s.chars().count()
-                    ))),
+                    _ => Err(Error::message(format!("expected one character, got a string of {}", s.chars().count()))),
                 }
             }
             other => Err(Error::expected("string", &other)),
@@ -817,11 +820,11 @@ impl<'de> Deserializer<'de> for ParamsDeserializer<'_> {
         self.positional().deserialize_tuple_struct(name, len, visitor)
     }
 
+    /// `None` for no parameter or one nil, else `Some` of all of them.
     fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        if self.values.is_empty() {
-            visitor.visit_none()
-        } else {
-            visitor.visit_some(self)
+        match self.values.as_slice() {
+            [] | [Value::Nil] => visitor.visit_none(),
+            _ => visitor.visit_some(self),
         }
     }
     fn deserialize_unit<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {

@@ -265,7 +265,7 @@ fn strict_and_lenient_rules() {
     let doubles = Value::structure([("x", 2.5), ("y", 1e300)]);
     assert_eq!(
         detail(from_value_strict::<D>(doubles).unwrap_err()),
-        "parameter 'y': 1e300 is out of range for a 32-bit double"
+        "parameter 'y': 1e300 is out of range for a 32-bit float"
     );
     // Neither takes an int from a double.
     assert_eq!(detail(from_value::<i64>(Value::Double(1.0)).unwrap_err()), "expected int, got double");
@@ -478,6 +478,7 @@ fn parameters_by_name_or_by_position() {
     );
     assert_eq!(from_params::<Option<i64>>(vec![], &n, Rules::Strict).unwrap(), None);
     assert_eq!(from_params::<Option<i64>>(vec![5.into()], &n, Rules::Strict).unwrap(), Some(5));
+    assert_eq!(from_params::<Option<i64>>(vec![Value::Nil], &n, Rules::Strict).unwrap(), None);
     let when: DateTime = from_params(vec!["19980717T14:08:55".into()], &[], Rules::Lenient).unwrap();
     assert_eq!(when.year(), 1998);
     // No values.
@@ -519,4 +520,41 @@ fn a_newtype_that_checks_is_named_in_the_fault() {
     }
     let e = from_value::<P>(Value::structure([("count", 0)])).unwrap_err();
     assert_eq!(detail(e), "parameter 'count': 0 is not positive");
+}
+
+#[test]
+fn types_that_buffer_read_base64_and_dates_as_json_gives_them() {
+    // Untagged enums and flattened structs read through serde's buffer (deserialize_any), where
+    // a base64 value is its text and a date a string: Bytes and DateTime take those.
+    #[derive(Debug, PartialEq, Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        Number(i64),
+        Data { data: Bytes, when: DateTime },
+    }
+    let v = Value::structure([
+        ("data", Value::Base64(b"hi".to_vec())),
+        ("when", Value::DateTime("19980717T14:08:55".into())),
+    ]);
+    let when = DateTime::parse("19980717T14:08:55").unwrap();
+    assert_eq!(from_value_strict::<Either>(v.clone()).unwrap(), Either::Data { data: Bytes(b"hi".to_vec()), when });
+    assert_eq!(from_value_strict::<Either>(Value::Int(4)).unwrap(), Either::Number(4));
+
+    #[derive(Debug, Deserialize)]
+    struct Flat {
+        data: Bytes,
+        #[serde(flatten)]
+        rest: HashMap<String, Value>,
+    }
+    let flat: Flat = from_value(v).unwrap();
+    assert_eq!(flat.data, Bytes(b"hi".to_vec()));
+    assert_eq!(flat.rest["when"], Value::from("19980717T14:08:55"));
+}
+
+#[test]
+fn characters_and_units() {
+    assert_eq!(from_value::<char>(Value::from("é")).unwrap(), 'é');
+    assert_eq!(detail(from_value::<char>(Value::from("ab")).unwrap_err()), "expected one character, got a string of 2");
+    from_value::<()>(Value::Nil).unwrap();
+    assert_eq!(detail(from_value::<()>(Value::Int(0)).unwrap_err()), "expected nil, got int");
 }
