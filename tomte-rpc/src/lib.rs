@@ -33,6 +33,10 @@ pub use registry::{Args, Capability, Protocol, Registry, RegistryError};
 pub use served::{Pending, Served};
 pub use value::{FromValue, Value};
 
-// TEMPORARY until the serde conversions land.
-mod stub_serde;
-pub use stub_serde::{from_params, from_value, from_value_as, schema, to_value, types, Bytes, DateTime, Rules};
+// ---- serde: typed parameters and results, signatures traced from types ----
+mod convert;
+pub mod schema;
+pub mod types;
+
+pub use convert::{from_params, from_value, from_value_as, from_value_strict, to_value, Rules};
+pub use types::{Bytes, DateTime};
