@@ -6,8 +6,8 @@ use std::future::Future;
 use std::pin::Pin;
 
 use crate::fault::Fault;
-use crate::registry::Protocol;
 use crate::permission::Permission;
+use crate::registry::Protocol;
 use crate::value::{FromValue, Value};
 
 /// A type in a signature, named as XML-RPC introspection names it.

@@ -1,10 +1,10 @@
 //! The method registry: lookup, parameter validation against signatures, dispatch, and the
 //! `system.*` introspection methods.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::future::Future;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -668,9 +668,12 @@ mod tests {
 
     fn typed_registry() -> Registry<()> {
         let mut r = Registry::new();
-        r.add(Method::new("t.double", |p, _| p.get::<Value>("x")).returns(Type::Double).param(Type::Double, "x")).unwrap();
-        r.add(Method::new("t.date", |p, _| p.get::<Value>("when")).returns(Type::DateTime).param(Type::DateTime, "when"))
+        r.add(Method::new("t.double", |p, _| p.get::<Value>("x")).returns(Type::Double).param(Type::Double, "x"))
             .unwrap();
+        r.add(
+            Method::new("t.date", |p, _| p.get::<Value>("when")).returns(Type::DateTime).param(Type::DateTime, "when"),
+        )
+        .unwrap();
         r.add(Method::new("t.bytes", |p, _| p.get::<Value>("data")).returns(Type::Base64).param(Type::Base64, "data"))
             .unwrap();
         r.add(Method::new_async("t.later", |_, _| async { Ok(Value::from("later")) })).unwrap();
@@ -686,7 +689,10 @@ mod tests {
         let f = call("t.date", Value::from("not a date")).unwrap_err();
         assert_eq!(f.code, fault::INVALID_PARAMS);
         assert!(f.full_message().contains("dateTime.iso8601 when"), "{f}");
-        assert_eq!(call("t.date", Value::DateTime("19980717T14:08:55".into())), Ok(Value::DateTime("19980717T14:08:55".into())));
+        assert_eq!(
+            call("t.date", Value::DateTime("19980717T14:08:55".into())),
+            Ok(Value::DateTime("19980717T14:08:55".into()))
+        );
         assert_eq!(call("t.bytes", Value::from("not base64!")).unwrap_err().code, fault::INVALID_PARAMS);
         assert_eq!(call("t.bytes", Value::Base64(vec![0, 1])), Ok(Value::Base64(vec![0, 1])));
     }
@@ -700,7 +706,10 @@ mod tests {
         let f = call("t.bytes", Value::from("not base64!")).unwrap_err();
         assert_eq!(f.code, fault::INVALID_PARAMS);
         assert!(f.full_message().contains("parameter 'data': not valid base64"), "{f}");
-        assert_eq!(call("t.date", Value::from("2026-12-02T10:11:12Z")), Ok(Value::DateTime("2026-12-02T10:11:12Z".into())));
+        assert_eq!(
+            call("t.date", Value::from("2026-12-02T10:11:12Z")),
+            Ok(Value::DateTime("2026-12-02T10:11:12Z".into()))
+        );
         let f = call("t.date", Value::from("yesterday")).unwrap_err();
         assert!(f.full_message().contains("parameter 'when': not an ISO 8601 date"), "{f}");
     }
@@ -715,7 +724,9 @@ mod tests {
         assert_eq!(future.as_mut().poll(&mut cx), Poll::Ready(Ok(Value::from("later"))));
         let f = r.call("t.later", Args::default(), &mut (), Protocol::Json).unwrap_err();
         assert_eq!(f.code, fault::INTERNAL_ERROR);
-        assert!(f.full_message().contains("t.later answers later, which a batch or a system.multicall cannot wait for"));
+        assert!(f
+            .full_message()
+            .contains("t.later answers later, which a batch or a system.multicall cannot wait for"));
     }
 
     #[test]

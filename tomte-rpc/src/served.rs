@@ -76,7 +76,8 @@ impl Pending {
 
     /// Whether the answer is XML (for a transport that labels it, as HTTP does).
     pub fn is_xml(&self) -> bool {
-        matches!(&self.kind, PendingKind::Xml) || matches!(&self.kind, PendingKind::Comodojo(k) if **k == PendingKind::Xml)
+        matches!(&self.kind, PendingKind::Xml)
+            || matches!(&self.kind, PendingKind::Comodojo(k) if **k == PendingKind::Xml)
     }
 
     /// Whether anything is written at all: a JSON-RPC notification's future answers nothing.

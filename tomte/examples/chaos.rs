@@ -100,10 +100,10 @@ fn main() {
             let asked = p.get::<String>("name").and_then(|name| Ok(ctx.ask(&name, p.get::<String>("request")?)));
             async move { asked?.await }
         })
-            .description("Sends REQUEST to worker NAME; answers with its answer")
-            .returns(Type::Any)
-            .param(Type::String, "name")
-            .param(Type::String, "request"),
+        .description("Sends REQUEST to worker NAME; answers with its answer")
+        .returns(Type::Any)
+        .param(Type::String, "name")
+        .param(Type::String, "request"),
     );
     d.method(
         Method::new_async("chaos.sleep", |p, ctx| {

@@ -14,7 +14,7 @@
 //! ```
 
 use serde::Deserialize;
-use tomte::{Bytes, DateTime, Daemon, Method, Type, Value};
+use tomte::{Bytes, Daemon, DateTime, Method, Type, Value};
 
 #[derive(Deserialize)]
 struct When {
@@ -57,6 +57,8 @@ fn main() {
                 .description("Returns its bytes")
                 .returns(Type::Base64),
         )
-        .method(Method::typed("test.double", |X { x }, _| Ok(x)).description("Returns its double").returns(Type::Double));
+        .method(
+            Method::typed("test.double", |X { x }, _| Ok(x)).description("Returns its double").returns(Type::Double),
+        );
     std::process::exit(tomte::cli::main(daemon));
 }

@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use tomte::{Bytes, DateTime, Daemon, Fault, Method, Type, Value};
+use tomte::{Bytes, Daemon, DateTime, Fault, Method, Type, Value};
 
 /// The three members the validator's structs carry.
 #[derive(Deserialize)]
@@ -135,7 +135,9 @@ fn main() {
         .method(
             Method::typed("validator1.echoStructTest", |p: EchoStruct, _| match p.value {
                 v @ Value::Struct(_) => Ok(v),
-                other => Err(Fault::invalid_params(format!("parameter 'value': expected struct, got {}", other.type_name()))),
+                other => {
+                    Err(Fault::invalid_params(format!("parameter 'value': expected struct, got {}", other.type_name())))
+                }
             })
             .description("Returns its struct unchanged")
             .returns(Type::Struct),
@@ -148,9 +150,11 @@ fn main() {
             .returns(Type::Array),
         )
         .method(
-            Method::typed("validator1.moderateSizeArrayCheck", |Strings { array }, _| match (array.first(), array.last()) {
-                (Some(first), Some(last)) => Ok(format!("{first}{last}")),
-                _ => Err(Fault::invalid_params("parameter 'array': empty")),
+            Method::typed("validator1.moderateSizeArrayCheck", |Strings { array }, _| {
+                match (array.first(), array.last()) {
+                    (Some(first), Some(last)) => Ok(format!("{first}{last}")),
+                    _ => Err(Fault::invalid_params("parameter 'array': empty")),
+                }
             })
             .description("The first and the last strings of an array, joined")
             .returns(Type::String),

@@ -373,7 +373,9 @@ pub mod _fuzz {
 
 pub use daemon::{Config, Ctx, Daemon, DaemonError, Mode};
 pub use event::Event;
-pub use tomte_rpc::{from_value, to_value, Args, Bytes, DateTime, Fault, FromValue, Params, Permission, Reply, Type, Value};
+pub use tomte_rpc::{
+    from_value, to_value, Args, Bytes, DateTime, Fault, FromValue, Params, Permission, Reply, Type, Value,
+};
 
 /// Combinators for the futures of async handlers (`join`, `join_all`, `select`…), from
 /// `futures-util`: they need no runtime, so they run on the daemon's loop as they are.

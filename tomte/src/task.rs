@@ -301,6 +301,13 @@ impl From<Elapsed> for Fault {
     }
 }
 
+/// A task that finished: its key, the connection (key, serial) it answers, and the answer.
+pub(crate) struct Finished {
+    pub(crate) task: usize,
+    pub(crate) owner: (usize, u64),
+    pub(crate) result: Result<Value, Fault>,
+}
+
 /// The tasks the loop drives: each an answer owed to a connection.
 pub(crate) struct Tasks {
     tasks: Slab<Task>,
@@ -369,9 +376,8 @@ impl Tasks {
         !self.woken.ready.lock().unwrap_or_else(|p| p.into_inner()).is_empty()
     }
 
-    /// Polls every ready task once; returns the answers of those that finished, with their
-    /// owners and task keys.
-    pub(crate) fn run(&mut self) -> Vec<(usize, (usize, u64), Result<Value, Fault>)> {
+    /// Polls every ready task once; returns the answers of those that finished.
+    pub(crate) fn run(&mut self) -> Vec<Finished> {
         let mut ready = std::mem::take(&mut *self.woken.ready.lock().unwrap_or_else(|p| p.into_inner()));
         ready.sort_unstable();
         ready.dedup();
@@ -383,7 +389,7 @@ impl Tasks {
             // The registry wraps every method's future so that a panic is an answer (−32603).
             if let Poll::Ready(result) = task.future.as_mut().poll(&mut cx) {
                 let task = self.tasks.remove(key);
-                done.push((key, task.owner, result));
+                done.push(Finished { task: key, owner: task.owner, result });
             }
         }
         done

@@ -135,7 +135,9 @@ fn panics_in_a_future_a_listener_and_a_timer_are_logged_and_the_daemon_goes_on()
     });
 
     let before = call(&d, "chaos.arm_timer", "[]")["result"].as_i64().unwrap();
-    until("the timer's panic logged", Duration::from_secs(10), || d.log_text().contains("a timer panicked: a timer gave up"));
+    until("the timer's panic logged", Duration::from_secs(10), || {
+        d.log_text().contains("a timer panicked: a timer gave up")
+    });
     // The timer keeps ticking after its panic.
     until("the timer ticks on", Duration::from_secs(10), || {
         call(&d, "chaos.arm_timer", "[]")["result"].as_i64().is_some_and(|n| n > before + 2)

@@ -9,9 +9,9 @@ use tomte_rpc::Value;
 use std::rc::Rc;
 
 use crate::access::{Caller, Grants};
-use crate::task::{Ask, Reactor, Sleep, Timeout};
 use crate::event::Event;
 use crate::net::Peer;
+use crate::task::{Ask, Reactor, Sleep, Timeout};
 use crate::worker::supervisor::Supervisor;
 
 /// The daemon as handlers, listeners and timers see it: the application's state `S` (see
@@ -151,7 +151,8 @@ impl<S> Ctx<S> {
 
     /// A future ready once `duration` has passed (a timer of the loop; nothing blocks).
     pub fn sleep(&self, duration: Duration) -> Sleep {
-        let deadline = Instant::now().checked_add(duration).unwrap_or_else(|| Instant::now() + Duration::from_secs(1 << 32));
+        let deadline =
+            Instant::now().checked_add(duration).unwrap_or_else(|| Instant::now() + Duration::from_secs(1 << 32));
         Sleep::new(deadline, &self.reactor)
     }
 

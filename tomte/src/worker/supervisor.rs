@@ -187,10 +187,7 @@ impl Supervisor {
     }
 
     fn find(&self, name: &str) -> Result<usize, Fault> {
-        self.slots
-            .iter()
-            .position(|s| s.spec.name == name)
-            .ok_or_else(|| crate::faults::unknown_worker(name))
+        self.slots.iter().position(|s| s.spec.name == name).ok_or_else(|| crate::faults::unknown_worker(name))
     }
 
     fn spawn(&mut self, i: usize) -> std::io::Result<()> {
@@ -451,11 +448,9 @@ impl Supervisor {
         let i = self.find(name)?;
         Frame::Request(ticket, request).encode(&mut self.frame);
         let slot = &mut self.slots[i];
-        let run = slot
-            .run
-            .as_mut()
-            .filter(|r| r.stopping.is_none())
-            .ok_or_else(|| crate::faults::worker_unavailable(format!("worker '{name}' is not running ({})", slot.down.as_str())))?;
+        let run = slot.run.as_mut().filter(|r| r.stopping.is_none()).ok_or_else(|| {
+            crate::faults::worker_unavailable(format!("worker '{name}' is not running ({})", slot.down.as_str()))
+        })?;
         send(&mut run.end, &self.frame, name)?;
         run.asks.push(ticket);
         Ok(())
@@ -562,7 +557,9 @@ impl Supervisor {
 
 fn send(end: &mut Endpoint, frame: &[u8], name: &str) -> Result<(), Fault> {
     let sent = end.send(frame).map_err(|e| match e {
-        SendError::Full => crate::faults::worker_unavailable(format!("worker '{name}' is not keeping up: its channel is full")),
+        SendError::Full => {
+            crate::faults::worker_unavailable(format!("worker '{name}' is not keeping up: its channel is full"))
+        }
         other => Fault::internal(format!("cannot send to worker '{name}': {other}")),
     });
     let _ = end.notify();

@@ -284,4 +284,3 @@ pub fn pids(d: &Daemon) -> Reaper {
 pub fn until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
     assert!(wait_for(limit, &mut cond), "timed out waiting for {what}");
 }
-
