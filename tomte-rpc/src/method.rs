@@ -277,6 +277,23 @@ impl fmt::Debug for Reply {
     }
 }
 
+/// A typed handler's result as a value. The common answers (a value already, a string, a
+/// number) move in as they are; anything else goes through serde ([`crate::to_value`]).
+fn answer<R: serde::Serialize + 'static>(r: R) -> Result<Value, Fault> {
+    use std::any::Any;
+    let mut slot = Some(r);
+    let any: &mut dyn Any = &mut slot;
+    macro_rules! moved {
+        ($($t:ty => $make:expr),* $(,)?) => {$(
+            if let Some(v) = any.downcast_mut::<Option<$t>>().and_then(Option::take) {
+                return Ok($make(v));
+            }
+        )*};
+    }
+    moved!(Value => |v| v, String => Value::String, i64 => Value::Int, bool => Value::Bool, f64 => Value::Double);
+    crate::to_value(&slot)
+}
+
 /// What a method runs; `C` is the context the daemon hands to every call.
 pub type Handler<C> = Box<dyn FnMut(Params<'_>, &mut C) -> Reply>;
 
@@ -338,11 +355,11 @@ impl<C: 'static> Method<C> {
     pub fn typed<P, R, F>(name: impl Into<String>, mut handler: F) -> Method<C>
     where
         P: serde::de::DeserializeOwned + 'static,
-        R: serde::Serialize,
+        R: serde::Serialize + 'static,
         F: FnMut(P, &mut C) -> Result<R, Fault> + 'static,
     {
         let handler: Handler<C> = Box::new(move |p: Params<'_>, ctx: &mut C| {
-            Reply::Now(p.parse::<P>().and_then(|p| handler(p, ctx)).and_then(|r| crate::to_value(&r)))
+            Reply::Now(p.parse::<P>().and_then(|p| handler(p, ctx)).and_then(answer))
         });
         Method::traced::<P>(name.into(), handler)
     }
@@ -351,14 +368,14 @@ impl<C: 'static> Method<C> {
     pub fn typed_async<P, R, F, Fut>(name: impl Into<String>, mut handler: F) -> Method<C>
     where
         P: serde::de::DeserializeOwned + 'static,
-        R: serde::Serialize,
+        R: serde::Serialize + 'static,
         F: FnMut(P, &mut C) -> Fut + 'static,
         Fut: Future<Output = Result<R, Fault>> + 'static,
     {
         let handler: Handler<C> = Box::new(move |p: Params<'_>, ctx: &mut C| match p.parse::<P>() {
             Ok(p) => {
                 let fut = handler(p, ctx);
-                Reply::Later(Box::pin(async move { fut.await.and_then(|r| crate::to_value(&r)) }))
+                Reply::Later(Box::pin(async move { fut.await.and_then(answer) }))
             }
             Err(f) => Reply::Now(Err(f)),
         });

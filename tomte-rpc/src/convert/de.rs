@@ -799,6 +799,12 @@ impl<'de> Deserializer<'de> for ParamsDeserializer<'_> {
         fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, Error> {
+        // The names are the struct's own fields, in order (a typed method's always are): pair
+        // them by position, with no copy of the names.
+        let same = self.names.len() <= fields.len() && self.names.iter().zip(fields).all(|(n, f)| n == f);
+        if same && !self.names.is_empty() && self.values.len() <= self.names.len() {
+            return self.positional().deserialize_struct(name, fields, visitor);
+        }
         self.whole()?.deserialize_struct(name, fields, visitor)
     }
     fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
