@@ -1,5 +1,6 @@
 //! Two workers, `alpha` and `beta`, each counting its iterations every 100 ms, restarted
-//! whatever happens to them; `pool.count NAME` asks a worker for its count over the channel.
+//! whatever happens to them; `pool.count NAME` asks a worker for its count over the channel,
+//! and `pool.echo VALUE` has `alpha` send any value back unchanged.
 //!
 //! ```text
 //! cargo run --example pool -- start --log /tmp/pool.log
@@ -28,10 +29,16 @@ impl Worker for Counter {
         log::info!("spindown {}", ctx.name());
     }
     fn on_message(&mut self, request: Value, ctx: &mut WorkerCtx) -> Result<Value, Fault> {
-        match request.as_str() {
-            Some("count") => Ok(Value::from(ctx.iterations())),
-            Some("panic") => panic!("asked to panic"),
-            _ => Err(Fault::invalid_params(format!("unknown request {request:?}"))),
+        match request {
+            // `["echo", X]` is answered with X, as it crossed the channel.
+            Value::Array(mut items) if items.len() == 2 && items[0] == Value::from("echo") => {
+                Ok(items.pop().unwrap_or_default())
+            }
+            request => match request.as_str() {
+                Some("count") => Ok(Value::from(ctx.iterations())),
+                Some("panic") => panic!("asked to panic"),
+                _ => Err(Fault::invalid_params(format!("unknown request {request:?}"))),
+            },
         }
     }
 }
@@ -63,6 +70,15 @@ fn main() {
             .description("How many iterations worker NAME has run, asked to the worker itself")
             .returns(Type::Int)
             .param(Type::String, "name"),
+    );
+    daemon.method(
+        Method::new("pool.echo", |mut p, ctx| {
+            let value = p.take::<Value>("value")?;
+            ctx.ask("alpha", Value::Array(vec![Value::from("echo"), value]))
+        })
+        .description("VALUE, sent to worker alpha and back: what crosses the worker channel unchanged")
+        .returns(Type::Any)
+        .param(Type::Any, "value"),
     );
     std::process::exit(tomte::cli::main(daemon));
 }
