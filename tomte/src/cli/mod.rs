@@ -1,0 +1,276 @@
+//! The command line every daemon binary gets, and that an application extends with flags and
+//! subcommands of its own (clap derive):
+//!
+//! ```text
+//! NAME start|run|stop|status|restart|reload [--socket ADDR]... [--pidfile PATH] [--log PATH] [-v]
+//!      [--allow WHO=PERM[,PERM…]]... [--require METHOD=PERM]... [--socket-mode OCTAL]
+//!      [--socket-group GROUP] [limits, TLS and token flags]
+//! ```
+//!
+//! comodojo's flags work too: `-d` (= `start`), `-f` (= `run`), `-s` (= `start --hard`: clear
+//! stale files first), `-v`, `-h`. `status` exits 0 when running and 3 when not, as LSB says;
+//! a wrong command line exits 2. Flags may come before or after the command.
+//!
+//! * [`main`] is all a daemon with no flags of its own needs: it parses the command line,
+//!   acts, and returns the exit code.
+//! * [`Cli`] parses tomte's command line plus an application's: `A` is a [`clap::Args`] struct
+//!   of its flags, `C` a [`clap::Subcommand`] enum of its subcommands. `--help` lists them
+//!   all. Its [`command`](Cli::command) is an [`Action`]: one of tomte's [`Command`]s, which
+//!   [`run_command`] carries out, or one of the application's, which it handles itself.
+//! * [`DaemonArgs`] holds tomte's flags and makes the daemon's [`Config`](crate::Config).
+//!
+//! ```no_run
+//! use tomte::cli::{self, Action, Cli};
+//! use tomte::{Daemon, Method, Type, Value};
+//!
+//! /// The application's own flags.
+//! #[derive(clap::Args)]
+//! struct Flags {
+//!     /// What to greet with
+//!     #[arg(long, value_name = "TEXT", default_value = "hello")]
+//!     greeting: String,
+//! }
+//!
+//! /// The application's own subcommands, next to start, run, stop…
+//! #[derive(clap::Subcommand)]
+//! enum Extra {
+//!     /// Print the greeting and exit
+//!     Show,
+//! }
+//!
+//! fn main() {
+//!     let cli = Cli::<Flags, Extra>::parse_for("greeter");
+//!     let code = match &cli.command {
+//!         Action::App(Extra::Show) => {
+//!             println!("{}", cli.app.greeting);
+//!             0
+//!         }
+//!         Action::Daemon(command) => {
+//!             let greeting = cli.app.greeting.clone();
+//!             let mut daemon = Daemon::new("greeter");
+//!             daemon.method(
+//!                 Method::new("greeter.greet", move |mut params, _| {
+//!                     Ok(Value::String(format!("{greeting}, {}", params.take::<String>("name")?)))
+//!                 })
+//!                 .returns(Type::String)
+//!                 .param(Type::String, "name"),
+//!             );
+//!             cli::run_command(daemon, command, &cli.daemon)
+//!         }
+//!     };
+//!     std::process::exit(code);
+//! }
+//! ```
+//!
+//! tomte's flags are global: they, and the application's, are accepted before and after the
+//! command. An application's flags and subcommands must not reuse tomte's names, nor the
+//! short flags `-d`, `-f`, `-s`, `-v` and `-h`.
+
+mod args;
+mod run;
+
+use std::ffi::OsString;
+
+use clap::{ArgMatches, Args, FromArgMatches, Subcommand};
+
+use crate::daemon::{runtime_path, Daemon};
+pub use args::DaemonArgs;
+pub use run::{run_command, run_with_config, Command};
+
+/// Parses `std::env::args()`, acts, and returns the process exit code.
+pub fn main(daemon: Daemon) -> i32 {
+    main_from(daemon, std::env::args_os().skip(1))
+}
+
+/// As [`main`], with the arguments given (without the program name).
+pub fn main_with(daemon: Daemon, args: Vec<String>) -> i32 {
+    main_from(daemon, args)
+}
+
+fn main_from<T: Into<OsString> + Clone>(daemon: Daemon, args: impl IntoIterator<Item = T>) -> i32 {
+    match Cli::<NoArgs, NoCommand>::try_parse_from(daemon.name(), args) {
+        Ok(cli) => {
+            let Action::Daemon(command) = cli.command;
+            run_command(daemon, &command, &cli.daemon)
+        }
+        Err(e) => {
+            // Help goes to stdout (exit 0), errors to stderr (exit 2).
+            let _ = e.print();
+            e.exit_code()
+        }
+    }
+}
+
+/// A daemon's parsed command line: tomte's flags and command, and the application's flags `A`
+/// and subcommands `C` (none by default). See the [module](self) for an example.
+#[derive(Clone, Debug)]
+pub struct Cli<A = NoArgs, C = NoCommand> {
+    /// What to do: one of tomte's commands, or one of the application's.
+    pub command: Action<C>,
+    /// tomte's flags.
+    pub daemon: DaemonArgs,
+    /// The application's flags.
+    pub app: A,
+}
+
+/// The command given: tomte's (to hand to [`run_command`]) or the application's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action<C = NoCommand> {
+    /// `start`, `run`, `stop`, `status`, `restart`, `reload` (or comodojo's `-d`, `-f`, `-s`).
+    Daemon(Command),
+    /// One of the application's subcommands.
+    App(C),
+}
+
+/// No flags of the application's own: the default `A` of [`Cli`].
+#[derive(clap::Args, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[command(about = None, long_about = None)]
+pub struct NoArgs {}
+
+/// No subcommands of the application's own: the default `C` of [`Cli`]. It has no values, so
+/// `let Action::Daemon(command) = cli.command;` needs no other arm.
+#[derive(clap::Subcommand, Clone, Copy, Debug, PartialEq, Eq)]
+#[command(about = None, long_about = None)]
+pub enum NoCommand {}
+
+impl<A: Args, C: Subcommand> Cli<A, C> {
+    /// The clap command of daemon `name`: tomte's flags and commands, and the application's
+    /// (for `--help`, shell completions or a man page; [`Cli::try_parse_from`] builds its own).
+    pub fn command(name: &str) -> clap::Command {
+        let defaults = format!(
+            "Defaults: socket unix://{}, pid file {}",
+            runtime_path(name, "sock").display(),
+            runtime_path(name, "pid").display()
+        );
+        let cmd = clap::Command::new(name.to_owned())
+            .disable_help_subcommand(true)
+            .subcommand_required(true)
+            .arg_required_else_help(true)
+            // A flag given twice takes the last value, as it always did (lists add up).
+            .args_override_self(true)
+            .after_help(defaults);
+        let cmd = Command::augment_subcommands(DaemonArgs::augment_args(cmd));
+        // The application's last: the doc comment of `A` (or of `C`) is the about line.
+        let cmd = A::augment_args(C::augment_subcommands(cmd).next_help_heading(None::<&str>));
+        // Flags before or after the command alike; a positional argument cannot be global.
+        cmd.mut_args(|arg| if arg.is_positional() { arg } else { arg.global(true) })
+    }
+
+    /// Parses `std::env::args()` for daemon `name`; on a wrong command line, or for `--help`,
+    /// prints and exits (2 and 0), as clap's `Parser::parse` does.
+    pub fn parse_for(name: &str) -> Self {
+        Self::try_parse_from(name, std::env::args_os().skip(1)).unwrap_or_else(|e| e.exit())
+    }
+
+    /// Parses `args` (without the program name) for daemon `name`. The error is clap's, for a
+    /// wrong command line and for `--help` alike: print it with [`clap::Error::print`], exit
+    /// with [`clap::Error::exit_code`] (or just [`clap::Error::exit`]).
+    pub fn try_parse_from<I, T>(name: &str, args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let mut cmd = Self::command(name);
+        cmd.build();
+        let argv = std::iter::once(OsString::from(name)).chain(comodojo_forms(&cmd, args));
+        let mut matches = cmd.try_get_matches_from_mut(argv)?;
+        Self::from_matches(&mut matches).map_err(|e| e.format(&mut cmd))
+    }
+
+    fn from_matches(matches: &mut ArgMatches) -> Result<Self, clap::Error> {
+        let daemon = DaemonArgs::from_arg_matches_mut(matches)?;
+        let app = A::from_arg_matches_mut(matches)?;
+        let command = Action::from_arg_matches_mut(matches)?;
+        Ok(Cli { command, daemon, app })
+    }
+}
+
+impl<C: Subcommand> FromArgMatches for Action<C> {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        Self::from_arg_matches_mut(&mut matches.clone())
+    }
+
+    fn from_arg_matches_mut(matches: &mut ArgMatches) -> Result<Self, clap::Error> {
+        match matches.subcommand_name() {
+            Some(name) if Command::has_subcommand(name) => Command::from_arg_matches_mut(matches).map(Action::Daemon),
+            _ => C::from_arg_matches_mut(matches).map(Action::App),
+        }
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(matches)?;
+        Ok(())
+    }
+}
+
+impl<C: Subcommand> Subcommand for Action<C> {
+    fn augment_subcommands(cmd: clap::Command) -> clap::Command {
+        C::augment_subcommands(Command::augment_subcommands(cmd))
+    }
+
+    fn augment_subcommands_for_update(cmd: clap::Command) -> clap::Command {
+        C::augment_subcommands_for_update(Command::augment_subcommands_for_update(cmd))
+    }
+
+    fn has_subcommand(name: &str) -> bool {
+        Command::has_subcommand(name) || C::has_subcommand(name)
+    }
+}
+
+/// comodojo's command flags as commands: `-d` → `start`, `-f` → `run`, `-s` → `start --hard`
+/// (`-s -d` is one hard start), unless the application took the short flag for itself. A
+/// flag's value (`--log -d`) and anything after `--` are left alone.
+fn comodojo_forms<T: Into<OsString>>(cmd: &clap::Command, args: impl IntoIterator<Item = T>) -> Vec<OsString> {
+    let takes_value = |arg: &clap::Arg| arg.get_action().takes_values();
+    let short_taken = |c: char| cmd.get_arguments().any(|a| a.get_short() == Some(c));
+    let mut out: Vec<OsString> = Vec::new();
+    let mut start_at = None;
+    let mut run_given = false;
+    let mut hard = false;
+    let mut args = args.into_iter().map(Into::into);
+    while let Some(arg) = args.next() {
+        let Some(s) = arg.to_str() else {
+            out.push(arg);
+            continue;
+        };
+        let value_follows = if let Some(long) = s.strip_prefix("--") {
+            if long.is_empty() {
+                out.push(arg);
+                out.extend(args.by_ref());
+                break;
+            }
+            !long.contains('=') && cmd.get_arguments().any(|a| a.get_long() == Some(long) && takes_value(a))
+        } else if let Some(short) = s.strip_prefix('-').filter(|s| s.chars().count() == 1) {
+            let c = short.chars().next().unwrap_or_default();
+            match c {
+                'd' | 's' | 'f' if !short_taken(c) => {
+                    hard |= c == 's';
+                    if c == 'f' {
+                        if !run_given {
+                            out.push("run".into());
+                        }
+                        run_given = true;
+                    } else if start_at.is_none() {
+                        out.push("start".into());
+                        start_at = Some(out.len());
+                    }
+                    continue;
+                }
+                _ => cmd.get_arguments().any(|a| a.get_short() == Some(c) && takes_value(a)),
+            }
+        } else {
+            false
+        };
+        out.push(arg);
+        if value_follows {
+            out.extend(args.next());
+        }
+    }
+    if let (true, Some(at)) = (hard, start_at) {
+        out.insert(at, "--hard".into());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;
