@@ -21,8 +21,8 @@ use crate::Permission;
 pub struct DaemonArgs {
     /// Listen on ADDR (repeatable)
     ///
-    /// unix:///path, tcp://host:port (IPv4 or [IPv6]), tls://host:port, or comodojo+ before
-    /// one of them [default: unix:// and the default socket below]
+    /// unix:///path, tcp://host:port (an IPv6 host in brackets), tls://host:port, or
+    /// comodojo+ before one of them [default: unix:// and the default socket below]
     #[arg(long = "socket", value_name = "ADDR", value_parser = address)]
     pub sockets: Vec<Address>,
     /// Pid file, locked while the daemon runs

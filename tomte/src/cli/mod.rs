@@ -135,8 +135,16 @@ pub enum NoCommand {}
 
 impl<A: Args, C: Subcommand> Cli<A, C> {
     /// The clap command of daemon `name`: tomte's flags and commands, and the application's
-    /// (for `--help`, shell completions or a man page; [`Cli::try_parse_from`] builds its own).
+    /// (for shell completions or a man page; [`Cli::try_parse_from`] builds its own).
     pub fn command(name: &str) -> clap::Command {
+        Self::build(name, true)
+    }
+
+    /// With `global`, every flag is accepted by (and listed in the help of) every subcommand
+    /// too. clap copies each global flag into each subcommand, which would cost an idle daemon
+    /// some 100 kB of heap for good: parsing puts the flags before the command instead
+    /// ([`normalize`]), and only help and errors pay for the copies.
+    fn build(name: &str, global: bool) -> clap::Command {
         let defaults = format!(
             "Defaults: socket unix://{}, pid file {}",
             runtime_path(name, "sock").display(),
@@ -151,9 +159,13 @@ impl<A: Args, C: Subcommand> Cli<A, C> {
             .after_help(defaults);
         let cmd = Command::augment_subcommands(DaemonArgs::augment_args(cmd));
         // The application's last: the doc comment of `A` (or of `C`) is the about line.
-        let cmd = A::augment_args(C::augment_subcommands(cmd).next_help_heading(None::<&str>));
-        // Flags before or after the command alike; a positional argument cannot be global.
-        cmd.mut_args(|arg| if arg.is_positional() { arg } else { arg.global(true) })
+        let mut cmd = A::augment_args(C::augment_subcommands(cmd).next_help_heading(None::<&str>));
+        if global {
+            // A positional argument cannot be global.
+            cmd = cmd.mut_args(|arg| if arg.is_positional() { arg } else { arg.global(true) });
+        }
+        cmd.build();
+        cmd
     }
 
     /// Parses `std::env::args()` for daemon `name`; on a wrong command line, or for `--help`,
@@ -170,9 +182,14 @@ impl<A: Args, C: Subcommand> Cli<A, C> {
         I: IntoIterator<Item = T>,
         T: Into<OsString> + Clone,
     {
-        let mut cmd = Self::command(name);
-        cmd.build();
-        let argv = std::iter::once(OsString::from(name)).chain(comodojo_forms(&cmd, args));
+        let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+        // Help and errors (help is one, to clap) come from the global command: the help of a
+        // subcommand lists every flag, and an error is about the argument where it was given.
+        Self::parse_with(Self::build(name, false), &args).or_else(|_| Self::parse_with(Self::build(name, true), &args))
+    }
+
+    fn parse_with(mut cmd: clap::Command, args: &[OsString]) -> Result<Self, clap::Error> {
+        let argv = std::iter::once(OsString::from(cmd.get_name())).chain(normalize(&cmd, args.to_vec()));
         let mut matches = cmd.try_get_matches_from_mut(argv)?;
         Self::from_matches(&mut matches).map_err(|e| e.format(&mut cmd))
     }
@@ -217,59 +234,99 @@ impl<C: Subcommand> Subcommand for Action<C> {
     }
 }
 
-/// comodojo's command flags as commands: `-d` → `start`, `-f` → `run`, `-s` → `start --hard`
-/// (`-s -d` is one hard start), unless the application took the short flag for itself. A
-/// flag's value (`--log -d`) and anything after `--` are left alone.
-fn comodojo_forms<T: Into<OsString>>(cmd: &clap::Command, args: impl IntoIterator<Item = T>) -> Vec<OsString> {
-    let takes_value = |arg: &clap::Arg| arg.get_action().takes_values();
-    let short_taken = |c: char| cmd.get_arguments().any(|a| a.get_short() == Some(c));
-    let mut out: Vec<OsString> = Vec::new();
-    let mut start_at = None;
-    let mut run_given = false;
-    let mut hard = false;
-    let mut args = args.into_iter().map(Into::into);
+/// `args` in the order clap parses without global flags: tomte's and the application's flags
+/// before the command, the command's own after it. comodojo's command flags become commands:
+/// `-d` → `start`, `-f` → `run`, `-s` → `start --hard` (`-s -d` is one hard start), unless the
+/// application took the short flag for itself. A flag's value (`--pidfile -d`), what follows
+/// `--`, and whatever clap will refuse stay where they are.
+fn normalize(top: &clap::Command, args: Vec<OsString>) -> Vec<OsString> {
+    let mut before = Vec::new();
+    // The command, then its own flags and arguments.
+    let mut after: Vec<OsString> = Vec::new();
+    let mut sub: Option<&clap::Command> = None;
+    let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         let Some(s) = arg.to_str() else {
-            out.push(arg);
+            (if sub.is_some() { &mut after } else { &mut before }).push(arg);
             continue;
         };
-        let value_follows = if let Some(long) = s.strip_prefix("--") {
-            if long.is_empty() {
-                out.push(arg);
-                out.extend(args.by_ref());
-                break;
-            }
-            !long.contains('=') && cmd.get_arguments().any(|a| a.get_long() == Some(long) && takes_value(a))
-        } else if let Some(short) = s.strip_prefix('-').filter(|s| s.chars().count() == 1) {
-            let c = short.chars().next().unwrap_or_default();
-            match c {
-                'd' | 's' | 'f' if !short_taken(c) => {
-                    hard |= c == 's';
-                    if c == 'f' {
-                        if !run_given {
-                            out.push("run".into());
-                        }
-                        run_given = true;
-                    } else if start_at.is_none() {
-                        out.push("start".into());
-                        start_at = Some(out.len());
-                    }
-                    continue;
-                }
-                _ => cmd.get_arguments().any(|a| a.get_short() == Some(c) && takes_value(a)),
-            }
-        } else {
-            false
-        };
-        out.push(arg);
-        if value_follows {
-            out.extend(args.next());
+        if s == "--" {
+            let rest = if sub.is_some() { &mut after } else { &mut before };
+            rest.push(arg);
+            rest.extend(args);
+            break;
         }
+        // The command's own flag first, then the top level's.
+        if let Some(value_follows) = sub.and_then(|cmd| option(cmd, s)) {
+            after.push(arg);
+            if value_follows {
+                after.extend(args.next());
+            }
+            continue;
+        }
+        if let Some(value_follows) = option(top, s) {
+            // One missing its value stays in place, for clap to say so.
+            if value_follows && args.len() == 0 {
+                (if sub.is_some() { &mut after } else { &mut before }).push(arg);
+                continue;
+            }
+            before.push(arg);
+            if value_follows {
+                before.extend(args.next());
+            }
+            continue;
+        }
+        let comodojo = match s {
+            "-d" | "-s" => Some("start"),
+            "-f" => Some("run"),
+            _ => None,
+        };
+        if let Some(name) = comodojo {
+            match sub {
+                Some(cmd) if cmd.get_name() == name => {}
+                // A second command: clap says so.
+                Some(_) => after.push(name.into()),
+                None => {
+                    sub = top.find_subcommand(name);
+                    after.push(name.into());
+                }
+            }
+            if s == "-s" {
+                after.push("--hard".into());
+            }
+            continue;
+        }
+        if sub.is_none() && !s.starts_with('-') {
+            if let Some(cmd) = top.find_subcommand(s) {
+                sub = Some(cmd);
+                after.push(arg);
+                continue;
+            }
+        }
+        (if sub.is_some() { &mut after } else { &mut before }).push(arg);
     }
-    if let (true, Some(at)) = (hard, start_at) {
-        out.insert(at, "--hard".into());
+    before.extend(after);
+    before
+}
+
+/// Whether `s` is a flag of `cmd`: `Some(true)` when its value is the next argument.
+fn option(cmd: &clap::Command, s: &str) -> Option<bool> {
+    let takes_value = |a: &clap::Arg| a.get_action().takes_values();
+    if let Some(long) = s.strip_prefix("--") {
+        let (name, inline) = long.split_once('=').map_or((long, false), |(name, _)| (name, true));
+        let is = |a: &&clap::Arg| a.get_long() == Some(name) || a.get_all_aliases().is_some_and(|v| v.contains(&name));
+        return cmd.get_arguments().find(is).map(|a| takes_value(a) && !inline);
     }
-    out
+    let mut chars = s.strip_prefix('-')?.chars();
+    let first = chars.next()?;
+    let short = |c: char| cmd.get_arguments().find(|a| a.get_short() == Some(c));
+    let arg = short(first)?;
+    if takes_value(arg) {
+        // `-n 3`, or `-n3`.
+        return Some(chars.as_str().is_empty());
+    }
+    // A cluster of flags (`-vq`), every one this command's.
+    chars.all(|c| short(c).is_some_and(|a| !takes_value(a))).then_some(false)
 }
 
 #[cfg(test)]

@@ -222,3 +222,31 @@ fn the_clap_command_is_consistent() {
     Cli::<NoArgs, NoCommand>::command("echo").debug_assert();
     Cli::<Flags, Extra>::command("greeter").debug_assert();
 }
+
+#[test]
+fn flags_go_before_the_command_so_no_flag_need_be_global() {
+    let cmd = Cli::<Flags, Extra>::build("greeter", false);
+    let norm = |args: &[&str]| -> Vec<String> {
+        let args = args.iter().map(OsString::from).collect();
+        normalize(&cmd, args).into_iter().map(|a| a.into_string().unwrap()).collect()
+    };
+    assert_eq!(
+        norm(&["run", "--socket", "unix:///a", "-v", "--greeting=hi"]),
+        ["--socket", "unix:///a", "-v", "--greeting=hi", "run"]
+    );
+    assert_eq!(norm(&["-s", "--nice", "-5", "-d"]), ["--nice", "-5", "start", "--hard"]);
+    assert_eq!(norm(&["check-config", "--quiet", "-n3", "--", "-v"]), ["-n3", "check-config", "--quiet", "--", "-v"]);
+    // What clap will refuse stays in place.
+    assert_eq!(norm(&["start", "--bogus", "x", "--pidfile"]), ["start", "--bogus", "x", "--pidfile"]);
+    assert_eq!(norm(&["-f", "-d"]), ["run", "start"]);
+    // The usual command lines parse without the global command (the fallback for errors).
+    for args in [
+        &["start", "--socket", "unix:///a", "--pidfile", "/p", "--log", "/l", "-v"][..],
+        &["-d", "--max-connections=9"],
+        &["--greeting", "x", "check-config", "--quiet", "-v"],
+    ] {
+        let args: Vec<OsString> = args.iter().map(OsString::from).collect();
+        let parsed = Cli::<Flags, Extra>::parse_with(Cli::<Flags, Extra>::build("greeter", false), &args);
+        assert!(parsed.is_ok(), "{args:?}: {}", parsed.unwrap_err());
+    }
+}
