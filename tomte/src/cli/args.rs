@@ -12,9 +12,11 @@ use crate::Permission;
 /// parser of your own to use it elsewhere). [`DaemonArgs::config`] turns them into the
 /// daemon's [`Config`].
 ///
-/// Each field is `None` (or empty, or `false`) when its flag was not given: the default is
-/// then [`Config::defaults`]'s. Values are checked as they are parsed, so a bad one is a usage
-/// error naming the flag and the value (exit code 2), before anything starts.
+/// Its groups mirror [`Config`]'s: [`access`](DaemonArgs::access),
+/// [`tls`](DaemonArgs::tls), [`limits`](DaemonArgs::limits). Each field is `None` (or empty,
+/// or `false`) when its flag was not given: the default is then [`Config::defaults`]'s. Values
+/// are checked as they are parsed, so a bad one is a usage error naming the flag and the value
+/// (exit code 2), before anything starts.
 #[derive(clap::Args, Clone, Debug, Default)]
 #[command(about = None, long_about = None)]
 #[non_exhaustive]
@@ -22,7 +24,8 @@ pub struct DaemonArgs {
     /// Listen on ADDR (repeatable)
     ///
     /// unix:///path, tcp://host:port (an IPv6 host in brackets), tls://host:port, or
-    /// comodojo+ before one of them [default: unix:// and the default socket below]
+    /// comodojo+ before one of them [default: NAME.sock in /run for root, else in the user's
+    /// runtime directory]
     #[arg(long = "socket", value_name = "ADDR", value_parser = address)]
     pub sockets: Vec<Address>,
     /// Pid file, locked while the daemon runs
@@ -40,7 +43,22 @@ pub struct DaemonArgs {
     /// Umask of the detached daemon [default: 027]
     #[arg(long, value_name = "OCTAL", value_parser = umask)]
     pub umask: Option<u32>,
+    /// Who may connect and call what.
+    #[command(flatten)]
+    pub access: AccessArgs,
+    /// The files of `tls://` listeners.
+    #[command(flatten)]
+    pub tls: TlsArgs,
+    /// The limits on clients ([`Limits`](crate::net::Limits)).
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
 
+/// The access flags of [`DaemonArgs`] (see [`crate::access`]).
+#[derive(clap::Args, Clone, Debug, Default)]
+#[command(about = None, long_about = None)]
+#[non_exhaustive]
+pub struct AccessArgs {
     /// Grant permissions (repeatable; rules add up)
     ///
     /// WHO: user:NAME, uid:N, group:NAME, gid:N, cert:CN, token:NAME, anonymous; PERMS: read,
@@ -70,19 +88,31 @@ pub struct DaemonArgs {
     /// Serve a TCP address other hosts reach, with no client authentication
     #[arg(long, help_heading = "Access")]
     pub insecure: bool,
+}
 
+/// The TLS flags of [`DaemonArgs`]: certificate, key and client CA of `tls://` listeners.
+#[derive(clap::Args, Clone, Debug, Default)]
+#[command(about = None, long_about = None)]
+#[non_exhaustive]
+pub struct TlsArgs {
     /// Certificate chain (PEM) of tls:// listeners, reloaded on reload
-    #[arg(long, value_name = "PATH", help_heading = "TLS")]
-    pub tls_cert: Option<PathBuf>,
+    #[arg(id = "tls_cert", long = "tls-cert", value_name = "PATH", help_heading = "TLS")]
+    pub cert: Option<PathBuf>,
     /// Its private key (PEM), readable by its owner only
-    #[arg(long, value_name = "PATH", help_heading = "TLS")]
-    pub tls_key: Option<PathBuf>,
+    #[arg(id = "tls_key", long = "tls-key", value_name = "PATH", help_heading = "TLS")]
+    pub key: Option<PathBuf>,
     /// Mutual TLS: clients must show a certificate signed by this CA
     ///
     /// The certificate's common name becomes the client's identity
-    #[arg(long, value_name = "PATH", help_heading = "TLS")]
-    pub tls_client_ca: Option<PathBuf>,
+    #[arg(id = "tls_client_ca", long = "tls-client-ca", value_name = "PATH", help_heading = "TLS")]
+    pub client_ca: Option<PathBuf>,
+}
 
+/// The limit flags of [`DaemonArgs`]: each sets one field of [`Limits`](crate::net::Limits).
+#[derive(clap::Args, Clone, Debug, Default)]
+#[command(about = None, long_about = None)]
+#[non_exhaustive]
+pub struct LimitArgs {
     /// Connections open at once [default: 1024]
     #[arg(long, value_name = "N", value_parser = positive, help_heading = "Limits")]
     pub max_connections: Option<usize>,
@@ -133,10 +163,10 @@ impl DaemonArgs {
         let paths = [
             (&mut config.pidfile, "--pidfile", &self.pidfile),
             (&mut config.log, "--log", &self.log),
-            (&mut config.tls.cert, "--tls-cert", &self.tls_cert),
-            (&mut config.tls.key, "--tls-key", &self.tls_key),
-            (&mut config.tls.client_ca, "--tls-client-ca", &self.tls_client_ca),
-            (&mut config.token_file, "--token-file", &self.token_file),
+            (&mut config.tls.cert, "--tls-cert", &self.tls.cert),
+            (&mut config.tls.key, "--tls-key", &self.tls.key),
+            (&mut config.tls.client_ca, "--tls-client-ca", &self.tls.client_ca),
+            (&mut config.token_file, "--token-file", &self.access.token_file),
         ];
         for (field, flag, given) in paths {
             if let Some(p) = path(flag, given)? {
@@ -144,25 +174,25 @@ impl DaemonArgs {
             }
         }
         config.verbose |= self.verbose;
-        config.insecure |= self.insecure;
+        config.insecure |= self.access.insecure;
         set(&mut config.nice, self.nice.map(Some));
         set(&mut config.umask, self.umask);
-        for rule in &self.allow {
+        for rule in &self.access.allow {
             config.policy.add(rule.clone());
         }
-        config.requires.extend(self.require.iter().cloned());
-        set(&mut config.socket_mode, self.socket_mode);
-        set(&mut config.socket_group, self.socket_group.map(Some));
+        config.requires.extend(self.access.require.iter().cloned());
+        set(&mut config.socket_mode, self.access.socket_mode);
+        set(&mut config.socket_group, self.access.socket_group.map(Some));
         let limits = &mut config.limits;
-        set(&mut limits.max_connections, self.max_connections);
-        set(&mut limits.max_per_peer, self.max_per_peer);
-        set(&mut limits.listener_reserve, self.listener_reserve);
-        set(&mut limits.max_message, self.max_message);
-        set(&mut limits.max_buffered, self.max_buffered);
-        set(&mut limits.max_unsent, self.max_unsent);
-        set(&mut limits.idle_timeout, self.idle_timeout);
-        set(&mut limits.request_timeout, self.request_timeout);
-        set(&mut limits.min_rate, self.min_rate);
+        set(&mut limits.max_connections, self.limits.max_connections);
+        set(&mut limits.max_per_peer, self.limits.max_per_peer);
+        set(&mut limits.listener_reserve, self.limits.listener_reserve);
+        set(&mut limits.max_message, self.limits.max_message);
+        set(&mut limits.max_buffered, self.limits.max_buffered);
+        set(&mut limits.max_unsent, self.limits.max_unsent);
+        set(&mut limits.idle_timeout, self.limits.idle_timeout);
+        set(&mut limits.request_timeout, self.limits.request_timeout);
+        set(&mut limits.min_rate, self.limits.min_rate);
         Ok(())
     }
 }

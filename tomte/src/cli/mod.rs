@@ -62,9 +62,12 @@
 //! }
 //! ```
 //!
-//! tomte's flags are global: they, and the application's, are accepted before and after the
-//! command. An application's flags and subcommands must not reuse tomte's names, nor the
-//! short flags `-d`, `-f`, `-s`, `-v` and `-h`.
+//! Flags, tomte's and the application's, are accepted before and after the command, and a
+//! subcommand's own (`start --hard`) after it. The doc comment of `A` is the about line of
+//! `--help`. An application with flags but no subcommands uses `Cli::<Flags>` and takes the
+//! command with `let Action::Daemon(command) = cli.command;`. Its flags and subcommands must
+//! not reuse tomte's names, nor the short flags `-d`, `-f`, `-s`, `-v` and `-h`; a test calling
+//! `Cli::<Flags, Extra>::command("NAME").debug_assert()` catches a clash.
 
 mod args;
 mod run;
@@ -74,7 +77,9 @@ use std::ffi::OsString;
 use clap::{ArgMatches, Args, FromArgMatches, Subcommand};
 
 use crate::daemon::{runtime_path, Daemon};
-pub use args::DaemonArgs;
+pub use args::{AccessArgs, DaemonArgs, LimitArgs, TlsArgs};
+/// The clap this command line is built with: an application's `A` and `C` derive its traits.
+pub use clap;
 pub use run::{run_command, run_with_config, Command};
 
 /// Parses `std::env::args()`, acts, and returns the process exit code.
@@ -157,9 +162,11 @@ impl<A: Args, C: Subcommand> Cli<A, C> {
             // A flag given twice takes the last value, as it always did (lists add up).
             .args_override_self(true)
             .after_help(defaults);
-        let cmd = Command::augment_subcommands(DaemonArgs::augment_args(cmd));
+        let cmd = out_of_line(cmd, DaemonArgs::augment_args);
+        let cmd = out_of_line(cmd, Command::augment_subcommands);
         // The application's last: the doc comment of `A` (or of `C`) is the about line.
-        let mut cmd = A::augment_args(C::augment_subcommands(cmd).next_help_heading(None::<&str>));
+        let cmd = out_of_line(cmd, C::augment_subcommands).next_help_heading(None::<&str>);
+        let mut cmd = out_of_line(cmd, A::augment_args);
         if global {
             // A positional argument cannot be global.
             cmd = cmd.mut_args(|arg| if arg.is_positional() { arg } else { arg.global(true) });
@@ -232,6 +239,13 @@ impl<C: Subcommand> Subcommand for Action<C> {
     fn has_subcommand(name: &str) -> bool {
         Command::has_subcommand(name) || C::has_subcommand(name)
     }
+}
+
+/// `f(cmd)`, never inlined. A clap `augment` function has a stack frame of some kB (one `Arg`
+/// per flag), and inlined into one another their frames add up: the deepest the stack ever
+/// was stays resident in an idle daemon.
+fn out_of_line(cmd: clap::Command, f: fn(clap::Command) -> clap::Command) -> clap::Command {
+    std::hint::black_box(f)(cmd)
 }
 
 /// `args` in the order clap parses without global flags: tomte's and the application's flags
