@@ -1,0 +1,268 @@
+//! The daemon's flags ([`DaemonArgs`]) and how they become a [`Config`].
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::access::Rule;
+use crate::daemon::Config;
+use crate::net::Address;
+use crate::Permission;
+
+/// Every flag of a tomte daemon, as [`Cli`](super::Cli) parses them (flatten it into a clap
+/// parser of your own to use it elsewhere). [`DaemonArgs::config`] turns them into the
+/// daemon's [`Config`].
+///
+/// Its groups mirror [`Config`]'s: [`access`](DaemonArgs::access),
+/// [`tls`](DaemonArgs::tls), [`limits`](DaemonArgs::limits). Each field is `None` (or empty,
+/// or `false`) when its flag was not given: the default is then [`Config::defaults`]'s. Values
+/// are checked as they are parsed, so a bad one is a usage error naming the flag and the value
+/// (exit code 2), before anything starts.
+#[derive(clap::Args, Clone, Debug, Default)]
+#[command(about = None, long_about = None)]
+#[non_exhaustive]
+pub struct DaemonArgs {
+    /// Listen on ADDR (repeatable)
+    ///
+    /// unix:///path, tcp://host:port (an IPv6 host in brackets), tls://host:port, or
+    /// comodojo+ before one of them [default: NAME.sock in /run for root, else in the user's
+    /// runtime directory]
+    #[arg(long = "socket", value_name = "ADDR", value_parser = address)]
+    pub sockets: Vec<Address>,
+    /// Pid file, locked while the daemon runs
+    #[arg(long, value_name = "PATH")]
+    pub pidfile: Option<PathBuf>,
+    /// Log file of the detached daemon [default: none]
+    #[arg(long, value_name = "PATH")]
+    pub log: Option<PathBuf>,
+    /// Debug logging
+    #[arg(short, long)]
+    pub verbose: bool,
+    /// Set niceness N (absolute)
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = number::<i32>)]
+    pub nice: Option<i32>,
+    /// Umask of the detached daemon [default: 027]
+    #[arg(long, value_name = "OCTAL", value_parser = umask)]
+    pub umask: Option<u32>,
+    /// Who may connect and call what.
+    #[command(flatten)]
+    pub access: AccessArgs,
+    /// The files of `tls://` listeners.
+    #[command(flatten)]
+    pub tls: TlsArgs,
+    /// The limits on clients ([`Limits`](crate::net::Limits)).
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// The access flags of [`DaemonArgs`] (see [`crate::access`]).
+#[derive(clap::Args, Clone, Debug, Default)]
+#[command(about = None, long_about = None)]
+#[non_exhaustive]
+pub struct AccessArgs {
+    /// Grant permissions (repeatable; rules add up)
+    ///
+    /// WHO: user:NAME, uid:N, group:NAME, gid:N, cert:CN, token:NAME, anonymous; PERMS: read,
+    /// call, control, a custom name, or all, comma-separated; WHO=PERMS@ADDR holds on listener
+    /// ADDR only. Defaults: on unix sockets the daemon's user and root hold all, others
+    /// nothing; anonymous TCP clients hold read,call
+    #[arg(long, value_name = "WHO=PERMS", value_parser = rule, help_heading = "Access")]
+    pub allow: Vec<Rule>,
+    /// Make METHOD need permission PERM (repeatable)
+    ///
+    /// E.g. worker.restart=restart, to grant it apart from control. A method the daemon does
+    /// not have makes start fail
+    #[arg(long, value_name = "METHOD=PERM", value_parser = requirement, help_heading = "Access")]
+    pub require: Vec<(String, Permission)>,
+    /// Mode of the unix socket files [default: 0600]
+    #[arg(long, value_name = "OCTAL", value_parser = socket_mode, help_heading = "Access")]
+    pub socket_mode: Option<u32>,
+    /// Group (name or gid) of the unix socket files [default: the daemon's]
+    #[arg(long, value_name = "GROUP", value_parser = group, help_heading = "Access")]
+    pub socket_group: Option<u32>,
+    /// Tokens TCP clients must present
+    ///
+    /// A file of NAME SECRET lines, mode 0600; clients send HTTP Authorization: Bearer SECRET,
+    /// or call daemon.auth first
+    #[arg(long, value_name = "PATH", help_heading = "Access")]
+    pub token_file: Option<PathBuf>,
+    /// Serve a TCP address other hosts reach, with no client authentication
+    #[arg(long, help_heading = "Access")]
+    pub insecure: bool,
+}
+
+/// The TLS flags of [`DaemonArgs`]: certificate, key and client CA of `tls://` listeners.
+#[derive(clap::Args, Clone, Debug, Default)]
+#[command(about = None, long_about = None)]
+#[non_exhaustive]
+pub struct TlsArgs {
+    /// Certificate chain (PEM) of tls:// listeners, reloaded on reload
+    #[arg(id = "tls_cert", long = "tls-cert", value_name = "PATH", help_heading = "TLS")]
+    pub cert: Option<PathBuf>,
+    /// Its private key (PEM), readable by its owner only
+    #[arg(id = "tls_key", long = "tls-key", value_name = "PATH", help_heading = "TLS")]
+    pub key: Option<PathBuf>,
+    /// Mutual TLS: clients must show a certificate signed by this CA
+    ///
+    /// The certificate's common name becomes the client's identity
+    #[arg(id = "tls_client_ca", long = "tls-client-ca", value_name = "PATH", help_heading = "TLS")]
+    pub client_ca: Option<PathBuf>,
+}
+
+/// The limit flags of [`DaemonArgs`]: each sets one field of [`Limits`](crate::net::Limits).
+#[derive(clap::Args, Clone, Debug, Default)]
+#[command(about = None, long_about = None)]
+#[non_exhaustive]
+pub struct LimitArgs {
+    /// Connections open at once [default: 1024]
+    #[arg(long, value_name = "N", value_parser = positive, help_heading = "Limits")]
+    pub max_connections: Option<usize>,
+    /// Connections from one IP address or one uid [default: 256]
+    #[arg(long, value_name = "N", value_parser = positive, help_heading = "Limits")]
+    pub max_per_peer: Option<usize>,
+    /// Connections kept for each listener [default: 64]
+    #[arg(long, value_name = "N", value_parser = number::<usize>, help_heading = "Limits")]
+    pub listener_reserve: Option<usize>,
+    /// Largest request accepted [default: 16777216]
+    #[arg(long, value_name = "BYTES", value_parser = number::<usize>, help_heading = "Limits")]
+    pub max_message: Option<usize>,
+    /// Unfinished requests, and unsent answers, of all connections [default: 268435456 each]
+    #[arg(long, value_name = "BYTES", value_parser = positive, help_heading = "Limits")]
+    pub max_buffered: Option<usize>,
+    /// Unread answers past which a client is served no more [default: 4194304]
+    #[arg(long, value_name = "BYTES", value_parser = positive, help_heading = "Limits")]
+    pub max_unsent: Option<usize>,
+    /// Close connections with no request answered this long [default: 300]
+    #[arg(long, value_name = "SECS", value_parser = seconds, help_heading = "Limits")]
+    pub idle_timeout: Option<Duration>,
+    /// A message must arrive within this [default: 10] ...
+    #[arg(long, value_name = "SECS", value_parser = seconds, help_heading = "Limits")]
+    pub request_timeout: Option<Duration>,
+    /// ... plus its size at this many bytes/s [default: 65536]
+    #[arg(long, value_name = "BYTES", value_parser = positive, help_heading = "Limits")]
+    pub min_rate: Option<usize>,
+}
+
+impl DaemonArgs {
+    /// The daemon's configuration: [`Config::defaults`] for `name`, with these flags applied.
+    ///
+    /// Relative paths are resolved against the current directory (the daemon itself runs in
+    /// `/`); that is the only way this fails, naming the flag.
+    pub fn config(&self, name: &str) -> Result<Config, String> {
+        let mut config = Config::defaults(name);
+        self.apply(&mut config)?;
+        Ok(config)
+    }
+
+    /// Applies the flags given to `config`, which keeps its values for the others: a daemon
+    /// whose defaults are not [`Config::defaults`]'s starts from its own.
+    pub fn apply(&self, config: &mut Config) -> Result<(), String> {
+        if !self.sockets.is_empty() {
+            config.sockets.clone_from(&self.sockets);
+        }
+        let path = |flag: &str, p: &Option<PathBuf>| p.as_deref().map(|p| absolute(flag, p)).transpose();
+        let paths = [
+            (&mut config.pidfile, "--pidfile", &self.pidfile),
+            (&mut config.log, "--log", &self.log),
+            (&mut config.tls.cert, "--tls-cert", &self.tls.cert),
+            (&mut config.tls.key, "--tls-key", &self.tls.key),
+            (&mut config.tls.client_ca, "--tls-client-ca", &self.tls.client_ca),
+            (&mut config.token_file, "--token-file", &self.access.token_file),
+        ];
+        for (field, flag, given) in paths {
+            if let Some(p) = path(flag, given)? {
+                *field = Some(p);
+            }
+        }
+        config.verbose |= self.verbose;
+        config.insecure |= self.access.insecure;
+        set(&mut config.nice, self.nice.map(Some));
+        set(&mut config.umask, self.umask);
+        for rule in &self.access.allow {
+            config.policy.add(rule.clone());
+        }
+        config.requires.extend(self.access.require.iter().cloned());
+        set(&mut config.socket_mode, self.access.socket_mode);
+        set(&mut config.socket_group, self.access.socket_group.map(Some));
+        let limits = &mut config.limits;
+        set(&mut limits.max_connections, self.limits.max_connections);
+        set(&mut limits.max_per_peer, self.limits.max_per_peer);
+        set(&mut limits.listener_reserve, self.limits.listener_reserve);
+        set(&mut limits.max_message, self.limits.max_message);
+        set(&mut limits.max_buffered, self.limits.max_buffered);
+        set(&mut limits.max_unsent, self.limits.max_unsent);
+        set(&mut limits.idle_timeout, self.limits.idle_timeout);
+        set(&mut limits.request_timeout, self.limits.request_timeout);
+        set(&mut limits.min_rate, self.limits.min_rate);
+        Ok(())
+    }
+}
+
+fn set<T>(field: &mut T, given: Option<T>) {
+    if let Some(v) = given {
+        *field = v;
+    }
+}
+
+// The value parsers. clap puts the flag and the value before their message:
+// "invalid value 'abc' for '--max-connections <N>': not a valid number".
+
+fn address(v: &str) -> Result<Address, String> {
+    v.parse::<Address>().map_err(|e| e.why)
+}
+
+fn number<T: std::str::FromStr>(v: &str) -> Result<T, String> {
+    v.parse().map_err(|_| "not a valid number".to_owned())
+}
+
+/// A count or size that must be at least 1.
+fn positive(v: &str) -> Result<usize, String> {
+    match number(v)? {
+        0 => Err("must be at least 1".to_owned()),
+        n => Ok(n),
+    }
+}
+
+/// Seconds, fractions allowed (`0.5`); more than zero and at most a year.
+fn seconds(v: &str) -> Result<Duration, String> {
+    let secs: f64 = number(v)?;
+    if !(secs > 0.0 && secs <= 366.0 * 86400.0) {
+        return Err("must be more than 0 and at most a year of seconds".to_owned());
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn umask(v: &str) -> Result<u32, String> {
+    u32::from_str_radix(v, 8).map_err(|_| "not an octal mask".to_owned())
+}
+
+fn socket_mode(v: &str) -> Result<u32, String> {
+    match u32::from_str_radix(v, 8) {
+        Ok(m) if m <= 0o777 => Ok(m),
+        _ => Err("not an octal mode (0600, 0660…)".to_owned()),
+    }
+}
+
+fn group(v: &str) -> Result<u32, String> {
+    match v.parse::<u32>() {
+        Ok(gid) => Ok(gid),
+        Err(_) => crate::net::gid_of(v).ok_or_else(|| format!("no group '{v}' in /etc/group")),
+    }
+}
+
+fn rule(v: &str) -> Result<Rule, String> {
+    v.parse().map_err(|e: crate::access::RuleError| e.to_string())
+}
+
+fn requirement(v: &str) -> Result<(String, Permission), String> {
+    let (method, perm) = v.split_once('=').ok_or("not METHOD=PERM")?;
+    let perm = perm.parse().map_err(|e: tomte_rpc::PermissionError| e.to_string())?;
+    Ok((method.to_owned(), perm))
+}
+
+/// The daemon changes directory to `/`, so relative paths are resolved now.
+fn absolute(flag: &str, path: &Path) -> Result<PathBuf, String> {
+    if path.is_absolute() {
+        return Ok(path.to_owned());
+    }
+    std::env::current_dir().map(|d| d.join(path)).map_err(|e| format!("{flag}: cannot resolve {}: {e}", path.display()))
+}

@@ -1,0 +1,252 @@
+//! The standard commands ([`Command`]) and what they do ([`run_command`]).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use rustix::process::{kill_process, Pid, Signal};
+
+use super::DaemonArgs;
+use crate::daemon::{Config, Daemon, Mode};
+use crate::net::{Listener, Transport};
+use crate::process::{self, files, pidfile, Detached, PidFileError};
+
+/// How long `start` waits for readiness and `stop` for the exit before SIGKILL.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+pub(super) const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// tomte's commands, the subcommands of every daemon binary. comodojo's flags name two of
+/// them: `-d` is `start`, `-f` is `run`, and `-s` is `start --hard`.
+#[derive(clap::Subcommand, Clone, Copy, Debug, PartialEq, Eq)]
+#[command(about = None, long_about = None)]
+pub enum Command {
+    /// Detach and run in the background; return once ready (comodojo: -d)
+    Start {
+        /// Hard start: clear a dead daemon's pid and socket files first (comodojo: -s)
+        #[arg(long)]
+        hard: bool,
+    },
+    /// Run in the foreground, logging to stderr (comodojo: -f)
+    Run,
+    /// Stop the running daemon (SIGTERM, then SIGKILL after 10s)
+    Stop,
+    /// Exit 0 if running, 3 if not, 4 if unknown
+    Status,
+    /// Stop, then start
+    Restart,
+    /// Reopen the log and emit daemon.reload (SIGHUP)
+    Reload,
+}
+
+/// Does what `command` says with `daemon`, configured by `args` (see [`DaemonArgs::config`]),
+/// and returns the process exit code: what [`main`](super::main) does once it has parsed the
+/// command line.
+///
+/// `status` exits 0 when running, 3 when not and 4 when it cannot tell (LSB); `reload` 3 when
+/// not running; the others 0 on success and 1 on failure (with the reason on stderr); 2 when a
+/// path cannot be resolved.
+pub fn run_command<S: 'static>(daemon: Daemon<S>, command: &Command, args: &DaemonArgs) -> i32 {
+    match args.config(daemon.name()) {
+        Ok(config) => run_with_config(daemon, command, &config),
+        Err(why) => {
+            eprintln!("{}: {why}", daemon.name());
+            2
+        }
+    }
+}
+
+/// As [`run_command`], with the daemon's [`Config`] already made (from [`DaemonArgs::apply`],
+/// or by hand).
+pub fn run_with_config<S: 'static>(daemon: Daemon<S>, command: &Command, config: &Config) -> i32 {
+    let name = daemon.name().to_owned();
+    match *command {
+        Command::Start { hard } => {
+            if hard {
+                hard_clean(&name, config);
+            }
+            start(daemon, config)
+        }
+        Command::Run => match daemon.run(config, Mode::Foreground) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("{name}: {e}");
+                1
+            }
+        },
+        Command::Stop => stop(&name, config),
+        Command::Status => match running(config) {
+            Ok(Some(pid)) => {
+                println!("{name} is running (pid {pid})");
+                0
+            }
+            Ok(None) => {
+                println!("{name} is not running");
+                3
+            }
+            // LSB: 4 is "status unknown".
+            Err(e) => {
+                eprintln!("{name}: status unknown: {e}");
+                4
+            }
+        },
+        Command::Restart => match stop(&name, config) {
+            0 => start(daemon, config),
+            code => code,
+        },
+        Command::Reload => match running(config) {
+            Err(e) => {
+                eprintln!("{name}: not reloading: {e}");
+                1
+            }
+            Ok(Some(pid)) => match kill_process(pid, Signal::HUP) {
+                Ok(()) => {
+                    println!("{name} (pid {pid}) asked to reload");
+                    0
+                }
+                Err(e) => {
+                    eprintln!("{name}: cannot signal pid {pid}: {e}");
+                    1
+                }
+            },
+            Ok(None) => {
+                eprintln!("{name} is not running");
+                3
+            }
+        },
+    }
+}
+
+/// The running daemon's pid, once checked (see [`pidfile::running`]): `Ok(None)` when it is not
+/// running, an error when the pid file cannot be trusted — then nothing may be signalled.
+fn running(config: &Config) -> Result<Option<Pid>, PidFileError> {
+    match config.pidfile.as_deref() {
+        Some(path) => pidfile::running(path),
+        None => Ok(None),
+    }
+}
+
+fn start<S: 'static>(daemon: Daemon<S>, config: &Config) -> i32 {
+    let name = daemon.name().to_owned();
+    match running(config) {
+        Ok(None) => {}
+        Ok(Some(pid)) => {
+            let path = config.pidfile.as_deref().unwrap_or(Path::new("")).display();
+            eprintln!("{name}: already running with pid {pid} (pid file {path} is locked)");
+            return 1;
+        }
+        Err(e) => {
+            eprintln!("{name}: cannot start: {e}");
+            return 1;
+        }
+    }
+    match process::detach(config.umask, config.log.as_deref()) {
+        Err(e) => {
+            eprintln!("{name}: cannot start: {e}");
+            1
+        }
+        Ok(Detached::Daemon(pipe)) => match daemon.run(config, Mode::Detached(pipe)) {
+            Ok(()) => 0,
+            Err(_) => 1,
+        },
+        Ok(Detached::Parent(wait)) => match wait.wait(START_TIMEOUT) {
+            Ok(pid) => {
+                println!("{name} started (pid {pid})");
+                for s in &config.sockets {
+                    println!("  socket:   {s}");
+                }
+                if let Some(p) = &config.pidfile {
+                    println!("  pid file: {}", p.display());
+                }
+                if let Some(l) = &config.log {
+                    println!("  log:      {}", l.display());
+                }
+                0
+            }
+            Err(why) => {
+                eprintln!("{name}: cannot start: {why}");
+                1
+            }
+        },
+    }
+}
+
+fn stop(name: &str, config: &Config) -> i32 {
+    let pid = match running(config) {
+        Ok(Some(pid)) => pid,
+        Ok(None) => {
+            println!("{name} is not running");
+            return 0;
+        }
+        Err(e) => {
+            eprintln!("{name}: not stopping anything: {e}");
+            return 1;
+        }
+    };
+    if let Err(e) = kill_process(pid, Signal::TERM) {
+        eprintln!("{name}: cannot signal pid {pid}: {e}");
+        return 1;
+    }
+    if wait_gone(config, pid, STOP_TIMEOUT) {
+        println!("{name} stopped (pid {pid})");
+        return 0;
+    }
+    eprintln!("{name}: pid {pid} still running after {}s: killing it", STOP_TIMEOUT.as_secs());
+    let _ = kill_process(pid, Signal::KILL);
+    if !wait_gone(config, pid, Duration::from_secs(5)) {
+        eprintln!("{name}: pid {pid} survived SIGKILL");
+        return 1;
+    }
+    hard_clean(name, config);
+    0
+}
+
+/// Waits until nothing holds the pid file and process `pid` has exited.
+fn wait_gone(config: &Config, pid: Pid, timeout: Duration) -> bool {
+    // Gone: exited, and no live instance holds the pid file any more.
+    let gone = || exited(pid) && !matches!(running(config), Ok(Some(_)));
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if gone() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    gone()
+}
+
+/// Whether `pid` is gone or a zombie (it has exited; init reaps it).
+fn exited(pid: Pid) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
+        Err(_) => true,
+    }
+}
+
+/// Removes the files a dead daemon left behind; never those of a live one, nor files that are
+/// not the daemon's user's.
+fn hard_clean(name: &str, config: &Config) {
+    match running(config) {
+        Ok(None) => {}
+        Ok(Some(_)) => return,
+        Err(e) => {
+            eprintln!("{name}: not clearing stale files: {e}");
+            return;
+        }
+    }
+    if let Some(p) = &config.pidfile {
+        let ours = files::parent(p).and_then(|at| Ok(at.open_existing(p, files::Owner::Euid)?.map(|_| at)));
+        match ours {
+            Ok(Some(at)) if at.remove().is_ok() => eprintln!("{name}: removed stale pid file {}", p.display()),
+            Ok(_) => {}
+            Err(e) => eprintln!("{name}: not removing the pid file: {e}"),
+        }
+    }
+    for s in &config.sockets {
+        if let Transport::Unix(path) = &s.transport {
+            match Listener::remove_stale(path, &s.to_string()) {
+                Ok(true) => eprintln!("{name}: removed stale socket {}", path.display()),
+                Ok(false) => {}
+                Err(e) => eprintln!("{name}: not removing the socket: {e}"),
+            }
+        }
+    }
+}

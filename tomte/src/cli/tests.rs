@@ -1,0 +1,252 @@
+use std::path::Path;
+
+use super::*;
+use crate::net::{Address, Limits, Transport};
+
+fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+    Cli::try_parse_from("echo", args)
+}
+
+/// The daemon's command and config from `args`.
+fn config(args: &[&str]) -> (Command, crate::Config) {
+    let cli = parse(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    let Action::Daemon(command) = cli.command;
+    (command, cli.daemon.config("echo").unwrap())
+}
+
+fn error(args: &[&str]) -> String {
+    parse(args).map(|_| ()).expect_err("must be refused").to_string()
+}
+
+#[test]
+fn comodojo_flags_and_options() {
+    let (command, c) = config(&["-d", "--socket", "tcp://127.0.0.1:1", "-v"]);
+    assert_eq!(command, Command::Start { hard: false });
+    assert!(c.verbose);
+    assert_eq!(c.sockets.len(), 1);
+    let (command, c) = config(&["--pidfile=rel.pid", "-f"]);
+    assert_eq!(command, Command::Run);
+    assert!(c.pidfile.unwrap().is_absolute());
+    assert_eq!(config(&["-s"]).0, Command::Start { hard: true });
+    assert_eq!(config(&["-s", "-d", "-v"]).0, Command::Start { hard: true });
+    assert_eq!(config(&["-v", "start", "--hard"]).0, Command::Start { hard: true });
+    // A flag's value is not a comodojo flag (clap refuses a value that looks like a flag).
+    let (command, c) = config(&["run", "--log=-d"]);
+    assert_eq!((command, c.log.unwrap().file_name().unwrap().to_str()), (Command::Run, Some("-d")));
+    assert!(error(&["run", "--log", "-d"]).contains("'-d'"));
+    assert!(parse(&["start", "stop"]).is_err());
+    assert!(parse(&["-d", "-f"]).is_err());
+    assert!(error(&["start", "--bogus"]).contains("--bogus"));
+    assert!(error(&["start", "--socket"]).contains("--socket"));
+    // No command: a usage error, with the help.
+    let e = parse(&[]).map(|_| ()).unwrap_err();
+    assert_eq!(e.exit_code(), 2);
+    assert!(parse(&["--socket", "unix:///x.sock"]).is_err());
+}
+
+#[test]
+fn defaults_are_configs_defaults_and_flags_go_before_or_after_the_command() {
+    let (_, c) = config(&["status"]);
+    let d = crate::Config::defaults("echo");
+    assert_eq!((c.sockets, c.pidfile, c.umask, c.socket_mode), (d.sockets, d.pidfile, d.umask, d.socket_mode));
+    assert_eq!(c.limits.max_connections, Limits::default().max_connections);
+    for args in [
+        &["--socket", "unix:///a.sock", "stop", "--pidfile", "/p"][..],
+        &["stop", "--pidfile", "/p", "--socket", "unix:///a.sock"],
+    ] {
+        let (command, c) = config(args);
+        assert_eq!(command, Command::Stop);
+        assert_eq!(c.sockets, [Address::unix("/a.sock")]);
+        assert_eq!(c.pidfile.as_deref(), Some(Path::new("/p")));
+    }
+    // Given twice, the last wins; lists add up.
+    let (_, c) = config(&["run", "--log", "/a", "--log=/b", "--socket", "unix:///1", "--socket", "unix:///2"]);
+    assert_eq!(c.log.as_deref(), Some(Path::new("/b")));
+    assert_eq!(c.sockets.len(), 2);
+}
+
+#[test]
+fn access_options() {
+    let (_, c) = config(&["run", "--allow", "group:ops=read,control", "--allow=uid:7=all", "--socket-mode", "0660"]);
+    let rules: Vec<String> = c.policy.rules().iter().map(|r| r.to_string()).collect();
+    assert_eq!(rules, ["group:ops=read,control", "uid:7=all"]);
+    assert_eq!(c.socket_mode, 0o660);
+    let (_, c) = config(&["run", "--require", "worker.restart=restart"]);
+    assert_eq!(c.requires, [("worker.restart".to_owned(), tomte_rpc::Permission::custom("restart"))]);
+    let (_, c) = config(&["run", "--socket-group", "root"]);
+    assert_eq!(c.socket_group, Some(0));
+    for bad in [
+        ["--allow", "ops=read"],
+        ["--socket-mode", "888"],
+        ["--socket-mode", "01777"],
+        ["--socket-group", "no such"],
+        ["--require", "nothing"],
+        ["--umask", "9"],
+    ] {
+        let e = error(&["run", bad[0], bad[1]]);
+        assert!(e.contains(bad[0]) && e.contains(bad[1]), "{bad:?}: {e}");
+    }
+}
+
+#[test]
+fn limits_are_checked_naming_the_flag_and_value() {
+    let (_, c) =
+        config(&["run", "--max-connections", "7", "--idle-timeout", "0.5", "--listener-reserve", "0", "--nice", "-5"]);
+    assert_eq!(c.limits.max_connections, 7);
+    assert_eq!(c.limits.idle_timeout, std::time::Duration::from_millis(500));
+    assert_eq!(c.limits.listener_reserve, 0);
+    assert_eq!(c.nice, Some(-5));
+    for (flag, value, why) in [
+        ("--max-connections", "abc", "not a valid number"),
+        ("--max-connections", "0", "at least 1"),
+        ("--request-timeout", "0", "more than 0"),
+        ("--idle-timeout", "1e9", "a year"),
+        ("--min-rate", "-1", "not a valid number"),
+    ] {
+        let e = parse(&["run", &format!("{flag}={value}")]).map(|_| ()).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        let e = e.to_string();
+        assert!(e.contains(flag) && e.contains(&format!("'{value}'")) && e.contains(why), "{e}");
+    }
+}
+
+#[test]
+fn tls_flags() {
+    let args = [
+        "run",
+        "--socket",
+        "tls://127.0.0.1:1",
+        "--tls-cert=c.pem",
+        "--tls-key",
+        "/k.pem",
+        "--tls-client-ca",
+        "ca.pem",
+    ];
+    let (_, c) = config(&args);
+    assert!(matches!(c.sockets[0].transport, Transport::Tls { .. }));
+    assert!(c.tls.cert.unwrap().is_absolute());
+    assert_eq!(c.tls.key.unwrap(), Path::new("/k.pem"));
+    assert!(c.tls.client_ca.unwrap().ends_with("ca.pem"));
+    assert!(error(&["run", "--tls-key"]).contains("--tls-key"));
+    let (_, c) = config(&["run", "--token-file", "t", "--insecure"]);
+    assert!(c.insecure && c.token_file.unwrap().is_absolute());
+}
+
+#[test]
+fn help_lists_commands_flags_and_defaults() {
+    let e = parse(&["--help"]).map(|_| ()).unwrap_err();
+    assert_eq!(e.exit_code(), 0);
+    let help = e.to_string();
+    for word in [
+        "start",
+        "run",
+        "stop",
+        "status",
+        "restart",
+        "reload",
+        "-d",
+        "-f",
+        "-s",
+        "--socket <ADDR>",
+        "--max-connections <N>",
+        "--tls-cert <PATH>",
+        "-v, --verbose",
+        "-h, --help",
+        "Defaults: socket unix://",
+    ] {
+        assert!(help.contains(word), "{word} missing from:\n{help}");
+    }
+    let limits = Limits::default();
+    for n in [
+        limits.max_connections,
+        limits.max_per_peer,
+        limits.listener_reserve,
+        limits.max_message,
+        limits.max_buffered,
+        limits.max_unsent,
+        limits.min_rate,
+    ] {
+        assert!(help.contains(&format!("[default: {n}")), "default {n} missing from:\n{help}");
+    }
+    for d in [limits.idle_timeout, limits.request_timeout] {
+        assert!(help.contains(&format!("[default: {}]", d.as_secs())), "default {d:?} missing from:\n{help}");
+    }
+    assert!(help.contains(&format!("SIGKILL after {}s", run::STOP_TIMEOUT.as_secs())), "{help}");
+    // `-h` prints help too.
+    assert_eq!(parse(&["-h"]).map(|_| ()).unwrap_err().exit_code(), 0);
+}
+
+#[derive(clap::Args, Debug)]
+struct Flags {
+    /// What to greet with
+    #[arg(long, default_value = "hello")]
+    greeting: String,
+    #[arg(short = 'n', long)]
+    times: Option<u32>,
+}
+
+#[derive(clap::Subcommand, Debug, PartialEq, Eq)]
+enum Extra {
+    /// Print the configuration
+    CheckConfig {
+        #[arg(long)]
+        quiet: bool,
+    },
+}
+
+#[test]
+fn an_application_adds_flags_and_subcommands() {
+    let parse = |args: &[&str]| Cli::<Flags, Extra>::try_parse_from("greeter", args);
+    let cli = parse(&["run", "--greeting", "hey", "--socket", "unix:///g.sock"]).unwrap();
+    assert_eq!(cli.command, Action::Daemon(Command::Run));
+    assert_eq!(cli.app.greeting, "hey");
+    assert_eq!(cli.daemon.sockets, [Address::unix("/g.sock")]);
+    let cli = parse(&["--greeting=hi", "-n", "3", "check-config", "--quiet", "-v"]).unwrap();
+    assert_eq!(cli.command, Action::App(Extra::CheckConfig { quiet: true }));
+    assert_eq!((cli.app.greeting.as_str(), cli.app.times), ("hi", Some(3)));
+    assert!(cli.daemon.verbose);
+    let cli = parse(&["-d", "-n", "-s"]);
+    assert!(cli.is_err(), "-n takes a value: -s is it, not a hard start");
+    assert_eq!(parse(&["-f"]).unwrap().app.greeting, "hello");
+    let help = parse(&["--help"]).map(|_| ()).unwrap_err().to_string();
+    for word in ["--greeting", "What to greet with", "check-config", "--socket", "start"] {
+        assert!(help.contains(word), "{word} missing from:\n{help}");
+    }
+    let e = parse(&["check-config", "--max-connections", "abc"]).map(|_| ()).unwrap_err();
+    assert_eq!(e.exit_code(), 2);
+    assert!(e.to_string().contains("--max-connections"), "{e}");
+}
+
+#[test]
+fn the_clap_command_is_consistent() {
+    Cli::<NoArgs, NoCommand>::command("echo").debug_assert();
+    Cli::<Flags, Extra>::command("greeter").debug_assert();
+}
+
+#[test]
+fn flags_go_before_the_command_so_no_flag_need_be_global() {
+    let cmd = Cli::<Flags, Extra>::build("greeter", false);
+    let norm = |args: &[&str]| -> Vec<String> {
+        let args = args.iter().map(OsString::from).collect();
+        normalize(&cmd, args).into_iter().map(|a| a.into_string().unwrap()).collect()
+    };
+    assert_eq!(
+        norm(&["run", "--socket", "unix:///a", "-v", "--greeting=hi"]),
+        ["--socket", "unix:///a", "-v", "--greeting=hi", "run"]
+    );
+    assert_eq!(norm(&["-s", "--nice", "-5", "-d"]), ["--nice", "-5", "start", "--hard"]);
+    assert_eq!(norm(&["check-config", "--quiet", "-n3", "--", "-v"]), ["-n3", "check-config", "--quiet", "--", "-v"]);
+    // What clap will refuse stays in place.
+    assert_eq!(norm(&["start", "--bogus", "x", "--pidfile"]), ["start", "--bogus", "x", "--pidfile"]);
+    assert_eq!(norm(&["-f", "-d"]), ["run", "start"]);
+    // The usual command lines parse without the global command (the fallback for errors).
+    for args in [
+        &["start", "--socket", "unix:///a", "--pidfile", "/p", "--log", "/l", "-v"][..],
+        &["-d", "--max-connections=9"],
+        &["--greeting", "x", "check-config", "--quiet", "-v"],
+    ] {
+        let args: Vec<OsString> = args.iter().map(OsString::from).collect();
+        let parsed = Cli::<Flags, Extra>::parse_with(Cli::<Flags, Extra>::build("greeter", false), &args);
+        assert!(parsed.is_ok(), "{args:?}: {}", parsed.unwrap_err());
+    }
+}
