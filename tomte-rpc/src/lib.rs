@@ -1,3 +1,5 @@
+#![warn(missing_docs)]
+
 //! The RPC protocols of tomte, pure: bytes in, bytes out, no I/O and no `unsafe`.
 //!
 //! * [`Value`]: the value model (XML-RPC's types; JSON maps onto a subset).

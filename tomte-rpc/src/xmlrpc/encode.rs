@@ -15,10 +15,14 @@ pub(super) const DECLARATION: &[u8] = b"<?xml version=\"1.0\" encoding=\"UTF-8\"
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum EncodeError {
+    /// A NaN or infinite double.
     #[error("XML-RPC has no representation for the double {0}")]
     NonFinite(f64),
+    /// A character XML 1.0 forbids, in a string, a date, a member name or the method name (its
+    /// code point).
     #[error("XML 1.0 cannot carry the character U+{0:04X} in a string (send such data as base64)")]
     IllegalChar(u32),
+    /// Arrays and structs nested deeper than [`MAX_DEPTH`].
     #[error("the value nests arrays and structs deeper than {MAX_DEPTH} levels")]
     TooDeep,
 }
