@@ -29,9 +29,9 @@ pub mod value;
 pub mod xmlrpc;
 
 pub use fault::Fault;
-pub use method::{Handler, Later, Method, Params, Reply, Signature, Type};
+pub use method::{Later, Method, Params, Reply, Signature, Type};
 pub use permission::{Gate, Permission, PermissionError};
-pub use registry::{Args, Capability, Protocol, Registry, RegistryError};
+pub use registry::{Args, Protocol, Registry, RegistryError};
 pub use served::{Pending, Served};
 pub use value::{FromValue, Value};
 

@@ -294,7 +294,7 @@ impl fmt::Debug for Reply {
 }
 
 /// What a method runs; `C` is the context the daemon hands to every call.
-pub type Handler<C> = Box<dyn FnMut(Params<'_>, &mut C) -> Reply>;
+pub(crate) type Handler<C> = Box<dyn FnMut(Params<'_>, &mut C) -> Reply>;
 
 pub(crate) enum Body<C> {
     /// In a cell: a handler may change its own captures (`FnMut`), and the registry is shared.

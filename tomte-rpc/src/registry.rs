@@ -50,13 +50,13 @@ pub(crate) enum SystemMethod {
 
 /// A capability advertised by `system.getCapabilities`.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Capability {
+pub(crate) struct Capability {
     /// The name it is advertised under (`nil`, `faults_interop`…).
-    pub name: String,
+    pub(crate) name: String,
     /// Where its specification is (`specUrl`).
-    pub spec_url: String,
+    pub(crate) spec_url: String,
     /// The version of the specification (`specVersion`).
-    pub spec_version: i64,
+    pub(crate) spec_version: i64,
 }
 
 /// Why a method could not be registered.
