@@ -42,26 +42,44 @@ pub struct Request {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum FrameError {
+    /// The line holds nothing but whitespace.
     #[error("empty frame")]
     Empty,
+    /// The line is not base64.
     #[error("not base64: {0}")]
     Base64(#[from] base64::DecodeError),
+    /// The decoded bytes are not PHP-serialized data of the subset [`crate::php`] reads.
     #[error("not PHP-serialized data: {0}")]
     Php(#[from] PhpError),
+    /// The serialized value is not an array (its PHP type is named).
     #[error("the frame holds a {0}, not an array")]
     NotAnArray(&'static str),
+    /// A key other than the frame's own (an int key, or one not in UTF-8, included).
     #[error("unknown key {0}")]
     UnknownKey(String),
+    /// A key given twice.
     #[error("key {0} appears twice")]
     DuplicateKey(&'static str),
+    /// A key the frame must have is absent.
     #[error("key {0} is missing")]
     MissingKey(&'static str),
+    /// A value of the wrong PHP type for its key.
     #[error("key {key} must be {expected}, not {found}")]
-    WrongType { key: &'static str, expected: &'static str, found: &'static str },
+    WrongType {
+        /// The key.
+        key: &'static str,
+        /// The types its value may have.
+        expected: &'static str,
+        /// The PHP type its value has.
+        found: &'static str,
+    },
+    /// The `content_type` string is not UTF-8.
     #[error("content_type is not UTF-8")]
     ContentTypeNotUtf8,
+    /// The greeter's status is not `connected` (the status is given).
     #[error("server greeted with status {0:?}, not \"connected\"")]
     NotConnected(String),
+    /// The greeter announces another version than [`VERSION`] (the version is given).
     #[error("server speaks protocol version {0:?}, not \"1.0\"")]
     VersionMismatch(String),
 }

@@ -332,7 +332,9 @@ pub fn encode_request(method: &str, params: &Args, id: Option<u64>, out: &mut Ve
 /// A decoded response: the id it answers and the result or the fault.
 #[derive(Debug, PartialEq)]
 pub struct Response {
+    /// The id of the request it answers ([`Value::Nil`] when null or absent).
     pub id: Value,
+    /// The result, or the fault in its `error` member.
     pub outcome: Result<Value, Fault>,
 }
 

@@ -1,3 +1,5 @@
+#![warn(missing_docs)]
+
 //! The RPC protocols of tomte, pure: bytes in, bytes out, no I/O and no `unsafe`.
 //!
 //! * [`Value`]: the value model (XML-RPC's types; JSON maps onto a subset).
@@ -27,9 +29,9 @@ pub mod value;
 pub mod xmlrpc;
 
 pub use fault::Fault;
-pub use method::{Handler, Later, Method, Params, Reply, Signature, Type};
+pub use method::{Later, Method, Params, Reply, Signature, Type};
 pub use permission::{Gate, Permission, PermissionError};
-pub use registry::{Args, Capability, Protocol, Registry, RegistryError};
+pub use registry::{Args, Protocol, Registry, RegistryError};
 pub use served::{Pending, Served};
 pub use value::{FromValue, Value};
 

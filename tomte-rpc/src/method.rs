@@ -13,20 +13,30 @@ use crate::value::{FromValue, Value};
 /// A type in a signature, named as XML-RPC introspection names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Type {
+    /// `int`: a [`Value::Int`].
     Int,
+    /// `double`: a [`Value::Double`].
     Double,
+    /// `boolean`: a [`Value::Bool`].
     Boolean,
+    /// `string`: a [`Value::String`].
     String,
+    /// `base64`: a [`Value::Base64`].
     Base64,
+    /// `dateTime.iso8601`: a [`Value::DateTime`].
     DateTime,
+    /// `array`: a [`Value::Array`].
     Array,
+    /// `struct`: a [`Value::Struct`].
     Struct,
+    /// `nil`: [`Value::Nil`].
     Nil,
     /// Anything: an untyped parameter or result.
     Any,
 }
 
 impl Type {
+    /// The name introspection gives it (`int`, `dateTime.iso8601`, `any`…).
     pub fn name(self) -> &'static str {
         match self {
             Type::Int => "int",
@@ -116,8 +126,11 @@ impl fmt::Display for Type {
 /// One way to call a method: its result type and its parameters, in order, with names.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Signature {
+    /// The type of the result.
     pub returns: Type,
+    /// The names of the parameters, in order.
     pub names: Vec<String>,
+    /// The types of the parameters, in order, one for each name.
     pub types: Vec<Type>,
 }
 
@@ -201,9 +214,11 @@ impl<'a> Params<'a> {
         }
     }
 
+    /// How many parameters there are.
     pub fn len(&self) -> usize {
         self.values.len()
     }
+    /// Whether there are no parameters.
     pub fn is_empty(&self) -> bool {
         self.values.is_empty()
     }
@@ -243,6 +258,7 @@ impl<'a> Params<'a> {
     pub fn values(&self) -> &[Value] {
         &self.values
     }
+    /// All values, in signature order, moved out.
     pub fn into_values(self) -> Vec<Value> {
         self.values
     }
@@ -295,7 +311,7 @@ fn answer<R: serde::Serialize + 'static>(r: R) -> Result<Value, Fault> {
 }
 
 /// What a method runs; `C` is the context the daemon hands to every call.
-pub type Handler<C> = Box<dyn FnMut(Params<'_>, &mut C) -> Reply>;
+pub(crate) type Handler<C> = Box<dyn FnMut(Params<'_>, &mut C) -> Reply>;
 
 pub(crate) enum Body<C> {
     /// In a cell: a handler may change its own captures (`FnMut`), and the registry is shared.
@@ -431,6 +447,7 @@ impl<C> Method<C> {
         self
     }
 
+    /// Sets the help text `system.methodHelp` answers.
     pub fn description(mut self, text: impl Into<String>) -> Self {
         self.description = Some(text.into());
         self
@@ -465,6 +482,7 @@ impl<C> Method<C> {
         self.signatures.last_mut().expect("a method always has a signature")
     }
 
+    /// The name it is called by.
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -472,6 +490,7 @@ impl<C> Method<C> {
     pub fn permission(&self) -> &Permission {
         &self.permission
     }
+    /// The help text (see [`Method::description`]), if one was set.
     pub fn help(&self) -> Option<&str> {
         self.description.as_deref()
     }

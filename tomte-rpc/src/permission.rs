@@ -52,8 +52,10 @@ impl fmt::Display for Permission {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum PermissionError {
+    /// The name is empty.
     #[error("a permission name cannot be empty")]
     Empty,
+    /// The name holds a character other than an ASCII letter, a digit, `.`, `_` or `-`.
     #[error("'{0}' is not a permission name: use letters, digits, '.', '_' or '-'")]
     BadName(String),
 }

@@ -15,7 +15,9 @@ pub const MAX_DEPTH: usize = 64;
 /// An array key: PHP arrays are keyed by integers or byte strings.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Key {
+    /// `i:<n>;` as a key.
     Int(i64),
+    /// `s:<byte length>:"<bytes>";` as a key.
     String(Vec<u8>),
 }
 
@@ -91,7 +93,9 @@ impl From<&str> for PhpValue {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{kind} at byte {offset}")]
 pub struct PhpError {
+    /// The byte of the input at which the text was refused, from 0.
     pub offset: usize,
+    /// What was wrong there.
     pub kind: PhpErrorKind,
 }
 
@@ -99,20 +103,33 @@ pub struct PhpError {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum PhpErrorKind {
+    /// The input ended where the named thing was expected.
     #[error("unexpected end of input (expected {0})")]
     UnexpectedEnd(&'static str),
+    /// A byte other than the one expected.
     #[error("unexpected {found} (expected {expected})")]
-    Unexpected { found: Found, expected: &'static str },
+    Unexpected {
+        /// The byte that was there.
+        found: Found,
+        /// What was expected instead.
+        expected: &'static str,
+    },
+    /// A construct outside the subset: objects, references, enums, escaped strings.
     #[error("{0} are refused")]
     Refused(&'static str),
+    /// A number too large for its type: an integer beyond 64 bits, a length beyond `usize`.
     #[error("number out of range")]
     OutOfRange,
+    /// The input ends before the declared length of a string (the length).
     #[error("string is shorter than its declared length {0}")]
     ShortString(usize),
+    /// An array key of another type than int or string (the type is named).
     #[error("array key must be an int or a string, not {0}")]
     BadKey(&'static str),
+    /// Arrays nested deeper than [`MAX_DEPTH`].
     #[error("arrays nest deeper than {MAX_DEPTH} levels")]
     TooDeep,
+    /// Bytes after the one value (how many).
     #[error("{0} trailing bytes after the value")]
     Trailing(usize),
 }

@@ -17,14 +17,18 @@ use crate::value::Value;
 /// The protocol a call arrived in; a few answers depend on it (`system.multicall`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Protocol {
+    /// JSON-RPC 2.0, in any framing (comodojo's included).
     Json,
+    /// XML-RPC, in any framing (comodojo's included).
     Xml,
 }
 
 /// The parameters of a call as they arrived: by position or by name.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Args {
+    /// In order: an XML-RPC call's parameters, a JSON-RPC array.
     Positional(Vec<Value>),
+    /// By name: a JSON-RPC object, members in the order they came.
     Named(Vec<(String, Value)>),
 }
 
@@ -46,20 +50,26 @@ pub(crate) enum SystemMethod {
 
 /// A capability advertised by `system.getCapabilities`.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Capability {
-    pub name: String,
-    pub spec_url: String,
-    pub spec_version: i64,
+pub(crate) struct Capability {
+    /// The name it is advertised under (`nil`, `faults_interop`…).
+    pub(crate) name: String,
+    /// Where its specification is (`specUrl`).
+    pub(crate) spec_url: String,
+    /// The version of the specification (`specVersion`).
+    pub(crate) spec_version: i64,
 }
 
 /// Why a method could not be registered.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum RegistryError {
+    /// A method of that name is registered already.
     #[error("method '{0}' is already registered")]
     Duplicate(String),
+    /// The method has no name.
     #[error("method name is empty")]
     EmptyName,
+    /// No method of that name is registered.
     #[error("no method '{0}' is registered")]
     Unknown(String),
 }
@@ -197,6 +207,7 @@ impl<C> Registry<C> {
         self.refused.borrow_mut().take()
     }
 
+    /// The method called `name`, if one is registered.
     pub fn get(&self, name: &str) -> Option<&Method<C>> {
         // Clients tend to call one method over and over: check the last one found first.
         let last = self.last.get();
@@ -213,9 +224,11 @@ impl<C> Registry<C> {
         self.methods.iter().map(|m| m.name.as_str())
     }
 
+    /// How many methods are registered, the `system.*` ones included.
     pub fn len(&self) -> usize {
         self.methods.len()
     }
+    /// Whether no method is registered (never, for a registry from [`Registry::new`]).
     pub fn is_empty(&self) -> bool {
         self.methods.is_empty()
     }

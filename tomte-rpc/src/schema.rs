@@ -41,7 +41,9 @@ pub enum Shape {
 /// A parameter with a name.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Field {
+    /// The name of the parameter: the field's, as serde names it (renames applied).
     pub name: &'static str,
+    /// Its type (an `Option`'s is the type inside).
     pub ty: Type,
     /// An `Option`: the parameter may be left out or nil.
     pub optional: bool,
@@ -50,6 +52,7 @@ pub struct Field {
 /// A parameter without a name.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct FieldType {
+    /// Its type (an `Option`'s is the type inside).
     pub ty: Type,
     /// An `Option`: the parameter may be left out or nil.
     pub optional: bool,

@@ -48,6 +48,7 @@ pub(crate) const BASE64_READ: GeneralPurpose = GeneralPurpose::new(
 pub struct Bytes(pub Vec<u8>);
 
 impl Bytes {
+    /// The bytes, moved out.
     pub fn into_vec(self) -> Vec<u8> {
         self.0
     }
@@ -178,10 +179,12 @@ impl DateTime {
     pub fn as_str(&self) -> &str {
         &self.text
     }
+    /// The text, as it was written, moved out.
     pub fn into_string(self) -> String {
         self.text
     }
 
+    /// 0 to 9999.
     pub fn year(&self) -> u16 {
         self.year
     }

@@ -18,15 +18,22 @@ pub enum Value {
     /// `nil` / `ex:nil` in XML-RPC, `null` in JSON.
     #[default]
     Nil,
+    /// `boolean` in XML-RPC, `true`/`false` in JSON.
     Bool(bool),
+    /// A 64-bit integer: XML-RPC `int` (`i4`) or `i8`, a JSON integer that fits.
     Int(i64),
+    /// A double: XML-RPC `double`; in JSON a number with a fraction or an exponent, or an integer
+    /// too big for [`Value::Int`].
     Double(f64),
+    /// XML-RPC `string` (or a `<value>` without a type), a JSON string.
     String(String),
     /// Raw bytes; XML-RPC `base64`, a base64 string in JSON.
     Base64(Vec<u8>),
     /// XML-RPC `dateTime.iso8601`, kept as the text it came in (`19980717T14:08:55`).
     DateTime(String),
+    /// XML-RPC `array`, a JSON array.
     Array(Vec<Value>),
+    /// XML-RPC `struct`, a JSON object: named members in order (the decoders keep one per name).
     Struct(Vec<(String, Value)>),
 }
 
@@ -67,6 +74,7 @@ impl Value {
         }
     }
 
+    /// An int's value.
     pub fn as_i64(&self) -> Option<i64> {
         match self {
             Value::Int(i) => Some(*i),
@@ -82,6 +90,7 @@ impl Value {
         }
     }
 
+    /// A boolean's value.
     pub fn as_bool(&self) -> Option<bool> {
         match self {
             Value::Bool(b) => Some(*b),
@@ -97,6 +106,7 @@ impl Value {
         }
     }
 
+    /// The items of an array.
     pub fn as_array(&self) -> Option<&[Value]> {
         match self {
             Value::Array(items) => Some(items),
@@ -112,6 +122,7 @@ impl Value {
         }
     }
 
+    /// Whether this is [`Value::Nil`].
     pub fn is_nil(&self) -> bool {
         matches!(self, Value::Nil)
     }
