@@ -60,16 +60,129 @@ pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// One comparison: `rounds` alternating runs of `f` against the floor and tomte.
-fn duel(name: &str, rounds: usize, mut f: impl FnMut(bool) -> Result<f64>) -> Result<(f64, f64)> {
-    let (mut floor, mut tomte) = (Vec::new(), Vec::new());
-    for _ in 0..rounds {
-        floor.push(f(false)?);
-        tomte.push(f(true)?);
+/// The smallest and largest of `v`.
+pub(crate) fn spread(v: &[f64]) -> (f64, f64) {
+    v.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| (lo.min(x), hi.max(x)))
+}
+
+/// The figures of `rounds` rounds of a pair of runs, `f(false)` and `f(true)`.
+pub(crate) struct Pairs {
+    pub a: Vec<f64>,
+    pub b: Vec<f64>,
+}
+
+impl Pairs {
+    /// Runs `rounds` rounds of `f(false)` then `f(true)`; with `alternate`, every other round
+    /// runs `f(true)` first, so that neither side always follows the other.
+    pub(crate) fn run(rounds: usize, alternate: bool, mut f: impl FnMut(bool) -> Result<f64>) -> Result<Pairs> {
+        let mut pairs = Pairs { a: Vec::with_capacity(rounds), b: Vec::with_capacity(rounds) };
+        for round in 0..rounds {
+            if alternate && round % 2 == 1 {
+                pairs.b.push(f(true)?);
+                pairs.a.push(f(false)?);
+            } else {
+                pairs.a.push(f(false)?);
+                pairs.b.push(f(true)?);
+            }
+        }
+        Ok(pairs)
     }
-    let (fl, to) = (median(floor), median(tomte));
+
+    /// The medians of the `a` and the `b` runs.
+    pub(crate) fn medians(&self) -> (f64, f64) {
+        (median(self.a.clone()), median(self.b.clone()))
+    }
+
+    /// `b / a` of every round.
+    pub(crate) fn ratios(&self) -> Vec<f64> {
+        self.a.iter().zip(&self.b).map(|(a, b)| b / a).collect()
+    }
+}
+
+/// One comparison: `rounds` alternating runs of `f` against the floor and tomte.
+fn duel(name: &str, rounds: usize, f: impl FnMut(bool) -> Result<f64>) -> Result<(f64, f64)> {
+    let (fl, to) = Pairs::run(rounds, false, f)?.medians();
     println!("  {name:<44} floor {:>10.0}/s   tomte {:>10.0}/s   ratio {:.2}", fl, to, to / fl);
     Ok((fl, to))
+}
+
+/// Where a server answers: a unix socket (NDJSON) and a TCP port (HTTP).
+pub(crate) struct Target {
+    pub sock: PathBuf,
+    pub port: u16,
+}
+
+impl Target {
+    /// Waits for both to accept connections.
+    fn wait(&self) -> Result<()> {
+        wait_unix(&self.sock)?;
+        wait_tcp(self.port)
+    }
+}
+
+/// An echo daemon run in the foreground (`run`) in `dir`, on a unix socket and a TCP port;
+/// killed by its pid when dropped.
+pub(crate) struct Echo {
+    _proc: Proc,
+    pub at: Target,
+}
+
+impl Echo {
+    /// Starts `echo` and waits until both its listeners accept connections.
+    pub(crate) fn run(echo: &Path, dir: &Path) -> Result<Echo> {
+        let at = Target { sock: dir.join("echo.sock"), port: free_port()? };
+        let proc = spawn(Command::new(echo).args([
+            "run",
+            "--socket",
+            &format!("unix://{}", at.sock.display()),
+            "--socket",
+            &format!("tcp://127.0.0.1:{}", at.port),
+            "--pidfile",
+            &dir.join("echo.pid").display().to_string(),
+        ]))?;
+        let echo = Echo { _proc: proc, at };
+        echo.at.wait()?;
+        Ok(echo)
+    }
+}
+
+/// The loads of the floor comparisons, the same for the floors and for tomte.
+#[derive(Clone, Copy)]
+pub(crate) enum EchoLoad {
+    Sequential,
+    InFlight64,
+    Http64,
+}
+
+impl EchoLoad {
+    pub(crate) const ALL: [EchoLoad; 3] = [EchoLoad::Sequential, EchoLoad::InFlight64, EchoLoad::Http64];
+
+    /// What it is, in full.
+    fn title(self) -> &'static str {
+        match self {
+            EchoLoad::Sequential => "sequential my.echo, unix socket, NDJSON",
+            EchoLoad::InFlight64 => "64 in flight, one connection, unix, NDJSON",
+            EchoLoad::Http64 => "HTTP, 64 keep-alive connections, TCP",
+        }
+    }
+
+    /// What it is, in short.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            EchoLoad::Sequential => "echo sequential",
+            EchoLoad::InFlight64 => "echo 64 in flight",
+            EchoLoad::Http64 => "echo HTTP 64 connections",
+        }
+    }
+
+    /// Drives `at` for `time`: calls per second.
+    pub(crate) fn drive(self, at: &Target, time: Duration) -> Result<f64> {
+        Ok(match self {
+            EchoLoad::Sequential => load::sequential(&at.sock, time)?,
+            EchoLoad::InFlight64 => load::pipelined(&at.sock, 64, time)?,
+            EchoLoad::Http64 => load::http(std::net::SocketAddr::from(([127, 0, 0, 1], at.port)), 64, time)?,
+        })
+    }
 }
 
 struct Line {
@@ -89,38 +202,25 @@ pub fn run(bins: &Bins, seconds: f64, rounds: usize) -> Result<bool> {
 }
 
 fn run_in(bins: &Bins, dir: &Path, time: Duration, rounds: usize) -> Result<bool> {
-    let floor_sock = dir.join("floor.sock");
-    let echo_sock = dir.join("echo.sock");
-    let (floor_port, echo_port) = (free_port()?, free_port()?);
-    let _floor = spawn(Command::new(&bins.bench).arg("floor-ndjson").arg(&floor_sock))?;
-    let _floor_http = spawn(Command::new(&bins.bench).arg("floor-http").arg(format!("127.0.0.1:{floor_port}")))?;
-    let _echo = spawn(Command::new(&bins.echo).args([
-        "run",
-        "--socket",
-        &format!("unix://{}", echo_sock.display()),
-        "--socket",
-        &format!("tcp://127.0.0.1:{echo_port}"),
-        "--pidfile",
-        &dir.join("echo.pid").display().to_string(),
-    ]))?;
-    wait_unix(&floor_sock)?;
-    wait_unix(&echo_sock)?;
-    wait_tcp(floor_port)?;
-    wait_tcp(echo_port)?;
+    let floor = Target { sock: dir.join("floor.sock"), port: free_port()? };
+    let _floor = spawn(Command::new(&bins.bench).arg("floor-ndjson").arg(&floor.sock))?;
+    let _floor_http = spawn(Command::new(&bins.bench).arg("floor-http").arg(format!("127.0.0.1:{}", floor.port)))?;
+    let echo = Echo::run(&bins.echo, dir)?;
+    floor.wait()?;
+    let echo_sock = &echo.at.sock;
 
     println!("tomte side-by-side benchmark ({rounds} alternating rounds of {time:?}, medians)");
-    let pick = |tomte: bool| if tomte { echo_sock.clone() } else { floor_sock.clone() };
-    let (sf, st) = duel("sequential my.echo, unix socket, NDJSON", rounds, |t| Ok(load::sequential(&pick(t), time)?))?;
-    let (pf, pt) =
-        duel("64 in flight, one connection, unix, NDJSON", rounds, |t| Ok(load::pipelined(&pick(t), 64, time)?))?;
-    let addr = |t: bool| std::net::SocketAddr::from(([127, 0, 0, 1], if t { echo_port } else { floor_port }));
-    let (hf, ht) = duel("HTTP, 64 keep-alive connections, TCP", rounds, |t| Ok(load::http(addr(t), 64, time)?))?;
+    let mut medians = Vec::new();
+    for load in EchoLoad::ALL {
+        medians.push(duel(load.title(), rounds, |t| load.drive(if t { &echo.at } else { &floor }, time))?);
+    }
+    let [(sf, st), (pf, pt), (hf, ht)] = medians[..] else { unreachable!("three loads") };
 
     // Two protocols on the same daemon: XML-RPC over HTTP against NDJSON JSON-RPC.
     let (mut nd, mut xml) = (Vec::new(), Vec::new());
     for _ in 0..rounds {
-        nd.push(load::sequential(&echo_sock, time)?);
-        xml.push(load::xml_http_sequential(&echo_sock, time)?);
+        nd.push(load::sequential(echo_sock, time)?);
+        xml.push(load::xml_http_sequential(echo_sock, time)?);
     }
     let (nd, xml) = (median(nd), median(xml));
     println!(

@@ -1,5 +1,7 @@
-//! Benchmarks of tomte side by side with hand-written floors (see `compare`).
+//! Benchmarks of tomte side by side with hand-written floors (see `compare`), and of two builds
+//! of tomte against each other (see `ab`).
 
+pub mod ab;
 pub mod compare;
 pub mod floor;
 pub mod load;

@@ -1,5 +1,6 @@
-//! `tomte-bench compare` runs the side-by-side benchmark, `tls` the TLS figures; `floor-ndjson PATH` and
-//! `floor-http ADDR` run the floors it spawns.
+//! `tomte-bench compare` runs the side-by-side benchmark, `tls` the TLS figures, `workers` the worker
+//! figures, `ab OLD_DIR NEW_DIR` two builds side by side (see `tomte_bench::ab`); `floor-ndjson PATH`
+//! and `floor-http ADDR` run the floors `compare` spawns.
 
 use anyhow::{bail, Context, Result};
 use tomte_bench::{compare, floor};
@@ -35,8 +36,15 @@ fn main() -> Result<()> {
             tomte_bench::workers::run(&pool, std::time::Duration::from_secs_f64(seconds))?;
             Ok(())
         }
+        ["ab", old, new, rest @ ..] if rest.len() <= 1 => {
+            let seconds = rest.first().map(|s| s.parse()).transpose().context("seconds per round")?.unwrap_or(1.0);
+            if !tomte_bench::ab::run(old.as_ref(), new.as_ref(), seconds)? {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         _ => {
-            bail!("usage: tomte-bench compare [SECONDS] | tls [SECONDS] | workers [SECONDS] | floor-ndjson PATH | floor-http ADDR | pipelined PATH SECONDS")
+            bail!("usage: tomte-bench compare [SECONDS] | tls [SECONDS] | workers [SECONDS] | ab OLD_DIR NEW_DIR [SECONDS] | floor-ndjson PATH | floor-http ADDR | pipelined PATH SECONDS")
         }
     }
 }

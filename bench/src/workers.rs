@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::compare::{median, spread};
 use crate::procfs::status_kb;
 use anyhow::{bail, Context, Result};
 use rustix::process::{kill_process, Pid, Signal};
@@ -33,6 +34,11 @@ const BATCH: u64 = 64;
 const CRASHES: usize = 10;
 /// Alternating rounds of the end-to-end duel.
 const E2E_ROUNDS: usize = 5;
+/// The workers of the pool example.
+const POOL_WORKERS: [&str; 2] = ["alpha", "beta"];
+/// `pool.count` of worker alpha, as an NDJSON line (the same in every version of the example).
+pub(crate) const COUNT_REQUEST: &[u8] =
+    b"{\"jsonrpc\":\"2.0\",\"method\":\"pool.count\",\"params\":{\"name\":\"alpha\"},\"id\":1}\n";
 /// Exit codes of the channel children (0: done).
 const CHILD_STARVED: i32 = 3;
 const CHILD_RECV: i32 = 4;
@@ -48,22 +54,13 @@ struct Line {
     met: Option<bool>,
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
-fn spread(v: &[f64]) -> (f64, f64) {
-    v.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| (lo.min(x), hi.max(x)))
-}
-
 /// Runs everything and prints a report; returns whether every target was met. `e2e_round` is
 /// the length of one round of the end-to-end duel.
 pub fn run(pool: &Path, e2e_round: Duration) -> Result<bool> {
     println!("tomte worker benchmark (load average, running/total tasks before: {})", loadavg());
     let mut report = Report::default();
     channel_figures(&mut report)?;
-    let dir = TempDir::new()?;
+    let dir = TempDir::new("tomte-wb")?;
     daemon_figures(pool, &dir.0, e2e_round, &mut report)?;
 
     println!("\n  {:<36} {:>34}  {:<12} result", "figure", "measured", "target");
@@ -87,7 +84,7 @@ pub fn run(pool: &Path, e2e_round: Duration) -> Result<bool> {
 }
 
 /// The first four fields of `/proc/loadavg`.
-fn loadavg() -> String {
+pub(crate) fn loadavg() -> String {
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     load.split_whitespace().take(4).collect::<Vec<_>>().join(" ")
 }
@@ -325,11 +322,12 @@ fn throughput_down(frames: u64) -> Result<f64> {
 }
 
 /// A temporary directory, removed on drop.
-struct TempDir(PathBuf);
+pub(crate) struct TempDir(pub PathBuf);
 
 impl TempDir {
-    fn new() -> Result<TempDir> {
-        let dir = std::env::temp_dir().join(format!("tomte-wb-{}", std::process::id()));
+    /// `PREFIX-PID` in the temporary directory.
+    pub(crate) fn new(prefix: &str) -> Result<TempDir> {
+        let dir = std::env::temp_dir().join(format!("{prefix}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
         Ok(TempDir(dir))
     }
@@ -376,14 +374,15 @@ impl Known {
 
 /// A detached pool daemon, stopped by its pid (SIGTERM, then SIGKILL) on drop, and any worker it
 /// ever showed killed by its pid if it outlived the daemon.
-struct PoolDaemon {
+pub(crate) struct PoolDaemon {
     daemon: Known,
     sock: PathBuf,
     workers: Vec<Known>,
 }
 
 impl PoolDaemon {
-    fn start(pool: &Path, dir: &Path) -> Result<PoolDaemon> {
+    /// Starts `pool` (`start`, detached) with its socket, pid file and log in `dir`.
+    pub(crate) fn start(pool: &Path, dir: &Path) -> Result<PoolDaemon> {
         let sock = dir.join("pool.sock");
         let pidfile = dir.join("pool.pid");
         // The pool example with restart back-off zero and no crash-loop limit in practice, so
@@ -412,10 +411,26 @@ impl PoolDaemon {
         Ok(PoolDaemon { daemon, sock, workers: Vec::new() })
     }
 
-    fn connect(&self) -> Result<Client> {
+    pub(crate) fn connect(&self) -> Result<Client> {
         let mut client = Client::connect(&Address::unix(&self.sock))?;
         client.set_timeout(Some(Duration::from_secs(5)))?;
         Ok(client)
+    }
+
+    /// A raw connection for NDJSON lines.
+    pub(crate) fn line_conn(&self) -> Result<BufReader<UnixStream>> {
+        Ok(BufReader::new(UnixStream::connect(&self.sock)?))
+    }
+
+    /// Waits until both workers loop, and remembers their pids; returns them.
+    pub(crate) fn wait_workers(&mut self, client: &mut Client) -> Result<Vec<i32>> {
+        let mut pids = Vec::new();
+        for name in POOL_WORKERS {
+            let pid = wait_looping(client, name)?;
+            self.saw(pid);
+            pids.push(pid);
+        }
+        Ok(pids)
     }
 
     /// Remembers a worker's pid, to make sure it is gone at the end.
@@ -509,7 +524,7 @@ fn private_kb(pid: i32) -> Option<u64> {
 
 /// One call at a time on one connection for `time`: calls per second. Every answer must be a
 /// result (an error reply would be a cheap, wrong figure).
-fn calls_per_sec(conn: &mut BufReader<UnixStream>, request: &[u8], time: Duration) -> Result<f64> {
+pub(crate) fn calls_per_sec(conn: &mut BufReader<UnixStream>, request: &[u8], time: Duration) -> Result<f64> {
     let mut line = Vec::with_capacity(512);
     let (start, mut calls) = (Instant::now(), 0u64);
     while start.elapsed() < time {
@@ -530,12 +545,7 @@ fn calls_per_sec(conn: &mut BufReader<UnixStream>, request: &[u8], time: Duratio
 fn daemon_figures(pool: &Path, dir: &Path, e2e_round: Duration, report: &mut Report) -> Result<()> {
     let mut daemon = PoolDaemon::start(pool, dir)?;
     let mut client = daemon.connect()?;
-    let mut pids = Vec::new();
-    for name in ["alpha", "beta"] {
-        let pid = wait_looping(&mut client, name)?;
-        daemon.saw(pid);
-        pids.push(pid);
-    }
+    let pids = daemon.wait_workers(&mut client)?;
 
     // Memory, once both workers have idled a little.
     std::thread::sleep(Duration::from_millis(300));
@@ -573,14 +583,12 @@ fn daemon_figures(pool: &Path, dir: &Path, e2e_round: Duration, report: &mut Rep
     });
 
     // End to end: pool.count (asks a worker) against daemon.status (the daemon alone).
-    let connect = || -> Result<BufReader<UnixStream>> { Ok(BufReader::new(UnixStream::connect(&daemon.sock)?)) };
-    let (mut status_conn, mut count_conn) = (connect()?, connect()?);
+    let (mut status_conn, mut count_conn) = (daemon.line_conn()?, daemon.line_conn()?);
     let status_req = b"{\"jsonrpc\":\"2.0\",\"method\":\"daemon.status\",\"id\":1}\n";
-    let count_req = b"{\"jsonrpc\":\"2.0\",\"method\":\"pool.count\",\"params\":{\"name\":\"alpha\"},\"id\":1}\n";
     let (mut status, mut count) = (Vec::new(), Vec::new());
     for _ in 0..E2E_ROUNDS {
         status.push(calls_per_sec(&mut status_conn, status_req, e2e_round)?);
-        count.push(calls_per_sec(&mut count_conn, count_req, e2e_round)?);
+        count.push(calls_per_sec(&mut count_conn, COUNT_REQUEST, e2e_round)?);
     }
     let (s, slo, shi) = report.summary("the end-to-end calls", &status);
     let (c, clo, chi) = report.summary("the end-to-end calls", &count);
@@ -600,7 +608,7 @@ fn daemon_figures(pool: &Path, dir: &Path, e2e_round: Duration, report: &mut Rep
     let restarts_before: i64 = worker_list(&mut client)?.iter().map(|(_, s)| s.restarts).sum();
     let (mut looping, mut respawned) = (Vec::new(), Vec::new());
     for k in 0..CRASHES {
-        let name = ["alpha", "beta"][k % 2];
+        let name = POOL_WORKERS[k % 2];
         let old = wait_looping(&mut client, name)?;
         daemon.saw(old);
         let target = Pid::from_raw(old).context("worker pid")?;
