@@ -305,7 +305,13 @@ impl<S: 'static> Daemon<S> {
     }
 
     /// Hooks a listener with a priority (higher runs first) and an optional once flag.
-    pub fn on_with(&mut self, event: &str, priority: i32, once: bool, listener: impl Listener<S> + 'static) -> &mut Self {
+    pub fn on_with(
+        &mut self,
+        event: &str,
+        priority: i32,
+        once: bool,
+        listener: impl Listener<S> + 'static,
+    ) -> &mut Self {
         self.events.on(event, priority, once, listener);
         self
     }

@@ -9,12 +9,12 @@ use slab::Slab;
 use tomte_rpc::{comodojo, jsonrpc, xmlrpc, Registry, Served, Value};
 
 use super::{Config, Ctx, Daemon, DaemonError, TimerFn};
-use crate::task::Tasks;
 use crate::access::{Auth, Caller, DaemonGate, Policy};
 use crate::event::{names, Event, EventBus};
 use crate::logging::Throttle;
 use crate::net::{Budget, Conn, Drive, Limits, Listener, PeerKey, Service};
 use crate::process::{self, PidFile, ReadyPipe};
+use crate::task::Tasks;
 use crate::worker::supervisor::TOKEN_BASE as WORKER_BASE;
 
 const SIGNALS: Token = Token(0);

@@ -187,24 +187,21 @@ impl Supervisor {
     }
 
     fn find(&self, name: &str) -> Result<usize, Fault> {
-        self.slots
-            .iter()
-            .position(|s| s.spec.name == name)
-            .ok_or_else(|| crate::faults::unknown_worker(name))
+        self.slots.iter().position(|s| s.spec.name == name).ok_or_else(|| crate::faults::unknown_worker(name))
     }
 
     fn spawn(&mut self, i: usize) -> std::io::Result<()> {
         let slot = &mut self.slots[i];
         let channel = Channel::new(slot.spec.ring_bytes)?;
-        let keep: Vec<i32> = channel.fds().iter().map(|fd| fd.as_raw_fd()).collect();
-        let factory = slot.spec.factory.clone();
-        let (name, interval) = (slot.spec.name.clone(), slot.spec.interval);
         // Beat often enough that a healthy worker never looks hung.
         let beat = slot.spec.hang_timeout.map_or(Duration::from_secs(1), |h| (h / 3).min(Duration::from_secs(1)));
-        let (pid, channel) = crate::sys::process::spawn_child(&slot.spec.name, &keep, channel, move |channel| {
-            // Built here, in the child, after the inherited descriptors are closed.
-            child::main(name, interval, beat, factory(), channel.worker_end())
-        })?;
+        let (pid, channel) = crate::sys::process::spawn_worker(
+            &slot.spec.name,
+            slot.spec.interval,
+            beat,
+            slot.spec.factory.clone(),
+            channel,
+        )?;
         let end = channel.daemon_end();
         if let Some(reg) = &self.registry {
             reg.register(&mut SourceFd(&end.wake_fd().as_raw_fd()), Token(TOKEN_BASE + i), Interest::READABLE)?;
@@ -451,11 +448,9 @@ impl Supervisor {
         let i = self.find(name)?;
         Frame::Request(ticket, request).encode(&mut self.frame);
         let slot = &mut self.slots[i];
-        let run = slot
-            .run
-            .as_mut()
-            .filter(|r| r.stopping.is_none())
-            .ok_or_else(|| crate::faults::worker_unavailable(format!("worker '{name}' is not running ({})", slot.down.as_str())))?;
+        let run = slot.run.as_mut().filter(|r| r.stopping.is_none()).ok_or_else(|| {
+            crate::faults::worker_unavailable(format!("worker '{name}' is not running ({})", slot.down.as_str()))
+        })?;
         send(&mut run.end, &self.frame, name)?;
         run.asks.push(ticket);
         Ok(())
@@ -562,7 +557,9 @@ impl Supervisor {
 
 fn send(end: &mut Endpoint, frame: &[u8], name: &str) -> Result<(), Fault> {
     let sent = end.send(frame).map_err(|e| match e {
-        SendError::Full => crate::faults::worker_unavailable(format!("worker '{name}' is not keeping up: its channel is full")),
+        SendError::Full => {
+            crate::faults::worker_unavailable(format!("worker '{name}' is not keeping up: its channel is full"))
+        }
         other => Fault::internal(format!("cannot send to worker '{name}': {other}")),
     });
     let _ = end.notify();
