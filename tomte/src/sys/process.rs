@@ -119,12 +119,15 @@ pub(crate) unsafe fn close_fds_except(keep: &[i32]) {
 }
 
 /// Forks a child process for `body`. In the child: every signal back to its default, then the
-/// worker's own dispositions (the `signals` module beside this one: TERM and INT ask it to stop,
-/// job control and the daemon's signals cannot freeze or kill it), then unblocked (every signal is blocked
-/// across the fork, so none meets the child before that); a SIGKILL when the parent dies (and
-/// an exit if it already has), every descriptor closed but stdio and `keep`, the process named
-/// `name` (as `ps -o comm` shows it); then `body(value)` runs and the process `_exit`s with its
-/// result (70 if it panics). The parent gets the child's pid and `value` back.
+/// worker's own dispositions (the `signals` module beside this one: TERM and INT ask it to
+/// stop, job control and the daemon's signals cannot freeze or kill it), then unblocked (every
+/// signal is blocked across the fork, so none meets the child before that); a SIGKILL when the
+/// parent dies (and an exit if it already has), every descriptor closed but stdio and `keep`,
+/// the process named `name` (as `ps -o comm` shows it); then `body(value)` runs and the process
+/// `_exit`s with its result (70 if it panics). The parent gets the child's pid and `value` back.
+///
+/// Inside the crate only the supervisor forks with it, through `spawn_worker`; it is `pub`
+/// (not `pub(crate)`) only so that `crate::_bench` can re-export it.
 ///
 /// # Safety
 ///
@@ -196,7 +199,7 @@ pub(crate) fn spawn_worker(
     // `keep`; the body captures the worker's name, interval and beat (plain data) and the
     // worker's factory, which by `WorkerSpec::new`'s documented rule ("# Descriptors") owns no
     // descriptor: it opens what the worker needs itself, and it runs in the child, after the
-    // close. The worker loop opens nothing of the daemon's.
+    // close. The worker loop (`child::main`) holds nothing else from before the fork.
     unsafe {
         spawn_child(name, &keep, channel, move |channel| {
             // Built here, in the child, after the inherited descriptors are closed.

@@ -101,7 +101,8 @@ impl WorkerCtx {
 }
 
 /// Builds a fresh worker for each (re)start, in the worker's process: what the worker opens
-/// (files, sockets) it opens there, after the daemon's descriptors are closed.
+/// (files, sockets) it opens there, after the daemon's descriptors are closed. It owns no
+/// descriptor itself (see [`WorkerSpec::new`], "Descriptors").
 pub type Factory = std::rc::Rc<dyn Fn() -> Box<dyn Worker>>;
 
 /// How a worker is installed on the daemon.
