@@ -133,7 +133,7 @@
 //! **Signals and workers.** Workers share the daemon's process group, so a signal sent to the
 //! group — Ctrl-C or Ctrl-Z on `run`, `kill -TERM -PGID`, systemd's `KillMode=control-group`,
 //! `timeout(1)` — reaches them too. They are set up so that it never kills or freezes them
-//! behind the daemon's back (the full table is in [`sys::signals`]):
+//! behind the daemon's back (the full table is in [`worker`'s docs](worker#signals)):
 //!
 //! | signal reaching a worker | what it does |
 //! | --- | --- |
@@ -193,7 +193,7 @@
 //! [`Daemon::require`] and `--require` change what a method needs. Calls needing `control` are
 //! logged (the caller and the method, never the parameters).
 //!
-//! **The system layer** ([`sys`]) is the only module with `unsafe` code: fork, `_exit`, signal
+//! **The system layer** (`sys`, private to the crate) is the only module with `unsafe` code: fork, `_exit`, signal
 //! dispositions, shared mappings, eventfd. The workspace denies `unsafe_code` everywhere else,
 //! and every unsafe block carries a `SAFETY` comment (clippy's `undocumented_unsafe_blocks` is
 //! denied too).
@@ -323,7 +323,7 @@
 //!
 //! * **Fork only while single-threaded.** After `fork`, only the forking thread exists in the
 //!   child: a lock another thread held (the allocator's, stdout's) would stay locked forever.
-//!   Every fork in tomte goes through [`sys::process::fork_alone`], which counts the process's
+//!   Every fork in tomte goes through one function (`sys::process::fork_alone`), which counts the process's
 //!   threads first and refuses (an error, not a fork) when there is more than one. So
 //!   [`process::detach`] must run before any thread is started, as [`cli::main`] does; a program
 //!   that needs threads before it daemonizes runs in the foreground under a supervisor instead,
@@ -335,7 +335,7 @@
 //!   writes a byte to a self-pipe; the loop drains the pipe and runs the listeners on its own
 //!   thread. A signal that arrives while the loop is busy is acted on at its next turn, never
 //!   lost. A forked worker puts every disposition back to its default, then sets its own
-//!   ([`sys::signals`]: the stop handler only stores a flag and writes to the worker's eventfd),
+//!   ([`worker`](worker#signals); the stop handler only stores a flag and writes to the worker's eventfd),
 //!   and only then unblocks the signals, which the daemon blocks across the fork; so it never
 //!   writes into the daemon's pipe, and no signal meets it in between; it asks to be
 //!   killed when the daemon dies (`PR_SET_PDEATHSIG`, with a check for a daemon that died before
@@ -358,7 +358,7 @@ pub mod logging;
 pub mod net;
 pub mod process;
 pub mod signal;
-pub mod sys;
+pub(crate) mod sys;
 pub mod task;
 pub mod tokens;
 pub mod worker;
@@ -369,6 +369,15 @@ pub mod worker;
 pub mod _fuzz {
     pub use crate::net::http::{parse_head, Parsed};
     pub use crate::worker::wire::Frame;
+}
+
+/// Doors for the benchmarks (`bench/`), which fork children and map shared memory the way the
+/// worker channel does, to measure it against its floor: re-exports of internals, not an API.
+/// [`spawn_child`](_bench::spawn_child) is `unsafe`: read its `# Safety` section.
+#[doc(hidden)]
+pub mod _bench {
+    pub use crate::sys::process::spawn_child;
+    pub use crate::sys::shm::SharedRegion;
 }
 
 pub use daemon::{Config, Ctx, Daemon, DaemonError, Mode};

@@ -10,7 +10,7 @@
 //! Job control is bridged like everything else: SIGTSTP (Ctrl-Z), SIGTTIN and SIGTTOU are
 //! caught, so they never stop the daemon, and no default listener acts on them, so Ctrl-Z on
 //! `run` does nothing unless a listener of the daemon's own does something with
-//! `daemon.posix.SIGTSTP`. Workers ignore the three (see [`crate::sys::signals`]), so the job
+//! `daemon.posix.SIGTSTP`. Workers ignore the three (see [`crate::worker`](crate::worker#signals)), so the job
 //! is never half-stopped either. One consequence to know: by the kernel's terminal rules, a
 //! process that *catches* SIGTTOU and writes to its terminal from a background job (with
 //! `stty tostop`) is sent SIGTTOU again for each retry of the write, where one that ignored it

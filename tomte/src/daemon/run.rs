@@ -494,7 +494,7 @@ impl<S: 'static> Running<S> {
             };
             let mut conn = Conn::new(stream, peer, index, dialect, host_rule, self.budget.clone(), &mut rpc);
             if let Some(why) = refusal {
-                let peer = &conn.peer;
+                let peer = conn.peer();
                 self.refusals.warn(|| format!("refusing a connection from {peer}: {why}"));
                 let fault = tomte_rpc::Fault::new(-32000, "Server busy").with_data(why);
                 let mut line = Vec::new();
@@ -508,19 +508,18 @@ impl<S: 'static> Running<S> {
             let entry = self.conns.vacant_entry();
             let key = entry.key();
             if let Err(e) = self.poll.registry().register(
-                conn.stream.source(),
+                conn.source(),
                 Token(CONN_BASE + key),
                 Interest::READABLE | Interest::WRITABLE,
             ) {
                 log::warn!("cannot watch a connection: {e}");
                 continue;
             }
-            let grants = self.policy.grants(&conn.peer, self.owner);
-            let caller = Rc::new(Caller { peer: conn.peer.clone(), grants });
+            let grants = self.policy.grants(conn.peer(), self.owner);
+            let caller = Rc::new(Caller { peer: conn.peer().clone(), grants });
             // A TLS connection is announced once its handshake is done (with its certificate).
-            let peer =
-                (self.events.has(names::CLIENT_CONNECT) && !conn.stream.is_tls()).then(|| caller.peer.to_value());
-            *self.per_peer.entry(conn.peer.key).or_default() += 1;
+            let peer = (self.events.has(names::CLIENT_CONNECT) && !conn.is_tls()).then(|| caller.peer.to_value());
+            *self.per_peer.entry(conn.peer().key).or_default() += 1;
             self.per_listener[index] += 1;
             entry.insert(conn);
             self.callers.insert(caller);
@@ -545,16 +544,16 @@ impl<S: 'static> Running<S> {
             *slot = caller;
         }
         if let Some(until) = conn.take_penalty() {
-            let peer = &conn.peer;
+            let peer = conn.peer();
             self.auth_failures.warn(|| format!("authentication failed from {peer}: closing its connection"));
             self.penalties.push((until, key, self.serials[key]));
         }
         if conn.take_secured() {
             // The handshake named the client (its certificate): its grants follow from that,
             // before anything it sent is served (the connection served nothing in this drive).
-            log::debug!("TLS connection from {}", conn.peer);
-            let grants = self.policy.grants(&conn.peer, self.owner);
-            let caller = Rc::new(Caller { peer: conn.peer.clone(), grants });
+            log::debug!("TLS connection from {}", conn.peer());
+            let grants = self.policy.grants(conn.peer(), self.owner);
+            let caller = Rc::new(Caller { peer: conn.peer().clone(), grants });
             if let Some(slot) = self.callers.get_mut(key) {
                 *slot = Rc::clone(&caller);
             }
@@ -591,14 +590,14 @@ impl<S: 'static> Running<S> {
                 .filter(|(_, t, _)| now.saturating_duration_since(*t) >= EVICTABLE_AFTER)
                 .max_by_key(|(held, t, _)| (*held, std::cmp::Reverse(*t)));
             let Some((held, _, victim)) = victim else {
-                let peer = &self.conns[key].peer;
+                let peer = self.conns[key].peer();
                 let max = self.limits.max_buffered;
                 self.refusals.warn(|| format!("refusing a request from {peer}: the daemon holds {max} bytes of unfinished requests (--max-buffered) and none has stalled"));
                 self.conns[key].refuse_budget(&self.limits);
                 self.drive(key);
                 return;
             };
-            let peer = &self.conns[victim].peer;
+            let peer = self.conns[victim].peer();
             self.refusals.warn(|| format!("closing connection from {peer}: its unfinished request of {held} bytes has stalled and the input budget is spent"));
             self.evict(victim, "closed: your unfinished request stalled while the daemon needed its memory");
         }
@@ -617,7 +616,7 @@ impl<S: 'static> Running<S> {
                 .filter(|(_, t, _)| now.saturating_duration_since(*t) >= EVICTABLE_AFTER)
                 .max_by_key(|(held, t, _)| (*held, std::cmp::Reverse(*t)));
             let Some((held, _, victim)) = victim else { return };
-            let peer = &self.conns[victim].peer;
+            let peer = self.conns[victim].peer();
             self.refusals.warn(|| format!("closing connection from {peer}: it reads none of its {held} bytes of answers and the output budget is spent"));
             self.close(victim);
         }
@@ -689,15 +688,15 @@ impl<S: 'static> Running<S> {
         }
         let caller = self.callers.remove(key);
         self.serials.remove(key);
-        let _ = self.poll.registry().deregister(conn.stream.source());
+        let _ = self.poll.registry().deregister(conn.source());
         self.ctx.connections = self.conns.len();
-        if let Some(n) = self.per_peer.get_mut(&conn.peer.key) {
+        if let Some(n) = self.per_peer.get_mut(&conn.peer().key) {
             *n -= 1;
             if *n == 0 {
-                self.per_peer.remove(&conn.peer.key);
+                self.per_peer.remove(&conn.peer().key);
             }
         }
-        self.per_listener[conn.listener] -= 1;
+        self.per_listener[conn.listener()] -= 1;
         // A TLS client whose handshake never finished was never announced either.
         if self.events.has(names::CLIENT_HANGUP) && !conn.is_handshaking() {
             self.emit(Event::new(names::CLIENT_HANGUP, caller.peer.to_value()));
@@ -730,7 +729,7 @@ impl<S: 'static> Running<S> {
         let victim = self
             .conns
             .iter()
-            .filter(|(_, c)| if own_full { c.listener == index } else { self.per_listener[c.listener] > reserve })
+            .filter(|(_, c)| if own_full { c.listener() == index } else { self.per_listener[c.listener()] > reserve })
             // Idle ones go first (the longest idle), then those stuck mid-message the longest.
             .filter_map(|(k, c)| match (c.idle_since(), c.arriving_since()) {
                 (Some(t), _) => Some((false, t, k)),
@@ -741,7 +740,7 @@ impl<S: 'static> Running<S> {
             .min();
         match victim {
             Some((_, _, key)) => {
-                log::debug!("closing connection from {} to make room for a new one", self.conns[key].peer);
+                log::debug!("closing connection from {} to make room for a new one", self.conns[key].peer());
                 self.evict(key, "closed to make room for a new connection: the daemon is at its connection limit");
                 None
             }
@@ -770,12 +769,12 @@ impl<S: 'static> Running<S> {
             }
         }
         for key in idle {
-            log::debug!("closing idle connection from {}", self.conns[key].peer);
+            log::debug!("closing idle connection from {}", self.conns[key].peer());
             self.close(key);
         }
         for key in late {
             let conn = &mut self.conns[key];
-            let peer = &conn.peer;
+            let peer = conn.peer();
             self.timeouts.warn(|| format!("closing connection from {peer}: its request came too slowly"));
             conn.time_out(&self.limits);
             let mut rpc = rpc!(self, key);

@@ -10,7 +10,7 @@
 //! whitespace before the first message), and an HTTP head is parsed once, not once per read of
 //! its body: the work per connection is linear in what it sends, however it is cut.
 //!
-//! A TLS connection is the same machine over a [`Stream::Tls`]: its handshake counts as a
+//! A TLS connection is the same machine over a TLS [`Stream`]: its handshake counts as a
 //! message arriving (the request deadline applies), records the session holds count as unsent
 //! output, and the client's certificate name joins [`Peer::cert`] once the handshake is done.
 
@@ -120,11 +120,11 @@ enum NoRoom {
 /// A client connection.
 #[derive(Debug)]
 pub struct Conn {
-    pub stream: Stream,
+    stream: Stream,
     /// Who the client is, for limits, logs and events.
-    pub peer: Peer,
+    peer: Peer,
     /// The index of the listener that accepted it.
-    pub listener: usize,
+    listener: usize,
     framing: Framing,
     buf: Vec<u8>,
     start: usize,
@@ -158,7 +158,7 @@ pub struct Conn {
     /// A penalty the loop has not been told of yet (it wakes the connection then).
     new_penalty: bool,
     /// When it was accepted or last had a request answered (the idle timer).
-    pub last_active: Instant,
+    last_active: Instant,
     budget: Budget,
     /// The output memory counted in the budget for this connection.
     out_counted: usize,
@@ -233,6 +233,26 @@ impl Conn {
             svc.comodojo_greeter(&mut conn.out);
         }
         conn
+    }
+
+    /// Who the client is: for limits, logs, events and access control.
+    pub fn peer(&self) -> &Peer {
+        &self.peer
+    }
+
+    /// The index of the listener that accepted it (in the daemon's list of listeners).
+    pub fn listener(&self) -> usize {
+        self.listener
+    }
+
+    /// Its socket, to register with the poll (and deregister).
+    pub fn source(&mut self) -> &mut dyn mio::event::Source {
+        self.stream.source()
+    }
+
+    /// Whether it is a TLS connection.
+    pub fn is_tls(&self) -> bool {
+        self.stream.is_tls()
     }
 
     /// A connection refused (one too many): it gets `error` and is closed.
@@ -339,9 +359,7 @@ impl Conn {
         if self.handshaking && !self.stream.is_handshaking() {
             self.handshaking = false;
             self.secured = true;
-            if let Stream::Tls(s) = &self.stream {
-                self.peer.cert = s.peer_name();
-            }
+            self.peer.cert = self.stream.peer_name();
         }
     }
 

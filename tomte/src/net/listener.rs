@@ -1,5 +1,5 @@
 //! Bound listeners: unix sockets (mode 0600, stale files recovered, removed on drop) and TCP
-//! (`tls://` is a TCP listener whose connections get a TLS session: [`Stream::Tls`]).
+//! (`tls://` is a TCP listener whose connections get a TLS session: [`Stream::is_tls`]).
 //!
 //! A unix socket goes only in a directory nobody else controls, and a file found at its path is
 //! replaced only when it is a stale socket of the daemon's own user: never through a symbolic
@@ -42,19 +42,29 @@ pub enum HostRule {
     ThisMachine,
 }
 
+/// A listening socket: a unix socket, or TCP (plain, or TLS when the address is `tls://`, see
+/// [`Listener::is_tls`]).
+#[derive(Debug)]
+pub struct Listener(Bound);
+
 /// A listening socket of either kind.
 #[derive(Debug)]
-pub enum Listener {
+enum Bound {
     /// `owned`: the daemon created the socket file, so it removes it (not so for one that
     /// systemd passed) — as long as the path still names that file (`inode`: device, inode).
     Unix { socket: UnixListener, path: PathBuf, address: Address, owned: bool, inode: Option<(u64, u64)> },
-    /// Plain TCP, or TLS when the address is `tls://` (see [`Listener::is_tls`]).
+    /// Plain TCP, or TLS when the address is `tls://`.
     Tcp { socket: TcpListener, address: Address },
 }
 
-/// An accepted connection's socket.
+/// An accepted connection's socket: unix, TCP, or TCP with a TLS session between it and the
+/// connection (see [`Stream::is_tls`]).
 #[derive(Debug)]
-pub enum Stream {
+pub struct Stream(Socket);
+
+/// An accepted socket of one of the kinds.
+#[derive(Debug)]
+enum Socket {
     Unix(UnixStream),
     Tcp(TcpStream),
     /// A TCP socket with a TLS session between it and the connection.
@@ -79,7 +89,7 @@ impl Listener {
                 rustix::process::umask(old);
                 let socket = bound.map_err(io_err)?;
                 let inode = at.stat_name(path).ok().flatten().map(|st| (st.st_dev, st.st_ino));
-                Ok(Listener::Unix { socket, path: path.clone(), address: address.clone(), owned: true, inode })
+                Ok(Listener(Bound::Unix { socket, path: path.clone(), address: address.clone(), owned: true, inode }))
             }
             Transport::Tcp(addr) | Transport::Tls { addr, .. } => {
                 if !addr.ip().is_loopback() {
@@ -98,7 +108,7 @@ impl Listener {
                     _ => Transport::Tcp(bound),
                 };
                 let address = Address { transport, dialect: address.dialect };
-                Ok(Listener::Tcp { socket, address })
+                Ok(Listener(Bound::Tcp { socket, address }))
             }
         }
     }
@@ -111,18 +121,18 @@ impl Listener {
             std.set_nonblocking(true)?;
             let path = std.local_addr()?.as_pathname().map(Path::to_owned).unwrap_or_default();
             let address = Address::unix(&path);
-            Ok(Listener::Unix { socket: UnixListener::from_std(std), path, address, owned: false, inode: None })
+            Ok(Listener(Bound::Unix { socket: UnixListener::from_std(std), path, address, owned: false, inode: None }))
         } else {
             let std = std::net::TcpListener::from(fd);
             std.set_nonblocking(true)?;
             let address = Address::tcp(std.local_addr()?);
-            Ok(Listener::Tcp { socket: TcpListener::from_std(std), address })
+            Ok(Listener(Bound::Tcp { socket: TcpListener::from_std(std), address }))
         }
     }
 
     pub fn address(&self) -> &Address {
-        match self {
-            Listener::Unix { address, .. } | Listener::Tcp { address, .. } => address,
+        match &self.0 {
+            Bound::Unix { address, .. } | Bound::Tcp { address, .. } => address,
         }
     }
 
@@ -137,16 +147,16 @@ impl Listener {
 
     /// Accepts one pending connection; `WouldBlock` when none is left.
     pub fn accept(&self) -> io::Result<(Stream, Peer)> {
-        match self {
-            Listener::Unix { socket, .. } => {
+        match &self.0 {
+            Bound::Unix { socket, .. } => {
                 let (s, _) = socket.accept()?;
                 let peer = Peer::of_unix(&s);
-                Ok((Stream::Unix(s), peer))
+                Ok((Stream(Socket::Unix(s)), peer))
             }
-            Listener::Tcp { socket, .. } => {
+            Bound::Tcp { socket, .. } => {
                 let (s, addr) = socket.accept()?;
                 let _ = s.set_nodelay(true);
-                Ok((Stream::Tcp(s), Peer::of_tcp(addr)))
+                Ok((Stream(Socket::Tcp(s)), Peer::of_tcp(addr)))
             }
         }
     }
@@ -155,27 +165,27 @@ impl Listener {
     /// (a loopback or a wildcard address) is what a browser tricked by DNS rebinding reaches:
     /// the attacker's name in `Host` gives it away.
     pub fn host_rule(&self) -> HostRule {
-        match self {
-            Listener::Tcp { address, .. } => match &address.transport {
+        match &self.0 {
+            Bound::Tcp { address, .. } => match &address.transport {
                 Transport::Tcp(a) | Transport::Tls { addr: a, .. } if a.ip().is_loopback() => HostRule::Loopback,
                 Transport::Tcp(a) | Transport::Tls { addr: a, .. } if a.ip().is_unspecified() => HostRule::ThisMachine,
                 _ => HostRule::Any,
             },
-            Listener::Unix { .. } => HostRule::Any,
+            Bound::Unix { .. } => HostRule::Any,
         }
     }
 
     pub fn source(&mut self) -> &mut dyn mio::event::Source {
-        match self {
-            Listener::Unix { socket, .. } => socket,
-            Listener::Tcp { socket, .. } => socket,
+        match &mut self.0 {
+            Bound::Unix { socket, .. } => socket,
+            Bound::Tcp { socket, .. } => socket,
         }
     }
 }
 
 impl Drop for Listener {
     fn drop(&mut self) {
-        if let Listener::Unix { path, owned: true, inode: Some((dev, ino)), .. } = self {
+        if let Bound::Unix { path, owned: true, inode: Some((dev, ino)), .. } = &mut self.0 {
             // Only the socket we bound: not one another instance made at the path since.
             let ours = files::parent(path).map(|at| {
                 let same = at.stat_name(path).ok().flatten().is_some_and(|st| st.st_dev == *dev && st.st_ino == *ino);
@@ -210,7 +220,7 @@ impl Listener {
     /// The directory was checked at bind (nobody else can replace the file), and the file is
     /// the one bound (same inode), so the change reaches the daemon's own socket.
     pub fn set_access(&self, mode: u32, gid: Option<u32>) -> Result<(), BindError> {
-        let Listener::Unix { path, address, owned: true, inode: Some((dev, ino)), .. } = self else {
+        let Bound::Unix { path, address, owned: true, inode: Some((dev, ino)), .. } = &self.0 else {
             return Ok(());
         };
         let name = address.to_string();
@@ -272,69 +282,79 @@ fn recover_stale(at: &Parent, path: &Path, name: &str) -> Result<bool, BindError
 impl Stream {
     /// Shuts the sending side: the client reads the end of the answers.
     pub fn shutdown_write(&mut self) -> io::Result<()> {
-        match self {
-            Stream::Unix(s) => s.shutdown(std::net::Shutdown::Write),
-            Stream::Tcp(s) => s.shutdown(std::net::Shutdown::Write),
-            Stream::Tls(s) => s.shutdown_write(),
+        match &mut self.0 {
+            Socket::Unix(s) => s.shutdown(std::net::Shutdown::Write),
+            Socket::Tcp(s) => s.shutdown(std::net::Shutdown::Write),
+            Socket::Tls(s) => s.shutdown_write(),
         }
     }
 
     pub fn source(&mut self) -> &mut dyn mio::event::Source {
-        match self {
-            Stream::Unix(s) => s,
-            Stream::Tcp(s) => s,
-            Stream::Tls(s) => s.socket(),
+        match &mut self.0 {
+            Socket::Unix(s) => s,
+            Socket::Tcp(s) => s,
+            Socket::Tls(s) => s.socket(),
         }
     }
 
     /// Sends what a TLS session holds (handshake, alerts, records a full socket refused):
     /// `Ok(true)` once nothing is left. Plain sockets hold nothing.
     pub fn flush_pending(&mut self) -> io::Result<bool> {
-        match self {
-            Stream::Tls(s) => s.flush_pending(),
+        match &mut self.0 {
+            Socket::Tls(s) => s.flush_pending(),
             _ => Ok(true),
         }
     }
 
     /// Whether a TLS session holds records not yet sent.
     pub fn has_pending(&self) -> bool {
-        matches!(self, Stream::Tls(s) if s.has_pending())
+        matches!(&self.0, Socket::Tls(s) if s.has_pending())
     }
 
     /// Whether a TLS handshake is still going on.
     pub fn is_handshaking(&self) -> bool {
-        matches!(self, Stream::Tls(s) if s.is_handshaking())
+        matches!(&self.0, Socket::Tls(s) if s.is_handshaking())
     }
 
+    /// Whether it is a TLS session (over TCP).
     pub fn is_tls(&self) -> bool {
-        matches!(self, Stream::Tls(_))
+        matches!(&self.0, Socket::Tls(_))
+    }
+
+    /// The common name of the client's verified certificate (mutual TLS), once the handshake
+    /// is done; `None` for a plain socket.
+    pub fn peer_name(&self) -> Option<String> {
+        match &self.0 {
+            Socket::Tls(s) => s.peer_name(),
+            _ => None,
+        }
     }
 
     /// A TCP socket with a TLS session on it, whose handshake begins.
     pub fn into_tls(self, config: &std::sync::Arc<rustls::ServerConfig>) -> io::Result<Stream> {
-        match self {
-            Stream::Tcp(s) => Ok(Stream::Tls(Box::new(TlsStream::new(s, config)?))),
-            other => Ok(other),
+        match self.0 {
+            Socket::Tcp(s) => Ok(Stream(Socket::Tls(Box::new(TlsStream::new(s, config)?)))),
+            other => Ok(Stream(other)),
         }
     }
 }
 
 impl io::Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Stream::Unix(s) => s.read(buf),
-            Stream::Tcp(s) => s.read(buf),
-            Stream::Tls(s) => s.read(buf),
+        match &mut self.0 {
+            Socket::Unix(s) => s.read(buf),
+            Socket::Tcp(s) => s.read(buf),
+            Socket::Tls(s) => s.read(buf),
         }
     }
 }
 
 impl io::Write for Stream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Stream::Unix(s) => s.write(buf),
-            Stream::Tcp(s) => s.write(buf),
-            Stream::Tls(s) => s.write(buf),
+        match &mut self.0 {
+            Socket::Unix(s) => s.write(buf),
+            Socket::Tcp(s) => s.write(buf),
+            Socket::Tls(s) => s.write(buf),
         }
     }
     fn flush(&mut self) -> io::Result<()> {

@@ -1,11 +1,12 @@
-//! TLS with rustls: certificates loaded from PEM files, and [`TlsStream`], a rustls session
-//! between a non-blocking TCP socket and a connection's framing.
+//! TLS with rustls: certificates loaded from PEM files, and the daemon's TLS streams (the
+//! crate's `TlsStream`), a rustls session between a non-blocking TCP socket and a connection's
+//! framing.
 //!
 //! rustls does no I/O of its own, so a TLS connection is the same [`Conn`](super::Conn) state
-//! machine as a TCP one: [`TlsStream`]'s `read` takes records from the socket, decrypts them and
+//! machine as a TCP one: a TLS stream's `read` takes records from the socket, decrypts them and
 //! hands out plaintext; its `write` encrypts and pushes records as far as the socket takes them.
 //! Handshake records and records a full socket refused stay in the session until
-//! [`TlsStream::flush_pending`] gets them out (the connection calls it on every turn). A
+//! its `flush_pending` gets them out (the connection calls it on every turn). A
 //! handshake never blocks the loop: it advances as its bytes arrive, like a message.
 //!
 //! Memory: rustls holds at most one record being received, the plaintext of one record
@@ -160,27 +161,27 @@ pub fn client_connection(config: &Arc<ClientConfig>, host: &str) -> Result<Clien
 
 /// A TLS server connection on a non-blocking TCP socket.
 #[derive(Debug)]
-pub struct TlsStream {
+pub(crate) struct TlsStream {
     tcp: TcpStream,
     tls: ServerConnection,
 }
 
 impl TlsStream {
     /// Starts the server side of a handshake on an accepted socket.
-    pub fn new(tcp: TcpStream, config: &Arc<ServerConfig>) -> io::Result<TlsStream> {
+    pub(crate) fn new(tcp: TcpStream, config: &Arc<ServerConfig>) -> io::Result<TlsStream> {
         let mut tls = ServerConnection::new(config.clone()).map_err(io::Error::other)?;
         tls.set_buffer_limit(Some(SEND_LIMIT));
         Ok(TlsStream { tcp, tls })
     }
 
     /// The socket, to register with the poll.
-    pub fn socket(&mut self) -> &mut TcpStream {
+    pub(crate) fn socket(&mut self) -> &mut TcpStream {
         &mut self.tcp
     }
 
     /// Writes pending records (handshake, alerts, encrypted answers) as far as the socket takes
     /// them: `Ok(true)` once none is left.
-    pub fn flush_pending(&mut self) -> io::Result<bool> {
+    pub(crate) fn flush_pending(&mut self) -> io::Result<bool> {
         while self.tls.wants_write() {
             match self.tls.write_tls(&mut self.tcp) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -194,23 +195,23 @@ impl TlsStream {
     }
 
     /// Whether records wait to be sent.
-    pub fn has_pending(&self) -> bool {
+    pub(crate) fn has_pending(&self) -> bool {
         self.tls.wants_write()
     }
 
-    pub fn is_handshaking(&self) -> bool {
+    pub(crate) fn is_handshaking(&self) -> bool {
         self.tls.is_handshaking()
     }
 
     /// The common name of the client's verified certificate (mutual TLS), once the handshake
     /// is done.
-    pub fn peer_name(&self) -> Option<String> {
+    pub(crate) fn peer_name(&self) -> Option<String> {
         let cert = self.tls.peer_certificates()?.first()?;
         common_name(cert.as_ref())
     }
 
     /// Ends the session (`close_notify`) and shuts the socket's sending side.
-    pub fn shutdown_write(&mut self) -> io::Result<()> {
+    pub(crate) fn shutdown_write(&mut self) -> io::Result<()> {
         self.tls.send_close_notify();
         let _ = self.flush_pending();
         self.tcp.shutdown(std::net::Shutdown::Write)

@@ -16,17 +16,17 @@ use rustix::io::Errno;
 /// it readable in the other. It can be registered with mio through
 /// `mio::unix::SourceFd(&fd.as_raw_fd())`.
 #[derive(Debug)]
-pub struct EventFd(OwnedFd);
+pub(crate) struct EventFd(OwnedFd);
 
 impl EventFd {
     /// Creates an eventfd with a zero counter.
-    pub fn new() -> io::Result<EventFd> {
+    pub(crate) fn new() -> io::Result<EventFd> {
         let fd = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?;
         Ok(EventFd(fd))
     }
 
     /// Adds one to the counter, making the descriptor readable.
-    pub fn signal(&self) -> io::Result<()> {
+    pub(crate) fn signal(&self) -> io::Result<()> {
         loop {
             match rustix::io::write(&self.0, &1u64.to_ne_bytes()) {
                 Ok(_) => return Ok(()),
@@ -39,7 +39,7 @@ impl EventFd {
     }
 
     /// Resets the counter to zero, returning what it was (0 when nothing was signalled).
-    pub fn drain(&self) -> io::Result<u64> {
+    pub(crate) fn drain(&self) -> io::Result<u64> {
         let mut buf = [0u8; 8];
         loop {
             match rustix::io::read(&self.0, &mut buf) {
@@ -55,7 +55,7 @@ impl EventFd {
     ///
     /// Returns whether it is readable. Does not reset the counter (see [`EventFd::drain`]).
     /// An interrupted sleep (a signal) returns `Ok(false)` early, like a timeout.
-    pub fn wait(&self, timeout: Option<Duration>) -> io::Result<bool> {
+    pub(crate) fn wait(&self, timeout: Option<Duration>) -> io::Result<bool> {
         let timeout = timeout
             .map(|t| Timespec { tv_sec: t.as_secs().try_into().unwrap_or(i64::MAX), tv_nsec: t.subsec_nanos().into() });
         let mut fds = [PollFd::new(&self.0, PollFlags::IN)];

@@ -4,7 +4,7 @@
 /// freed in small pieces for reuse, so after a burst of large requests or many clients the
 /// daemon would idle at many times its fresh footprint; the loop calls this once it goes quiet.
 /// Elsewhere than glibc it does nothing.
-pub fn trim_heap() {
+pub(crate) fn trim_heap() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim takes no pointers and only walks the allocator's own state under its
     // own locks; any pad value is valid (0: keep nothing beyond what is in use).

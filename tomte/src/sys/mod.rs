@@ -1,9 +1,12 @@
 //! The only place in tomte with `unsafe`: thin wrappers over the system calls that have no safe
 //! form in rustix (fork, signal dispositions, shared mappings). Every block says why it is sound.
+//!
+//! Private to the crate: everything here is `pub(crate)` but [`process::spawn_child`] and
+//! [`shm::SharedRegion`], which `crate::_bench` re-exports for the benchmarks.
 #![allow(unsafe_code)]
 
-pub mod eventfd;
-pub mod mem;
-pub mod process;
-pub mod shm;
-pub mod signals;
+pub(crate) mod eventfd;
+pub(crate) mod mem;
+pub(crate) mod process;
+pub(crate) mod shm;
+pub(crate) mod signals;

@@ -1,12 +1,17 @@
 //! fork, `_exit`, signal-disposition resets, and the forking of worker processes.
 
 use std::io;
+use std::os::fd::AsRawFd;
+use std::time::Duration;
 
 use rustix::process::Pid;
 
+use crate::worker::channel::Channel;
+use crate::worker::Factory;
+
 /// Which side of a `fork` the caller is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Forked {
+pub(crate) enum Forked {
     /// The parent, with the child's pid.
     Parent(Pid),
     /// The new child process.
@@ -18,7 +23,7 @@ pub enum Forked {
 /// # Safety
 /// The process must be single-threaded (tomte's daemon is, by design): after `fork` only the
 /// calling thread exists in the child, so a lock held by another thread would stay locked.
-pub unsafe fn fork() -> io::Result<Forked> {
+pub(crate) unsafe fn fork() -> io::Result<Forked> {
     // SAFETY: `fork` has no memory-safety preconditions of its own; the single-thread
     // requirement that makes the child's state coherent is the caller's, stated above.
     match unsafe { libc::fork() } {
@@ -30,22 +35,14 @@ pub unsafe fn fork() -> io::Result<Forked> {
 
 /// Ends the process at once, without running destructors or `atexit` handlers: what a forked
 /// intermediate process must do so that it does not flush or drop its parent's state.
-pub fn exit_now(code: i32) -> ! {
+pub(crate) fn exit_now(code: i32) -> ! {
     // SAFETY: `_exit` is async-signal-safe, takes no pointers and never returns.
     unsafe { libc::_exit(code) }
 }
 
-/// Puts every signal back to its default disposition (SIGPIPE stays ignored, as Rust programs
-/// expect) and unblocks them all: a forked child must not keep the daemon's handlers (they
-/// write to the daemon's self-pipe).
-pub fn reset_signals() {
-    default_dispositions();
-    unblock_all();
-}
-
 /// Puts every catchable signal but SIGPIPE back to its default disposition, leaving the mask
 /// alone.
-pub fn default_dispositions() {
+pub(crate) fn default_dispositions() {
     for sig in 1..=libc::SIGRTMAX() {
         if sig == libc::SIGKILL || sig == libc::SIGSTOP || sig == libc::SIGPIPE {
             continue;
@@ -59,7 +56,7 @@ pub fn default_dispositions() {
 }
 
 /// Unblocks every signal.
-pub fn unblock_all() {
+pub(crate) fn unblock_all() {
     // SAFETY: a zeroed sigset_t is a valid buffer for sigemptyset, which initializes it; the
     // pointers are to a local that outlives both calls.
     unsafe {
@@ -70,7 +67,7 @@ pub fn unblock_all() {
 }
 
 /// Ignores SIGPIPE, so that a write to a vanished peer is an EPIPE error, not a death.
-pub fn ignore_sigpipe() {
+pub(crate) fn ignore_sigpipe() {
     // SAFETY: SIG_IGN is a valid disposition for SIGPIPE; no memory is involved.
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_IGN);
@@ -78,7 +75,7 @@ pub fn ignore_sigpipe() {
 }
 
 /// Forks, after checking that the process has a single thread, which makes `fork` sound.
-pub fn fork_alone() -> io::Result<Forked> {
+pub(crate) fn fork_alone() -> io::Result<Forked> {
     let threads = thread_count()?;
     if threads != 1 {
         return Err(io::Error::other(format!(
@@ -107,7 +104,7 @@ fn thread_count() -> io::Result<usize> {
 /// No live Rust object may own one of the descriptors closed (it would close it again, or use
 /// a descriptor number reused by then): call it right after a fork, before opening anything
 /// that is not in `keep`.
-pub unsafe fn close_fds_except(keep: &[i32]) {
+pub(crate) unsafe fn close_fds_except(keep: &[i32]) {
     let Ok(dir) = std::fs::read_dir("/proc/self/fd") else { return };
     let fds: Vec<i32> = dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect();
     for fd in fds {
@@ -121,18 +118,31 @@ pub unsafe fn close_fds_except(keep: &[i32]) {
     }
 }
 
-/// Forks a worker process. In the child: every signal back to its default, then the worker's
-/// own dispositions ([`super::signals`]: TERM and INT ask it to stop, job control and the
-/// daemon's signals cannot freeze or kill it), then unblocked (every signal is blocked across
-/// the fork, so none meets the child before that); a SIGKILL when the daemon dies (and an exit
-/// if it already has), every descriptor closed but stdio and `keep`, the process named `name`
-/// (as `ps -o comm` shows it); then `body(value)` runs and the process `_exit`s with its result
-/// (70 if it panics). The parent gets the child's pid and `value` back.
+/// Forks a child process for `body`. In the child: every signal back to its default, then the
+/// worker's own dispositions (the `signals` module beside this one: TERM and INT ask it to
+/// stop, job control and the daemon's signals cannot freeze or kill it), then unblocked (every
+/// signal is blocked across the fork, so none meets the child before that); a SIGKILL when the
+/// parent dies (and an exit if it already has), every descriptor closed but stdio and `keep`,
+/// the process named `name` (as `ps -o comm` shows it); then `body(value)` runs and the process
+/// `_exit`s with its result (70 if it panics). The parent gets the child's pid and `value` back.
 ///
-/// The child never returns into the caller's frames, so the objects there that own the
-/// descriptors it closed are never used or dropped in it; `body` is `'static` so that it cannot
+/// Inside the crate only the supervisor forks with it, through `spawn_worker`; it is `pub`
+/// (not `pub(crate)`) only so that `crate::_bench` can re-export it.
+///
+/// # Safety
+///
+/// In the child, every descriptor above stderr that is not in `keep` is closed before `body`
+/// runs. So `body`, everything it captures, and `value` must own no descriptor outside `keep`
+/// (no file, socket, mapping's fd, `OwnedFd`…), nor refer to one by number: such an object
+/// would use, or close again on drop, a closed descriptor, whose number the child may by then
+/// have reused for something else. What the body needs beyond `keep` it opens itself, in the
+/// child.
+///
+/// Nothing else of the caller's can be affected: the child never returns into the caller's
+/// frames (it `_exit`s when `body` returns or panics), so the objects there that own the
+/// descriptors it closed are never used or dropped in it; and `body` is `'static`, so it cannot
 /// borrow them either.
-pub fn spawn_child<T>(
+pub unsafe fn spawn_child<T>(
     name: &str,
     keep: &[i32],
     value: T,
@@ -151,12 +161,13 @@ pub fn spawn_child<T>(
             super::signals::install_worker_dispositions();
             unblock_all();
             let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
-            // The daemon may have died between fork and prctl: then nobody would kill us.
+            // The parent may have died between fork and prctl: then nobody would kill us.
             if rustix::process::getppid() != Some(daemon) {
                 exit_now(0);
             }
-            // SAFETY: see this function's doc: the child only runs `body` (which owns what it
-            // uses) and `_exit`s, so no object owning a closed descriptor is touched again.
+            // SAFETY: by this function's contract, `body` and `value` own no descriptor outside
+            // `keep`, and the child never returns to the caller's frames (it `_exit`s below), so
+            // no live object that owns a closed descriptor is touched again.
             unsafe { close_fds_except(keep) };
             let comm = std::ffi::CString::new(
                 name.as_bytes().iter().copied().filter(|&b| b != 0).take(15).collect::<Vec<u8>>(),
@@ -170,10 +181,37 @@ pub fn spawn_child<T>(
     }
 }
 
+/// Forks the worker process of the daemon's supervisor: [`spawn_child`] with `channel`'s
+/// descriptors kept, running [`crate::worker::child::main`] on the worker's end of the
+/// channel with a worker built by `factory`, in the child. Returns the worker's pid and the
+/// channel (whose daemon end the supervisor keeps).
+pub(crate) fn spawn_worker(
+    name: &str,
+    interval: Duration,
+    beat: Duration,
+    factory: Factory,
+    channel: Channel,
+) -> io::Result<(Pid, Channel)> {
+    let keep: Vec<i32> = channel.fds().iter().map(|fd| fd.as_raw_fd()).collect();
+    let owned_name = name.to_owned();
+    // SAFETY: `spawn_child`'s contract holds. The body is the crate's worker loop; `value` is
+    // the channel, whose only descriptors (its two eventfds; the mapping keeps none) are in
+    // `keep`; the body captures the worker's name, interval and beat (plain data) and the
+    // worker's factory, which by `WorkerSpec::new`'s documented rule ("# Descriptors") owns no
+    // descriptor: it opens what the worker needs itself, and it runs in the child, after the
+    // close. The worker loop (`child::main`) holds nothing else from before the fork.
+    unsafe {
+        spawn_child(name, &keep, channel, move |channel| {
+            // Built here, in the child, after the inherited descriptors are closed.
+            crate::worker::child::main(owned_name, interval, beat, factory(), channel.worker_end())
+        })
+    }
+}
+
 /// Takes ownership of the listening sockets systemd passed (`LISTEN_PID` is this process,
 /// `LISTEN_FDS` counts them from descriptor 3), once: the variables are removed, so a second
 /// call, or a child, finds none.
-pub fn take_activated_sockets() -> Vec<std::os::fd::OwnedFd> {
+pub(crate) fn take_activated_sockets() -> Vec<std::os::fd::OwnedFd> {
     let ours = std::env::var("LISTEN_PID").ok().and_then(|p| p.parse::<u32>().ok()) == Some(std::process::id());
     let count = std::env::var("LISTEN_FDS").ok().and_then(|n| n.parse::<i32>().ok()).unwrap_or(0);
     std::env::remove_var("LISTEN_PID");

@@ -53,14 +53,14 @@ static WAKE: AtomicI32 = AtomicI32::new(-1);
 static WAKE_KEEP: OnceLock<Arc<EventFd>> = OnceLock::new();
 
 /// The signals that stop a worker cleanly (spindown, exit 0).
-pub const STOP_SIGNALS: [i32; 2] = [libc::SIGTERM, libc::SIGINT];
+pub(crate) const STOP_SIGNALS: [i32; 2] = [libc::SIGTERM, libc::SIGINT];
 
 /// The job-control signals a worker ignores.
-pub const IGNORED: [i32; 3] = [libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU];
+pub(crate) const IGNORED: [i32; 3] = [libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU];
 
 /// The signals a worker catches and drops, besides the real-time ones (SIGRTMIN..=SIGRTMAX):
 /// the daemon's, reaching it through the group.
-pub const DROPPED: [i32; 9] = [
+pub(crate) const DROPPED: [i32; 9] = [
     libc::SIGHUP,
     libc::SIGUSR1,
     libc::SIGUSR2,
@@ -73,12 +73,12 @@ pub const DROPPED: [i32; 9] = [
 ];
 
 /// A signal mask saved by [`block_all`], to put back with [`restore`].
-pub struct SavedMask(libc::sigset_t);
+pub(crate) struct SavedMask(libc::sigset_t);
 
 /// Blocks every signal in the calling thread and returns the mask it had: the daemon calls it
 /// just before it forks a worker, so that nothing is delivered to the child before its own
 /// dispositions are set; the parent restores its mask right after the fork.
-pub fn block_all() -> SavedMask {
+pub(crate) fn block_all() -> SavedMask {
     let mut old = MaybeUninit::<libc::sigset_t>::uninit();
     // SAFETY: `all` is initialized by sigfillset before sigprocmask reads it; sigprocmask writes
     // the previous mask into `old` (a valid buffer of the right type) and can only fail for an
@@ -92,7 +92,7 @@ pub fn block_all() -> SavedMask {
 }
 
 /// Puts back a mask saved by [`block_all`].
-pub fn restore(mask: &SavedMask) {
+pub(crate) fn restore(mask: &SavedMask) {
     // SAFETY: `mask.0` is a mask the kernel filled in; no memory of ours is written.
     unsafe {
         libc::sigprocmask(libc::SIG_SETMASK, &mask.0, std::ptr::null_mut());
@@ -139,7 +139,7 @@ fn set_action(signal: i32, handler: libc::sighandler_t) {
 /// Sets a worker's dispositions, as the table in this module's doc says; every other signal
 /// keeps the disposition it has (call [`super::process::default_dispositions`] first). Meant
 /// for the forked child while every signal is blocked.
-pub fn install_worker_dispositions() {
+pub(crate) fn install_worker_dispositions() {
     for signal in STOP_SIGNALS {
         set_action(signal, on_stop as extern "C" fn(libc::c_int) as libc::sighandler_t);
     }
@@ -153,7 +153,7 @@ pub fn install_worker_dispositions() {
 }
 
 /// The stop signal (TERM or INT) this process received, if any.
-pub fn stop_signal() -> Option<Signal> {
+pub(crate) fn stop_signal() -> Option<Signal> {
     match STOP.load(Ordering::SeqCst) {
         0 => None,
         raw => Signal::from_named_raw(raw),
@@ -163,7 +163,7 @@ pub fn stop_signal() -> Option<Signal> {
 /// Makes the stop handler also signal `wake` (the eventfd the worker sleeps on), so that a
 /// stop signal ends the sleep at once. Once per process: later calls change nothing. The
 /// descriptor stays open until the process exits.
-pub fn wake_on_stop(wake: Arc<EventFd>) {
+pub(crate) fn wake_on_stop(wake: Arc<EventFd>) {
     let fd = wake.as_raw_fd();
     if WAKE_KEEP.set(wake).is_ok() {
         WAKE.store(fd, Ordering::SeqCst);

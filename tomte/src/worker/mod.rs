@@ -32,8 +32,11 @@
 //! only under [`Policy::Always`] and never counted as a crash; anything else is a failure. While
 //! the daemon stops, nothing is restarted and exits are not judged at all.
 
+// The channel's module docs (another change's file) still link to the private `sys::shm`:
+// allowed here until they say it in words.
+#[allow(rustdoc::private_intra_doc_links)]
 pub mod channel;
-mod child;
+pub(crate) mod child;
 pub(crate) mod supervisor;
 pub(crate) mod wire;
 
@@ -41,7 +44,7 @@ use std::time::Duration;
 
 use tomte_rpc::{Fault, Value};
 
-pub use supervisor::{Policy, State, WorkerInfo};
+pub use supervisor::{Policy, State, Supervisor, WorkerInfo};
 
 /// A worker's behaviour. Only `loop` (one iteration) is required.
 ///
@@ -98,7 +101,8 @@ impl WorkerCtx {
 }
 
 /// Builds a fresh worker for each (re)start, in the worker's process: what the worker opens
-/// (files, sockets) it opens there, after the daemon's descriptors are closed.
+/// (files, sockets) it opens there, after the daemon's descriptors are closed. It owns no
+/// descriptor itself (see [`WorkerSpec::new`], "Descriptors").
 pub type Factory = std::rc::Rc<dyn Fn() -> Box<dyn Worker>>;
 
 /// How a worker is installed on the daemon.
@@ -118,11 +122,19 @@ pub struct WorkerSpec {
 
 impl WorkerSpec {
     /// A worker called `name`, iterating every `interval` (sub-second allowed), built by
-    /// `factory` at each start, inside the new process. Do not move open files or sockets into
-    /// the factory: the child closes the descriptors it inherits; open them in the factory's
-    /// body or in `spinup`. Defaults: policy `Always`, back-off 100 ms doubling to 30 s
-    /// (reset after 10 s of stable running), at most 5 restarts in 60 s before `failed`, hang
-    /// timeout 30 s, stop grace 5 s, 64 KiB rings.
+    /// `factory` at each start, inside the new process. Defaults: policy `Always`, back-off
+    /// 100 ms doubling to 30 s (reset after 10 s of stable running), at most 5 restarts in 60 s
+    /// before `failed`, hang timeout 30 s, stop grace 5 s, 64 KiB rings.
+    ///
+    /// # Descriptors
+    ///
+    /// The factory must own no file descriptor: no open file, socket, pipe or anything holding
+    /// one (an `OwnedFd`, a `File`, a `TcpStream`, a client…), moved or cloned into it. A new
+    /// worker process closes every descriptor it inherits but its channel's before the factory
+    /// runs, so such an object would be left with a closed descriptor, or one whose number the
+    /// worker has reused for another file. Open what the worker needs in the factory's body or
+    /// in [`Worker::spinup`]: both run in the worker, after the close. (The daemon relies on
+    /// this rule to fork workers soundly.)
     pub fn new<W: Worker + 'static>(name: &str, interval: Duration, factory: impl Fn() -> W + 'static) -> WorkerSpec {
         WorkerSpec {
             name: name.to_owned(),

@@ -132,7 +132,10 @@ struct Slot {
     iterations: u64,
 }
 
-/// All the workers of a daemon.
+/// All the workers of a daemon, as handlers, listeners and timers reach them through
+/// [`Ctx::workers`](crate::Ctx::workers): their names and state, and the commands the
+/// `worker.*` methods give (start, stop, restart, command words). Requests to a worker go
+/// through [`Ctx::ask`](crate::Ctx::ask).
 #[derive(Default)]
 pub struct Supervisor {
     slots: Vec<Slot>,
@@ -170,9 +173,11 @@ impl Supervisor {
         });
     }
 
+    /// How many workers are installed (running or not).
     pub fn len(&self) -> usize {
         self.slots.len()
     }
+    /// Whether the daemon has no worker.
     pub fn is_empty(&self) -> bool {
         self.slots.is_empty()
     }
@@ -193,15 +198,15 @@ impl Supervisor {
     fn spawn(&mut self, i: usize) -> std::io::Result<()> {
         let slot = &mut self.slots[i];
         let channel = Channel::new(slot.spec.ring_bytes)?;
-        let keep: Vec<i32> = channel.fds().iter().map(|fd| fd.as_raw_fd()).collect();
-        let factory = slot.spec.factory.clone();
-        let (name, interval) = (slot.spec.name.clone(), slot.spec.interval);
         // Beat often enough that a healthy worker never looks hung.
         let beat = slot.spec.hang_timeout.map_or(Duration::from_secs(1), |h| (h / 3).min(Duration::from_secs(1)));
-        let (pid, channel) = crate::sys::process::spawn_child(&slot.spec.name, &keep, channel, move |channel| {
-            // Built here, in the child, after the inherited descriptors are closed.
-            child::main(name, interval, beat, factory(), channel.worker_end())
-        })?;
+        let (pid, channel) = crate::sys::process::spawn_worker(
+            &slot.spec.name,
+            slot.spec.interval,
+            beat,
+            slot.spec.factory.clone(),
+            channel,
+        )?;
         let end = channel.daemon_end();
         if let Some(reg) = &self.registry {
             reg.register(&mut SourceFd(&end.wake_fd().as_raw_fd()), Token(TOKEN_BASE + i), Interest::READABLE)?;
@@ -456,7 +461,9 @@ impl Supervisor {
         Ok(())
     }
 
-    /// Sends a command word to worker `name`.
+    /// Sends a command word to worker `name` (`pause`, `resume`, `stop`, or a word of its own,
+    /// for [`Worker::on_command`](super::Worker::on_command)): `Ok(false)` when it is not
+    /// running.
     pub fn command(&mut self, name: &str, word: &str) -> Result<bool, Fault> {
         let i = self.find(name)?;
         Frame::Command(word.to_owned()).encode(&mut self.frame);
@@ -493,7 +500,8 @@ impl Supervisor {
         Ok(true)
     }
 
-    /// Starts worker `name` if it is not running (a failed worker too).
+    /// Starts worker `name` if it is not running (a failed worker too): `Ok(false)` when it
+    /// already runs.
     pub fn start(&mut self, name: &str) -> Result<bool, Fault> {
         let i = self.find(name)?;
         let slot = &mut self.slots[i];
@@ -512,6 +520,7 @@ impl Supervisor {
         self.slots.iter().map(|s| s.spec.name.clone()).collect()
     }
 
+    /// Worker `name` as `worker.list` shows it.
     pub fn info(&self, name: &str) -> Result<WorkerInfo, Fault> {
         let slot = &self.slots[self.find(name)?];
         let (pid, state, iterations, uptime) = match &slot.run {
