@@ -35,6 +35,7 @@ fn main() -> Result<()> {
             tomte_bench::workers::run(&pool, std::time::Duration::from_secs_f64(seconds))?;
             Ok(())
         }
+        ["supervisord", rest @ ..] => tomte_bench::supervisord::main(rest),
         _ => {
             bail!("usage: tomte-bench compare [SECONDS] | tls [SECONDS] | workers [SECONDS] | floor-ndjson PATH | floor-http ADDR | pipelined PATH SECONDS")
         }
