@@ -651,8 +651,9 @@ impl Bench {
                     0
                 }
             };
+            let unit = if unit.starts_with('/') { unit.to_owned() } else { format!(" {unit}") };
             t.push_str(&format!(
-                "| {what} | {tomte:.*} {unit} | {sup:.*} {unit} | {ratio:.2}x |\n",
+                "| {what} | {tomte:.*}{unit} | {sup:.*}{unit} | {ratio:.2}x |\n",
                 digits(tomte),
                 digits(sup)
             ));
