@@ -1,7 +1,7 @@
 //! The worker's side: its loop, in the forked process.
 //!
 //! Between iterations the worker sleeps on its channel, so a command or a request acts at once,
-//! not after the interval. It beats the heartbeat at least every second, also while paused, so
+//! not after the interval. It beats the heartbeat three times per hang timeout, also while paused, so
 //! only a worker stuck inside its own code looks hung.
 //!
 //! SIGTERM and SIGINT sent to the worker itself (a group kill, Ctrl-C in the terminal) end it

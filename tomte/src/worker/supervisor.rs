@@ -198,8 +198,9 @@ impl Supervisor {
     fn spawn(&mut self, i: usize) -> std::io::Result<()> {
         let slot = &mut self.slots[i];
         let channel = Channel::new(slot.spec.ring_bytes)?;
-        // Beat often enough that a healthy worker never looks hung.
-        let beat = slot.spec.hang_timeout.map_or(Duration::from_secs(1), |h| (h / 3).min(Duration::from_secs(1)));
+        // Beat often enough that a healthy worker never looks hung, and no more: an idle worker
+        // wakes three times per hang timeout (every 10 s by default), or once a minute without.
+        let beat = slot.spec.hang_timeout.map_or(Duration::from_secs(60), |h| (h / 3).max(Duration::from_millis(10)));
         let (pid, channel) = crate::sys::process::spawn_worker(
             &slot.spec.name,
             slot.spec.interval,
@@ -427,9 +428,15 @@ impl Supervisor {
             if let Some(run) = &slot.run {
                 match run.stopping {
                     Some((since, _)) => earliest(since + slot.spec.stop_grace),
-                    // Hang checks: once a second is plenty against timeouts of seconds.
-                    None if slot.spec.hang_timeout.is_some() => earliest(Instant::now() + Duration::from_secs(1)),
-                    None => {}
+                    // Hang checks three times per timeout: a hung worker is killed within the
+                    // timeout and a third of it.
+                    None => {
+                        if let Some(h) = slot.spec.hang_timeout {
+                            earliest(
+                                Instant::now() + (h / 3).clamp(Duration::from_millis(10), Duration::from_secs(10)),
+                            );
+                        }
+                    }
                 }
             }
         }
