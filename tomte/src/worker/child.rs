@@ -29,17 +29,15 @@ pub(crate) const SPINDOWN: u32 = 3;
 /// `beat`: the longest sleep between heartbeats.
 pub(crate) fn main(name: String, interval: Duration, beat: Duration, worker: Box<dyn Worker>, end: Endpoint) -> i32 {
     crate::logging::set_tag(&name);
+    // The daemon's free heap came along with the fork: give it back, so that a worker holds
+    // only what it uses (and what it still shares with the daemon).
+    crate::sys::mem::trim_heap();
     let mut ctx = WorkerCtx { name, iterations: 0, up: Vec::new(), stop: false };
     let mut run = Run { worker, end, paused: false, beat, buf: Vec::new(), frame: Vec::new() };
     match catch_unwind(AssertUnwindSafe(|| run.run(interval, &mut ctx))) {
         Ok(code) => code,
         Err(panic) => {
-            let text = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".to_owned());
-            log::error!("worker {} panicked: {text}", ctx.name);
+            log::error!("worker {} panicked: {}", ctx.name, crate::panic_text(&panic));
             70
         }
     }
