@@ -173,12 +173,15 @@ impl<S> Ctx<S> {
         &mut self.workers
     }
 
+    /// The daemon's name (`echo`), given when its [`Daemon`](crate::Daemon) was made.
     pub fn name(&self) -> &str {
         &self.name
     }
+    /// The version `daemon.status` reports (see [`Daemon::version`](crate::Daemon::version)).
     pub fn version(&self) -> &str {
         &self.version
     }
+    /// How long the daemon has run: the time since its loop was set up.
     pub fn uptime(&self) -> Duration {
         self.started.elapsed()
     }
