@@ -32,9 +32,6 @@
 //! only under [`Policy::Always`] and never counted as a crash; anything else is a failure. While
 //! the daemon stops, nothing is restarted and exits are not judged at all.
 
-// The channel's module docs (another change's file) still link to the private `sys::shm`:
-// allowed here until they say it in words.
-#[allow(rustdoc::private_intra_doc_links)]
 pub mod channel;
 pub(crate) mod child;
 pub(crate) mod supervisor;
