@@ -33,8 +33,10 @@ pub enum Command {
     Status,
     /// Stop, then start
     Restart,
-    /// Reopen the log and emit daemon.reload (SIGHUP)
+    /// Reload the configuration file, reopen the log, emit daemon.reload (SIGHUP)
     Reload,
+    /// Print the effective configuration as TOML, each value's source in a comment
+    Config,
 }
 
 /// Does what `command` says with `daemon`, configured by `args` (see [`DaemonArgs::config`]),
@@ -92,6 +94,23 @@ pub fn run_with_config<S: 'static>(daemon: Daemon<S>, command: &Command, config:
             0 => start(daemon, config),
             code => code,
         },
+        Command::Config => match show(&daemon, config) {
+            Ok(text) => {
+                print!("{text}");
+                0
+            }
+            Err(e) => {
+                eprintln!("{name}: {e}");
+                1
+            }
+        },
+        // A file the daemon would refuse is said here, and nothing is signalled.
+        Command::Reload if config.sources.is_some() && show(&daemon, config).is_err() => {
+            if let Err(e) = show(&daemon, config) {
+                eprintln!("{name}: not reloading: {e}");
+            }
+            1
+        }
         Command::Reload => match running(config) {
             Err(e) => {
                 eprintln!("{name}: not reloading: {e}");
@@ -113,6 +132,33 @@ pub fn run_with_config<S: 'static>(daemon: Daemon<S>, command: &Command, config:
             }
         },
     }
+}
+
+/// The effective configuration as TOML (see [`crate::config`]), once the file's worker and
+/// application sections are checked as the daemon checks them.
+fn show<S: 'static>(daemon: &Daemon<S>, config: &Config) -> Result<String, crate::config::ConfigError> {
+    use crate::config::print::{render, WorkerView};
+    let sources = config.sources.as_deref();
+    let file = sources.and_then(|s| s.file());
+    for check in &daemon.app_config {
+        drop(check(file)?);
+    }
+    let names = daemon.workers.names();
+    let sections = file.map(|f| crate::config::workers::sections(f, &names)).transpose()?.unwrap_or_default();
+    let workers: Vec<WorkerView> = names
+        .iter()
+        .filter_map(|n| {
+            let base = daemon.workers.tuning(n)?;
+            let section = sections.iter().find(|(w, ..)| w == n).map(|(_, s, line)| (s.clone(), *line));
+            Some(WorkerView { name: n.clone(), base, section })
+        })
+        .collect();
+    let cmd = match sources {
+        Some(s) => s.command(),
+        None => <DaemonArgs as clap::Args>::augment_args(clap::Command::new(daemon.name().to_owned())),
+    };
+    let keys = crate::config::keys(&cmd);
+    Ok(render(daemon.name(), &keys, sources, &|k| super::args::current(config, k), &workers))
 }
 
 /// The running daemon's pid, once checked (see [`pidfile::running`]): `Ok(None)` when it is not

@@ -3,7 +3,7 @@ use std::path::Path;
 use super::*;
 use crate::net::{Address, Limits, Transport};
 
-fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+fn parse(args: &[&str]) -> Result<Cli, ParseError> {
     Cli::try_parse_from("echo", args)
 }
 
@@ -246,7 +246,7 @@ fn flags_go_before_the_command_so_no_flag_need_be_global() {
         &["--greeting", "x", "check-config", "--quiet", "-v"],
     ] {
         let args: Vec<OsString> = args.iter().map(OsString::from).collect();
-        let parsed = Cli::<Flags, Extra>::parse_with(Cli::<Flags, Extra>::build("greeter", false), &args);
+        let parsed = Cli::<Flags, Extra>::parse_with("greeter", false, &args, &[], &None);
         assert!(parsed.is_ok(), "{args:?}: {}", parsed.unwrap_err());
     }
 }
