@@ -334,3 +334,27 @@ fn the_greeter_reads_its_app_section_at_start_and_on_reload() {
     let report = call(&d, "daemon.reload", "[]");
     assert_eq!(report["result"]["restart_needed"], serde_json::json!(["greeting"]), "{report}");
 }
+
+#[test]
+fn the_sample_file_is_a_configuration_of_the_defaults() {
+    let sample = concat!(env!("CARGO_MANIFEST_DIR"), "/../contrib/echo.toml.example");
+    let d = Daemon::new("echo", &[]);
+    let file = d.dir.path("echo.toml");
+    write(&file, &std::fs::read_to_string(sample).unwrap(), 0o644);
+    let out = Command::new(&d.bin).args(["config", "--config", file.to_str().unwrap()]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let from_sample = text(&out.stdout);
+    let defaults = text(&Command::new(&d.bin).arg("config").output().unwrap().stdout);
+    let mut compared = 0;
+    for line in defaults.lines().filter(|l| l.contains(" = ") && !l.starts_with('#')) {
+        let key = line.split(" = ").next().unwrap();
+        // The default paths are the user's; the sample's are root's.
+        if ["socket", "pidfile"].contains(&key) {
+            continue;
+        }
+        let value = |l: &str| l.split('#').next().unwrap().trim().to_owned();
+        assert_eq!(value(line_of(&from_sample, key)), value(line), "{key}");
+        compared += 1;
+    }
+    assert!(compared >= 15, "{defaults}");
+}

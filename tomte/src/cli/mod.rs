@@ -2,10 +2,16 @@
 //! subcommands of its own (clap derive):
 //!
 //! ```text
-//! NAME start|run|stop|status|restart|reload [--socket ADDR]... [--pidfile PATH] [--log PATH] [-v]
-//!      [--allow WHO=PERM[,PERM…]]... [--require METHOD=PERM]... [--socket-mode OCTAL]
-//!      [--socket-group GROUP] [limits, TLS and token flags]
+//! NAME start|run|stop|status|restart|reload|config [--config PATH] [--socket ADDR]...
+//!      [--pidfile PATH] [--log PATH] [-v] [--allow WHO=PERM[,PERM…]]... [--require METHOD=PERM]...
+//!      [--socket-mode OCTAL] [--socket-group GROUP] [limits, TLS and token flags]
 //! ```
+//!
+//! Every flag — tomte's and the application's — is also a key of the configuration file
+//! (`--config PATH`, or `NAME_CONFIG`) and an environment variable (`NAME_KEY`), under the
+//! command line in precedence: see [`crate::config`]. `config` prints the effective
+//! configuration with each value's source; `reload` checks the file, then the daemon reads it
+//! again.
 //!
 //! comodojo's flags work too: `-d` (= `start`), `-f` (= `run`), `-s` (= `start --hard`: clear
 //! stale files first), `-v`, `-h`. `status` exits 0 when running and 3 when not, as LSB says;
@@ -18,6 +24,7 @@
 //!   all. Its [`command`](Cli::command) is an [`Action`]: one of tomte's [`Command`]s, which
 //!   [`run_command`] carries out, or one of the application's, which it handles itself.
 //! * [`DaemonArgs`] holds tomte's flags and makes the daemon's [`Config`](crate::Config).
+//! * [`Cli::app_config`] reads the application's own `[app]` section of the file, typed.
 //!
 //! ```no_run
 //! use tomte::cli::{self, Action, Cli};

@@ -77,6 +77,22 @@ impl File {
         (line, before[start..].chars().count() + 1)
     }
 
+    /// The line of the key at dotted `path` (`["workers", "alpha", "interval"]`), when the
+    /// file has it.
+    pub(crate) fn line_of(&self, path: &[&str]) -> Option<usize> {
+        let doc = self.parse().ok()?;
+        let mut table = doc.get_ref();
+        let (last, through) = path.split_last()?;
+        for name in through {
+            match table.get(*name).map(|v| v.get_ref()) {
+                Some(DeValue::Table(t)) => table = t,
+                _ => return None,
+            }
+        }
+        let (key, _) = table.iter().find(|(k, _)| k.get_ref() == last)?;
+        Some(self.line_column(key.span().start).0)
+    }
+
     /// An error at `span` in the file.
     pub(crate) fn error(&self, span: Range<usize>, key: Option<String>, why: String) -> ConfigError {
         let (line, column) = self.line_column(span.start);

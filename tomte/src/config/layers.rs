@@ -166,14 +166,17 @@ pub(crate) struct Gathered {
 }
 
 enum Origin {
-    /// The value's span in the file, and its key as written (`limits.idle-timeout`).
-    File(Range<usize>, String),
+    /// The value's span in the file, its key as written (`limits.idle-timeout`), and each
+    /// item's span (of a list).
+    File(Range<usize>, String, Vec<(String, Range<usize>)>),
     Env(String),
 }
 
 /// A key's value in the file.
 struct Given {
     values: Vec<String>,
+    /// Each value's span, when the value is a list.
+    items: Vec<(String, Range<usize>)>,
     line: usize,
     span: Range<usize>,
     written: String,
@@ -237,7 +240,7 @@ impl Sources {
                 (values, Source::Env(var.clone()), Origin::Env(var))
             } else if let Some((_, g)) = given.iter().find(|(k, _)| *k == key.name) {
                 let path = file.as_ref().map(|f| f.path().to_owned()).unwrap_or_default();
-                let origin = Origin::File(g.span.clone(), g.written.clone());
+                let origin = Origin::File(g.span.clone(), g.written.clone(), g.items.clone());
                 (g.values.clone(), Source::File { path, line: g.line }, origin)
             } else {
                 continue;
@@ -343,14 +346,17 @@ impl Gathered {
                 _ => None,
             },
         };
-        let why = match (text(ContextKind::InvalidValue), reason) {
+        let value = text(ContextKind::InvalidValue);
+        let why = match (&value, reason) {
             (Some(value), Some(reason)) => format!("invalid value '{value}': {reason}"),
             _ => first_line(e),
         };
         let origin = key.and_then(|k| self.origins.iter().find(|(n, _)| *n == k));
         match (origin, &self.sources.file) {
-            (Some((_, Origin::File(span, written))), Some(file)) => {
-                file.error(span.clone(), Some(written.clone()), why)
+            (Some((_, Origin::File(span, written, items))), Some(file)) => {
+                // In a list, the item refused.
+                let item = items.iter().find(|(v, _)| Some(v) == value.as_ref()).map(|(_, s)| s.clone());
+                file.error(item.unwrap_or_else(|| span.clone()), Some(written.clone()), why)
             }
             (Some((_, Origin::Env(var))), _) => ConfigError::Env { var: var.clone(), why },
             _ => ConfigError::Flag(first_line(e)),
@@ -503,8 +509,12 @@ fn take(
         });
     }
     let values = values_of(file, key, v, &written)?;
+    let items = match v.get_ref() {
+        DeValue::Array(a) => values.iter().cloned().zip(a.iter().map(Spanned::span)).collect(),
+        _ => Vec::new(),
+    };
     let line = file.line_column(k.span().start).0;
-    out.push((name.to_owned(), Given { values, line, span: v.span(), written }));
+    out.push((name.to_owned(), Given { values, items, line, span: v.span(), written }));
     Ok(())
 }
 

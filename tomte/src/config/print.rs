@@ -72,7 +72,10 @@ pub(crate) fn render(
         let _ = writeln!(out, "\n[workers.{}]", w.name);
         let t = w.section.as_ref().map_or_else(|| w.base.clone(), |(s, _)| s.over(&w.base));
         let from = |field: &str| match (&w.section, sources.and_then(Sources::file)) {
-            (Some((s, line)), Some(f)) if s.has(field) => Source::File { path: f.path().to_owned(), line: *line },
+            (Some((s, line)), Some(f)) if s.has(field) => {
+                let line = f.line_of(&[super::WORKERS, &w.name, field]).unwrap_or(*line);
+                Source::File { path: f.path().to_owned(), line }
+            }
             _ => Source::Default,
         };
         line(&mut out, &format!("interval = {}", seconds(t.interval)), &from("interval"));
@@ -83,7 +86,7 @@ pub(crate) fn render(
         line(&mut out, &format!("hang-timeout = {hang}"), &from("hang-timeout"));
         line(&mut out, &format!("stop-grace = {}", seconds(t.stop_grace)), &from("stop-grace"));
     }
-    if let Some(app) = sources.and_then(|s| app_section(s)) {
+    if let Some(app) = sources.and_then(app_section) {
         out.push('\n');
         out.push_str(&app);
     }

@@ -132,13 +132,20 @@ pub(super) fn install<S: 'static>(r: &mut Registry<Ctx<S>>) {
 /// The answer a `daemon.reload` call waits for: the loop reloads at the end of its turn and
 /// hands every waiting call the report, or the reason it refused.
 #[derive(Clone, Default)]
-pub(crate) struct ReloadWait(Rc<RefCell<(Option<Result<Value, Fault>>, Option<Waker>)>>);
+pub(crate) struct ReloadWait(Rc<RefCell<Slot>>);
+
+/// The answer once there is one, and who to wake then.
+#[derive(Default)]
+struct Slot {
+    answer: Option<Result<Value, Fault>>,
+    waker: Option<Waker>,
+}
 
 impl ReloadWait {
     pub(crate) fn deliver(&self, answer: Result<Value, Fault>) {
         let mut slot = self.0.borrow_mut();
-        slot.0 = Some(answer);
-        if let Some(w) = slot.1.take() {
+        slot.answer = Some(answer);
+        if let Some(w) = slot.waker.take() {
             w.wake();
         }
     }
@@ -148,10 +155,10 @@ impl Future for ReloadWait {
     type Output = Result<Value, Fault>;
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut slot = self.0.borrow_mut();
-        match slot.0.take() {
+        match slot.answer.take() {
             Some(answer) => Poll::Ready(answer),
             None => {
-                slot.1 = Some(cx.waker().clone());
+                slot.waker = Some(cx.waker().clone());
                 Poll::Pending
             }
         }
