@@ -154,7 +154,11 @@ fn a_broken_file_fails_start_naming_its_line_and_leaves_nothing_behind() {
             let at = format!("{}{place}", file.display());
             assert!(err.contains(&at) && err.contains(why), "{bin} {contents:?}: wanted {at} … {why}, got: {err}");
             assert!(d.pid().is_none() && !d.pidfile.exists() && !d.sock.exists(), "{bin} {command} left files");
-            let left = processes_with(&d.dir.0.display().to_string());
+            // The trailing slash: not another test's directory whose name starts the same. A
+            // daemon that reported its failure may take a moment more to exit.
+            let dir = format!("{}/", d.dir.0.display());
+            wait_for(Duration::from_secs(5), || processes_with(&dir).is_empty());
+            let left = processes_with(&dir);
             for &pid in &left {
                 kill(pid, libc::SIGKILL);
             }
@@ -239,12 +243,20 @@ fn reload_applies_log_level_and_limits_and_keeps_the_old_configuration_on_a_brok
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains(&format!("{}:3:", file.display())), "{}", text(&out.stderr));
 
-    // Fixed, and reloaded by SIGHUP: applied.
+    // Fixed: applied.
     write(&file, "[limits]\nidle-timeout = 7\nmax-connections = 50\n", 0o644);
     let out = run(&d, "reload", &[]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // `reload` asks over the daemon's socket, and says what it applied.
+    assert!(text(&out.stdout).contains("applied verbose, max-connections"), "{}", text(&out.stdout));
     until("the new limit", Duration::from_secs(10), || {
         call(&d, "daemon.status", "[]")["result"]["limits"]["max_connections"] == 50
+    });
+    // By SIGHUP too.
+    write(&file, "[limits]\nidle-timeout = 7\nmax-connections = 60\n", 0o644);
+    kill(pid, libc::SIGHUP);
+    until("the limit by SIGHUP", Duration::from_secs(10), || {
+        call(&d, "daemon.status", "[]")["result"]["limits"]["max_connections"] == 60
     });
     served(&d);
     assert!(alive(pid));
@@ -281,6 +293,9 @@ fn reload_restarts_workers_with_a_new_interval_one_at_a_time() {
     });
     assert_eq!(both_down, 0, "both workers were down at once");
     let _reaper = pids(&d);
+    until("the rolling restart's end in the log", Duration::from_secs(10), || {
+        d.log_text().contains("worker beta is looping with its new settings")
+    });
     let log = d.log_text();
     let at = |what: &str| log.find(what).unwrap_or_else(|| panic!("no '{what}' in:\n{log}"));
     assert!(at("restarting worker alpha for its new settings") < at("worker alpha is looping with its new settings"));
@@ -357,4 +372,30 @@ fn the_sample_file_is_a_configuration_of_the_defaults() {
         compared += 1;
     }
     assert!(compared >= 15, "{defaults}");
+}
+
+#[test]
+fn reload_applies_the_access_policy_to_open_connections_too() {
+    let port = free_port();
+    let tcp = format!("tcp://127.0.0.1:{port}");
+    let (d, file) = with_file("echo", "# nothing yet\n");
+    let mut d = d.add_args(&["--socket", &tcp]);
+    start(&mut d, &[]);
+    let stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut c = BufReader::new(stream);
+    let reload = r#"{"jsonrpc":"2.0","method":"daemon.reload","id":1}"#;
+    // An anonymous TCP client holds read and call, not control.
+    assert_eq!(json(&ndjson(&mut c, reload))["error"]["code"], -32001);
+    write(&file, "[access]\nallow = [\"anonymous=control\"]\n", 0o644);
+    let report = call(&d, "daemon.reload", "[]");
+    assert_eq!(report["result"]["applied"], serde_json::json!(["allow"]), "{report}");
+    // The connection open all along holds it now…
+    let v = json(&ndjson(&mut c, reload));
+    assert_eq!(v["result"]["applied"], serde_json::json!([]), "{v}");
+    // …and loses it with the rule.
+    write(&file, "# the rule is gone\n", 0o644);
+    let report = call(&d, "daemon.reload", "[]");
+    assert_eq!(report["result"]["applied"], serde_json::json!(["allow"]), "{report}");
+    assert_eq!(json(&ndjson(&mut c, reload))["error"]["code"], -32001);
 }

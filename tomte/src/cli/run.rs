@@ -116,21 +116,64 @@ pub fn run_with_config<S: 'static>(daemon: Daemon<S>, command: &Command, config:
                 eprintln!("{name}: not reloading: {e}");
                 1
             }
-            Ok(Some(pid)) => match kill_process(pid, Signal::HUP) {
-                Ok(()) => {
-                    println!("{name} (pid {pid}) asked to reload");
-                    0
-                }
-                Err(e) => {
-                    eprintln!("{name}: cannot signal pid {pid}: {e}");
-                    1
-                }
+            Ok(Some(pid)) => match ask_reload(&name, pid, config) {
+                Some(code) => code,
+                None => signal_reload(&name, pid),
             },
             Ok(None) => {
                 eprintln!("{name} is not running");
                 3
             }
         },
+    }
+}
+
+/// Asks the daemon over its own unix socket (served by root or this user) to reload, and
+/// prints what it applied and what needs a restart: the exit code, or `None` when it cannot
+/// be asked (no unix socket, not reachable, not allowed), for SIGHUP to do it.
+fn ask_reload(name: &str, pid: Pid, config: &Config) -> Option<i32> {
+    use crate::client::{Client, Protocol, Trust};
+    let addr = config.sockets.iter().find(|a| matches!(a.transport, Transport::Unix(_)))?;
+    let mut client = Client::connect_checked(addr, Protocol::for_address(addr), &Trust::own()).ok()?;
+    client.set_timeout(Some(START_TIMEOUT)).ok()?;
+    let list = |v: &tomte_rpc::Value, key: &str| -> String {
+        let items: Vec<&str> =
+            v.get(key).and_then(|l| l.as_array()).unwrap_or(&[]).iter().filter_map(|k| k.as_str()).collect();
+        if items.is_empty() {
+            "nothing".to_owned()
+        } else {
+            items.join(", ")
+        }
+    };
+    match client.call("daemon.reload", &tomte_rpc::Args::default()).ok()? {
+        Ok(report) => {
+            let from = report.get("file").and_then(|f| f.as_str()).map(|f| format!(" from {f}")).unwrap_or_default();
+            println!("{name} (pid {pid}) reloaded{from}: applied {}", list(&report, "applied"));
+            if report.get("restart_needed").and_then(|l| l.as_array()).is_some_and(|l| !l.is_empty()) {
+                println!("  restart needed for: {}", list(&report, "restart_needed"));
+            }
+            Some(0)
+        }
+        Err(fault) if fault.code == crate::faults::RELOAD_REFUSED => {
+            let why = fault.data.as_ref().and_then(|d| d.as_str()).unwrap_or(&fault.message);
+            eprintln!("{name}: reload refused, the running configuration is kept: {why}");
+            Some(1)
+        }
+        Err(_) => None,
+    }
+}
+
+/// SIGHUP: the daemon reloads (and logs what it did).
+fn signal_reload(name: &str, pid: Pid) -> i32 {
+    match kill_process(pid, Signal::HUP) {
+        Ok(()) => {
+            println!("{name} (pid {pid}) asked to reload");
+            0
+        }
+        Err(e) => {
+            eprintln!("{name}: cannot signal pid {pid}: {e}");
+            1
+        }
     }
 }
 
