@@ -351,6 +351,7 @@
 pub mod access;
 pub mod cli;
 pub mod client;
+pub mod config;
 pub mod daemon;
 pub mod event;
 pub mod faults;
