@@ -15,7 +15,7 @@ pub use run::Mode;
 use crate::access::{Grants, Policy, Who};
 use crate::event::{Event, EventBus, Listener};
 use crate::net::{Address, BindError, Limits, TlsError, TlsFiles};
-use crate::process::PidFileError;
+use crate::process::{PidFileError, PrivilegeError, Privileges};
 use crate::worker::supervisor::Supervisor;
 use crate::worker::WorkerSpec;
 
@@ -53,6 +53,9 @@ pub struct Config {
     /// Tokens TCP clients may present (`--token-file`): with them, every TCP client must
     /// present one or a client certificate.
     pub token_file: Option<PathBuf>,
+    /// The user and group to run as, the working directory, resource limits, no_new_privs
+    /// (see [`crate::process::privileges`]).
+    pub privileges: Privileges,
 }
 
 impl Config {
@@ -80,6 +83,7 @@ impl Config {
             tls: TlsFiles::default(),
             insecure: false,
             token_file: None,
+            privileges: Privileges::default(),
         }
     }
 }
@@ -164,6 +168,9 @@ pub enum DaemonError {
     Unauthenticated { addr: String },
     #[error(transparent)]
     Tokens(#[from] crate::tokens::TokenError),
+    /// The user, group, directory or limits it was given could not be taken.
+    #[error(transparent)]
+    Privileges(#[from] PrivilegeError),
 }
 
 pub(crate) type TimerFn<S> = Box<dyn FnMut(&mut Ctx<S>)>;
