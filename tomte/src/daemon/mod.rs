@@ -30,7 +30,7 @@ pub struct Config {
     pub log: Option<PathBuf>,
     /// Debug-level logging.
     pub verbose: bool,
-    /// The umask of the detached daemon.
+    /// The umask of the daemon (`start` and `run`).
     pub umask: u32,
     /// Absolute niceness to set at start.
     pub nice: Option<i32>,

@@ -67,7 +67,7 @@
 //!   logged error, and the daemon keeps writing to the file it has open.
 //! * **TLS files** are reread on reload with the new user's rights too: a key only root may
 //!   read fails the reload of the certificate, and the old one is kept (logged).
-//! * For the checks of [`files`](super::files), the user the daemon drops to counts as the
+//! * For the checks of [`files`], the user the daemon drops to counts as the
 //!   daemon's own user, beside the effective one: its directories and files are trusted at
 //!   start (as root) and by `stop`, `status` and `reload` — when they are given the same
 //!   `--user` (or the same configuration).
@@ -189,7 +189,10 @@ pub enum PrivilegeError {
     #[error("cannot run as {who}: {what}")]
     Unverified { who: String, what: String },
     /// A limit above the hard limit, which this process may not raise.
-    #[error("{flag} {value} is above the hard limit {hard}, which only a privileged process may raise ({source})")]
+    #[error(
+        "{flag} {value} is above the hard limit {hard}, and raising that was refused ({source}): it takes \
+         a privileged process (and open files stop at fs.nr_open)"
+    )]
     AboveHard { flag: &'static str, value: Rlim, hard: Rlim, source: io::Error },
     #[error("cannot set {flag} {value}: {source}")]
     Limit { flag: &'static str, value: Rlim, source: io::Error },
