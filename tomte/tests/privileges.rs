@@ -340,3 +340,17 @@ fn a_pid_file_in_a_directory_the_user_cannot_write_is_emptied_at_stop() {
     let _workers = pids(&d);
     stop(&d);
 }
+
+#[test]
+fn socket_mode_and_group_reach_the_socket_in_the_users_directory() {
+    assert_root();
+    use std::os::unix::fs::MetadataExt;
+    let d =
+        daemon_in("pool", "run", &["--user", "nobody", "--socket-mode", "0660", "--socket-group", "nogroup"]).start();
+    let _workers = pids(&d);
+    let meta = std::fs::metadata(&d.sock).unwrap();
+    assert_eq!((meta.uid(), meta.gid(), meta.mode() & 0o777), (0, NOBODY, 0o660));
+    assert_eq!(status(&d)["user"]["uid"], NOBODY);
+    stop(&d);
+    assert!(!d.sock.exists() && !d.pidfile.exists());
+}

@@ -203,10 +203,10 @@ pub(crate) fn spawn_worker(
     // SAFETY: `spawn_child`'s contract holds. The body is the crate's worker loop; `value` is
     // the channel, whose only descriptors (its two eventfds; the mapping keeps none) are in
     // `keep`; the body captures the worker's name, interval, beat and privileges (plain data)
-    // and the
-    // worker's factory, which by `WorkerSpec::new`'s documented rule ("# Descriptors") owns no
-    // descriptor: it opens what the worker needs itself, and it runs in the child, after the
-    // close. The worker loop (`child::main`) holds nothing else from before the fork.
+    // and the worker's factory, which by `WorkerSpec::new`'s documented rule ("# Descriptors")
+    // owns no descriptor: it opens what the worker needs itself, and it runs in the child,
+    // after the close. The worker loop (`child::main`) holds nothing else from before the fork;
+    // applying the privileges opens only files of its own (/etc/passwd, /etc/group).
     unsafe {
         spawn_child(name, &keep, channel, move |channel| {
             if !privileges.is_empty() {
