@@ -211,7 +211,8 @@
 //!   [`Mode::Detached`]: it sets the niceness, takes the pid file (created, `flock`ed, pid
 //!   written; a stale file whose lock is free is taken over), binds every listener (a stale unix
 //!   socket file that refuses connections is replaced, a live one is left alone), installs the
-//!   signal bridge, emits `daemon.start`, and forks the workers.
+//!   signal bridge, drops to `--user` ([`process::privileges`]), emits `daemon.start`, and forks
+//!   the workers.
 //! * **ready.** Then, and only then, the daemon writes `READY <pid>` into the pipe and the
 //!   starting command prints where the sockets and pid file are and exits 0. When anything
 //!   before that fails, the daemon writes `ERROR <its own message>` instead, and `start` prints

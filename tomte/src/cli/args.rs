@@ -64,6 +64,9 @@ pub struct DaemonArgs {
     /// to read them again on reload; set by [`Cli`](super::Cli).
     #[arg(skip)]
     pub sources: Option<Arc<Sources>>,
+    /// The user and group to run as, the working directory and the resource limits.
+    #[command(flatten)]
+    pub privileges: PrivilegeArgs,
 }
 
 /// The access flags of [`DaemonArgs`] (see [`crate::access`]).
@@ -209,7 +212,7 @@ impl DaemonArgs {
         set(&mut limits.idle_timeout, self.limits.idle_timeout);
         set(&mut limits.request_timeout, self.limits.request_timeout);
         set(&mut limits.min_rate, self.limits.min_rate);
-        Ok(())
+        self.privileges.apply(config, cwd)
     }
 }
 
@@ -335,4 +338,63 @@ pub(crate) fn current(config: &Config, key: &str) -> Option<Vec<String>> {
         "min-rate" => one(l.min_rate.to_string()),
         _ => return None,
     })
+}
+
+/// The privilege flags of [`DaemonArgs`]: each sets one field of
+/// [`Privileges`](crate::process::Privileges) (see [`crate::process::privileges`] for the order
+/// in which start applies them).
+#[derive(clap::Args, Clone, Debug, Default)]
+#[command(about = None, long_about = None)]
+#[non_exhaustive]
+pub struct PrivilegeArgs {
+    /// Run as USER (name or uid) once the sockets are bound and the pid file locked
+    ///
+    /// Supplementary groups from /etc/group; real, effective and saved ids; checked, or start
+    /// fails. The pid file and unix sockets are removed at stop only from a directory USER can
+    /// write (a missing one is created for it)
+    #[arg(long, value_name = "USER", help_heading = "Privileges")]
+    pub user: Option<String>,
+    /// Run as GROUP (name or gid) [default: USER's primary group]
+    #[arg(long, value_name = "GROUP", help_heading = "Privileges")]
+    pub group: Option<String>,
+    /// Working directory, entered as USER [default: / when detached, unchanged for run]
+    #[arg(long, value_name = "DIR", help_heading = "Privileges")]
+    pub chdir: Option<PathBuf>,
+    /// Soft limit of open files [default: the hard limit]
+    #[arg(long, value_name = "N", value_parser = positive_u64, help_heading = "Privileges")]
+    pub limit_nofile: Option<u64>,
+    /// Core file size limit in bytes, or unlimited [default: unchanged]
+    #[arg(long, value_name = "N|unlimited", value_parser = rlim, help_heading = "Privileges")]
+    pub limit_core: Option<crate::process::Rlim>,
+    /// Set no_new_privs: the daemon and its workers can never gain privileges (setuid programs)
+    #[arg(long, help_heading = "Privileges")]
+    pub no_new_privs: bool,
+}
+
+impl PrivilegeArgs {
+    /// Applies the flags given to `config.privileges`; a relative `--chdir` is resolved now,
+    /// against `cwd` when given (the directory the daemon was started from, on reload).
+    pub fn apply(&self, config: &mut Config, cwd: Option<&Path>) -> Result<(), String> {
+        let p = &mut config.privileges;
+        set(&mut p.user, self.user.clone().map(Some));
+        set(&mut p.group, self.group.clone().map(Some));
+        if let Some(dir) = &self.chdir {
+            p.chdir = Some(absolute("--chdir", dir, cwd)?);
+        }
+        set(&mut p.limit_nofile, self.limit_nofile.map(Some));
+        set(&mut p.limit_core, self.limit_core.map(Some));
+        p.no_new_privs |= self.no_new_privs;
+        Ok(())
+    }
+}
+
+fn positive_u64(v: &str) -> Result<u64, String> {
+    match number(v)? {
+        0 => Err("must be at least 1".to_owned()),
+        n => Ok(n),
+    }
+}
+
+fn rlim(v: &str) -> Result<crate::process::Rlim, String> {
+    v.parse()
 }

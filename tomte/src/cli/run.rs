@@ -60,6 +60,8 @@ pub fn run_command<S: 'static>(daemon: Daemon<S>, command: &Command, args: &Daem
 /// or by hand).
 pub fn run_with_config<S: 'static>(daemon: Daemon<S>, command: &Command, config: &Config) -> i32 {
     let name = daemon.name().to_owned();
+    // The files of a daemon that drops to --user may be that user's (see process::privileges).
+    config.privileges.trust_files();
     match *command {
         Command::Start { hard } => {
             if hard {

@@ -79,6 +79,7 @@ pub(super) fn install<S: 'static>(r: &mut Registry<Ctx<S>>) {
         worker_command("worker.stop", "Stop a worker (it is not restarted), or every worker", |w, n| w.stop(n, false)),
         worker_command("worker.restart", "Restart a worker, or every worker", |w, n| w.stop(n, true)),
         Method::new("daemon.status", |_, ctx: &mut Ctx<S>| {
+            let [user, group, rlimits] = crate::process::privileges::status();
             Ok(Value::structure([
                 ("name", Value::from(ctx.name())),
                 ("pid", Value::from(std::process::id())),
@@ -89,11 +90,14 @@ pub(super) fn install<S: 'static>(r: &mut Registry<Ctx<S>>) {
                 ("tasks", Value::from(ctx.tasks())),
                 ("limits", ctx.limits().to_value()),
                 ("you", you(ctx)),
+                user,
+                group,
+                rlimits,
             ]))
         })
         .description(
             "The daemon's pid, uptime in seconds, version, open connections, workers and limits, and \
-             who you are to it: your identity and your grants",
+             who you are to it: your identity and your grants; the user, group and rlimits it runs with",
         )
         .returns(Type::Struct)
         .requires(Permission::Read),

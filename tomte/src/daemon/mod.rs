@@ -15,7 +15,7 @@ pub use run::Mode;
 use crate::access::{Grants, Policy, Who};
 use crate::event::{Event, EventBus, Listener};
 use crate::net::{Address, BindError, Limits, TlsError, TlsFiles};
-use crate::process::PidFileError;
+use crate::process::{PidFileError, PrivilegeError, Privileges};
 use crate::worker::supervisor::Supervisor;
 use crate::worker::WorkerSpec;
 
@@ -30,7 +30,7 @@ pub struct Config {
     pub log: Option<PathBuf>,
     /// Debug-level logging.
     pub verbose: bool,
-    /// The umask of the detached daemon.
+    /// The umask of the daemon (`start` and `run`).
     pub umask: u32,
     /// Absolute niceness to set at start.
     pub nice: Option<i32>,
@@ -57,6 +57,9 @@ pub struct Config {
     /// [`Cli`](crate::cli::Cli) made it: for `NAME config`, for the file's `[workers.NAME]`
     /// and `[app]` sections, and to read it all again on reload (see [`crate::config`]).
     pub sources: Option<std::sync::Arc<crate::config::Sources>>,
+    /// The user and group to run as, the working directory, resource limits, no_new_privs
+    /// (see [`crate::process::privileges`]).
+    pub privileges: Privileges,
 }
 
 impl Config {
@@ -85,6 +88,7 @@ impl Config {
             insecure: false,
             token_file: None,
             sources: None,
+            privileges: Privileges::default(),
         }
     }
 }
@@ -177,6 +181,9 @@ pub enum DaemonError {
     /// to prove who they are; the reason says which.
     #[error("not reloading: {0}")]
     Refused(String),
+    /// The user, group, directory or limits it was given could not be taken.
+    #[error(transparent)]
+    Privileges(#[from] PrivilegeError),
 }
 
 pub(crate) type TimerFn<S> = Box<dyn FnMut(&mut Ctx<S>)>;

@@ -206,6 +206,8 @@ impl<S: 'static> Running<S> {
         if let Some(nice) = config.nice {
             process::set_niceness(nice).map_err(io_err(&format!("cannot set niceness {nice}")))?;
         }
+        // umask, --user/--group looked up, rlimits, the run directories; the drop comes later.
+        let privileges = process::privileges::prepare(config)?;
         for addr in &config.sockets {
             if let Some(why) = unauthenticated(addr, config) {
                 if !config.insecure {
@@ -290,6 +292,10 @@ impl<S: 'static> Running<S> {
             log::debug!("access rule: {rule}");
         }
         let owner = rustix::process::geteuid().as_raw();
+        // Every file and socket is open: drop to --user/--group now (after `owner` is taken, so
+        // the user who started the daemon keeps holding its unix sockets), before any listener
+        // or worker runs.
+        privileges.finish()?;
         if let Some(tokens) = tokens {
             ctx.auth = Some(Rc::new(Auth { tokens, policy: policy.clone(), owner }));
         }

@@ -241,29 +241,33 @@ impl Listener {
     /// (`--socket-mode`, `--socket-group`), right after bind: the group first, so the wider
     /// mode never applies to the old group. Nothing for TCP or a socket systemd passed.
     ///
-    /// The directory was checked at bind (nobody else can replace the file), and the file is
-    /// the one bound (same inode), so the change reaches the daemon's own socket.
+    /// The change is made through a descriptor of the socket itself (`O_PATH`, never following
+    /// a link), checked to be the one bound (same inode): the directory may belong to the user
+    /// the daemon drops to (see [`crate::process::privileges`]), who could swap the name for a
+    /// link between a check and a `chmod` by name.
     pub fn set_access(&self, mode: u32, gid: Option<u32>) -> Result<(), BindError> {
+        use rustix::fs::{AtFlags, OFlags};
         let Bound::Unix { path, address, owned: true, inode: Some((dev, ino)), .. } = &self.0 else {
             return Ok(());
         };
         let name = address.to_string();
         let io_err = |source: rustix::io::Errno| BindError::Io { addr: name.clone(), source: source.into() };
         let at = files::parent(path).map_err(refused(&name))?;
-        match at.stat_name(path).map_err(refused(&name))? {
-            Some(st) if st.st_dev == *dev && st.st_ino == *ino => {}
-            _ => {
-                let source = io::Error::other("the socket file was replaced after bind");
-                return Err(BindError::Io { addr: name.clone(), source });
-            }
+        let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let fd = rustix::fs::openat(&at.dir, &at.name, flags, rustix::fs::Mode::empty()).map_err(io_err)?;
+        let st = rustix::fs::fstat(&fd).map_err(io_err)?;
+        if (st.st_dev, st.st_ino) != (*dev, *ino) {
+            let source = io::Error::other("the socket file was replaced after bind");
+            return Err(BindError::Io { addr: name.clone(), source });
         }
         if let Some(gid) = gid {
             let group = rustix::fs::Gid::from_raw(gid);
-            rustix::fs::chownat(&at.dir, &at.name, None, Some(group), rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
-                .map_err(io_err)?;
+            rustix::fs::chownat(&fd, "", None, Some(group), AtFlags::EMPTY_PATH).map_err(io_err)?;
         }
+        // fchmod does not take an O_PATH descriptor; its /proc name leads to that very inode.
         let mode = rustix::fs::Mode::from_bits_truncate(mode & 0o777);
-        rustix::fs::chmodat(&at.dir, &at.name, mode, rustix::fs::AtFlags::empty()).map_err(io_err)?;
+        let fd_path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
+        rustix::fs::chmod(fd_path.as_str(), mode).map_err(io_err)?;
         Ok(())
     }
 }

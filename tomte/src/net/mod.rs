@@ -20,6 +20,7 @@ pub use listener::{BindError, HostRule, Listener, Stream};
 pub use peer::{Peer, PeerKey};
 pub use tls::{TlsError, TlsFiles};
 pub(crate) use users::gid_of;
+pub(crate) use users::{account, group_name, names};
 
 /// What answers complete messages. Each method appends its answer to `out`, or says that the
 /// answer comes later ([`Served::Later`]): the connection then waits for

@@ -28,6 +28,8 @@ struct Db {
     /// (mtime, size, inode) of both files when they were read.
     stamp: Option<[(i64, i64, u64, u64); 2]>,
     users: HashMap<u32, String>,
+    /// Every `/etc/passwd` entry: (name, uid, primary gid), in file order.
+    accounts: Vec<(String, u32, u32)>,
     groups: Vec<Group>,
 }
 
@@ -55,7 +57,9 @@ impl Db {
             return;
         }
         self.stamp = now;
-        self.users = std::fs::read_to_string(PASSWD).map(|s| parse_passwd(&s)).unwrap_or_default();
+        let passwd = std::fs::read_to_string(PASSWD).unwrap_or_default();
+        self.users = parse_passwd(&passwd);
+        self.accounts = parse_accounts(&passwd);
         self.groups = std::fs::read_to_string(GROUP).map(|s| parse_group(&s)).unwrap_or_default();
     }
 }
@@ -71,6 +75,22 @@ fn parse_passwd(text: &str) -> HashMap<u32, String> {
         }
     }
     users
+}
+
+/// `name:password:uid:gid:…` lines as (name, uid, gid).
+fn parse_accounts(text: &str) -> Vec<(String, u32, u32)> {
+    let mut accounts = Vec::new();
+    for line in text.lines() {
+        let mut f = line.split(':');
+        let (Some(name), Some(_), Some(uid), Some(gid)) = (f.next(), f.next(), f.next(), f.next()) else { continue };
+        if name.is_empty() || name.starts_with(['#', '+', '-']) {
+            continue;
+        }
+        if let (Ok(uid), Ok(gid)) = (uid.parse(), gid.parse()) {
+            accounts.push((name.to_owned(), uid, gid));
+        }
+    }
+    accounts
 }
 
 /// `name:password:gid:member,member` lines.
@@ -113,6 +133,38 @@ pub(crate) fn gid_of(name: &str) -> Option<u32> {
     })
 }
 
+/// A user of `/etc/passwd`, found by name or uid (the first entry of a uid): its name, uid,
+/// primary gid, and the gids of the groups `/etc/group` lists it as a member of.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Account {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
+}
+
+/// The account named `name`, or whose uid `name` is (a number), if `/etc/passwd` has it.
+pub(crate) fn account(name: &str) -> Option<Account> {
+    DB.with(|db| {
+        let mut db = db.borrow_mut();
+        db.refresh();
+        let by_uid = name.parse::<u32>().ok();
+        let (name, uid, gid) =
+            db.accounts.iter().find(|a| a.0 == name).or_else(|| db.accounts.iter().find(|a| Some(a.1) == by_uid))?;
+        let groups = db.groups.iter().filter(|g| g.members.iter().any(|m| m == name)).map(|g| g.gid).collect();
+        Some(Account { name: name.clone(), uid: *uid, gid: *gid, groups })
+    })
+}
+
+/// The name of group `gid`, if `/etc/group` has it.
+pub(crate) fn group_name(gid: u32) -> Option<String> {
+    DB.with(|db| {
+        let mut db = db.borrow_mut();
+        db.refresh();
+        db.groups.iter().find(|g| g.gid == gid).map(|g| g.name.clone())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,6 +175,8 @@ mod tests {
         assert_eq!(users.get(&0).map(String::as_str), Some("root"));
         assert_eq!(users.get(&65534).map(String::as_str), Some("nobody"));
         assert_eq!(users.len(), 2);
+        let accounts = parse_accounts("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/:/bin/false\nx:x:y:1\n");
+        assert_eq!(accounts, [("root".to_owned(), 0, 0), ("nobody".to_owned(), 65534, 65534)]);
         let groups = parse_group("ops:x:1001:alice,bob\nnogroup:x:65534:\n");
         assert_eq!(groups[0].members, ["alice", "bob"]);
         assert_eq!(groups[1].gid, 65534);
@@ -133,5 +187,10 @@ mod tests {
     fn root_is_known_here() {
         assert_eq!(names(0, Some(0)).user.as_deref(), Some("root"));
         assert_eq!(gid_of("root"), Some(0));
+        let root = account("root").expect("root is in /etc/passwd");
+        assert_eq!((root.uid, root.gid), (0, 0));
+        assert_eq!(account("0").map(|a| a.name), Some("root".to_owned()));
+        assert_eq!(account("no-such-user-here"), None);
+        assert_eq!(group_name(0).as_deref(), Some("root"));
     }
 }

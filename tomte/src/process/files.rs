@@ -15,6 +15,10 @@
 //!   on the open descriptor (`fstat`, so no swap between check and use): of the expected kind,
 //!   owned by the daemon's user, writable by no one else, and with a single hard link (a second
 //!   name could be anyone's file).
+//!
+//! "The daemon's user" is its effective user and, when it is to drop privileges (`--user`), the
+//! user it drops to (see [`crate::process::privileges`]): the directory it will remove its pid
+//! file and socket from is that user's.
 
 use std::ffi::OsString;
 use std::fs::File;
@@ -166,6 +170,21 @@ fn euid() -> u32 {
     rustix::process::geteuid().as_raw()
 }
 
+/// The uid the daemon runs as after its drop (`--user`), trusted as the daemon's own besides the
+/// effective uid; `u32::MAX` (the kernel's "no uid") when there is none. Process-wide, like the
+/// effective uid it stands beside; set once at start, or by the commands that look at the files.
+static RUN_AS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(u32::MAX);
+
+/// Counts `uid` as the daemon's user from now on (see the module docs).
+pub(crate) fn trust_run_as(uid: u32) {
+    RUN_AS.store(uid, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether `owner` is the daemon's user: the effective one, or the one it drops to.
+fn ours(owner: u32, euid: u32) -> bool {
+    owner == euid || (owner != u32::MAX && owner == RUN_AS.load(std::sync::atomic::Ordering::Relaxed))
+}
+
 fn io_at(path: &Path) -> impl Fn(io::Error) -> PathError + '_ {
     move |source| PathError::Io { path: path.to_owned(), source }
 }
@@ -186,7 +205,7 @@ pub(crate) fn parent(file: &Path) -> Result<Parent, PathError> {
     for c in given.components() {
         prefix.push(c);
         let meta = std::fs::symlink_metadata(&prefix).map_err(io_at(&prefix))?;
-        if meta.file_type().is_symlink() && meta.uid() != 0 && meta.uid() != euid {
+        if meta.file_type().is_symlink() && meta.uid() != 0 && !ours(meta.uid(), euid) {
             return Err(PathError::ForeignSymlink { path: prefix, owner: meta.uid(), euid });
         }
     }
@@ -206,7 +225,7 @@ pub(crate) fn parent(file: &Path) -> Result<Parent, PathError> {
 }
 
 fn check_dir(path: &Path, owner: u32, mode: u32, euid: u32) -> Result<(), PathError> {
-    if owner != 0 && owner != euid {
+    if owner != 0 && !ours(owner, euid) {
         return Err(PathError::ForeignDir { path: path.to_owned(), owner, euid });
     }
     let sticky = mode & 0o1000 != 0;
@@ -226,7 +245,7 @@ pub(crate) fn check(st: &rustix::fs::Stat, path: &Path, kind: Kind, owner: Owner
     if !kind.matches(file_type) {
         return Err(PathError::WrongKind { path: path.to_owned(), expected: kind.name() });
     }
-    let ok_owner = st.st_uid == euid || (owner == Owner::EuidOrRoot && st.st_uid == 0);
+    let ok_owner = ours(st.st_uid, euid) || (owner == Owner::EuidOrRoot && st.st_uid == 0);
     if !ok_owner {
         return Err(PathError::NotOwned { path: path.to_owned(), owner: st.st_uid, euid });
     }

@@ -1,15 +1,17 @@
 //! Process-level set-up: detaching (double fork with a readiness pipe), the pid file,
-//! niceness, and systemd's notify socket.
+//! niceness, privileges and limits, and systemd's notify socket.
 
 mod detach;
 pub mod files;
 mod notify;
 pub mod pidfile;
+pub mod privileges;
 
 pub use detach::{detach, redirect_stderr, DetachError, Detached, LogError, ReadyPipe, ReadyWait};
 pub use files::PathError;
 pub use notify::sd_notify;
 pub use pidfile::{PidFile, PidFileError};
+pub use privileges::{PrivilegeError, Privileges, Rlim};
 
 use std::io;
 

@@ -136,7 +136,13 @@ impl Drop for PidFile {
         // Remove while still holding the lock, so no second instance can take the path between;
         // and only our own file, never one another instance made since.
         if self.still_named() {
-            let _ = self.at.remove();
+            if let Err(e) = self.at.remove() {
+                // A daemon that dropped privileges may not write the directory any more (see
+                // `privileges`, "Files after the drop"): an empty, unlocked file is stale, and
+                // the next start takes it over.
+                let _ = self.file.set_len(0);
+                log::warn!("cannot remove pid file {} ({e}): emptied it instead", self.path.display());
+            }
         }
         let _ = flock(&self.file, FlockOperation::Unlock);
     }
@@ -154,7 +160,13 @@ fn read_pid(file: &mut File) -> Option<i32> {
 /// the daemon's user's or root's (and not writable by others, in a directory only they
 /// control), and the process it names holds the file's lock. Otherwise the reason is the error.
 pub fn running(path: &Path) -> Result<Option<Pid>, PidFileError> {
-    let at = files::parent(path).map_err(refused(path))?;
+    let at = match files::parent(path) {
+        Ok(at) => at,
+        // No directory, so no pid file (a daemon that drops privileges makes its directory at
+        // start: see `privileges`).
+        Err(PathError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(refused(path)(e)),
+    };
     let Some(mut file) = at.open_existing(path, Owner::EuidOrRoot).map_err(refused(path))? else {
         return Ok(None);
     };

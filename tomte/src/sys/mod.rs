@@ -7,6 +7,7 @@
 
 pub(crate) mod eventfd;
 pub(crate) mod mem;
+pub(crate) mod privileges;
 pub(crate) mod process;
 pub(crate) mod shm;
 pub(crate) mod signals;

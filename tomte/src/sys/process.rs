@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use rustix::process::Pid;
 
+use crate::process::privileges::WorkerPrivileges;
 use crate::worker::channel::Channel;
 use crate::worker::Factory;
 
@@ -87,7 +88,7 @@ pub(crate) fn fork_alone() -> io::Result<Forked> {
 }
 
 /// The number of threads of this process, from `/proc/self/stat`.
-fn thread_count() -> io::Result<usize> {
+pub(crate) fn thread_count() -> io::Result<usize> {
     let stat = std::fs::read_to_string("/proc/self/stat")?;
     // Fields after the command name (which may hold spaces) start after the last ')'.
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
@@ -183,26 +184,45 @@ pub unsafe fn spawn_child<T>(
 
 /// Forks the worker process of the daemon's supervisor: [`spawn_child`] with `channel`'s
 /// descriptors kept, running [`crate::worker::child::main`] on the worker's end of the
-/// channel with a worker built by `factory`, in the child. Returns the worker's pid and the
-/// channel (whose daemon end the supervisor keeps).
+/// channel with a worker built by `factory`, in the child — once the worker's own
+/// `privileges` are applied (a failure ends it with
+/// [`WORKER_PRIVILEGES_FAILED`](crate::process::privileges::WORKER_PRIVILEGES_FAILED) before
+/// the factory runs). Returns the worker's pid and the channel (whose daemon end the
+/// supervisor keeps).
 pub(crate) fn spawn_worker(
     name: &str,
     interval: Duration,
     beat: Duration,
     factory: Factory,
+    privileges: WorkerPrivileges,
     channel: Channel,
 ) -> io::Result<(Pid, Channel)> {
+    let daemon = rustix::process::getpid();
     let keep: Vec<i32> = channel.fds().iter().map(|fd| fd.as_raw_fd()).collect();
     let owned_name = name.to_owned();
     // SAFETY: `spawn_child`'s contract holds. The body is the crate's worker loop; `value` is
     // the channel, whose only descriptors (its two eventfds; the mapping keeps none) are in
-    // `keep`; the body captures the worker's name, interval and beat (plain data) and the
-    // worker's factory, which by `WorkerSpec::new`'s documented rule ("# Descriptors") owns no
-    // descriptor: it opens what the worker needs itself, and it runs in the child, after the
-    // close. The worker loop (`child::main`) holds nothing else from before the fork.
+    // `keep`; the body captures the worker's name, interval, beat and privileges (plain data)
+    // and the worker's factory, which by `WorkerSpec::new`'s documented rule ("# Descriptors")
+    // owns no descriptor: it opens what the worker needs itself, and it runs in the child,
+    // after the close. The worker loop (`child::main`) holds nothing else from before the fork;
+    // applying the privileges opens only files of its own (/etc/passwd, /etc/group).
     unsafe {
         spawn_child(name, &keep, channel, move |channel| {
-            // Built here, in the child, after the inherited descriptors are closed.
+            if !privileges.is_empty() {
+                match privileges.apply() {
+                    Err(why) => {
+                        log::error!("worker {owned_name}: {why}: not running it");
+                        return crate::process::privileges::WORKER_PRIVILEGES_FAILED;
+                    }
+                    // A change of ids clears the parent-death signal: set it again (and leave
+                    // if the daemon died meanwhile, as spawn_child does).
+                    Ok(true) if !super::privileges::rearm_parent_death_signal(daemon) => return 0,
+                    Ok(_) => {}
+                }
+            }
+            // Built here, in the child, after the inherited descriptors are closed (and as the
+            // worker's user).
             crate::worker::child::main(owned_name, interval, beat, factory(), channel.worker_end())
         })
     }

@@ -115,6 +115,7 @@ pub struct WorkerSpec {
     pub(crate) hang_timeout: Option<Duration>,
     pub(crate) stop_grace: Duration,
     pub(crate) ring_bytes: usize,
+    pub(crate) privileges: crate::process::privileges::WorkerPrivileges,
 }
 
 impl WorkerSpec {
@@ -145,6 +146,7 @@ impl WorkerSpec {
             hang_timeout: Some(Duration::from_secs(30)),
             stop_grace: Duration::from_secs(5),
             ring_bytes: 64 << 10,
+            privileges: Default::default(),
         }
     }
 
@@ -178,6 +180,43 @@ impl WorkerSpec {
     /// The size of each of the two rings of the worker's channel.
     pub fn ring_bytes(mut self, bytes: usize) -> Self {
         self.ring_bytes = bytes;
+        self
+    }
+
+    // Privileges and limits: applied in the worker's process, after the fork and before the
+    // factory runs; a failure ends the worker with exit code 77 and a log line, never a worker
+    // with the wrong identity (see `crate::process::privileges`, "Workers").
+
+    /// Runs the worker as `user` (a name, or a uid): supplementary groups from `/etc/group`,
+    /// then real, effective and saved gids and uids, checked. The daemon must be root (or that
+    /// user already).
+    pub fn user(mut self, user: &str) -> Self {
+        self.privileges.user = Some(user.to_owned());
+        self
+    }
+    /// Runs the worker as `group` (a name, or a gid) instead of its user's primary group; alone,
+    /// only the group changes (the supplementary groups become just this one).
+    pub fn group(mut self, group: &str) -> Self {
+        self.privileges.group = Some(group.to_owned());
+        self
+    }
+    /// The worker's niceness (absolute: `setpriority`, as `--nice` is for the daemon; going below
+    /// the daemon's takes root).
+    pub fn nice(mut self, nice: i32) -> Self {
+        self.privileges.nice = Some(nice);
+        self
+    }
+    /// The worker's soft limit of open descriptors (`RLIMIT_NOFILE`); above the hard limit, the
+    /// hard one too (root only). Default: the daemon's, which it inherits.
+    pub fn limit_nofile(mut self, n: u64) -> Self {
+        self.privileges.limit_nofile = Some(n);
+        self
+    }
+    /// The worker's soft limit of a core file's size in bytes (`RLIMIT_CORE`): a number, or
+    /// [`Rlim::Unlimited`](crate::process::Rlim::Unlimited). Above 0, a worker whose ids changed
+    /// is made dumpable again, so it leaves a core.
+    pub fn limit_core(mut self, n: impl Into<crate::process::Rlim>) -> Self {
+        self.privileges.limit_core = Some(n.into());
         self
     }
 }

@@ -275,6 +275,7 @@ impl Supervisor {
             slot.spec.interval,
             beat,
             slot.spec.factory.clone(),
+            slot.spec.privileges.clone(),
             channel,
         )?;
         let end = channel.daemon_end();
