@@ -10,7 +10,7 @@
 //! grep -E '^(Uid|Gid)' /proc/$(pgrep -x low)/status
 //! ```
 //!
-//! `PRIVDROP_USER=NAME` runs the worker as NAME instead: an unknown user makes the worker exit
+//! `PRIVDROP_WORKER_USER=NAME` runs the worker as NAME instead: an unknown user makes the worker exit
 //! with code 77 and a log line, rather than run as root.
 
 use std::time::Duration;
@@ -38,7 +38,7 @@ impl Worker for Low {
 }
 
 fn main() {
-    let user = std::env::var("PRIVDROP_USER").unwrap_or_else(|_| "nobody".to_owned());
+    let user = std::env::var("PRIVDROP_WORKER_USER").unwrap_or_else(|_| "nobody".to_owned());
     let mut daemon = Daemon::new("privdrop");
     daemon.worker(
         WorkerSpec::new("low", Duration::from_millis(100), || Low).user(&user).nice(5).limit_nofile(256).backoff(
