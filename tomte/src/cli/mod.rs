@@ -77,7 +77,7 @@ use std::ffi::OsString;
 use clap::{ArgMatches, Args, FromArgMatches, Subcommand};
 
 use crate::daemon::{runtime_path, Daemon};
-pub use args::{AccessArgs, DaemonArgs, LimitArgs, TlsArgs};
+pub use args::{AccessArgs, DaemonArgs, LimitArgs, LogArgs, TlsArgs};
 /// The clap this command line is built with: an application's `A` and `C` derive its traits.
 pub use clap;
 pub use run::{run_command, run_with_config, Command};

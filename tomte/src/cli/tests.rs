@@ -22,7 +22,7 @@ fn error(args: &[&str]) -> String {
 fn comodojo_flags_and_options() {
     let (command, c) = config(&["-d", "--socket", "tcp://127.0.0.1:1", "-v"]);
     assert_eq!(command, Command::Start { hard: false });
-    assert!(c.verbose);
+    assert_eq!(c.verbose, 1);
     assert_eq!(c.sockets.len(), 1);
     let (command, c) = config(&["--pidfile=rel.pid", "-f"]);
     assert_eq!(command, Command::Run);
@@ -204,7 +204,7 @@ fn an_application_adds_flags_and_subcommands() {
     let cli = parse(&["--greeting=hi", "-n", "3", "check-config", "--quiet", "-v"]).unwrap();
     assert_eq!(cli.command, Action::App(Extra::CheckConfig { quiet: true }));
     assert_eq!((cli.app.greeting.as_str(), cli.app.times), ("hi", Some(3)));
-    assert!(cli.daemon.verbose);
+    assert_eq!(cli.daemon.verbose, 1);
     let cli = parse(&["-d", "-n", "-s"]);
     assert!(cli.is_err(), "-n takes a value: -s is it, not a hard start");
     assert_eq!(parse(&["-f"]).unwrap().app.greeting, "hello");

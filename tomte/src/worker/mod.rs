@@ -37,6 +37,7 @@
 #[allow(rustdoc::private_intra_doc_links)]
 pub mod channel;
 pub(crate) mod child;
+pub(crate) mod output;
 pub(crate) mod supervisor;
 pub(crate) mod wire;
 
