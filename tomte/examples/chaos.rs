@@ -1,6 +1,7 @@
 //! Workers that misbehave, for the supervision tests (and for trying the supervisor by hand):
 //!
-//! * `steady` counts, and answers `count`, `die` (exits 9 before answering), `panic`, `slow`
+//! * `steady` counts, and answers `count`, `die` (says so on stderr without a newline, then
+//!   exits 9 before answering), `panic`, `slow`
 //!   (answers after 4 s), `whoami` (reads its name from a file its factory opened);
 //! * `panicky` panics in its third iteration, and is restarted;
 //! * `crasher` panics in spinup every time: its crash loop ends in state `failed`;
@@ -45,6 +46,7 @@ impl Worker for Chaos {
     fn r#loop(&mut self, ctx: &mut WorkerCtx) {
         let n = ctx.iterations() + 1;
         if self.panic_at == Some(n) {
+            log::warn!(iteration = n; "panicking on purpose");
             panic!("boom at iteration {n}");
         }
         if self.hang_at == Some(n) {
@@ -61,7 +63,10 @@ impl Worker for Chaos {
     fn on_message(&mut self, request: Value, ctx: &mut WorkerCtx) -> Result<Value, Fault> {
         match request.as_str() {
             Some("count") => Ok(Value::from(ctx.iterations())),
-            Some("die") => std::process::exit(9),
+            Some("die") => {
+                eprint!("{} dies mid-line", ctx.name());
+                std::process::exit(9)
+            }
             Some("slow") => {
                 std::thread::sleep(Duration::from_secs(4));
                 Ok(Value::from("slept"))

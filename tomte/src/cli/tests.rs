@@ -250,3 +250,19 @@ fn flags_go_before_the_command_so_no_flag_need_be_global() {
         assert!(parsed.is_ok(), "{args:?}: {}", parsed.unwrap_err());
     }
 }
+
+#[test]
+fn log_flags_syslog_format_and_verbosity() {
+    use crate::logging::LogFormat;
+    let (_, c) = config(&["run", "-vv", "--log-format", "json", "--log", "syslog"]);
+    assert_eq!((c.verbose, c.logging.format), (2, LogFormat::Json));
+    assert_eq!((c.log, c.logging.syslog.as_deref()), (None, Some(Path::new("/dev/log"))));
+    let (_, c) = config(&["run", "-v", "--log", "syslog:/tmp/s.sock"]);
+    assert_eq!((c.verbose, c.logging.syslog.as_deref()), (1, Some(Path::new("/tmp/s.sock"))));
+    // A file named syslog is a path with a directory.
+    let (_, c) = config(&["run", "--log", "./syslog"]);
+    assert!(c.log.unwrap().is_absolute() && c.logging.syslog.is_none());
+    let (_, c) = config(&["run", "-v", "-v", "-v"]);
+    assert_eq!((c.verbose, c.logging.format), (3, LogFormat::Text));
+    assert!(error(&["run", "--log-format", "xml"]).contains("--log-format"));
+}

@@ -167,8 +167,8 @@ impl Output {
     /// Reads what the poll reported (`woken`: stdout, stderr) and what was left last turn, up
     /// to [`READ_PER_TURN`] per pipe, and logs the lines.
     pub(crate) fn read(&mut self, woken: [bool; 2], who: Who<'_>) {
-        for k in 0..2 {
-            if woken[k] || self.streams[k].more {
+        for (k, woken) in woken.into_iter().enumerate() {
+            if woken || self.streams[k].more {
                 self.read_pipe(k, READ_PER_TURN, who);
             }
         }

@@ -603,6 +603,12 @@ impl Supervisor {
         while self.slots.iter().any(|s| s.run.is_some()) && Instant::now() < deadline {
             self.reap();
             self.tick(Instant::now());
+            // A worker printing as it stops would wait for room in its pipe, and never stop.
+            for slot in &mut self.slots {
+                if let Some(run) = slot.run.as_mut() {
+                    run.output.read([true, true], Who { name: &slot.spec.name, pid: run.pid.as_raw_nonzero().get() });
+                }
+            }
             std::thread::sleep(Duration::from_millis(2));
         }
     }
