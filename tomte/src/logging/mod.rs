@@ -324,6 +324,10 @@ pub(crate) enum Stream {
 /// Logs one line of worker `name` (pid `pid`) read from its `stream`: a record its logger wrote
 /// (with its own level, target and fields), or raw output, at info (stdout) or warn (stderr).
 pub(crate) fn worker_line(name: &str, pid: i32, stream: Stream, line: &[u8]) {
+    if let Some((at, _)) = record::find(line) {
+        worker_line(name, pid, stream, &line[..at]);
+        return worker_line(name, pid, stream, &line[at..]);
+    }
     let pid = u32::try_from(pid).unwrap_or(0);
     let decoded;
     let (level, target, message, fields) = match record::decode(line) {

@@ -68,6 +68,13 @@ pub(super) fn decode(line: &[u8]) -> Option<Decoded> {
     Some(Decoded { level: w.l.parse().ok()?, target: w.t, message: w.m, fields: Fields(w.f) })
 }
 
+/// Where a record starts in `line` after raw output that had no newline of its own (an
+/// `eprint!` just before a `log::info!`): the offset and the record.
+pub(super) fn find(line: &[u8]) -> Option<(usize, Decoded)> {
+    let at = memchr::memrchr(MARK, line).filter(|&at| at > 0)?;
+    decode(&line[at..]).map(|r| (at, r))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,6 +91,11 @@ mod tests {
         assert_eq!(r.fields.0["k"], 1);
         assert!(decode(b"hello from alpha").is_none());
         assert!(decode(b"\x1enot json").is_none());
+        let mut joined = b"no newline: ".to_vec();
+        joined.extend_from_slice(&line);
+        let (at, r) = find(joined.strip_suffix(b"\n").unwrap()).unwrap();
+        assert_eq!((at, r.message.as_str()), (12, "two\nlines"));
+        assert!(find(&line).is_none(), "a record alone is decoded, not found");
         let mut line = Vec::new();
         encode(&mut line, Level::Info, "t", &"é".repeat(5000), &Fields::default());
         let r = decode(line.strip_suffix(b"\n").unwrap()).unwrap();
