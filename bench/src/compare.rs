@@ -16,7 +16,7 @@ pub struct Bins {
 }
 
 /// A child process killed by pid when dropped.
-struct Proc(Child);
+pub(crate) struct Proc(pub(crate) Child);
 
 impl Drop for Proc {
     fn drop(&mut self) {

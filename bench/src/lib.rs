@@ -8,5 +8,6 @@ pub mod load;
 pub mod procfs;
 pub mod shm_floor;
 pub mod stress;
+pub mod supervisord;
 pub mod tls;
 pub mod workers;

@@ -43,8 +43,9 @@ fn main() -> Result<()> {
             }
             Ok(())
         }
+        ["supervisord", rest @ ..] => tomte_bench::supervisord::main(rest),
         _ => {
-            bail!("usage: tomte-bench compare [SECONDS] | tls [SECONDS] | workers [SECONDS] | ab OLD_DIR NEW_DIR [SECONDS] | floor-ndjson PATH | floor-http ADDR | pipelined PATH SECONDS")
+            bail!("usage: tomte-bench compare [SECONDS] | tls [SECONDS] | workers [SECONDS] | ab OLD_DIR NEW_DIR [SECONDS] | supervisord [--out PATH] | floor-ndjson PATH | floor-http ADDR | pipelined PATH SECONDS")
         }
     }
 }

@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::compare::{median, spread};
-use crate::procfs::status_kb;
+use crate::procfs::{rollup_kb, status_kb, Known};
 use anyhow::{bail, Context, Result};
 use rustix::process::{kill_process, Pid, Signal};
 use tomte::_bench::spawn_child;
@@ -330,7 +330,7 @@ fn throughput_down(frames: u64) -> Result<f64> {
 }
 
 /// A temporary directory, removed on drop.
-pub(crate) struct TempDir(pub PathBuf);
+pub(crate) struct TempDir(pub(crate) PathBuf);
 
 impl TempDir {
     /// `PREFIX-PID` in the temporary directory.
@@ -344,39 +344,6 @@ impl TempDir {
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// State (`R`, `S`, `Z`…) and start time (clock ticks since boot) of a process, from
-/// `/proc/PID/stat`; `None` when there is no such process.
-fn proc_stat(pid: i32) -> Option<(char, u64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The fields after the command name (which may hold spaces) start after the last ')'.
-    let mut rest = stat.rsplit_once(')')?.1.split_whitespace();
-    let state = rest.next()?.chars().next()?;
-    let start = rest.nth(18)?.parse().ok()?;
-    Some((state, start))
-}
-
-/// A process known by pid and start time, so that a recycled pid is never signalled.
-#[derive(Clone, Copy)]
-struct Known {
-    pid: i32,
-    start: u64,
-}
-
-impl Known {
-    fn of(pid: i32) -> Option<Known> {
-        proc_stat(pid).map(|(_, start)| Known { pid, start })
-    }
-    /// Still running (a zombie is not).
-    fn alive(&self) -> bool {
-        matches!(proc_stat(self.pid), Some((state, start)) if start == self.start && state != 'Z' && state != 'X')
-    }
-    fn signal(&self, sig: Signal) {
-        if let (true, Some(pid)) = (self.alive(), Pid::from_raw(self.pid)) {
-            let _ = kill_process(pid, sig);
-        }
     }
 }
 
@@ -523,11 +490,7 @@ fn wait_looping(client: &mut Client, name: &str) -> Result<i32> {
 /// Private_Clean + Private_Dirty from `/proc/PID/smaps_rollup` in kB: the memory no other
 /// process shares (copy-on-write pages still shared with the daemon are not counted).
 fn private_kb(pid: i32) -> Option<u64> {
-    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
-    let field = |name: &str| -> Option<u64> {
-        rollup.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(':')?.split_whitespace().next()?.parse().ok())
-    };
-    Some(field("Private_Clean")? + field("Private_Dirty")?)
+    Some(rollup_kb(pid, "Private_Clean")? + rollup_kb(pid, "Private_Dirty")?)
 }
 
 /// One call at a time on one connection for `time`: calls per second. Every answer must be a

@@ -139,14 +139,19 @@ impl fmt::Display for Grants {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum RuleError {
+    /// The rule has no `=` (the rule is given).
     #[error("'{0}' is not WHO=PERM[,PERM...]")]
     NoEquals(String),
+    /// WHO is none of the forms a peer is named by (the text is given).
     #[error("'{0}' is not a peer: use user:NAME, uid:N, group:NAME, gid:N, cert:CN, token:NAME or anonymous")]
     BadWho(String),
+    /// The rule names no permission (its WHO is given).
     #[error("no permission given for {0}")]
     NoPermission(String),
+    /// A permission name is empty, or holds a character a name may not have.
     #[error(transparent)]
     Permission(#[from] PermissionError),
+    /// What follows `@` is not a listener's address (the reason is given).
     #[error("after '@': {0}")]
     Listener(String),
 }
@@ -173,9 +178,11 @@ impl FromStr for Grants {
 pub enum Who {
     /// A unix peer whose uid `/etc/passwd` names so.
     User(String),
+    /// A unix peer of this uid.
     Uid(u32),
     /// A unix peer whose primary or supplementary group `/etc/group` names so.
     Group(String),
+    /// A unix peer whose primary or supplementary group has this gid.
     Gid(u32),
     /// A client whose verified certificate has this common name.
     Cert(String),
@@ -246,7 +253,9 @@ impl FromStr for Who {
 /// One rule: `who` holds `grants`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rule {
+    /// Whom it is about.
     pub who: Who,
+    /// What it grants.
     pub grants: Grants,
     /// The listener it applies to (its address as `--socket` writes it); every listener if none.
     pub on: Option<String>,
@@ -314,6 +323,7 @@ impl Policy {
         self
     }
 
+    /// The rules, in the order they were added.
     pub fn rules(&self) -> &[Rule] {
         &self.rules
     }
@@ -370,9 +380,9 @@ pub(crate) const AUTH: &str = "auth";
 
 /// A connection's identity and what it may do: what handlers see of their caller.
 #[derive(Clone, Debug)]
-pub struct Caller {
-    pub peer: Peer,
-    pub grants: Grants,
+pub(crate) struct Caller {
+    pub(crate) peer: Peer,
+    pub(crate) grants: Grants,
 }
 
 /// The daemon's gate: checks each call against the grants of the connection being served,

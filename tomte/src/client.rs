@@ -93,35 +93,93 @@ impl Protocol {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ClientError {
+    /// The connection could not be made, a TLS handshake included.
     #[error("cannot connect to {addr}: {source}")]
-    Connect { addr: String, source: io::Error },
+    Connect {
+        /// The daemon's address.
+        addr: String,
+        /// Why it failed.
+        source: io::Error,
+    },
+    /// Sending the call or reading its answer failed, or took longer than the timeout (see
+    /// [`Client::set_timeout`]).
     #[error("connection to {addr} failed: {source}")]
-    Io { addr: String, source: io::Error },
+    Io {
+        /// The daemon's address.
+        addr: String,
+        /// Why it failed.
+        source: io::Error,
+    },
+    /// The connection closed before a whole answer came.
     #[error("{addr} closed the connection without answering")]
-    Closed { addr: String },
+    Closed {
+        /// The daemon's address.
+        addr: String,
+    },
+    /// The answer could not be read (malformed, or in a form this client does not take), or
+    /// answers another call.
     #[error("{addr} answered something unreadable: {why}")]
-    Protocol { addr: String, why: String },
+    Protocol {
+        /// The daemon's address.
+        addr: String,
+        /// What is wrong with the answer.
+        why: String,
+    },
     /// A comodojo listener's greeter was missing or wrong.
     #[error("{addr} did not greet as a comodojo/daemon 1.0 listener: {why}")]
-    Greeter { addr: String, why: String },
+    Greeter {
+        /// The daemon's address.
+        addr: String,
+        /// What was wrong with it.
+        why: String,
+    },
     /// The daemon answered the HTTP request with an error status (413, 400, …).
     #[error("{addr} refused the request: HTTP {status} {reason}{}", if text.is_empty() { String::new() } else { format!(" ({text})") })]
-    Http { addr: String, status: u16, reason: String, text: String },
+    Http {
+        /// The daemon's address.
+        addr: String,
+        /// The status code.
+        status: u16,
+        /// The reason phrase.
+        reason: String,
+        /// The start of the body (200 characters at most), trimmed.
+        text: String,
+    },
     /// The call cannot be written in the protocol chosen; nothing was sent.
     #[error("cannot send this call to {addr}: {why}")]
-    Encode { addr: String, why: String },
+    Encode {
+        /// The daemon's address.
+        addr: String,
+        /// Why it cannot.
+        why: String,
+    },
     /// The unix socket is served by a user the [`Trust`] does not allow; nothing was sent.
     #[error("refusing to talk to {addr}: it is served by uid {uid} (pid {pid}), who is not trusted (trusted uids: {trusted})")]
-    Untrusted { addr: String, uid: u32, pid: i32, trusted: String },
+    Untrusted {
+        /// The daemon's address.
+        addr: String,
+        /// The uid of the process serving the socket.
+        uid: u32,
+        /// Its pid.
+        pid: i32,
+        /// The uids the trust allows, as a list (`0, 1000`).
+        trusted: String,
+    },
     /// The TLS files could not be used; nothing was sent.
     #[error(transparent)]
     Tls(#[from] TlsError),
     /// A `tls://` address was given to a connect without TLS files: see [`Client::connect_tls`].
     #[error("{addr} speaks TLS: give the CA that signed its certificate (tomtectl --tls-ca PATH)")]
-    NeedsTls { addr: String },
+    NeedsTls {
+        /// The daemon's address.
+        addr: String,
+    },
     /// A JSON or XML protocol was asked of a `comodojo+` address, which speaks framing only.
     #[error("{addr} speaks comodojo framing: use Protocol::ComodojoJson or Protocol::ComodojoXml")]
-    WrongDialect { addr: String },
+    WrongDialect {
+        /// The daemon's address.
+        addr: String,
+    },
 }
 
 /// Whose unix socket a client agrees to talk to: the uid of the server process, as

@@ -9,23 +9,37 @@ use crate::daemon::Ctx;
 
 /// The daemon's lifecycle event names.
 pub mod names {
+    /// The daemon is set up (its pid file, if any, held and its listeners bound); its workers
+    /// start next.
     pub const START: &str = "daemon.start";
+    /// The daemon has said it is ready (to the command that started it, or to systemd) and
+    /// its loop begins.
     pub const READY: &str = "daemon.ready";
+    /// A graceful stop begins, before the daemon answers what clients already sent and ends.
     pub const STOP: &str = "daemon.stop";
+    /// A reload (`SIGHUP`, [`Ctx::reload`](crate::Ctx::reload)), once the log is reopened and
+    /// a TLS certificate read again.
     pub const RELOAD: &str = "daemon.reload";
+    /// A client connected (a TLS client once its handshake is done); the data is its
+    /// [`Peer::to_value`](crate::net::Peer::to_value).
     pub const CLIENT_CONNECT: &str = "daemon.socket.client.connect";
+    /// A client's connection closed; the data is as for [`CLIENT_CONNECT`]. Not emitted for a
+    /// TLS client whose handshake never finished.
     pub const CLIENT_HANGUP: &str = "daemon.socket.client.hangup";
 }
 
 /// One event as listeners see it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {
+    /// Its name: one of [`names`], a signal's (`daemon.posix.SIGTERM`), a worker's
+    /// (`daemon.worker.failed`), or the application's own.
     pub name: String,
     /// What the event is about: the signal number, the peer address, …; `Nil` when nothing.
     pub data: Value,
 }
 
 impl Event {
+    /// An event named `name`, about `data`.
     pub fn new(name: impl Into<String>, data: Value) -> Event {
         Event { name: name.into(), data }
     }

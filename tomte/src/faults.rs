@@ -9,6 +9,7 @@
 //! | −32003 | Timed out | a [`Ctx::timeout`](crate::Ctx::timeout) passed before the answer |
 //! | −32010 | Unknown worker | no worker of that name is installed |
 //! | −32011 | Worker unavailable | the worker is not running, ended before answering, or its channel is full |
+//! | −32020 | Reload refused | `daemon.reload`: the configuration file no longer parses (the data names file:line), or what it asks cannot be applied; nothing was changed |
 
 use tomte_rpc::Fault;
 
@@ -24,6 +25,8 @@ pub const TIMED_OUT: i32 = -32003;
 pub const UNKNOWN_WORKER: i32 = -32010;
 /// The worker is not running, ended before answering, or cannot take more requests now.
 pub const WORKER_UNAVAILABLE: i32 = -32011;
+/// A reload was refused: the running configuration is untouched.
+pub const RELOAD_REFUSED: i32 = -32020;
 
 /// −32010 for worker `name`.
 pub fn unknown_worker(name: &str) -> Fault {

@@ -353,6 +353,7 @@
 pub mod access;
 pub mod cli;
 pub mod client;
+pub mod config;
 pub mod daemon;
 pub mod event;
 pub mod faults;
@@ -385,8 +386,13 @@ pub mod _bench {
 pub use daemon::{Config, Ctx, Daemon, DaemonError, Mode};
 pub use event::Event;
 pub use tomte_rpc::{
-    from_value, to_value, Args, Bytes, DateTime, Fault, FromValue, Params, Permission, Reply, Type, Value,
+    from_value, from_value_strict, to_value, Args, Bytes, DateTime, Fault, FromValue, Params, Permission, Reply, Rules,
+    Type, Value,
 };
+
+/// The protocols crate itself (codecs, the registry, signature tracing), for what the names
+/// above do not cover: a daemon's code never needs to depend on `tomte-rpc` directly.
+pub use tomte_rpc as rpc;
 
 /// Combinators for the futures of async handlers (`join`, `join_all`, `select`…), from
 /// `futures-util`: they need no runtime, so they run on the daemon's loop as they are.

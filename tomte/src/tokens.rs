@@ -19,14 +19,39 @@ pub const MIN_SECRET: usize = 16;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TokenError {
+    /// The file could not be read.
     #[error("cannot read token file {path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
+    Io {
+        /// The token file's path.
+        path: PathBuf,
+        /// The error the system gave.
+        source: io::Error,
+    },
+    /// The daemon's token file grants its group or others some access.
     #[error("token file {path} may be read by others (mode {mode:04o}): chmod 600 it")]
-    Readable { path: PathBuf, mode: u32 },
+    Readable {
+        /// The token file's path.
+        path: PathBuf,
+        /// Its permission bits (`mode & 0o7777`).
+        mode: u32,
+    },
+    /// A line of the daemon's token file is not `NAME SECRET`, has a secret shorter than
+    /// [`MIN_SECRET`], or repeats a name.
     #[error("token file {path}, line {line}: {why}")]
-    Line { path: PathBuf, line: usize, why: String },
+    Line {
+        /// The token file's path.
+        path: PathBuf,
+        /// The line's number, from 1.
+        line: usize,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// The file holds no token: nothing but blank lines and comments.
     #[error("token file {path} holds no token")]
-    Empty { path: PathBuf },
+    Empty {
+        /// The token file's path.
+        path: PathBuf,
+    },
 }
 
 /// The tokens of a token file.

@@ -156,7 +156,7 @@ fn sighup_reloads_and_reopens_the_log() {
     // daemon.reload over RPC does the same.
     let mut r = BufReader::new(d.connect());
     let v = json(&ndjson(&mut r, r#"{"jsonrpc":"2.0","method":"daemon.reload","id":1}"#));
-    assert_eq!(v["result"], true);
+    assert!(v["result"]["applied"].is_array(), "{v}");
     assert!(wait_for(Duration::from_secs(10), || d.log_text().matches("reloading").count() == 2));
 }
 

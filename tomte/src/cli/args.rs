@@ -1,9 +1,11 @@
 //! The daemon's flags ([`DaemonArgs`]) and how they become a [`Config`].
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::access::Rule;
+use crate::config::{ConfigError, Sources};
 use crate::daemon::Config;
 use crate::net::Address;
 use crate::Permission;
@@ -21,6 +23,12 @@ use crate::Permission;
 #[command(about = None, long_about = None)]
 #[non_exhaustive]
 pub struct DaemonArgs {
+    /// Configuration file (TOML): each flag's long name is a key [default: none]
+    ///
+    /// Or NAME_CONFIG=PATH. Precedence: defaults < file < environment (NAME_KEY, e.g.
+    /// ECHO_IDLE_TIMEOUT=5) < command line. Refused when others than its owner may write it
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
     /// Listen on ADDR (repeatable)
     ///
     /// unix:///path, tcp://host:port (an IPv6 host in brackets), tls://host:port, or
@@ -58,6 +66,10 @@ pub struct DaemonArgs {
     /// The log's format.
     #[command(flatten)]
     pub logging: LogArgs,
+    /// Where these values came from — the file, the environment, the command line — and how
+    /// to read them again on reload; set by [`Cli`](super::Cli).
+    #[arg(skip)]
+    pub sources: Option<Arc<Sources>>,
 }
 
 /// The access flags of [`DaemonArgs`] (see [`crate::access`]).
@@ -165,7 +177,11 @@ impl DaemonArgs {
         if !self.sockets.is_empty() {
             config.sockets.clone_from(&self.sockets);
         }
-        let path = |flag: &str, p: &Option<PathBuf>| p.as_deref().map(|p| absolute(flag, p)).transpose();
+        if self.sources.is_some() {
+            config.sources.clone_from(&self.sources);
+        }
+        let cwd = self.sources.as_ref().and_then(|s| s.cwd());
+        let path = |flag: &str, p: &Option<PathBuf>| p.as_deref().map(|p| absolute(flag, p, cwd)).transpose();
         let paths = [
             (&mut config.pidfile, "--pidfile", &self.pidfile),
             (&mut config.log, "--log", &self.logging.file(&self.log)),
@@ -266,10 +282,14 @@ fn requirement(v: &str) -> Result<(String, Permission), String> {
     Ok((method.to_owned(), perm))
 }
 
-/// The daemon changes directory to `/`, so relative paths are resolved now.
-fn absolute(flag: &str, path: &Path) -> Result<PathBuf, String> {
+/// The daemon changes directory to `/`, so relative paths are resolved now: against `cwd`
+/// (the directory it was started from, on reload), else the current directory.
+fn absolute(flag: &str, path: &Path, cwd: Option<&Path>) -> Result<PathBuf, String> {
     if path.is_absolute() {
         return Ok(path.to_owned());
+    }
+    if let Some(dir) = cwd {
+        return Ok(dir.join(path));
     }
     std::env::current_dir().map(|d| d.join(path)).map_err(|e| format!("{flag}: cannot resolve {}: {e}", path.display()))
 }
@@ -307,4 +327,59 @@ impl LogArgs {
 
 fn log_format(v: &str) -> Result<crate::logging::LogFormat, String> {
     v.parse()
+}
+
+impl DaemonArgs {
+    /// The flags again from `sources`: the file read anew, the environment and the command
+    /// line as they were at start (what a reload does).
+    pub fn reread(sources: &Sources) -> Result<DaemonArgs, ConfigError> {
+        use clap::FromArgMatches;
+        let (sources, mut matches) = sources.reread()?;
+        let mut args = DaemonArgs::from_arg_matches_mut(&mut matches).map_err(|e| ConfigError::Flag(e.to_string()))?;
+        args.sources = Some(Arc::new(sources));
+        Ok(args)
+    }
+}
+
+/// tomte's keys (its flags' long names), each with the value it has in `config`, written as
+/// its flag takes it; `None` for a key that is not tomte's. An empty list: not set.
+pub(crate) fn current(config: &Config, key: &str) -> Option<Vec<String>> {
+    fn path(p: &Option<PathBuf>) -> Vec<String> {
+        p.iter().map(|p| p.display().to_string()).collect()
+    }
+    let one = |s: String| vec![s];
+    let secs = |d: Duration| one(crate::config::print::seconds(d));
+    let l = &config.limits;
+    Some(match key {
+        "socket" => config.sockets.iter().map(ToString::to_string).collect(),
+        "pidfile" => path(&config.pidfile),
+        "log" => match &config.logging.syslog {
+            Some(socket) if socket.as_os_str() == crate::logging::SYSLOG_SOCKET => one("syslog".to_owned()),
+            Some(socket) => one(format!("syslog:{}", socket.display())),
+            None => path(&config.log),
+        },
+        "log-format" => one(config.logging.format.to_string()),
+        "verbose" => one(config.verbose.to_string()),
+        "nice" => config.nice.iter().map(ToString::to_string).collect(),
+        "umask" => one(format!("{:03o}", config.umask)),
+        "allow" => config.policy.rules().iter().map(ToString::to_string).collect(),
+        "require" => config.requires.iter().map(|(m, p)| format!("{m}={p}")).collect(),
+        "socket-mode" => one(format!("{:04o}", config.socket_mode)),
+        "socket-group" => config.socket_group.iter().map(ToString::to_string).collect(),
+        "token-file" => path(&config.token_file),
+        "insecure" => one(config.insecure.to_string()),
+        "tls-cert" => path(&config.tls.cert),
+        "tls-key" => path(&config.tls.key),
+        "tls-client-ca" => path(&config.tls.client_ca),
+        "max-connections" => one(l.max_connections.to_string()),
+        "max-per-peer" => one(l.max_per_peer.to_string()),
+        "listener-reserve" => one(l.listener_reserve.to_string()),
+        "max-message" => one(l.max_message.to_string()),
+        "max-buffered" => one(l.max_buffered.to_string()),
+        "max-unsent" => one(l.max_unsent.to_string()),
+        "idle-timeout" => secs(l.idle_timeout),
+        "request-timeout" => secs(l.request_timeout),
+        "min-rate" => one(l.min_rate.to_string()),
+        _ => return None,
+    })
 }

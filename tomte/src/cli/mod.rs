@@ -2,10 +2,16 @@
 //! subcommands of its own (clap derive):
 //!
 //! ```text
-//! NAME start|run|stop|status|restart|reload [--socket ADDR]... [--pidfile PATH] [--log PATH] [-v]
-//!      [--allow WHO=PERM[,PERM…]]... [--require METHOD=PERM]... [--socket-mode OCTAL]
-//!      [--socket-group GROUP] [limits, TLS and token flags]
+//! NAME start|run|stop|status|restart|reload|config [--config PATH] [--socket ADDR]...
+//!      [--pidfile PATH] [--log PATH] [-v] [--allow WHO=PERM[,PERM…]]... [--require METHOD=PERM]...
+//!      [--socket-mode OCTAL] [--socket-group GROUP] [limits, TLS and token flags]
 //! ```
+//!
+//! Every flag — tomte's and the application's — is also a key of the configuration file
+//! (`--config PATH`, or `NAME_CONFIG`) and an environment variable (`NAME_KEY`), under the
+//! command line in precedence: see [`crate::config`]. `config` prints the effective
+//! configuration with each value's source; `reload` checks the file, then the daemon reads it
+//! again.
 //!
 //! comodojo's flags work too: `-d` (= `start`), `-f` (= `run`), `-s` (= `start --hard`: clear
 //! stale files first), `-v`, `-h`. `status` exits 0 when running and 3 when not, as LSB says;
@@ -18,6 +24,7 @@
 //!   all. Its [`command`](Cli::command) is an [`Action`]: one of tomte's [`Command`]s, which
 //!   [`run_command`] carries out, or one of the application's, which it handles itself.
 //! * [`DaemonArgs`] holds tomte's flags and makes the daemon's [`Config`](crate::Config).
+//! * [`Cli::app_config`] reads the application's own `[app]` section of the file, typed.
 //!
 //! ```no_run
 //! use tomte::cli::{self, Action, Cli};
@@ -74,9 +81,13 @@ mod run;
 
 use std::ffi::OsString;
 
+use std::sync::Arc;
+
 use clap::{ArgMatches, Args, FromArgMatches, Subcommand};
 
+use crate::config::{ConfigError, Sources};
 use crate::daemon::{runtime_path, Daemon};
+pub(crate) use args::current;
 pub use args::{AccessArgs, DaemonArgs, LimitArgs, LogArgs, TlsArgs};
 /// The clap this command line is built with: an application's `A` and `C` derive its traits.
 pub use clap;
@@ -103,6 +114,74 @@ fn main_from<S: 'static, T: Into<OsString> + Clone>(daemon: Daemon<S>, args: imp
             let _ = e.print();
             e.exit_code()
         }
+    }
+}
+
+/// Why [`Cli::try_parse_from`] failed: the command line (clap's error: exit 2, or 0 for
+/// `--help`, which clap reports as one), or the configuration file or environment (exit 1,
+/// naming the place: `FILE:LINE:COL: key 'x': why`).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ParseError {
+    /// A wrong command line, or help asked for.
+    Usage(clap::Error),
+    /// A bad configuration file or environment variable, for daemon `name`.
+    Config { name: String, error: ConfigError },
+}
+
+impl ParseError {
+    /// Prints it: help to stdout, errors to stderr.
+    pub fn print(&self) -> std::io::Result<()> {
+        match self {
+            ParseError::Usage(e) => e.print(),
+            ParseError::Config { name, error } => {
+                use std::io::Write;
+                writeln!(std::io::stderr(), "{name}: {error}")
+            }
+        }
+    }
+
+    /// The exit code: clap's (2, or 0 for help), 1 for the configuration.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            ParseError::Usage(e) => e.exit_code(),
+            ParseError::Config { .. } => 1,
+        }
+    }
+
+    /// Prints it and exits with [`ParseError::exit_code`] (what `Parser::parse` does).
+    pub fn exit(&self) -> ! {
+        match self {
+            ParseError::Usage(e) => e.exit(),
+            ParseError::Config { .. } => {
+                let _ = self.print();
+                std::process::exit(self.exit_code())
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for ParseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ParseError::Usage(e) => e.fmt(f),
+            ParseError::Config { error, .. } => error.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for ParseError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ParseError::Usage(e) => Some(e),
+            ParseError::Config { error, .. } => Some(error),
+        }
+    }
+}
+
+impl From<clap::Error> for ParseError {
+    fn from(e: clap::Error) -> ParseError {
+        ParseError::Usage(e)
     }
 }
 
@@ -175,30 +254,77 @@ impl<A: Args, C: Subcommand> Cli<A, C> {
         cmd
     }
 
-    /// Parses `std::env::args()` for daemon `name`; on a wrong command line, or for `--help`,
-    /// prints and exits (2 and 0), as clap's `Parser::parse` does.
+    /// Parses `std::env::args()` for daemon `name`, with its configuration file and
+    /// environment; on a wrong command line, or for `--help`, prints and exits (2 and 0), as
+    /// clap's `Parser::parse` does, and on a bad configuration prints where and exits 1.
     pub fn parse_for(name: &str) -> Self {
         Self::try_parse_from(name, std::env::args_os().skip(1)).unwrap_or_else(|e| e.exit())
     }
 
-    /// Parses `args` (without the program name) for daemon `name`. The error is clap's, for a
-    /// wrong command line and for `--help` alike: print it with [`clap::Error::print`], exit
-    /// with [`clap::Error::exit_code`] (or just [`clap::Error::exit`]).
-    pub fn try_parse_from<I, T>(name: &str, args: I) -> Result<Self, clap::Error>
+    /// Parses `args` (without the program name) for daemon `name`, with the configuration
+    /// file (`--config PATH`, or `NAME_CONFIG`) and the environment (`NAME_KEY`) under them:
+    /// see [`crate::config`]. The error is clap's for a wrong command line and for `--help`
+    /// alike, or the configuration's: print it with [`ParseError::print`], exit with
+    /// [`ParseError::exit_code`] (or just [`ParseError::exit`]).
+    pub fn try_parse_from<I, T>(name: &str, args: I) -> Result<Self, ParseError>
     where
         I: IntoIterator<Item = T>,
         T: Into<OsString> + Clone,
     {
         let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
-        // Help and errors (help is one, to clap) come from the global command: the help of a
-        // subcommand lists every flag, and an error is about the argument where it was given.
-        Self::parse_with(Self::build(name, false), &args).or_else(|_| Self::parse_with(Self::build(name, true), &args))
+        Self::try_parse_in(name, &args, crate::config::environment(name), std::env::current_dir().ok())
     }
 
-    fn parse_with(mut cmd: clap::Command, args: &[OsString]) -> Result<Self, clap::Error> {
-        let argv = std::iter::once(OsString::from(cmd.get_name())).chain(normalize(&cmd, args.to_vec()));
-        let mut matches = cmd.try_get_matches_from_mut(argv)?;
-        Self::from_matches(&mut matches).map_err(|e| e.format(&mut cmd))
+    /// As [`Cli::try_parse_from`], with the environment variables (`NAME_…`) and the
+    /// directory relative paths are resolved against given: for tests.
+    #[doc(hidden)]
+    pub fn try_parse_in(
+        name: &str,
+        args: &[OsString],
+        env: Vec<(String, OsString)>,
+        cwd: Option<std::path::PathBuf>,
+    ) -> Result<Self, ParseError> {
+        // Help and errors (help is one, to clap) come from the global command: the help of a
+        // subcommand lists every flag, and an error is about the argument where it was given.
+        match Self::parse_with(name, false, args, &env, &cwd) {
+            Err(ParseError::Usage(_)) => Self::parse_with(name, true, args, &env, &cwd),
+            done => done,
+        }
+    }
+
+    /// The application's section of the configuration file, `[app]`, as a `T` (serde): from
+    /// an empty table when there is no file or no such section. A bad one is an error naming
+    /// the file, line and key. Read once, here; [`Daemon::app_config`] reads it again on
+    /// reload.
+    pub fn app_config<T: serde::de::DeserializeOwned>(&self) -> Result<T, ConfigError> {
+        match &self.daemon.sources {
+            Some(sources) => sources.section(crate::config::APP),
+            None => crate::config::empty_section(None, crate::config::APP),
+        }
+    }
+
+    fn parse_with(
+        name: &str,
+        global: bool,
+        args: &[OsString],
+        env: &[(String, OsString)],
+        cwd: &Option<std::path::PathBuf>,
+    ) -> Result<Self, ParseError> {
+        let mut cmd = Self::build(name, global);
+        let argv0 = OsString::from(cmd.get_name());
+        let argv = normalize(&cmd, args.to_vec());
+        let line = |args: &[OsString]| std::iter::once(argv0.clone()).chain(args.iter().cloned()).collect::<Vec<_>>();
+        let mut matches = cmd.try_get_matches_from_mut(line(&argv)).map_err(ParseError::Usage)?;
+        let config = |error| ParseError::Config { name: name.to_owned(), error };
+        let build: crate::config::Build = Self::build;
+        let gathered =
+            Sources::gather(name, build, global, &cmd, &matches, argv, env.to_vec(), cwd.clone()).map_err(config)?;
+        if let Some(composed) = &gathered.composed {
+            matches = cmd.try_get_matches_from_mut(line(composed)).map_err(|e| config(gathered.explain(&e)))?;
+        }
+        let mut cli = Self::from_matches(&mut matches).map_err(|e| ParseError::Usage(e.format(&mut cmd)))?;
+        cli.daemon.sources = Some(Arc::new(gathered.sources));
+        Ok(cli)
     }
 
     fn from_matches(matches: &mut ArgMatches) -> Result<Self, clap::Error> {

@@ -33,8 +33,10 @@ pub enum Command {
     Status,
     /// Stop, then start
     Restart,
-    /// Reopen the log and emit daemon.reload (SIGHUP)
+    /// Reload the configuration file, reopen the log, emit daemon.reload (SIGHUP)
     Reload,
+    /// Print the effective configuration as TOML, each value's source in a comment
+    Config,
 }
 
 /// Does what `command` says with `daemon`, configured by `args` (see [`DaemonArgs::config`]),
@@ -92,20 +94,31 @@ pub fn run_with_config<S: 'static>(daemon: Daemon<S>, command: &Command, config:
             0 => start(daemon, config),
             code => code,
         },
+        Command::Config => match show(&daemon, config) {
+            Ok(text) => {
+                print!("{text}");
+                0
+            }
+            Err(e) => {
+                eprintln!("{name}: {e}");
+                1
+            }
+        },
+        // A file the daemon would refuse is said here, and nothing is signalled.
+        Command::Reload if config.sources.is_some() && show(&daemon, config).is_err() => {
+            if let Err(e) = show(&daemon, config) {
+                eprintln!("{name}: not reloading: {e}");
+            }
+            1
+        }
         Command::Reload => match running(config) {
             Err(e) => {
                 eprintln!("{name}: not reloading: {e}");
                 1
             }
-            Ok(Some(pid)) => match kill_process(pid, Signal::HUP) {
-                Ok(()) => {
-                    println!("{name} (pid {pid}) asked to reload");
-                    0
-                }
-                Err(e) => {
-                    eprintln!("{name}: cannot signal pid {pid}: {e}");
-                    1
-                }
+            Ok(Some(pid)) => match ask_reload(&name, pid, config) {
+                Some(code) => code,
+                None => signal_reload(&name, pid),
             },
             Ok(None) => {
                 eprintln!("{name} is not running");
@@ -113,6 +126,82 @@ pub fn run_with_config<S: 'static>(daemon: Daemon<S>, command: &Command, config:
             }
         },
     }
+}
+
+/// Asks the daemon over its own unix socket (served by root or this user) to reload, and
+/// prints what it applied and what needs a restart: the exit code, or `None` when it cannot
+/// be asked (no unix socket, not reachable, not allowed), for SIGHUP to do it.
+fn ask_reload(name: &str, pid: Pid, config: &Config) -> Option<i32> {
+    use crate::client::{Client, Protocol, Trust};
+    let addr = config.sockets.iter().find(|a| matches!(a.transport, Transport::Unix(_)))?;
+    let mut client = Client::connect_checked(addr, Protocol::for_address(addr), &Trust::own()).ok()?;
+    client.set_timeout(Some(START_TIMEOUT)).ok()?;
+    let list = |v: &tomte_rpc::Value, key: &str| -> String {
+        let items: Vec<&str> =
+            v.get(key).and_then(|l| l.as_array()).unwrap_or(&[]).iter().filter_map(|k| k.as_str()).collect();
+        if items.is_empty() {
+            "nothing".to_owned()
+        } else {
+            items.join(", ")
+        }
+    };
+    match client.call("daemon.reload", &tomte_rpc::Args::default()).ok()? {
+        Ok(report) => {
+            let from = report.get("file").and_then(|f| f.as_str()).map(|f| format!(" from {f}")).unwrap_or_default();
+            println!("{name} (pid {pid}) reloaded{from}: applied {}", list(&report, "applied"));
+            if report.get("restart_needed").and_then(|l| l.as_array()).is_some_and(|l| !l.is_empty()) {
+                println!("  restart needed for: {}", list(&report, "restart_needed"));
+            }
+            Some(0)
+        }
+        Err(fault) if fault.code == crate::faults::RELOAD_REFUSED => {
+            let why = fault.data.as_ref().and_then(|d| d.as_str()).unwrap_or(&fault.message);
+            eprintln!("{name}: reload refused, the running configuration is kept: {why}");
+            Some(1)
+        }
+        Err(_) => None,
+    }
+}
+
+/// SIGHUP: the daemon reloads (and logs what it did).
+fn signal_reload(name: &str, pid: Pid) -> i32 {
+    match kill_process(pid, Signal::HUP) {
+        Ok(()) => {
+            println!("{name} (pid {pid}) asked to reload");
+            0
+        }
+        Err(e) => {
+            eprintln!("{name}: cannot signal pid {pid}: {e}");
+            1
+        }
+    }
+}
+
+/// The effective configuration as TOML (see [`crate::config`]), once the file's worker and
+/// application sections are checked as the daemon checks them.
+fn show<S: 'static>(daemon: &Daemon<S>, config: &Config) -> Result<String, crate::config::ConfigError> {
+    use crate::config::print::{render, WorkerView};
+    let sources = config.sources.as_deref();
+    let file = sources.and_then(|s| s.file());
+    for check in &daemon.app_config {
+        drop(check(file)?);
+    }
+    let names = daemon.workers.names();
+    let sections = file.map(|f| crate::config::workers::sections(f, &names)).transpose()?.unwrap_or_default();
+    let workers: Vec<WorkerView> = names
+        .iter()
+        .filter_map(|n| {
+            let base = daemon.workers.tuning(n)?;
+            let section = sections.iter().find(|(w, ..)| w == n).map(|(_, s, line)| (s.clone(), *line));
+            Some(WorkerView { name: n.clone(), base, section })
+        })
+        .collect();
+    let cmd = match sources {
+        Some(s) => s.command(),
+        None => <DaemonArgs as clap::Args>::augment_args(clap::Command::new(daemon.name().to_owned())),
+    };
+    let keys = crate::config::keys(&cmd);
+    Ok(render(daemon.name(), &keys, sources, &|k| super::args::current(config, k), &workers))
 }
 
 /// The running daemon's pid, once checked (see [`pidfile::running`]): `Ok(None)` when it is not

@@ -3,7 +3,7 @@ use std::path::Path;
 use super::*;
 use crate::net::{Address, Limits, Transport};
 
-fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+fn parse(args: &[&str]) -> Result<Cli, ParseError> {
     Cli::try_parse_from("echo", args)
 }
 
@@ -246,7 +246,7 @@ fn flags_go_before_the_command_so_no_flag_need_be_global() {
         &["--greeting", "x", "check-config", "--quiet", "-v"],
     ] {
         let args: Vec<OsString> = args.iter().map(OsString::from).collect();
-        let parsed = Cli::<Flags, Extra>::parse_with(Cli::<Flags, Extra>::build("greeter", false), &args);
+        let parsed = Cli::<Flags, Extra>::parse_with("greeter", false, &args, &[], &None);
         assert!(parsed.is_ok(), "{args:?}: {}", parsed.unwrap_err());
     }
 }
@@ -265,4 +265,131 @@ fn log_flags_syslog_format_and_verbosity() {
     let (_, c) = config(&["run", "-v", "-v", "-v"]);
     assert_eq!((c.verbose, c.logging.format), (3, LogFormat::Text));
     assert!(error(&["run", "--log-format", "xml"]).contains("--log-format"));
+}
+
+// ---- The configuration file and the environment under the command line ----
+
+/// A later group of flags, as another module would flatten in: its keys come with it.
+#[derive(clap::Args, Debug)]
+struct Later {
+    #[command(flatten)]
+    more: MoreArgs,
+}
+
+#[derive(clap::Args, Debug)]
+#[command(about = None, long_about = None)]
+struct MoreArgs {
+    /// Open files at most
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..), help_heading = "Privileges")]
+    max_files: Option<u16>,
+    /// Set no_new_privs
+    #[arg(long, help_heading = "Privileges")]
+    no_new_privs: bool,
+    /// Less output (repeatable)
+    #[arg(short = 'q', long, action = clap::ArgAction::Count)]
+    quiet: u8,
+}
+
+/// A file with `text` in a fresh directory, and the directory (removed by the caller).
+fn file_with(tag: &str, text: &str) -> (PathBuf, PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("tomte-cfg-{}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let file = dir.join("echo.toml");
+    std::fs::write(&file, text).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    (dir, file)
+}
+
+fn layered(args: &[&str], env: &[(&str, &str)]) -> Result<Cli<Later>, ParseError> {
+    let args: Vec<OsString> = args.iter().map(OsString::from).collect();
+    let env = env.iter().map(|(k, v)| (k.to_string(), OsString::from(v))).collect();
+    Cli::<Later>::try_parse_in("echo", &args, env, Some(PathBuf::from("/srv")))
+}
+
+use std::path::PathBuf;
+
+use crate::config::Source;
+
+#[test]
+fn file_then_environment_then_flags_for_every_group_of_flags() {
+    let (dir, file) = file_with(
+        "layers",
+        "quiet = 2\nidle-timeout = 5\npidfile = \"run/echo.pid\"\n\n[limits]\nmax-connections = 7\n\n\
+         [privileges]\nmax-files = 9\nno-new-privs = true\n",
+    );
+    let f = file.to_str().unwrap();
+    let env =
+        [("ECHO_MAX_CONNECTIONS", "8"), ("ECHO_MAX_FILES", "10"), ("ECHO_SOCKET", "unix:///a.sock unix:///b.sock")];
+    let cli = layered(&["run", "--config", f, "--idle-timeout", "6"], &env).unwrap();
+    assert_eq!((cli.app.more.max_files, cli.app.more.no_new_privs, cli.app.more.quiet), (Some(10), true, 2));
+    let config = cli.daemon.config("echo").unwrap();
+    assert_eq!(config.limits.idle_timeout, std::time::Duration::from_secs(6));
+    assert_eq!(config.limits.max_connections, 8);
+    assert_eq!(config.sockets, [Address::unix("/a.sock"), Address::unix("/b.sock")]);
+    // A relative path in the file: against the directory the daemon started from.
+    assert_eq!(config.pidfile.as_deref(), Some(Path::new("/srv/run/echo.pid")));
+    let sources = config.sources.as_deref().unwrap();
+    let source = |key: &str| sources.setting(key).map(|s| s.source.clone());
+    assert_eq!(source("idle-timeout"), Some(Source::Flag("--idle-timeout".into())));
+    assert_eq!(source("max-connections"), Some(Source::Env("ECHO_MAX_CONNECTIONS".into())));
+    assert_eq!(source("no-new-privs"), Some(Source::File { path: file.clone(), line: 10 }));
+    assert_eq!(source("quiet"), Some(Source::File { path: file.clone(), line: 1 }));
+    assert_eq!(source("max-per-peer"), None);
+    // The file named by the environment instead; a switch turned off by it.
+    let cli = layered(&["run"], &[("ECHO_CONFIG", f), ("ECHO_NO_NEW_PRIVS", "off")]).unwrap();
+    assert!(!cli.app.more.no_new_privs);
+    assert_eq!(cli.daemon.config("echo").unwrap().limits.max_connections, 7);
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn values_are_checked_by_the_flags_own_parsers_naming_the_place() {
+    for (text, wanted) in [
+        (
+            "[privileges]\nmax-files = 0\n",
+            ":2:13: key 'privileges.max-files': invalid value '0': 0 is not in 1..=65535",
+        ),
+        ("\nmax-per-peer = 0\n", ":2:16: key 'max-per-peer': invalid value '0': must be at least 1"),
+        (
+            "[limits]\nno-new-privs = true\n",
+            ":2:1: key 'limits.no-new-privs': not a key of [limits]: it goes in [privileges]",
+        ),
+        ("quiet = \"x\"\n", ":1:9: key 'quiet': expected a count (0 to 255) or true/false, found a string"),
+        ("allow = [\"ops=read\"]\n", ":1:10: key 'allow': invalid value 'ops=read'"),
+        ("[app\n", ":1:5:"),
+    ] {
+        let (dir, file) = file_with("bad", text);
+        let e = layered(&["run", "--config", file.to_str().unwrap()], &[]).map(|_| ()).unwrap_err();
+        assert_eq!(e.exit_code(), 1, "{e}");
+        let e = e.to_string();
+        assert!(e.starts_with(&format!("{}{wanted}", file.display())), "{text:?}: {e}");
+        std::fs::remove_dir_all(dir).ok();
+    }
+    let e = layered(&["run"], &[("ECHO_MAX_FILES", "none")]).map(|_| ()).unwrap_err().to_string();
+    assert_eq!(e, "ECHO_MAX_FILES: invalid value 'none': invalid digit found in string");
+    // The command line's own errors stay usage errors (exit 2).
+    assert_eq!(layered(&["run", "--max-files", "0"], &[]).map(|_| ()).unwrap_err().exit_code(), 2);
+}
+
+#[test]
+fn the_app_section_is_typed_and_its_errors_named() {
+    #[derive(serde::Deserialize, Debug, Default, PartialEq)]
+    #[serde(deny_unknown_fields, default)]
+    struct App {
+        greeting: String,
+        times: u32,
+    }
+    let (dir, file) = file_with("app", "idle-timeout = 5\n[app]\ngreeting = \"hi\"\ntimes = 3\n");
+    let cli = layered(&["run", "--config", file.to_str().unwrap()], &[]).unwrap();
+    assert_eq!(cli.app_config::<App>().unwrap(), App { greeting: "hi".into(), times: 3 });
+    std::fs::write(&file, "[app]\ngreeting = \"hi\"\ntimes = -1\n").unwrap();
+    let cli = layered(&["run", "--config", file.to_str().unwrap()], &[]).unwrap();
+    let e = cli.app_config::<App>().unwrap_err().to_string();
+    assert!(e.starts_with(&format!("{}:3:9: key 'app.times': ", file.display())), "{e}");
+    // No file: an empty section.
+    assert_eq!(layered(&["run"], &[]).unwrap().app_config::<App>().unwrap(), App::default());
+    std::fs::remove_dir_all(dir).ok();
 }

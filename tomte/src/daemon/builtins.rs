@@ -5,6 +5,12 @@
 //! `daemon.shutdown`, `daemon.reload`, `daemon.loglevel` and
 //! `worker.{pause,resume,start,stop,restart}` `control`.
 
+use std::cell::RefCell;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+
 use tomte_rpc::{Fault, Method, Permission, Registry, Type, Value};
 
 use super::Ctx;
@@ -92,12 +98,18 @@ pub(super) fn install<S: 'static>(r: &mut Registry<Ctx<S>>) {
         )
         .returns(Type::Struct)
         .requires(Permission::Read),
-        Method::new("daemon.reload", |_, ctx: &mut Ctx<S>| {
+        Method::new_async("daemon.reload", |_, ctx: &mut Ctx<S>| {
             ctx.reload();
-            Ok(Value::Bool(true))
+            let wait = ReloadWait::default();
+            ctx.reload_waits.push(wait.clone());
+            wait
         })
-        .description("Reopen the log and emit daemon.reload, as SIGHUP does")
-        .returns(Type::Boolean)
+        .description(
+            "Read the configuration file again and apply it, reopen the log, emit daemon.reload, as SIGHUP \
+             does. Answers {file, applied: [keys], restart_needed: [keys]}, or fault -32020 (the data names \
+             file:line) when the file is refused: then nothing changed",
+        )
+        .returns(Type::Struct)
         .requires(Permission::Control),
         Method::new("daemon.loglevel", |p, ctx: &mut Ctx<S>| {
             let current = crate::logging::level();
@@ -148,6 +160,42 @@ pub(super) fn install<S: 'static>(r: &mut Registry<Ctx<S>>) {
     ];
     for m in methods {
         r.add(m).expect("built-in names are distinct");
+    }
+}
+
+/// The answer a `daemon.reload` call waits for: the loop reloads at the end of its turn and
+/// hands every waiting call the report, or the reason it refused.
+#[derive(Clone, Default)]
+pub(crate) struct ReloadWait(Rc<RefCell<Slot>>);
+
+/// The answer once there is one, and who to wake then.
+#[derive(Default)]
+struct Slot {
+    answer: Option<Result<Value, Fault>>,
+    waker: Option<Waker>,
+}
+
+impl ReloadWait {
+    pub(crate) fn deliver(&self, answer: Result<Value, Fault>) {
+        let mut slot = self.0.borrow_mut();
+        slot.answer = Some(answer);
+        if let Some(w) = slot.waker.take() {
+            w.wake();
+        }
+    }
+}
+
+impl Future for ReloadWait {
+    type Output = Result<Value, Fault>;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut slot = self.0.borrow_mut();
+        match slot.answer.take() {
+            Some(answer) => Poll::Ready(answer),
+            None => {
+                slot.waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
     }
 }
 

@@ -40,6 +40,8 @@ pub struct Ctx<S = ()> {
     pub(crate) auth: Option<Rc<crate::access::Auth>>,
     /// A token presented on the connection being served was wrong: it is closed.
     pub(crate) auth_failed: bool,
+    /// `daemon.reload` calls waiting for the reload's report.
+    pub(crate) reload_waits: Vec<super::builtins::ReloadWait>,
 }
 
 impl<S> std::fmt::Debug for Ctx<S> {
@@ -74,6 +76,7 @@ impl<S> Ctx<S> {
             refusals: crate::logging::Throttle::new(Duration::from_secs(10)),
             auth: None,
             auth_failed: false,
+            reload_waits: Vec::new(),
         }
     }
 
@@ -120,7 +123,8 @@ impl<S> Ctx<S> {
         self.stop
     }
 
-    /// Asks for a reload: the log is reopened and `daemon.reload` is emitted.
+    /// Asks for a reload, at the end of the loop's turn: the configuration file is read again
+    /// and applied, the log reopened, and `daemon.reload` emitted.
     pub fn reload(&mut self) {
         self.reload = true;
     }
@@ -173,12 +177,15 @@ impl<S> Ctx<S> {
         &mut self.workers
     }
 
+    /// The daemon's name (`echo`), given when its [`Daemon`](crate::Daemon) was made.
     pub fn name(&self) -> &str {
         &self.name
     }
+    /// The version `daemon.status` reports (see [`Daemon::version`](crate::Daemon::version)).
     pub fn version(&self) -> &str {
         &self.version
     }
+    /// How long the daemon has run: the time since its loop was set up.
     pub fn uptime(&self) -> Duration {
         self.started.elapsed()
     }

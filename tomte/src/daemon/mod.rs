@@ -55,6 +55,10 @@ pub struct Config {
     pub token_file: Option<PathBuf>,
     /// The log's format, and syslog instead of stderr (see [`crate::logging`]).
     pub logging: crate::logging::LogSettings,
+    /// Where this configuration came from — file, environment, command line — when
+    /// [`Cli`](crate::cli::Cli) made it: for `NAME config`, for the file's `[workers.NAME]`
+    /// and `[app]` sections, and to read it all again on reload (see [`crate::config`]).
+    pub sources: Option<std::sync::Arc<crate::config::Sources>>,
 }
 
 impl Config {
@@ -83,6 +87,7 @@ impl Config {
             insecure: false,
             token_file: None,
             logging: crate::logging::LogSettings::default(),
+            sources: None,
         }
     }
 }
@@ -167,9 +172,22 @@ pub enum DaemonError {
     Unauthenticated { addr: String },
     #[error(transparent)]
     Tokens(#[from] crate::tokens::TokenError),
+    /// The configuration file (its `[workers.NAME]` or `[app]` section at start; anything in
+    /// it on reload).
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// A reload that would leave a listener open to other hosts with no way for its clients
+    /// to prove who they are; the reason says which.
+    #[error("not reloading: {0}")]
+    Refused(String),
 }
 
 pub(crate) type TimerFn<S> = Box<dyn FnMut(&mut Ctx<S>)>;
+
+/// Reads the application's section from the file (`None`: no file) and gives back what applies
+/// it, or why it is refused.
+pub(crate) type AppHook<S> =
+    Box<dyn Fn(Option<&crate::config::File>) -> Result<Box<dyn FnOnce(&mut Ctx<S>)>, crate::config::ConfigError>>;
 
 /// A daemon under construction: methods, listeners and timers, then [`Daemon::run`].
 ///
@@ -196,6 +214,7 @@ pub struct Daemon<S = ()> {
     pub(crate) workers: Supervisor,
     pub(crate) policy: Policy,
     pub(crate) state: S,
+    pub(crate) app_config: Vec<AppHook<S>>,
 }
 
 impl Daemon {
@@ -235,6 +254,7 @@ impl<S: 'static> Daemon<S> {
             workers: Supervisor::default(),
             policy: Policy::default(),
             state,
+            app_config: Vec::new(),
         };
         builtins::install(&mut d.registry);
         for sig in ["daemon.posix.SIGTERM", "daemon.posix.SIGINT"] {
@@ -332,6 +352,36 @@ impl<S: 'static> Daemon<S> {
     /// When a worker of that name is already installed.
     pub fn worker(&mut self, spec: WorkerSpec) -> &mut Self {
         self.workers.install(spec);
+        self
+    }
+
+    /// Reads the application's section of the configuration file, `[app]`, into a `T` (serde)
+    /// and hands it to `apply`: once as the daemon starts — before it is ready: a bad section
+    /// fails `start` (exit 1) with `FILE:LINE:COL: key 'app.x': why` — and again at each
+    /// reload, where a bad section leaves everything as it was. With no file, or no `[app]`
+    /// in it, `T` comes from an empty table (`#[serde(default)]` fields).
+    ///
+    /// ```no_run
+    /// # use tomte::{Ctx, Daemon};
+    /// #[derive(serde::Deserialize, Default)]
+    /// #[serde(deny_unknown_fields, default)]
+    /// struct App { greeting: String }
+    /// let mut daemon = Daemon::with_state("greeter", App::default());
+    /// daemon.app_config(|app: App, ctx: &mut Ctx<App>| *ctx.state() = app);
+    /// ```
+    pub fn app_config<T: serde::de::DeserializeOwned + 'static>(
+        &mut self,
+        apply: impl FnMut(T, &mut Ctx<S>) + 'static,
+    ) -> &mut Self {
+        let apply = std::rc::Rc::new(std::cell::RefCell::new(apply));
+        self.app_config.push(Box::new(move |file| {
+            let value: T = match file {
+                Some(f) => f.section(crate::config::APP)?,
+                None => crate::config::empty_section(None, crate::config::APP)?,
+            };
+            let apply = std::rc::Rc::clone(&apply);
+            Ok(Box::new(move |ctx: &mut Ctx<S>| (apply.borrow_mut())(value, ctx)))
+        }));
         self
     }
 

@@ -1,5 +1,7 @@
 //! The loop: one thread, one `mio::Poll` for listeners, connections, signals and timers.
 
+mod reload;
+
 use std::io;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -169,6 +171,8 @@ struct Running<S> {
     log: Option<std::path::PathBuf>,
     /// The TLS files, and the server configuration read from them (reloaded with the daemon).
     tls: Option<(crate::net::TlsFiles, std::sync::Arc<rustls::ServerConfig>)>,
+    /// The configuration as applied, and what a reload needs besides.
+    settings: reload::Settings<S>,
     _pidfile: Option<PidFile>,
 }
 
@@ -197,7 +201,9 @@ const DRAIN: Duration = Duration::from_secs(2);
 const WARN_EVERY: Duration = Duration::from_secs(10);
 
 impl<S: 'static> Running<S> {
-    fn start(d: Daemon<S>, config: &Config) -> Result<Running<S>, DaemonError> {
+    fn start(mut d: Daemon<S>, config: &Config) -> Result<Running<S>, DaemonError> {
+        // The file's worker and application sections, checked before anything is started.
+        let (settings, app_sections) = reload::Settings::prepare(&mut d, config)?;
         let io_err = |what: &str| {
             let what = what.to_owned();
             move |source| DaemonError::Io { what, source }
@@ -263,6 +269,9 @@ impl<S: 'static> Running<S> {
         // need no system call).
         let tasks = Tasks::new(mio::Waker::new(poll.registry(), TASKS).ok());
         ctx.limits = config.limits.clone();
+        for apply in app_sections {
+            apply(&mut ctx);
+        }
         let per_listener = vec![0; listeners.len()];
         let mut registry = d.registry;
         for (method, permission) in &config.requires {
@@ -317,6 +326,7 @@ impl<S: 'static> Running<S> {
             trim_at: None,
             log: config.log.clone(),
             tls,
+            settings,
             _pidfile: pidfile,
         };
         running.emit(Event::new(names::START, Value::Nil));
@@ -329,9 +339,7 @@ impl<S: 'static> Running<S> {
 
     fn run_loop(&mut self) -> Result<(), DaemonError> {
         let mut events = Events::with_capacity(256);
-        let sweep_every = (self.limits.idle_timeout.min(self.limits.request_timeout) / 4)
-            .clamp(Duration::from_millis(100), Duration::from_secs(5));
-        let mut next_sweep = Instant::now() + sweep_every;
+        let mut next_sweep = Instant::now() + self.sweep_every();
         while !self.ctx.stop {
             let now = Instant::now();
             let workers = !self.ctx.workers.is_empty();
@@ -418,7 +426,7 @@ impl<S: 'static> Running<S> {
             self.run_timers(now);
             if now >= next_sweep || self.conns.is_empty() {
                 self.sweep(now);
-                next_sweep = now + sweep_every;
+                next_sweep = now + self.sweep_every();
             }
             if self.trim_at.is_some_and(|t| t <= now) {
                 self.trim_at = None;
@@ -429,6 +437,12 @@ impl<S: 'static> Running<S> {
             }
         }
         Ok(())
+    }
+
+    /// How often connections are checked against the timeouts (which a reload may change).
+    fn sweep_every(&self) -> Duration {
+        (self.limits.idle_timeout.min(self.limits.request_timeout) / 4)
+            .clamp(Duration::from_millis(100), Duration::from_secs(5))
     }
 
     /// Runs the listeners of `event`, then those of the events they queued.
@@ -811,6 +825,9 @@ impl<S: 'static> Running<S> {
         }
     }
 
+    /// Reopens the log (rotation), reads the configuration again and applies what it can (see
+    /// `reload`), answers the `daemon.reload` calls waiting, and emits `daemon.reload` with
+    /// the report; a configuration refused changes nothing, and is logged with the reason.
     fn reload(&mut self) {
         self.ctx.reload = false;
         if let Some(path) = &self.log {
@@ -819,18 +836,23 @@ impl<S: 'static> Running<S> {
             }
         }
         log::info!("reloading");
-        if let Some((files, config)) = &mut self.tls {
-            // New connections get the new certificate; open ones keep theirs.
-            match crate::net::tls::server_config(files) {
-                Ok(new) => {
-                    *config = new;
-                    let cert = files.cert.as_deref().map(|p| p.display().to_string()).unwrap_or_default();
-                    log::info!("TLS certificate reloaded from {cert}");
-                }
-                Err(e) => log::error!("keeping the previous TLS certificate: {e}"),
+        let answer = match self.reconfigure() {
+            Ok(report) => {
+                report.log();
+                Ok(report.to_value())
             }
+            Err(e) => {
+                log::error!("reload refused, the running configuration is kept: {e}");
+                let fault = tomte_rpc::Fault::new(crate::faults::RELOAD_REFUSED, "Reload refused");
+                Err(fault.with_data(e.to_string()))
+            }
+        };
+        for wait in std::mem::take(&mut self.ctx.reload_waits) {
+            wait.deliver(answer.clone());
         }
-        self.emit(Event::new(names::RELOAD, Value::Nil));
+        if let Ok(report) = answer {
+            self.emit(Event::new(names::RELOAD, report));
+        }
     }
 
     /// Graceful end: `daemon.stop`; every request the clients already sent is served and its

@@ -12,12 +12,15 @@ pub const DEFAULT_PORT: u16 = 10042;
 /// Where bytes go.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Transport {
+    /// A unix socket at this path.
     Unix(PathBuf),
+    /// TCP at this address (a host name is resolved to its first address when parsed).
     Tcp(SocketAddr),
-    /// TCP with TLS. `host` is the host as written (the name a client checks the server's
-    /// certificate against); `addr` what it resolved to.
+    /// TCP with TLS.
     Tls {
+        /// The first address the host resolved to, with the port.
         addr: SocketAddr,
+        /// The host as written: the name a client checks the server's certificate against.
         host: String,
     },
 }
@@ -34,7 +37,9 @@ pub enum Dialect {
 /// A parsed socket address.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Address {
+    /// Where bytes go.
     pub transport: Transport,
+    /// What is spoken there.
     pub dialect: Dialect,
 }
 
@@ -42,14 +47,18 @@ pub struct Address {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("bad socket address '{input}': {why}")]
 pub struct AddressError {
+    /// The text that was read.
     pub input: String,
+    /// What is wrong with it.
     pub why: String,
 }
 
 impl Address {
+    /// The native address of the unix socket at `path` (`unix://PATH`).
     pub fn unix(path: impl Into<PathBuf>) -> Address {
         Address { transport: Transport::Unix(path.into()), dialect: Dialect::Native }
     }
+    /// The native address of plain TCP at `addr` (`tcp://ADDR`).
     pub fn tcp(addr: SocketAddr) -> Address {
         Address { transport: Transport::Tcp(addr), dialect: Dialect::Native }
     }

@@ -37,8 +37,11 @@ pub struct Head {
 
 /// Outcome of reading a head from the buffered bytes.
 pub enum Parsed {
+    /// A complete head, accepted.
     Head(Head),
+    /// The bytes end before the head does.
     Partial,
+    /// A head to refuse (the reason is given).
     Invalid(String),
 }
 

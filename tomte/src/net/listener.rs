@@ -19,16 +19,37 @@ use crate::process::files::{self, Kind, Owner, Parent, PathError};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BindError {
+    /// Another process listens there: the TCP port is taken, or a live socket is at the path.
     #[error("cannot listen on {addr}: another process is already listening there")]
-    InUse { addr: String },
+    InUse {
+        /// The listener's address.
+        addr: String,
+    },
+    /// A file other than a socket is at the unix socket's path.
     #[error("cannot listen on {addr}: {path} exists and is not a socket")]
-    NotASocket { addr: String, path: PathBuf },
+    NotASocket {
+        /// The listener's address.
+        addr: String,
+        /// The file's path.
+        path: PathBuf,
+    },
     /// The socket's directory, or a file at its path, is not safe to use (see
     /// [`files`]).
     #[error("cannot listen on {addr}: {source}")]
-    Refused { addr: String, source: PathError },
+    Refused {
+        /// The listener's address.
+        addr: String,
+        /// The rule it breaks.
+        source: PathError,
+    },
+    /// Binding failed, or an operation on the socket file or its directory did.
     #[error("cannot listen on {addr}: {source}")]
-    Io { addr: String, source: io::Error },
+    Io {
+        /// The listener's address.
+        addr: String,
+        /// Why it failed.
+        source: io::Error,
+    },
 }
 
 /// The `Host` headers a listener's HTTP requests may carry (see [`Listener::host_rule`]).
@@ -130,12 +151,14 @@ impl Listener {
         }
     }
 
+    /// Its address; for TCP, with the port the kernel picked when port 0 was asked for.
     pub fn address(&self) -> &Address {
         match &self.0 {
             Bound::Unix { address, .. } | Bound::Tcp { address, .. } => address,
         }
     }
 
+    /// What its connections speak.
     pub fn dialect(&self) -> Dialect {
         self.address().dialect
     }
@@ -175,6 +198,7 @@ impl Listener {
         }
     }
 
+    /// The socket, to register with a `mio::Poll`.
     pub fn source(&mut self) -> &mut dyn mio::event::Source {
         match &mut self.0 {
             Bound::Unix { socket, .. } => socket,
@@ -289,6 +313,7 @@ impl Stream {
         }
     }
 
+    /// The socket (the TCP socket under a TLS session), to register with a `mio::Poll`.
     pub fn source(&mut self) -> &mut dyn mio::event::Source {
         match &mut self.0 {
             Socket::Unix(s) => s,

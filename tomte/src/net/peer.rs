@@ -10,7 +10,9 @@ use super::users;
 /// The key per-peer limits count by: one IP address on TCP, one uid on unix sockets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum PeerKey {
+    /// A TCP peer's IP address.
     Ip(IpAddr),
+    /// A unix peer's uid (`u32::MAX` when its credentials could not be read).
     Uid(u32),
 }
 
@@ -27,6 +29,7 @@ pub enum PeerKey {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Peer {
+    /// The client's IP address (TCP) or uid (unix sockets), which per-peer limits count by.
     pub key: PeerKey,
     /// The client's pid (unix sockets, from `SO_PEERCRED`).
     pub pid: Option<u32>,
@@ -79,6 +82,7 @@ impl Peer {
         }
     }
 
+    /// A TCP client at `addr`: anonymous until a certificate or a token names it.
     pub fn of_tcp(addr: SocketAddr) -> Peer {
         Peer {
             key: PeerKey::Ip(addr.ip()),

@@ -42,16 +42,36 @@ pub struct TlsFiles {
 pub enum TlsError {
     /// A `tls://` listener was asked for without a certificate and key.
     #[error("{addr} needs a certificate and its key: pass --tls-cert PATH and --tls-key PATH")]
-    Missing { addr: String },
+    Missing {
+        /// The listener's address.
+        addr: String,
+    },
     /// A file could not be read, or holds nothing usable.
     #[error("TLS {what} {}: {why}", path.display())]
-    File { what: &'static str, path: PathBuf, why: String },
+    File {
+        /// Which file: `certificate`, `key` or `CA`.
+        what: &'static str,
+        /// Its path.
+        path: PathBuf,
+        /// What is wrong with it.
+        why: String,
+    },
     /// The private key file is open to other users.
     #[error("TLS key {} is accessible by group or others (mode {mode:04o}): chmod 600 it", path.display())]
-    KeyMode { path: PathBuf, mode: u32 },
+    KeyMode {
+        /// The key file's path.
+        path: PathBuf,
+        /// Its permission bits (`mode & 0o7777`).
+        mode: u32,
+    },
     /// rustls refused the combination (a key that does not match the certificate, …).
     #[error("TLS setup with {}: {why}", path.display())]
-    Rejected { path: PathBuf, why: String },
+    Rejected {
+        /// The file the refusal is reported against: the certificate, the key or the CA.
+        path: PathBuf,
+        /// Why it was refused.
+        why: String,
+    },
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
@@ -127,8 +147,12 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
 /// its own certificate and key (mutual TLS).
 #[derive(Clone, Debug, Default)]
 pub struct ClientFiles {
+    /// The CA certificates (PEM) one of which must have signed the server's certificate.
     pub ca: PathBuf,
+    /// The client's certificate chain (PEM), its own certificate first; it goes with `key`.
     pub cert: Option<PathBuf>,
+    /// The client's private key (PEM), which must be readable by its owner only; it goes with
+    /// `cert`.
     pub key: Option<PathBuf>,
 }
 

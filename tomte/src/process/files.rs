@@ -30,26 +30,90 @@ use rustix::io::Errno;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum PathError {
+    /// The file is a symbolic link, which is never followed.
     #[error("{path} is a symbolic link: refusing to follow it")]
-    Symlink { path: PathBuf },
+    Symlink {
+        /// The file's path.
+        path: PathBuf,
+    },
+    /// A symbolic link on the way to the file's directory belongs to neither root nor the
+    /// daemon's user.
     #[error("{path} is a symbolic link owned by uid {owner}, neither root nor the daemon's user (uid {euid})")]
-    ForeignSymlink { path: PathBuf, owner: u32, euid: u32 },
+    ForeignSymlink {
+        /// The link's path.
+        path: PathBuf,
+        /// The uid that owns the link.
+        owner: u32,
+        /// The daemon's effective uid.
+        euid: u32,
+    },
+    /// The file belongs to another user than the daemon's (root's is accepted too for a file
+    /// that is only read).
     #[error("{path} is owned by uid {owner}, not by the daemon's user (uid {euid})")]
-    NotOwned { path: PathBuf, owner: u32, euid: u32 },
+    NotOwned {
+        /// The file's path.
+        path: PathBuf,
+        /// The uid that owns the file.
+        owner: u32,
+        /// The daemon's effective uid.
+        euid: u32,
+    },
+    /// The file (other than a socket) is writable by its group or by others.
     #[error("{path} is writable by users other than its owner (mode {mode:04o})")]
-    Writable { path: PathBuf, mode: u32 },
+    Writable {
+        /// The file's path.
+        path: PathBuf,
+        /// Its permission bits (`mode & 0o7777`).
+        mode: u32,
+    },
+    /// The regular file's link count is not 1: a second name could be another user's.
     #[error("{path} has {links} hard links: it may be another file under a second name")]
-    Linked { path: PathBuf, links: u64 },
+    Linked {
+        /// The file's path.
+        path: PathBuf,
+        /// Its number of hard links.
+        links: u64,
+    },
+    /// The file is not of the kind expected: a regular file, or a socket.
     #[error("{path} is not a {expected}")]
-    WrongKind { path: PathBuf, expected: &'static str },
+    WrongKind {
+        /// The file's path.
+        path: PathBuf,
+        /// The kind expected: `regular file` or `socket`.
+        expected: &'static str,
+    },
+    /// A directory on the way is writable by its group or by others, and has no sticky bit.
     #[error("directory {path} is writable by other users without the sticky bit (mode {mode:04o})")]
-    OpenDir { path: PathBuf, mode: u32 },
+    OpenDir {
+        /// The directory's path.
+        path: PathBuf,
+        /// Its permission bits (`mode & 0o7777`).
+        mode: u32,
+    },
+    /// A directory on the way belongs to neither root nor the daemon's user.
     #[error("directory {path} is owned by uid {owner}, neither root nor the daemon's user (uid {euid})")]
-    ForeignDir { path: PathBuf, owner: u32, euid: u32 },
+    ForeignDir {
+        /// The directory's path.
+        path: PathBuf,
+        /// The uid that owns the directory.
+        owner: u32,
+        /// The daemon's effective uid.
+        euid: u32,
+    },
+    /// The path does not end in a file name: it is empty, `/`, `.` or ends in `..`.
     #[error("{path} does not name a file in a directory")]
-    NoName { path: PathBuf },
+    NoName {
+        /// The path as given.
+        path: PathBuf,
+    },
+    /// The file, or a directory on its way, could not be examined, opened or created.
     #[error("cannot check {path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
+    Io {
+        /// The path that failed.
+        path: PathBuf,
+        /// The error the system gave.
+        source: io::Error,
+    },
 }
 
 /// What a file must be.

@@ -20,17 +20,49 @@ use super::files::{self, Access, Owner, Parent, PathError};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum PidFileError {
+    /// Another process holds the file's lock: an instance is running.
     #[error("already running with pid {pid} (pid file {path} is locked)")]
-    Running { path: PathBuf, pid: i32 },
+    Running {
+        /// The pid file's path.
+        path: PathBuf,
+        /// The pid written in the file, unchecked (0 when none could be read).
+        pid: i32,
+    },
+    /// The file, or a directory on its way, breaks a rule of [`files`].
     #[error("refusing pid file {path}: {source}")]
-    Refused { path: PathBuf, source: PathError },
+    Refused {
+        /// The pid file's path.
+        path: PathBuf,
+        /// The rule it breaks.
+        source: PathError,
+    },
     /// The file is locked, but not by the process whose pid it holds.
     #[error("pid file {path} is locked, but not by pid {pid} written in it: refusing to trust it")]
-    NotHolder { path: PathBuf, pid: i32 },
+    NotHolder {
+        /// The pid file's path.
+        path: PathBuf,
+        /// The pid written in the file (0 when none could be read).
+        pid: i32,
+    },
+    /// Whether the process named in the file holds its lock could not be read from `/proc`.
     #[error("cannot tell whether pid {pid} holds the lock of {path}: {source}")]
-    Unverified { path: PathBuf, pid: i32, source: io::Error },
+    Unverified {
+        /// The pid file's path.
+        path: PathBuf,
+        /// The pid written in the file.
+        pid: i32,
+        /// The error reading `/proc`.
+        source: io::Error,
+    },
+    /// The file or its directory could not be opened, examined, locked or written, or the
+    /// file kept being replaced while it was taken.
     #[error("cannot use pid file {path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
+    Io {
+        /// The pid file's path.
+        path: PathBuf,
+        /// Why it failed.
+        source: io::Error,
+    },
 }
 
 fn refused(path: &Path) -> impl Fn(PathError) -> PidFileError + '_ {
@@ -93,6 +125,7 @@ impl PidFile {
         rustix::fs::fstat(&self.file).is_ok_and(|st| self.at.names(&st))
     }
 
+    /// The path the file was acquired at.
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -1,7 +1,7 @@
 //! The worker's side: its loop, in the forked process.
 //!
 //! Between iterations the worker sleeps on its channel, so a command or a request acts at once,
-//! not after the interval. It beats the heartbeat at least every second, also while paused, so
+//! not after the interval. It beats the heartbeat three times per hang timeout, also while paused, so
 //! only a worker stuck inside its own code looks hung.
 //!
 //! SIGTERM and SIGINT sent to the worker itself (a group kill, Ctrl-C in the terminal) end it
@@ -33,17 +33,15 @@ pub(crate) const LOG_LEVEL: &str = "tomte.loglevel=";
 /// `beat`: the longest sleep between heartbeats.
 pub(crate) fn main(name: String, interval: Duration, beat: Duration, worker: Box<dyn Worker>, end: Endpoint) -> i32 {
     crate::logging::set_tag(&name);
+    // The daemon's free heap came along with the fork: give it back, so that a worker holds
+    // only what it uses (and what it still shares with the daemon).
+    crate::sys::mem::trim_heap();
     let mut ctx = WorkerCtx { name, iterations: 0, up: Vec::new(), stop: false };
     let mut run = Run { worker, end, paused: false, beat, buf: Vec::new(), frame: Vec::new() };
     match catch_unwind(AssertUnwindSafe(|| run.run(interval, &mut ctx))) {
         Ok(code) => code,
         Err(panic) => {
-            let text = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".to_owned());
-            log::error!("worker {} panicked: {text}", ctx.name);
+            log::error!("worker {} panicked: {}", ctx.name, crate::panic_text(&panic));
             70
         }
     }

@@ -54,9 +54,6 @@
 //! The command words that start with `tomte.` are the daemon's (`tomte.loglevel=debug` sets a
 //! worker's log level, as `daemon.loglevel` does); [`Worker::on_command`] does not see them.
 
-// The channel's module docs (another change's file) still link to the private `sys::shm`:
-// allowed here until they say it in words.
-#[allow(rustdoc::private_intra_doc_links)]
 pub mod channel;
 pub(crate) mod child;
 pub(crate) mod output;

@@ -147,6 +147,71 @@ struct Slot {
     iterations: u64,
 }
 
+/// How long a rolling restart waits for a restarted worker to loop before it gives up on the
+/// workers still to restart.
+const ROLL_WAIT: Duration = Duration::from_secs(30);
+
+/// The settings of a worker that a configuration file may change (`[workers.NAME]`).
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Tuning {
+    pub(crate) interval: Duration,
+    pub(crate) policy: Policy,
+    pub(crate) backoff_min: Duration,
+    pub(crate) backoff_max: Duration,
+    pub(crate) hang_timeout: Option<Duration>,
+    pub(crate) stop_grace: Duration,
+}
+
+impl Tuning {
+    fn of(spec: &WorkerSpec) -> Tuning {
+        Tuning {
+            interval: spec.interval,
+            policy: spec.policy,
+            backoff_min: spec.backoff_min,
+            backoff_max: spec.backoff_max,
+            hang_timeout: spec.hang_timeout,
+            stop_grace: spec.stop_grace,
+        }
+    }
+
+    fn set(&self, spec: &mut WorkerSpec) {
+        self.set_daemon_side(spec);
+        spec.interval = self.interval;
+        spec.hang_timeout = self.hang_timeout;
+    }
+
+    /// What only the daemon uses: applied to a running worker at once.
+    fn set_daemon_side(&self, spec: &mut WorkerSpec) {
+        spec.policy = self.policy;
+        spec.backoff_min = self.backoff_min;
+        spec.backoff_max = self.backoff_max;
+        spec.stop_grace = self.stop_grace;
+    }
+
+    /// Whether a worker's process must be restarted to go from `other` to `self`: its interval
+    /// and its heartbeat period are set when it is forked.
+    pub(crate) fn needs_restart(&self, other: &Tuning) -> bool {
+        self.interval != other.interval || self.hang_timeout != other.hang_timeout
+    }
+
+    /// The keys (`[workers.NAME]`'s) of the settings that differ.
+    pub(crate) fn changes(&self, other: &Tuning) -> Vec<&'static str> {
+        let mut keys = Vec::new();
+        let mut differ = |yes: bool, key| {
+            if yes {
+                keys.push(key);
+            }
+        };
+        differ(self.interval != other.interval, "interval");
+        differ(self.policy != other.policy, "policy");
+        differ(self.backoff_min != other.backoff_min, "backoff-min");
+        differ(self.backoff_max != other.backoff_max, "backoff-max");
+        differ(self.hang_timeout != other.hang_timeout, "hang-timeout");
+        differ(self.stop_grace != other.stop_grace, "stop-grace");
+        keys
+    }
+}
+
 /// All the workers of a daemon, as handlers, listeners and timers reach them through
 /// [`Ctx::workers`](crate::Ctx::workers): their names and state, and the commands the
 /// `worker.*` methods give (start, stop, restart, command words). Requests to a worker go
@@ -161,6 +226,10 @@ pub struct Supervisor {
     frame: Vec<u8>,
     /// The daemon is stopping: nothing is restarted any more, and exits are not judged.
     halting: bool,
+    /// Workers to restart for new settings, one at a time, and the one restarting now (since
+    /// when): the next is stopped once it loops again.
+    rolling: VecDeque<(usize, Tuning)>,
+    rolling_now: Option<(usize, Instant)>,
 }
 
 impl std::fmt::Debug for Supervisor {
@@ -214,8 +283,9 @@ impl Supervisor {
     fn spawn(&mut self, i: usize) -> std::io::Result<()> {
         let slot = &mut self.slots[i];
         let channel = Channel::new(slot.spec.ring_bytes)?;
-        // Beat often enough that a healthy worker never looks hung.
-        let beat = slot.spec.hang_timeout.map_or(Duration::from_secs(1), |h| (h / 3).min(Duration::from_secs(1)));
+        // Beat often enough that a healthy worker never looks hung, and no more: an idle worker
+        // wakes three times per hang timeout (every 10 s by default), or once a minute without.
+        let beat = slot.spec.hang_timeout.map_or(Duration::from_secs(60), |h| (h / 3).max(Duration::from_millis(10)));
         let (output, stdio) = output::pipes()?;
         let (pid, channel) = crate::sys::process::spawn_worker(
             &slot.spec.name,
@@ -425,6 +495,80 @@ impl Supervisor {
             }
         }
         self.restart_due(now);
+        self.roll_on(now);
+    }
+
+    /// Worker `name`'s settings (those it will have once restarted, when it waits for it).
+    pub(crate) fn tuning(&self, name: &str) -> Option<Tuning> {
+        let i = self.find(name).ok()?;
+        match self.rolling.iter().find(|(j, _)| *j == i) {
+            Some((_, t)) => Some(t.clone()),
+            None => Some(Tuning::of(&self.slots[i].spec)),
+        }
+    }
+
+    /// Gives worker `name` settings `t`. What the daemon uses (policy, back-off, stop grace)
+    /// applies at once; a running worker whose interval or hang timeout changes is restarted
+    /// for them, one worker at a time: the next is stopped only once the one before loops
+    /// again. True when a restart was queued.
+    pub(crate) fn retune(&mut self, name: &str, t: Tuning) -> bool {
+        let Ok(i) = self.find(name) else { return false };
+        let slot = &mut self.slots[i];
+        t.set_daemon_side(&mut slot.spec);
+        self.rolling.retain(|(j, _)| *j != i);
+        if slot.run.is_none() || !t.needs_restart(&Tuning::of(&slot.spec)) {
+            // Not running: it starts with them.
+            t.set(&mut slot.spec);
+            return false;
+        }
+        self.rolling.push_back((i, t));
+        true
+    }
+
+    /// Moves the rolling restart on: once the worker restarting has looped again, the next is
+    /// stopped (and restarted at once, with its new settings).
+    fn roll_on(&mut self, now: Instant) {
+        if self.halting {
+            self.rolling.clear();
+            self.rolling_now = None;
+            return;
+        }
+        if let Some((i, since)) = self.rolling_now {
+            let slot = &self.slots[i];
+            let looping = slot.run.as_ref().is_some_and(|r| {
+                r.started >= since && r.stopping.is_none() && matches!(r.end.status(), child::LOOPING | child::PAUSED)
+            });
+            let given_up = slot.run.is_none() && (!slot.wanted || slot.down == State::Failed);
+            if looping {
+                log::info!("worker {} is looping with its new settings", slot.spec.name);
+                self.rolling_now = None;
+            } else if given_up || now.duration_since(since) > ROLL_WAIT {
+                let state = self.info(&slot.spec.name).map(|i| i.state.as_str()).unwrap_or("gone");
+                let left: Vec<String> = self.rolling.drain(..).map(|(j, _)| self.slots[j].spec.name.clone()).collect();
+                log::error!(
+                    "rolling restart stopped: worker {} does not loop with its new settings (state {state}); \
+                     not restarting {}",
+                    self.slots[i].spec.name,
+                    if left.is_empty() { "any other".to_owned() } else { left.join(", ") }
+                );
+                self.rolling_now = None;
+                return;
+            } else {
+                return;
+            }
+        }
+        while let Some((i, t)) = self.rolling.pop_front() {
+            t.set(&mut self.slots[i].spec);
+            if self.slots[i].run.is_none() {
+                // Ended meanwhile: it starts with its new settings.
+                continue;
+            }
+            let name = self.slots[i].spec.name.clone();
+            log::info!("restarting worker {name} for its new settings ({} more after it)", self.rolling.len());
+            let _ = self.stop(&name, true);
+            self.rolling_now = Some((i, now));
+            return;
+        }
     }
 
     fn restart_due(&mut self, now: Instant) {
@@ -448,6 +592,10 @@ impl Supervisor {
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         let mut next = None::<Instant>;
         let mut earliest = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
+        if self.rolling_now.is_some() || !self.rolling.is_empty() {
+            // A restarted worker's state is in the shared mapping: look often while rolling.
+            earliest(Instant::now() + Duration::from_millis(10));
+        }
         for slot in &self.slots {
             if let Some(t) = slot.restart_at {
                 earliest(t);
@@ -458,9 +606,15 @@ impl Supervisor {
                 }
                 match run.stopping {
                     Some((since, _)) => earliest(since + slot.spec.stop_grace),
-                    // Hang checks: once a second is plenty against timeouts of seconds.
-                    None if slot.spec.hang_timeout.is_some() => earliest(Instant::now() + Duration::from_secs(1)),
-                    None => {}
+                    // Hang checks three times per timeout: a hung worker is killed within the
+                    // timeout and a third of it.
+                    None => {
+                        if let Some(h) = slot.spec.hang_timeout {
+                            earliest(
+                                Instant::now() + (h / 3).clamp(Duration::from_millis(10), Duration::from_secs(10)),
+                            );
+                        }
+                    }
                 }
             }
         }

@@ -60,9 +60,13 @@ const MIN_MEMBER: usize = 4 + 1;
 /// One decoded frame.
 #[derive(Debug, PartialEq)]
 pub enum Frame {
+    /// Daemon → worker: a command word (`pause`, `resume`, `stop`, or the worker's own).
     Command(String),
+    /// Daemon → worker: a request, with the ticket its answer will carry.
     Request(u64, Value),
+    /// Worker → daemon: the answer to the request of this ticket, a value or a fault.
     Answer(u64, Result<Value, Fault>),
+    /// Worker → daemon: a message the worker sends unasked.
     Up(Value),
 }
 

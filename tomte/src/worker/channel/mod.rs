@@ -3,7 +3,7 @@
 //! # Anatomy
 //!
 //! A [`Channel`] is made by the daemon *before* it forks the worker: one shared anonymous
-//! mapping ([`SharedRegion`](crate::sys::shm::SharedRegion)) and two eventfds. After the fork
+//! mapping (the system layer's shared region: `MAP_SHARED | MAP_ANONYMOUS`) and two eventfds. After the fork
 //! each side turns its copy into an [`Endpoint`] ([`Channel::daemon_end`] in the parent,
 //! [`Channel::worker_end`] in the child).
 //! The mapping holds:
@@ -73,8 +73,9 @@
 //!
 //! # Memory layout
 //!
-//! All offsets are in 64-bit words; the mapping is nothing but `AtomicU64`s (see
-//! [`crate::sys::shm`] for why). Each group below sits on its own 128-byte line, so the
+//! All offsets are in 64-bit words; the mapping is nothing but `AtomicU64`s (both processes
+//! write it at once, so every access is atomic: no reference to plain memory that the other
+//! side may change). Each group below sits on its own 128-byte line, so the
 //! producer's and consumer's hot words never share a cache line (or an adjacent-line pair).
 //!
 //! | words  | content                                                         | written by |
