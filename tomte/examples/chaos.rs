@@ -1,10 +1,12 @@
 //! Workers that misbehave, for the supervision tests (and for trying the supervisor by hand):
 //!
-//! * `steady` counts, and answers `count`, `die` (exits 9 before answering), `panic`, `slow`
+//! * `steady` counts, and answers `count`, `die` (says so on stderr without a newline, then
+//!   exits 9 before answering), `panic`, `slow`
 //!   (answers after 4 s), `whoami` (reads its name from a file its factory opened);
 //! * `panicky` panics in its third iteration, and is restarted;
 //! * `crasher` panics in spinup every time: its crash loop ends in state `failed`;
-//! * `sleeper` hangs in its second iteration: the hang timeout (1 s) kills and restarts it.
+//! * `sleeper` hangs in its second iteration: the hang timeout (1 s) kills and restarts it;
+//! * `flood`, only with `CHAOS_FLOOD=1`, prints lines on its stdout as fast as it can.
 //!
 //! `chaos.ask NAME REQUEST` sends REQUEST (a string) to worker NAME and returns its answer.
 //!
@@ -32,6 +34,7 @@ struct Chaos {
     crash_in_spinup: bool,
     /// Opened by the factory, which runs in the worker's process.
     comm: Option<std::fs::File>,
+    flood: bool,
 }
 
 impl Worker for Chaos {
@@ -43,16 +46,27 @@ impl Worker for Chaos {
     fn r#loop(&mut self, ctx: &mut WorkerCtx) {
         let n = ctx.iterations() + 1;
         if self.panic_at == Some(n) {
+            log::warn!(iteration = n; "panicking on purpose");
             panic!("boom at iteration {n}");
         }
         if self.hang_at == Some(n) {
             std::thread::sleep(Duration::from_secs(3600));
         }
+        if self.flood {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            for i in 0..10_000 {
+                let _ = writeln!(out, "flood {n}.{i}: a line the daemon may drop");
+            }
+        }
     }
     fn on_message(&mut self, request: Value, ctx: &mut WorkerCtx) -> Result<Value, Fault> {
         match request.as_str() {
             Some("count") => Ok(Value::from(ctx.iterations())),
-            Some("die") => std::process::exit(9),
+            Some("die") => {
+                eprint!("{} dies mid-line", ctx.name());
+                std::process::exit(9)
+            }
             Some("slow") => {
                 std::thread::sleep(Duration::from_secs(4));
                 Ok(Value::from("slept"))
@@ -95,6 +109,9 @@ fn main() {
             .hang_timeout(Some(Duration::from_secs(1)))
             .backoff(Duration::from_millis(500), Duration::from_secs(5), Duration::from_secs(10)),
     );
+    if std::env::var_os("CHAOS_FLOOD").is_some_and(|v| v == "1") {
+        d.worker(WorkerSpec::new("flood", Duration::from_millis(1), || Chaos { flood: true, ..Chaos::default() }));
+    }
     d.method(
         Method::new_async("chaos.ask", |p, ctx| {
             let asked = p.get::<String>("name").and_then(|name| Ok(ctx.ask(&name, p.get::<String>("request")?)));

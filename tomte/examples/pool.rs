@@ -24,6 +24,7 @@ struct Counter;
 
 impl Worker for Counter {
     fn spinup(&mut self, ctx: &mut WorkerCtx) {
+        println!("hello from {}", ctx.name()); // the worker's stdout: logged by the daemon
         log::info!("spinup {}", ctx.name());
     }
     fn r#loop(&mut self, _ctx: &mut WorkerCtx) {

@@ -124,7 +124,8 @@
 //!
 //! **The signal bridge** ([`signal`]) turns every catchable signal into two events, one by name
 //! and one by number (`daemon.posix.SIGTERM` and `daemon.posix.15`). [`Daemon::new`] hooks the
-//! defaults: SIGTERM and SIGINT stop gracefully, SIGHUP reloads, SIGCHLD reaps and restarts
+//! defaults: SIGTERM and SIGINT stop gracefully, SIGHUP reloads, SIGUSR1 reopens the log
+//! (logrotate), SIGCHLD reaps and restarts
 //! workers (the watchdog). The fault signals (SEGV, BUS, FPE, ILL) keep their default action,
 //! and SIGPIPE is ignored, so a vanished client is an I/O error on its connection and nothing
 //! more. Job control is an event like any other: Ctrl-Z (SIGTSTP), SIGTTIN and SIGTTOU have no
@@ -200,7 +201,8 @@
 //!
 //! Around them: [`cli`] is the command line every daemon binary gets from [`cli::main`];
 //! [`client`] is a blocking client (for `tomtectl`, tests and benchmarks); [`logging`] writes one
-//! line per record to stderr, which is the terminal, the log file or `/dev/null`.
+//! line per record — text, journald's priority prefixes, or JSON — to stderr (the terminal,
+//! journald, the log file or `/dev/null`) or to syslog, the workers' own output among them.
 //!
 //! # Lifecycle
 //!

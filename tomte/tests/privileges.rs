@@ -191,7 +191,8 @@ fn a_worker_runs_as_its_own_user_and_niceness_while_the_daemon_stays_root() {
 fn a_worker_that_cannot_take_its_user_exits_77_and_never_runs() {
     assert_root();
     let mut d = daemon_in("privdrop", "", &[]);
-    let out = Command::new(&d.bin).arg("start").args(&d.args).env("PRIVDROP_WORKER_USER", "nosuchuser").output().unwrap();
+    let out =
+        Command::new(&d.bin).arg("start").args(&d.args).env("PRIVDROP_WORKER_USER", "nosuchuser").output().unwrap();
     assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
     d.pids.push(d.pid().expect("pid file"));
     until("the worker's exit 77", Duration::from_secs(10), || {

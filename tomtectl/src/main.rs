@@ -78,6 +78,11 @@ enum Command {
         action: String,
         name: String,
     },
+    /// Show the daemon's log level, or set it (for its workers too) and show the previous one
+    Loglevel {
+        #[arg(value_parser = ["error", "warn", "info", "debug", "trace"])]
+        level: Option<String>,
+    },
 }
 
 /// Prints a line; a closed stdout (`| head`) ends the program quietly instead of panicking.
@@ -196,6 +201,16 @@ fn run(cli: &Cli, socket: &str) -> anyhow::Result<()> {
             match done {
                 Value::Bool(true) => say!("{action}: {name}"),
                 _ => say!("{action}: {name}: nothing to do"),
+            }
+        }
+        Command::Loglevel { level } => {
+            let args = Args::Positional(level.iter().map(|l| Value::from(l.as_str())).collect());
+            let answer = call("daemon.loglevel", args)?;
+            let was = answer.as_str().unwrap_or("?");
+            match level {
+                _ if cli.json => print_value(&answer, true),
+                Some(level) => say!("{level} (was {was})"),
+                None => say!("{was}"),
             }
         }
         Command::Shutdown => {

@@ -32,7 +32,7 @@ fn help_lists_every_command() {
     let out = tomtectl(&["--help"]);
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
-    for cmd in ["call", "methods", "help", "status", "shutdown", "workers", "worker"] {
+    for cmd in ["call", "methods", "help", "status", "shutdown", "workers", "worker", "loglevel"] {
         assert!(help.contains(cmd), "{cmd} missing from:\n{help}");
     }
 }

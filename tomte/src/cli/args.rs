@@ -39,12 +39,15 @@ pub struct DaemonArgs {
     /// Pid file, locked while the daemon runs
     #[arg(long, value_name = "PATH")]
     pub pidfile: Option<PathBuf>,
-    /// Log file of the detached daemon [default: none]
+    /// Log file of the detached daemon, or syslog [default: none]
+    ///
+    /// PATH is reopened on SIGHUP and SIGUSR1 (logrotate); `syslog` logs to /dev/log,
+    /// `syslog:SOCKET` to another datagram socket
     #[arg(long, value_name = "PATH")]
     pub log: Option<PathBuf>,
-    /// Debug logging
-    #[arg(short, long)]
-    pub verbose: bool,
+    /// Debug logging (-vv: trace)
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
     /// Set niceness N (absolute)
     #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = number::<i32>)]
     pub nice: Option<i32>,
@@ -60,6 +63,9 @@ pub struct DaemonArgs {
     /// The limits on clients ([`Limits`](crate::net::Limits)).
     #[command(flatten)]
     pub limits: LimitArgs,
+    /// The log's format.
+    #[command(flatten)]
+    pub logging: LogArgs,
     /// Where these values came from — the file, the environment, the command line — and how
     /// to read them again on reload; set by [`Cli`](super::Cli).
     #[arg(skip)]
@@ -181,7 +187,7 @@ impl DaemonArgs {
         let path = |flag: &str, p: &Option<PathBuf>| p.as_deref().map(|p| absolute(flag, p, cwd)).transpose();
         let paths = [
             (&mut config.pidfile, "--pidfile", &self.pidfile),
-            (&mut config.log, "--log", &self.log),
+            (&mut config.log, "--log", &self.logging.file(&self.log)),
             (&mut config.tls.cert, "--tls-cert", &self.tls.cert),
             (&mut config.tls.key, "--tls-key", &self.tls.key),
             (&mut config.tls.client_ca, "--tls-client-ca", &self.tls.client_ca),
@@ -192,7 +198,8 @@ impl DaemonArgs {
                 *field = Some(p);
             }
         }
-        config.verbose |= self.verbose;
+        config.verbose = config.verbose.max(self.verbose);
+        self.logging.apply(&self.log, config);
         config.insecure |= self.access.insecure;
         set(&mut config.nice, self.nice.map(Some));
         set(&mut config.umask, self.umask);
@@ -290,6 +297,41 @@ fn absolute(flag: &str, path: &Path, cwd: Option<&Path>) -> Result<PathBuf, Stri
     std::env::current_dir().map(|d| d.join(path)).map_err(|e| format!("{flag}: cannot resolve {}: {e}", path.display()))
 }
 
+/// The log flags of [`DaemonArgs`] beside `--log` and `-v` (see [`crate::logging`]).
+#[derive(clap::Args, Clone, Debug, Default)]
+#[command(about = None, long_about = None)]
+#[non_exhaustive]
+pub struct LogArgs {
+    /// Log lines as text or json [default: text]
+    ///
+    /// json: one object per line with time, level, target, worker, pid, message and fields.
+    /// Under journald (run with JOURNAL_STREAM) lines start with their priority, <3>..<7>
+    #[arg(long, value_name = "FORMAT", value_parser = log_format, help_heading = "Logs")]
+    pub log_format: Option<crate::logging::LogFormat>,
+}
+
+impl LogArgs {
+    /// The log file `--log` names: none when it names syslog.
+    fn file(&self, log: &Option<PathBuf>) -> Option<PathBuf> {
+        log.clone().filter(|p| crate::logging::LogSettings::syslog_target(p).is_none())
+    }
+
+    /// Applies `--log` (when it is syslog, or a file instead of syslog) and `--log-format`.
+    fn apply(&self, log: &Option<PathBuf>, config: &mut Config) {
+        if let Some(log) = log {
+            config.logging.syslog = crate::logging::LogSettings::syslog_target(log);
+            if config.logging.syslog.is_some() {
+                config.log = None;
+            }
+        }
+        set(&mut config.logging.format, self.log_format);
+    }
+}
+
+fn log_format(v: &str) -> Result<crate::logging::LogFormat, String> {
+    v.parse()
+}
+
 impl DaemonArgs {
     /// The flags again from `sources`: the file read anew, the environment and the command
     /// line as they were at start (what a reload does).
@@ -314,7 +356,12 @@ pub(crate) fn current(config: &Config, key: &str) -> Option<Vec<String>> {
     Some(match key {
         "socket" => config.sockets.iter().map(ToString::to_string).collect(),
         "pidfile" => path(&config.pidfile),
-        "log" => path(&config.log),
+        "log" => match &config.logging.syslog {
+            Some(socket) if socket.as_os_str() == crate::logging::SYSLOG_SOCKET => one("syslog".to_owned()),
+            Some(socket) => one(format!("syslog:{}", socket.display())),
+            None => path(&config.log),
+        },
+        "log-format" => one(config.logging.format.to_string()),
         "verbose" => one(config.verbose.to_string()),
         "nice" => config.nice.iter().map(ToString::to_string).collect(),
         "umask" => one(format!("{:03o}", config.umask)),

@@ -88,7 +88,7 @@ use clap::{ArgMatches, Args, FromArgMatches, Subcommand};
 use crate::config::{ConfigError, Sources};
 use crate::daemon::{runtime_path, Daemon};
 pub(crate) use args::current;
-pub use args::{AccessArgs, DaemonArgs, LimitArgs, PrivilegeArgs, TlsArgs};
+pub use args::{AccessArgs, DaemonArgs, LimitArgs, LogArgs, PrivilegeArgs, TlsArgs};
 /// The clap this command line is built with: an application's `A` and `C` derive its traits.
 pub use clap;
 pub use run::{run_command, run_with_config, Command};

@@ -22,7 +22,7 @@ fn error(args: &[&str]) -> String {
 fn comodojo_flags_and_options() {
     let (command, c) = config(&["-d", "--socket", "tcp://127.0.0.1:1", "-v"]);
     assert_eq!(command, Command::Start { hard: false });
-    assert!(c.verbose);
+    assert_eq!(c.verbose, 1);
     assert_eq!(c.sockets.len(), 1);
     let (command, c) = config(&["--pidfile=rel.pid", "-f"]);
     assert_eq!(command, Command::Run);
@@ -204,7 +204,7 @@ fn an_application_adds_flags_and_subcommands() {
     let cli = parse(&["--greeting=hi", "-n", "3", "check-config", "--quiet", "-v"]).unwrap();
     assert_eq!(cli.command, Action::App(Extra::CheckConfig { quiet: true }));
     assert_eq!((cli.app.greeting.as_str(), cli.app.times), ("hi", Some(3)));
-    assert!(cli.daemon.verbose);
+    assert_eq!(cli.daemon.verbose, 1);
     let cli = parse(&["-d", "-n", "-s"]);
     assert!(cli.is_err(), "-n takes a value: -s is it, not a hard start");
     assert_eq!(parse(&["-f"]).unwrap().app.greeting, "hello");
@@ -249,6 +249,22 @@ fn flags_go_before_the_command_so_no_flag_need_be_global() {
         let parsed = Cli::<Flags, Extra>::parse_with("greeter", false, &args, &[], &None);
         assert!(parsed.is_ok(), "{args:?}: {}", parsed.unwrap_err());
     }
+}
+
+#[test]
+fn log_flags_syslog_format_and_verbosity() {
+    use crate::logging::LogFormat;
+    let (_, c) = config(&["run", "-vv", "--log-format", "json", "--log", "syslog"]);
+    assert_eq!((c.verbose, c.logging.format), (2, LogFormat::Json));
+    assert_eq!((c.log, c.logging.syslog.as_deref()), (None, Some(Path::new("/dev/log"))));
+    let (_, c) = config(&["run", "-v", "--log", "syslog:/tmp/s.sock"]);
+    assert_eq!((c.verbose, c.logging.syslog.as_deref()), (1, Some(Path::new("/tmp/s.sock"))));
+    // A file named syslog is a path with a directory.
+    let (_, c) = config(&["run", "--log", "./syslog"]);
+    assert!(c.log.unwrap().is_absolute() && c.logging.syslog.is_none());
+    let (_, c) = config(&["run", "-v", "-v", "-v"]);
+    assert_eq!((c.verbose, c.logging.format), (3, LogFormat::Text));
+    assert!(error(&["run", "--log-format", "xml"]).contains("--log-format"));
 }
 
 // ---- The configuration file and the environment under the command line ----

@@ -2,7 +2,8 @@
 //! (registered even before any worker exists), plus `daemon.status` and `daemon.reload`.
 //!
 //! What they require: `daemon.status`, `worker.list` and `worker.status` `read`;
-//! `daemon.shutdown`, `daemon.reload` and `worker.{pause,resume,start,stop,restart}` `control`.
+//! `daemon.shutdown`, `daemon.reload`, `daemon.loglevel` and
+//! `worker.{pause,resume,start,stop,restart}` `control`.
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -113,6 +114,39 @@ pub(super) fn install<S: 'static>(r: &mut Registry<Ctx<S>>) {
              file:line) when the file is refused: then nothing changed",
         )
         .returns(Type::Struct)
+        .requires(Permission::Control),
+        Method::new("daemon.loglevel", |p, ctx: &mut Ctx<S>| {
+            let current = crate::logging::level();
+            if p.value("level").is_none() {
+                return Ok(Value::from(crate::logging::level_name(current)));
+            }
+            let name: String = p.get("level")?;
+            let level = crate::logging::parse_level(&name).ok_or_else(|| {
+                Fault::invalid_params(format!("no log level '{name}': error, warn, info, debug or trace"))
+            })?;
+            let said = || {
+                let (new, old) = (crate::logging::level_name(level), crate::logging::level_name(current));
+                log::info!("log level {new} (was {old})");
+            };
+            // Said at whichever of the two levels is the more verbose.
+            if level < current {
+                said();
+            }
+            crate::logging::set_level(level);
+            if level > current {
+                said();
+            }
+            ctx.workers.set_log_level(level);
+            Ok(Value::from(crate::logging::level_name(current)))
+        })
+        .description(
+            "The log level (error, warn, info, debug or trace); with LEVEL, sets it, for the daemon and its \
+             workers, and answers the previous one",
+        )
+        .returns(Type::String)
+        .signature()
+        .returns(Type::String)
+        .param(Type::String, "level")
         .requires(Permission::Control),
         Method::new("daemon.auth", |mut p, ctx: &mut Ctx<S>| {
             let token: String = p.take("token")?;

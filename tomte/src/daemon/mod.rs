@@ -28,8 +28,8 @@ pub struct Config {
     pub pidfile: Option<PathBuf>,
     /// Where logs go when detached (stderr in the foreground unless set).
     pub log: Option<PathBuf>,
-    /// Debug-level logging.
-    pub verbose: bool,
+    /// How verbose the log is: 0 info, 1 debug (`-v`), 2 or more trace (`-vv`).
+    pub verbose: u8,
     /// The umask of the daemon (`start` and `run`).
     pub umask: u32,
     /// Absolute niceness to set at start.
@@ -53,6 +53,8 @@ pub struct Config {
     /// Tokens TCP clients may present (`--token-file`): with them, every TCP client must
     /// present one or a client certificate.
     pub token_file: Option<PathBuf>,
+    /// The log's format, and syslog instead of stderr (see [`crate::logging`]).
+    pub logging: crate::logging::LogSettings,
     /// Where this configuration came from — file, environment, command line — when
     /// [`Cli`](crate::cli::Cli) made it: for `NAME config`, for the file's `[workers.NAME]`
     /// and `[app]` sections, and to read it all again on reload (see [`crate::config`]).
@@ -76,7 +78,7 @@ impl Config {
             sockets: vec![Address::unix(socket)],
             pidfile: Some(dir.join(format!("{name}.pid"))),
             log: None,
-            verbose: false,
+            verbose: 0,
             umask: 0o027,
             nice: None,
             limits: Limits::default(),
@@ -87,6 +89,7 @@ impl Config {
             tls: TlsFiles::default(),
             insecure: false,
             token_file: None,
+            logging: crate::logging::LogSettings::default(),
             sources: None,
             privileges: Privileges::default(),
         }
@@ -224,7 +227,7 @@ pub struct Daemon<S = ()> {
 impl Daemon {
     /// A daemon called `name` (used for default paths and log lines), with the built-in
     /// `daemon.*` and `worker.*` methods and the default signal listeners: SIGTERM and SIGINT
-    /// stop it gracefully, SIGHUP reloads it.
+    /// stop it gracefully, SIGHUP reloads it, SIGUSR1 reopens the log.
     pub fn new(name: &str) -> Daemon {
         Daemon::with_state(name, ())
     }
@@ -268,6 +271,7 @@ impl<S: 'static> Daemon<S> {
             });
         }
         d.events.on("daemon.posix.SIGHUP", 0, false, |_: &Event, ctx: &mut Ctx<S>| ctx.reload());
+        d.events.on("daemon.posix.SIGUSR1", 0, false, |_: &Event, _: &mut Ctx<S>| crate::logging::reopen());
         d.events.on("daemon.posix.SIGCHLD", 0, false, |_: &Event, ctx: &mut Ctx<S>| ctx.workers.reap());
         d
     }

@@ -90,12 +90,17 @@ impl<S: 'static> Daemon<S> {
     /// Runs the daemon until it is asked to stop. In [`Mode::Detached`], readiness or the
     /// reason for failing is reported to the command that started it.
     pub fn run(self, config: &Config, mode: Mode) -> Result<(), DaemonError> {
-        crate::logging::init(&self.name, config.verbose);
         let (mut pipe, foreground) = match mode {
             Mode::Foreground => (None, true),
             Mode::Detached(p) => (Some(p), false),
         };
-        let started = match Running::start(self, config) {
+        let level = crate::logging::verbosity(config.verbose);
+        let logged = crate::logging::init(&self.name, &config.logging, level, config.log.as_deref(), foreground)
+            .map_err(|source| {
+                let at = config.logging.syslog.as_deref().unwrap_or(std::path::Path::new("")).display();
+                DaemonError::Io { what: format!("cannot log to syslog at {at}"), source }
+            });
+        let started = match logged.and_then(|()| Running::start(self, config)) {
             Ok(r) => r,
             Err(e) => {
                 log::error!("{e}");

@@ -107,7 +107,10 @@ fn become_daemon(umask: u32, log: Option<File>) -> io::Result<()> {
 /// Points stderr (where tomte logs) at `path` again: after log rotation, on reload.
 pub fn redirect_stderr(path: &Path) -> Result<(), LogError> {
     let file = open_log(path)?;
-    rustix::stdio::dup2_stderr(&file).map_err(|e| LogError::Io { path: path.to_owned(), source: e.into() })
+    rustix::stdio::dup2_stderr(&file).map_err(|e| LogError::Io { path: path.to_owned(), source: e.into() })?;
+    // The file that SIGUSR1 reopens from now on.
+    crate::logging::remember_file(path);
+    Ok(())
 }
 
 /// The daemon's end of the readiness pipe.

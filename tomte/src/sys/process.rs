@@ -8,6 +8,7 @@ use rustix::process::Pid;
 
 use crate::process::privileges::WorkerPrivileges;
 use crate::worker::channel::Channel;
+use crate::worker::output::WorkerEnds;
 use crate::worker::Factory;
 
 /// Which side of a `fork` the caller is on.
@@ -183,12 +184,13 @@ pub unsafe fn spawn_child<T>(
 }
 
 /// Forks the worker process of the daemon's supervisor: [`spawn_child`] with `channel`'s
-/// descriptors kept, running [`crate::worker::child::main`] on the worker's end of the
-/// channel with a worker built by `factory`, in the child — once the worker's own
-/// `privileges` are applied (a failure ends it with
-/// [`WORKER_PRIVILEGES_FAILED`](crate::process::privileges::WORKER_PRIVILEGES_FAILED) before
-/// the factory runs). Returns the worker's pid and the channel (whose daemon end the
-/// supervisor keeps).
+/// descriptors and the worker's ends of its output pipes (`stdio`) kept; in the child, the
+/// pipes become its stdout and stderr, the worker's own `privileges` are applied (a failure
+/// ends it with [`WORKER_PRIVILEGES_FAILED`](crate::process::privileges::WORKER_PRIVILEGES_FAILED)
+/// before the factory runs), then [`crate::worker::child::main`] runs on the worker's end of
+/// the channel with a worker built by `factory`. Returns the worker's pid and the channel
+/// (whose daemon end the supervisor keeps); the parent's copies of the pipes' worker ends are
+/// closed.
 pub(crate) fn spawn_worker(
     name: &str,
     interval: Duration,
@@ -196,19 +198,28 @@ pub(crate) fn spawn_worker(
     factory: Factory,
     privileges: WorkerPrivileges,
     channel: Channel,
+    stdio: WorkerEnds,
 ) -> io::Result<(Pid, Channel)> {
     let daemon = rustix::process::getpid();
-    let keep: Vec<i32> = channel.fds().iter().map(|fd| fd.as_raw_fd()).collect();
+    let mut keep: Vec<i32> = channel.fds().iter().map(|fd| fd.as_raw_fd()).collect();
+    keep.extend(stdio.fds());
     let owned_name = name.to_owned();
     // SAFETY: `spawn_child`'s contract holds. The body is the crate's worker loop; `value` is
     // the channel, whose only descriptors (its two eventfds; the mapping keeps none) are in
-    // `keep`; the body captures the worker's name, interval, beat and privileges (plain data)
-    // and the worker's factory, which by `WorkerSpec::new`'s documented rule ("# Descriptors")
-    // owns no descriptor: it opens what the worker needs itself, and it runs in the child,
-    // after the close. The worker loop (`child::main`) holds nothing else from before the fork;
-    // applying the privileges opens only files of its own (/etc/passwd, /etc/group).
-    unsafe {
-        spawn_child(name, &keep, channel, move |channel| {
+    // `keep`, and the pipes' worker ends, both in `keep`; the body captures the worker's name,
+    // interval, beat and privileges (plain data) and the worker's factory, which by
+    // `WorkerSpec::new`'s documented rule ("# Descriptors") owns no descriptor: it opens what
+    // the worker needs itself, and it runs in the child, after the close. The worker loop
+    // (`child::main`) holds nothing else from before the fork; applying the privileges opens
+    // only files of its own (/etc/passwd, /etc/group); the logger's state, inherited from the
+    // daemon, may own its syslog socket, which the worker never uses nor drops (a worker's
+    // records go to its stderr pipe; see `crate::logging`).
+    let (pid, (channel, _stdio)) = unsafe {
+        spawn_child(name, &keep, (channel, stdio), move |(channel, stdio)| {
+            // Before any of the worker's code: what it prints goes to the daemon.
+            if stdio.install().is_err() {
+                return 71;
+            }
             if !privileges.is_empty() {
                 match privileges.apply() {
                     Err(why) => {
@@ -225,7 +236,8 @@ pub(crate) fn spawn_worker(
             // worker's user).
             crate::worker::child::main(owned_name, interval, beat, factory(), channel.worker_end())
         })
-    }
+    }?;
+    Ok((pid, channel))
 }
 
 /// Takes ownership of the listening sockets systemd passed (`LISTEN_PID` is this process,

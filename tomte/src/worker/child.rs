@@ -25,6 +25,10 @@ pub(crate) const LOOPING: u32 = 1;
 pub(crate) const PAUSED: u32 = 2;
 pub(crate) const SPINDOWN: u32 = 3;
 
+/// The command word that sets a worker's log level: `tomte.loglevel=debug`. The `tomte.`
+/// words are the daemon's own; a worker's `on_command` does not see them.
+pub(crate) const LOG_LEVEL: &str = "tomte.loglevel=";
+
 /// Runs a worker to its end; the result is the process's exit code.
 /// `beat`: the longest sleep between heartbeats.
 pub(crate) fn main(name: String, interval: Duration, beat: Duration, worker: Box<dyn Worker>, end: Endpoint) -> i32 {
@@ -114,6 +118,11 @@ impl Run {
         while self.end.try_recv(&mut self.buf).map_err(|e| e.to_string())?.is_some() {
             match Frame::decode(&self.buf) {
                 Some(Frame::Command(word)) => {
+                    // The daemon's log level changed (`daemon.loglevel`): the worker's follows.
+                    if let Some(level) = word.strip_prefix(LOG_LEVEL).and_then(crate::logging::parse_level) {
+                        crate::logging::set_level(level);
+                        continue;
+                    }
                     match word.as_str() {
                         "stop" => ctx.stop = true,
                         "pause" => self.paused = true,

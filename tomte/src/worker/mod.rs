@@ -31,9 +31,32 @@
 //! How an exit is judged: exit 0 (its own `stop`, or SIGTERM/SIGINT) is a clean exit, restarted
 //! only under [`Policy::Always`] and never counted as a crash; anything else is a failure. While
 //! the daemon stops, nothing is restarted and exits are not judged at all.
+//!
+//! # Output
+//!
+//! A worker's stdout and stderr are pipes to the daemon, in place before its code runs (the
+//! factory's included): what it prints — a `println!`, a C library writing to descriptor 2,
+//! the standard panic hook's message — is read by the daemon's loop, split into lines and
+//! logged with the worker's name and pid, stdout at info and stderr at warn; its `log` records
+//! keep their own level (see [`crate::logging`]). A program the worker executes inherits the
+//! pipes. So that a worker printing without end can neither stall the daemon nor grow it:
+//!
+//! * at most 64 KiB are read from each pipe in one turn of the loop (the rest at the next
+//!   turn, after everything else has been served);
+//! * a line is cut at 4 KiB (marked ` [cut]`, the rest of it dropped);
+//! * at most 1000 lines of a worker are logged each second; the others are read and dropped,
+//!   and `N lines dropped from worker NAME` is logged when the second is over.
+//!
+//! Nothing is lost when a worker crashes: once it is reaped, its pipes are read to their end and
+//! a last line without a newline is logged too. A worker blocks in its write while the daemon
+//! cannot keep up (a full pipe), as it would on a slow terminal.
+//!
+//! The command words that start with `tomte.` are the daemon's (`tomte.loglevel=debug` sets a
+//! worker's log level, as `daemon.loglevel` does); [`Worker::on_command`] does not see them.
 
 pub mod channel;
 pub(crate) mod child;
+pub(crate) mod output;
 pub(crate) mod supervisor;
 pub(crate) mod wire;
 

@@ -12,12 +12,25 @@ use tomte_rpc::{Fault, Value};
 
 use super::channel::{Channel, Endpoint, SendError};
 use super::child;
+use super::output::{self, Output, Who};
 use super::wire::Frame;
 use super::WorkerSpec;
 use crate::event::Event;
 
-/// The first token of workers' channels in the daemon's poll.
+/// The first token of workers' channels in the daemon's poll: worker `i` has three from
+/// `TOKEN_BASE + 3 * i` on, its channel's eventfd, its stdout and its stderr (see [`token`]).
 pub(crate) const TOKEN_BASE: usize = 1 << 15;
+/// The most workers a daemon may have: their tokens stay below the connections' (`1 << 16`,
+/// whose last but one is the loop's own).
+const MAX_WORKERS: usize = ((1 << 15) - 1) / 3;
+const CHANNEL: usize = 0;
+const STDOUT: usize = 1;
+const STDERR: usize = 2;
+
+/// The token, counted from [`TOKEN_BASE`], of worker `i`'s eventfd, stdout or stderr.
+fn token(i: usize, which: usize) -> usize {
+    3 * i + which
+}
 
 /// What happens when a worker's process ends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -114,6 +127,8 @@ struct Run {
     asks: Vec<u64>,
     /// Why the daemon killed it, if it did (a hang).
     killed_for: Option<String>,
+    /// Its stdout and stderr.
+    output: Output,
 }
 
 struct Slot {
@@ -226,6 +241,7 @@ impl std::fmt::Debug for Supervisor {
 impl Supervisor {
     pub(crate) fn install(&mut self, spec: WorkerSpec) {
         assert!(self.slots.iter().all(|s| s.spec.name != spec.name), "worker '{}' is already installed", spec.name);
+        assert!(self.slots.len() < MAX_WORKERS, "more than {MAX_WORKERS} workers");
         let backoff = spec.backoff_min;
         self.slots.push(Slot {
             spec,
@@ -270,6 +286,7 @@ impl Supervisor {
         // Beat often enough that a healthy worker never looks hung, and no more: an idle worker
         // wakes three times per hang timeout (every 10 s by default), or once a minute without.
         let beat = slot.spec.hang_timeout.map_or(Duration::from_secs(60), |h| (h / 3).max(Duration::from_millis(10)));
+        let (output, stdio) = output::pipes()?;
         let (pid, channel) = crate::sys::process::spawn_worker(
             &slot.spec.name,
             slot.spec.interval,
@@ -277,13 +294,17 @@ impl Supervisor {
             slot.spec.factory.clone(),
             slot.spec.privileges.clone(),
             channel,
+            stdio,
         )?;
         let end = channel.daemon_end();
         if let Some(reg) = &self.registry {
-            reg.register(&mut SourceFd(&end.wake_fd().as_raw_fd()), Token(TOKEN_BASE + i), Interest::READABLE)?;
+            let at = |which| Token(TOKEN_BASE + token(i, which));
+            reg.register(&mut SourceFd(&end.wake_fd().as_raw_fd()), at(CHANNEL), Interest::READABLE)?;
+            output.register(reg, TOKEN_BASE + token(i, STDOUT))?;
         }
         log::info!("worker {} started (pid {pid})", slot.spec.name);
-        slot.run = Some(Run { pid, end, started: Instant::now(), stopping: None, asks: Vec::new(), killed_for: None });
+        let run = Run { pid, end, started: Instant::now(), stopping: None, asks: Vec::new(), killed_for: None, output };
+        slot.run = Some(run);
         slot.restart_at = None;
         slot.restart_now = false;
         slot.iterations = 0;
@@ -291,21 +312,24 @@ impl Supervisor {
     }
 
     /// Declares the daemon about to sleep on every worker's channel; false when a frame is
-    /// already waiting (then the poll must not block).
+    /// already waiting, or output is left to read (then the poll must not block).
     pub(crate) fn prepare_sleep(&mut self) -> bool {
         let mut idle = true;
         for run in self.slots.iter_mut().filter_map(|s| s.run.as_mut()) {
-            idle &= run.end.prepare_sleep().unwrap_or(false);
+            idle &= run.end.prepare_sleep().unwrap_or(false) && !run.output.pending();
         }
         idle
     }
 
-    /// After the poll: ends the sleep and takes in every frame. `woken(i)` says whether worker
-    /// `i`'s eventfd was reported.
+    /// After the poll: ends the sleep, takes in every frame, reads the workers' output.
+    /// `woken(t)` says whether token `TOKEN_BASE + t` was reported.
     pub(crate) fn after_poll(&mut self, woken: impl Fn(usize) -> bool) {
         for i in 0..self.slots.len() {
-            let Some(run) = self.slots[i].run.as_mut() else { continue };
-            let _ = run.end.finish_sleep_drain(woken(i));
+            let slot = &mut self.slots[i];
+            let Some(run) = slot.run.as_mut() else { continue };
+            let _ = run.end.finish_sleep_drain(woken(token(i, CHANNEL)));
+            let who = Who { name: &slot.spec.name, pid: run.pid.as_raw_nonzero().get() };
+            run.output.read([woken(token(i, STDOUT)), woken(token(i, STDERR))], who);
             self.receive(i);
         }
     }
@@ -368,8 +392,11 @@ impl Supervisor {
             self.receive(i);
             let slot = &mut self.slots[i];
             let mut run = slot.run.take().expect("checked above");
+            // What it wrote before it ended, to the last line.
+            run.output.drain(Who { name: &slot.spec.name, pid: pid.as_raw_nonzero().get() });
             if let Some(reg) = &self.registry {
                 let _ = reg.deregister(&mut SourceFd(&run.end.wake_fd().as_raw_fd()));
+                run.output.deregister(reg);
             }
             slot.iterations = run.end.counter();
             let failed = status.exit_status() != Some(0) || run.killed_for.is_some();
@@ -445,6 +472,7 @@ impl Supervisor {
     pub(crate) fn tick(&mut self, now: Instant) {
         for slot in &mut self.slots {
             let Some(run) = slot.run.as_mut() else { continue };
+            run.output.tick(now, Who { name: &slot.spec.name, pid: run.pid.as_raw_nonzero().get() });
             match run.stopping {
                 Some((since, false)) if now.duration_since(since) >= slot.spec.stop_grace => {
                     log::warn!("worker {} did not stop within {:?}: SIGTERM", slot.spec.name, slot.spec.stop_grace);
@@ -574,6 +602,9 @@ impl Supervisor {
                 earliest(t);
             }
             if let Some(run) = &slot.run {
+                if let Some(t) = run.output.deadline() {
+                    earliest(t);
+                }
                 match run.stopping {
                     Some((since, _)) => earliest(since + slot.spec.stop_grace),
                     // Hang checks three times per timeout: a hung worker is killed within the
@@ -625,6 +656,19 @@ impl Supervisor {
         match self.slots[i].run.as_mut() {
             Some(run) => send(&mut run.end, &self.frame, name).map(|()| true),
             None => Ok(false),
+        }
+    }
+
+    /// Sets the log level of every running worker to `level` (those started later inherit the
+    /// daemon's).
+    pub(crate) fn set_log_level(&mut self, level: log::LevelFilter) {
+        Frame::Command(format!("{}{}", child::LOG_LEVEL, crate::logging::level_name(level))).encode(&mut self.frame);
+        for slot in &mut self.slots {
+            if let Some(run) = slot.run.as_mut() {
+                if let Err(f) = send(&mut run.end, &self.frame, &slot.spec.name) {
+                    log::warn!("worker {} keeps its log level: {}", slot.spec.name, f.message);
+                }
+            }
         }
     }
 
@@ -714,6 +758,12 @@ impl Supervisor {
         while self.slots.iter().any(|s| s.run.is_some()) && Instant::now() < deadline {
             self.reap();
             self.tick(Instant::now());
+            // A worker printing as it stops would wait for room in its pipe, and never stop.
+            for slot in &mut self.slots {
+                if let Some(run) = slot.run.as_mut() {
+                    run.output.read([true, true], Who { name: &slot.spec.name, pid: run.pid.as_raw_nonzero().get() });
+                }
+            }
             std::thread::sleep(Duration::from_millis(2));
         }
     }

@@ -60,6 +60,8 @@ pub struct Daemon {
     pub log: PathBuf,
     pub args: Vec<String>,
     pub pids: Vec<i32>,
+    /// Environment variables of the daemon's commands.
+    pub env: Vec<(String, String)>,
 }
 
 impl Daemon {
@@ -78,12 +80,17 @@ impl Daemon {
             log.display().to_string(),
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
-        Daemon { bin: binary(name), dir, sock, pidfile, log, args, pids: Vec::new() }
+        Daemon { bin: binary(name), dir, sock, pidfile, log, args, pids: Vec::new(), env: Vec::new() }
     }
 
     /// Runs `NAME COMMAND args…` and returns its output.
     pub fn cmd(&self, command: &str) -> Output {
-        Command::new(&self.bin).arg(command).args(&self.args).output().expect("run daemon binary")
+        Command::new(&self.bin)
+            .arg(command)
+            .args(&self.args)
+            .envs(self.env.iter().cloned())
+            .output()
+            .expect("run daemon binary")
     }
 
     /// `start`, asserting success; records the pid for cleanup.
@@ -283,4 +290,32 @@ pub fn pids(d: &Daemon) -> Reaper {
 
 pub fn until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
     assert!(wait_for(limit, &mut cond), "timed out waiting for {what}");
+}
+
+// ---- Foreground daemons and environments (the log tests) ----
+
+impl Daemon {
+    /// Sets an environment variable for the daemon's commands (before `start`).
+    pub fn with_env(mut self, key: &str, value: &str) -> Daemon {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// `NAME run args…` with stderr into `stderr` and `env` set; its pid is killed on drop.
+    /// Returns once its socket answers.
+    pub fn run_foreground(&mut self, stderr: std::fs::File, env: &[(&str, &str)]) -> std::process::Child {
+        let child = Command::new(&self.bin)
+            .arg("run")
+            .args(&self.args)
+            .envs(self.env.iter().cloned())
+            .envs(env.iter().copied())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn NAME run");
+        self.pids.push(child.id() as i32);
+        until("the foreground daemon's socket", Duration::from_secs(20), || UnixStream::connect(&self.sock).is_ok());
+        child
+    }
 }

@@ -220,7 +220,7 @@ impl<S: 'static> Running<S> {
 
         // Changes: nothing below fails.
         if applied.iter().any(|k| k == "verbose") {
-            log::set_max_level(if new.verbose { log::LevelFilter::Debug } else { log::LevelFilter::Info });
+            log::set_max_level(crate::logging::verbosity(new.verbose));
         }
         self.limits = new.limits.clone();
         self.ctx.limits = new.limits.clone();
