@@ -34,7 +34,7 @@ fn daemon_in(name: &str, sub: &str, extra: &[&str]) -> Daemon {
         log.display().to_string(),
     ];
     args.extend(extra.iter().map(|s| s.to_string()));
-    Daemon { bin: binary(name), dir, sock, pidfile, log, args, pids: Vec::new() }
+    Daemon { bin: binary(name), dir, sock, pidfile, log, args, pids: Vec::new(), env: Vec::new() }
 }
 
 /// The value of `field` in /proc/PID/status (`Uid`, `Groups`, `NoNewPrivs`…).
