@@ -118,3 +118,22 @@ fn a_token_presented_behind_an_async_call_holds_for_the_later_calls() {
     let v = json(&ndjson(&mut r, r#"{"jsonrpc":"2.0","method":"daemon.reload","id":3}"#));
     assert_eq!(v["result"], true, "admin may reload: {v}");
 }
+
+/// A request too big for a worker's channel is refused; the memory of encoding it does not
+/// stay with the daemon (one client call would otherwise pin up to `--max-message` for good).
+#[test]
+fn a_request_too_big_for_a_worker_leaves_no_memory_behind() {
+    let d = Daemon::new("pool", &[]).start();
+    let _reaper = pids(&d);
+    let pid = d.pid().unwrap();
+    until("alpha running", Duration::from_secs(20), || worker(&d, "alpha")["state"] == "looping");
+    let before = status_kb(pid, "RssAnon");
+    let big = "x".repeat(12 << 20);
+    let mut r = std::io::BufReader::new(d.connect());
+    let v = json(&ndjson(&mut r, &format!(r#"{{"jsonrpc":"2.0","method":"pool.echo","params":["{big}"],"id":1}}"#)));
+    assert!(v["error"]["data"].as_str().is_some_and(|d| d.contains("can never be sent")), "{}", &v.to_string()[..200]);
+    drop(r);
+    // Freed memory goes back to the system once the loop has been quiet a second.
+    let settled = wait_for(Duration::from_secs(15), || status_kb(pid, "RssAnon") < before + (4 << 10));
+    assert!(settled, "RssAnon {} kB before, {} kB after", before, status_kb(pid, "RssAnon"));
+}

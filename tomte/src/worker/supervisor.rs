@@ -469,12 +469,18 @@ impl Supervisor {
         let i = self.find(name)?;
         Frame::Request(ticket, request).encode(&mut self.frame);
         let slot = &mut self.slots[i];
-        let run = slot.run.as_mut().filter(|r| r.stopping.is_none()).ok_or_else(|| {
-            crate::faults::worker_unavailable(format!("worker '{name}' is not running ({})", slot.down.as_str()))
-        })?;
-        send(&mut run.end, &self.frame, name)?;
-        run.asks.push(ticket);
-        Ok(())
+        let sent = match slot.run.as_mut().filter(|r| r.stopping.is_none()) {
+            None => Err(crate::faults::worker_unavailable(format!(
+                "worker '{name}' is not running ({})",
+                slot.down.as_str()
+            ))),
+            Some(run) => send(&mut run.end, &self.frame, name).map(|()| run.asks.push(ticket)),
+        };
+        // A client's big request (too big for the channel, say) does not keep its memory.
+        if self.frame.capacity() > 64 << 10 {
+            self.frame = Vec::new();
+        }
+        sent
     }
 
     /// Sends a command word to worker `name` (`pause`, `resume`, `stop`, or a word of its own,
