@@ -698,7 +698,10 @@ impl<S: 'static> Running<S> {
             let mut rpc = rpc!(self, key);
             rpc.ctx.caller = self.callers.get(key).cloned();
             self.conns[key].complete(&result, &mut rpc, &self.limits);
-            rpc.ctx.caller = None;
+            // The calls served behind the answer may have presented a token (as in `drive`).
+            if let (Some(caller), Some(slot)) = (rpc.ctx.caller.take(), self.callers.get_mut(key)) {
+                *slot = caller;
+            }
             self.drive(key);
         }
         self.ctx.tasks = self.tasks.len();

@@ -136,6 +136,9 @@ pub struct Conn {
     scratch: Vec<u8>,
     continue_sent: bool,
     close_after_flush: bool,
+    /// The client has finished sending (it may still read): once everything it sent is
+    /// answered — which an owed answer postpones — the connection closes after the flush.
+    read_closed: bool,
     /// An answer still owed: nothing else is served until it is written.
     waiting: Option<Waiting>,
     /// The head of the HTTP request whose body is still arriving (parsed once).
@@ -212,6 +215,7 @@ impl Conn {
             scratch: Vec::new(),
             continue_sent: false,
             close_after_flush: false,
+            read_closed: false,
             waiting: None,
             head: None,
             host_rule,
@@ -492,6 +496,10 @@ impl Conn {
                 Ok(false) if self.close_after_flush || self.hold_back(limits) => return Drive::Open,
                 Ok(_) => {}
             }
+            if self.read_closed && self.waiting.is_none() && !self.backlog {
+                // Everything the client sent before its end is served now.
+                self.close_after_flush = true;
+            }
             if self.close_after_flush && self.waiting.is_none() {
                 return if self.has_output() { Drive::Open } else { self.linger() };
             }
@@ -501,7 +509,7 @@ impl Conn {
                 self.serve(svc, limits, Instant::now());
                 continue;
             }
-            if self.waiting.is_some() && (self.close_after_flush || self.end == self.buf.len()) {
+            if self.waiting.is_some() && (self.close_after_flush || self.read_closed || self.end == self.buf.len()) {
                 // Serve nothing more until the owed answer is written (see `complete`); what
                 // arrives meanwhile waits in the buffer, read only so that a client that leaves
                 // is noticed.
@@ -535,7 +543,9 @@ impl Conn {
                         self.end += 1;
                         self.serve(svc, limits, Instant::now());
                     }
-                    self.close_after_flush = true;
+                    // Closed once what it sent is answered: at once, or after the answer owed
+                    // (the requests behind an async call are served when it completes).
+                    self.read_closed = true;
                 }
                 Ok(n) => {
                     self.end += n;

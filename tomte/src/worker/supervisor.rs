@@ -348,9 +348,18 @@ impl Supervisor {
                 }
             }
             match Frame::decode(&self.buf) {
-                Some(Frame::Answer(ticket, result)) => {
-                    run.asks.retain(|&t| t != ticket);
+                Some(Frame::Answer(ticket, result)) if claim_ask(&mut run.asks, ticket) => {
                     self.answers.push((ticket, result));
+                }
+                Some(Frame::Answer(ticket, _)) => {
+                    // Tickets are sequential: a worker that answered this one could answer the
+                    // asks of another worker, to their clients.
+                    log::error!(
+                        "worker {}: answer to ticket {ticket}, which it was not asked; killing it",
+                        slot.spec.name
+                    );
+                    kill(run, "answered a request it was not asked");
+                    return;
                 }
                 Some(Frame::Up(message)) => self.events.push(Event::new(
                     "daemon.worker.message",
@@ -639,12 +648,18 @@ impl Supervisor {
         let i = self.find(name)?;
         Frame::Request(ticket, request).encode(&mut self.frame);
         let slot = &mut self.slots[i];
-        let run = slot.run.as_mut().filter(|r| r.stopping.is_none()).ok_or_else(|| {
-            crate::faults::worker_unavailable(format!("worker '{name}' is not running ({})", slot.down.as_str()))
-        })?;
-        send(&mut run.end, &self.frame, name)?;
-        run.asks.push(ticket);
-        Ok(())
+        let sent = match slot.run.as_mut().filter(|r| r.stopping.is_none()) {
+            None => Err(crate::faults::worker_unavailable(format!(
+                "worker '{name}' is not running ({})",
+                slot.down.as_str()
+            ))),
+            Some(run) => send(&mut run.end, &self.frame, name).map(|()| run.asks.push(ticket)),
+        };
+        // A client's big request (too big for the channel, say) does not keep its memory.
+        if self.frame.capacity() > 64 << 10 {
+            self.frame = Vec::new();
+        }
+        sent
     }
 
     /// Sends a command word to worker `name` (`pause`, `resume`, `stop`, or a word of its own,
@@ -780,7 +795,31 @@ fn send(end: &mut Endpoint, frame: &[u8], name: &str) -> Result<(), Fault> {
     sent
 }
 
+/// Whether `ticket` is one of `asks` — sent to this worker and not answered yet — which it
+/// then no longer is.
+fn claim_ask(asks: &mut Vec<u64>, ticket: u64) -> bool {
+    let Some(i) = asks.iter().position(|&t| t == ticket) else { return false };
+    asks.remove(i);
+    true
+}
+
 fn kill(run: &mut Run, why: &str) {
     run.killed_for = Some(why.to_owned());
     let _ = rustix::process::kill_process(run.pid, Signal::KILL);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::claim_ask;
+
+    #[test]
+    fn only_an_ask_made_of_this_worker_and_not_answered_yet_takes_an_answer() {
+        let mut asks = vec![3, 7, 9];
+        // Another worker's ticket (or one never issued): not this worker's to answer.
+        assert!(!claim_ask(&mut asks, 8));
+        assert!(claim_ask(&mut asks, 7));
+        // Answered already: a second answer is refused.
+        assert!(!claim_ask(&mut asks, 7));
+        assert_eq!(asks, [3, 9]);
+    }
 }

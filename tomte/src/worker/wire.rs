@@ -38,6 +38,10 @@
 //! the input justifies: a string or byte string is allocated once its bytes are known to be
 //! there, and the elements a container declares are charged to a budget of the frame's length
 //! before any room is reserved for them (see `Reader::claim`).
+//!
+//! Encoding never writes what decoding refuses as too deep where it can say so instead: an
+//! answer (or a fault's data) nesting deeper than [`Frame::MAX_DEPTH`] is sent as a −32603
+//! fault answer to its ticket, so the worker that made it is not killed for a malformed frame.
 
 use tomte_rpc::{Fault, Value};
 
@@ -87,12 +91,14 @@ impl Frame {
             Frame::Request(ticket, v) => {
                 out.push(b'Q');
                 out.extend_from_slice(&ticket.to_le_bytes());
-                put_value(out, v);
+                put_value(out, v, 0);
             }
             Frame::Answer(ticket, Ok(v)) => {
                 out.push(b'A');
                 out.extend_from_slice(&ticket.to_le_bytes());
-                put_value(out, v);
+                if !put_value(out, v, 0) {
+                    too_deep(*ticket, out);
+                }
             }
             Frame::Answer(ticket, Err(f)) => {
                 out.push(b'F');
@@ -103,13 +109,15 @@ impl Frame {
                     None => out.push(0),
                     Some(data) => {
                         out.push(1);
-                        put_value(out, data);
+                        if !put_value(out, data, 0) {
+                            too_deep(*ticket, out);
+                        }
                     }
                 }
             }
             Frame::Up(v) => {
                 out.push(b'U');
-                put_value(out, v);
+                put_value(out, v, 0);
             }
         }
     }
@@ -155,8 +163,21 @@ fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(bytes);
 }
 
-/// Writes `v`. Recursive: the values sent are the decoders' (bounded) or a worker's own.
-fn put_value(out: &mut Vec<u8>, v: &Value) {
+/// An answer nesting deeper than [`Frame::MAX_DEPTH`], which the daemon would refuse as
+/// malformed (and kill the worker for): the frame in `out` becomes a fault answer instead.
+fn too_deep(ticket: u64, out: &mut Vec<u8>) {
+    let why =
+        format!("the answer nests deeper than {} levels, which the worker channel cannot carry", Frame::MAX_DEPTH);
+    Frame::Answer(ticket, Err(Fault::internal(why))).encode(out);
+}
+
+/// Writes `v` at `depth` (as [`Frame::decode`] counts it); false, with `out` part-written, when
+/// it nests deeper than a peer decodes. Recursive only that far: the values sent are the
+/// decoders' (bounded) or a worker's own (of any depth).
+fn put_value(out: &mut Vec<u8>, v: &Value, depth: usize) -> bool {
+    if depth > Frame::MAX_DEPTH {
+        return false;
+    }
     match v {
         Value::Nil => out.push(NIL),
         Value::Bool(false) => out.push(FALSE),
@@ -185,7 +206,9 @@ fn put_value(out: &mut Vec<u8>, v: &Value) {
             out.push(ARRAY);
             put_len(out, items.len());
             for item in items {
-                put_value(out, item);
+                if !put_value(out, item, depth + 1) {
+                    return false;
+                }
             }
         }
         Value::Struct(members) => {
@@ -193,10 +216,13 @@ fn put_value(out: &mut Vec<u8>, v: &Value) {
             put_len(out, members.len());
             for (name, value) in members {
                 put_bytes(out, name.as_bytes());
-                put_value(out, value);
+                if !put_value(out, value, depth + 1) {
+                    return false;
+                }
             }
         }
     }
+    true
 }
 
 /// A cursor over a frame's body.
@@ -521,6 +547,27 @@ mod tests {
         buf.pop();
         buf.extend_from_slice(&[STRUCT, 1, 0, 0, 0, 1, 0, 0, 0, b'k', NIL]);
         assert_eq!(Frame::decode(&buf), None);
+    }
+
+    /// A worker's answer deeper than the daemon decodes goes as a fault answer to its ticket,
+    /// which the daemon decodes (a malformed frame would get the worker killed); one at the
+    /// limit goes as it is.
+    #[test]
+    fn an_answer_too_deep_to_decode_is_sent_as_a_fault() {
+        let deep = |levels: usize| (0..levels).fold(Value::Nil, |v, _| Value::Array(vec![v]));
+        round_trip(&Frame::Answer(4, Ok(deep(Frame::MAX_DEPTH))));
+        let mut buf = Vec::new();
+        for frame in [
+            Frame::Answer(5, Ok(deep(Frame::MAX_DEPTH + 1))),
+            Frame::Answer(5, Err(Fault::internal("x").with_data(deep(100_000)))),
+        ] {
+            frame.encode(&mut buf);
+            // Not dropped: that would recurse 100 000 deep, more than a test thread's stack.
+            std::mem::forget(frame);
+            let Some(Frame::Answer(5, Err(f))) = Frame::decode(&buf) else { panic!("a fault answer to ticket 5") };
+            assert_eq!(f.code, tomte_rpc::fault::INTERNAL_ERROR);
+            assert!(f.full_message().contains("nests deeper than 512 levels"), "{f:?}");
+        }
     }
 
     /// Frames declaring `u32::MAX` elements or bytes, with 10 bytes of input after it.
