@@ -116,7 +116,7 @@ fn a_token_presented_behind_an_async_call_holds_for_the_later_calls() {
     }
     // Sent after those answers: admin's call.
     let v = json(&ndjson(&mut r, r#"{"jsonrpc":"2.0","method":"daemon.reload","id":3}"#));
-    assert_eq!(v["result"], true, "admin may reload: {v}");
+    assert!(v["result"]["applied"].is_array(), "admin may reload: {v}");
 }
 
 /// A request too big for a worker's channel is refused; the memory of encoding it does not
