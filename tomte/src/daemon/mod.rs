@@ -3,6 +3,7 @@
 mod builtins;
 mod ctx;
 mod run;
+mod systemd;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -193,6 +194,8 @@ pub struct Daemon<S = ()> {
     pub(crate) workers: Supervisor,
     pub(crate) policy: Policy,
     pub(crate) state: S,
+    /// Become a child subreaper when there are workers (see [`Daemon::subreaper`]).
+    pub(crate) subreaper: bool,
 }
 
 impl Daemon {
@@ -232,6 +235,7 @@ impl<S: 'static> Daemon<S> {
             workers: Supervisor::default(),
             policy: Policy::default(),
             state,
+            subreaper: true,
         };
         builtins::install(&mut d.registry);
         for sig in ["daemon.posix.SIGTERM", "daemon.posix.SIGINT"] {
@@ -241,7 +245,9 @@ impl<S: 'static> Daemon<S> {
             });
         }
         d.events.on("daemon.posix.SIGHUP", 0, false, |_: &Event, ctx: &mut Ctx<S>| ctx.reload());
-        d.events.on("daemon.posix.SIGCHLD", 0, false, |_: &Event, ctx: &mut Ctx<S>| ctx.workers.reap());
+        d.events.on("daemon.posix.SIGCHLD", 0, false, |_: &Event, ctx: &mut Ctx<S>| {
+            crate::process::reaper::on_sigchld(&mut ctx.workers)
+        });
         d
     }
 
@@ -328,6 +334,17 @@ impl<S: 'static> Daemon<S> {
     /// When a worker of that name is already installed.
     pub fn worker(&mut self, spec: WorkerSpec) -> &mut Self {
         self.workers.install(spec);
+        self
+    }
+
+    /// Whether a daemon with workers makes itself a child subreaper (`PR_SET_CHILD_SUBREAPER`;
+    /// on by default): the orphans its workers leave (a helper process whose parent exited) are
+    /// reparented to it and reaped, instead of going to init. Off, they go to init, and only
+    /// as a container's PID 1 (where it cannot be off) does the daemon reap children that are
+    /// not its workers. Turn it off when the daemon's own code spawns children and waits for
+    /// them later (the crate docs, [In containers](crate#in-containers)).
+    pub fn subreaper(&mut self, on: bool) -> &mut Self {
+        self.subreaper = on;
         self
     }
 

@@ -8,6 +8,7 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 use tomte_rpc::{comodojo, jsonrpc, xmlrpc, Registry, Served, Value};
 
+use super::systemd::{Counts, Systemd};
 use super::{Config, Ctx, Daemon, DaemonError, TimerFn};
 use crate::access::{Auth, Caller, DaemonGate, Policy};
 use crate::event::{names, Event, EventBus};
@@ -26,7 +27,9 @@ const CONN_BASE: usize = 1 << 16;
 /// How the daemon runs.
 #[derive(Debug)]
 pub enum Mode {
-    /// In the foreground: logs on stderr, `sd_notify` when `NOTIFY_SOCKET` is set.
+    /// In the foreground: logs on stderr; under systemd (`NOTIFY_SOCKET` set) readiness, the
+    /// watchdog, reloads, status and the stop are notified (see the crate docs, [Under
+    /// systemd](crate#under-systemd)).
     Foreground,
     /// Detached: readiness (or the reason for failing) goes back through this pipe.
     Detached(ReadyPipe),
@@ -93,10 +96,15 @@ impl<S: 'static> Daemon<S> {
             Mode::Foreground => (None, true),
             Mode::Detached(p) => (Some(p), false),
         };
-        let started = match Running::start(self, config) {
+        crate::process::reaper::setup(self.subreaper && !self.workers.is_empty());
+        let systemd = if foreground { Systemd::from_env() } else { Systemd::off() };
+        let started = match Running::start(self, config, systemd) {
             Ok(r) => r,
             Err(e) => {
                 log::error!("{e}");
+                if foreground {
+                    process::sd_notify(&format!("STATUS=cannot start: {e}"));
+                }
                 if let Some(p) = &mut pipe {
                     p.fail(&e.to_string());
                 }
@@ -109,14 +117,10 @@ impl<S: 'static> Daemon<S> {
         if let Some(p) = &mut pipe {
             p.ready();
         }
-        if foreground {
-            process::sd_notify("READY=1");
-        }
+        running.systemd.ready();
         running.emit(Event::new(names::READY, Value::Nil));
         let result = running.run_loop();
-        if foreground {
-            process::sd_notify("STOPPING=1");
-        }
+        running.systemd.stopping();
         running.shutdown();
         result
     }
@@ -164,6 +168,8 @@ struct Running<S> {
     log: Option<std::path::PathBuf>,
     /// The TLS files, and the server configuration read from them (reloaded with the daemon).
     tls: Option<(crate::net::TlsFiles, std::sync::Arc<rustls::ServerConfig>)>,
+    /// What systemd is told (nothing when not under it).
+    systemd: Systemd,
     _pidfile: Option<PidFile>,
 }
 
@@ -192,7 +198,7 @@ const DRAIN: Duration = Duration::from_secs(2);
 const WARN_EVERY: Duration = Duration::from_secs(10);
 
 impl<S: 'static> Running<S> {
-    fn start(d: Daemon<S>, config: &Config) -> Result<Running<S>, DaemonError> {
+    fn start(d: Daemon<S>, config: &Config, systemd: Systemd) -> Result<Running<S>, DaemonError> {
         let io_err = |what: &str| {
             let what = what.to_owned();
             move |source| DaemonError::Io { what, source }
@@ -312,10 +318,15 @@ impl<S: 'static> Running<S> {
             trim_at: None,
             log: config.log.clone(),
             tls,
+            systemd,
             _pidfile: pidfile,
         };
+        if running.events.has(names::START) {
+            running.systemd.extend("daemon.start listeners");
+        }
         running.emit(Event::new(names::START, Value::Nil));
         if !running.ctx.workers.is_empty() {
+            running.systemd.extend(&format!("forking {} workers", running.ctx.workers.len()));
             let registry = running.poll.registry().try_clone().map_err(io_err("cannot share the poll"))?;
             running.ctx.workers.start_all(registry).map_err(io_err("cannot start the workers"))?;
         }
@@ -342,6 +353,7 @@ impl<S: 'static> Running<S> {
                 self.accept_retry,
                 self.penalties.iter().map(|p| p.0).min(),
                 self.trim_at,
+                self.systemd.next_deadline(),
             ]
             .into_iter()
             .flatten()
@@ -420,8 +432,16 @@ impl<S: 'static> Running<S> {
                 crate::sys::mem::trim_heap();
             }
             if self.ctx.reload {
+                self.systemd.reloading();
                 self.reload();
+                self.systemd.reloaded();
             }
+            let (ctx, now) = (&self.ctx, Instant::now());
+            self.systemd.tick(now, || Counts {
+                connections: ctx.connections,
+                workers_up: ctx.workers.running(),
+                workers: ctx.workers.len(),
+            });
         }
         Ok(())
     }

@@ -1,10 +1,11 @@
 //! Process-level set-up: detaching (double fork with a readiness pipe), the pid file,
-//! niceness, and systemd's notify socket.
+//! niceness, systemd's notify socket, and the reaping of orphans (PID 1, subreaper).
 
 mod detach;
 pub mod files;
-mod notify;
+pub(crate) mod notify;
 pub mod pidfile;
+pub(crate) mod reaper;
 
 pub use detach::{detach, redirect_stderr, DetachError, Detached, LogError, ReadyPipe, ReadyWait};
 pub use files::PathError;

@@ -7,6 +7,8 @@
 
 pub(crate) mod eventfd;
 pub(crate) mod mem;
+pub(crate) mod peercred;
 pub(crate) mod process;
+pub(crate) mod reap;
 pub(crate) mod shm;
 pub(crate) mod signals;
