@@ -11,7 +11,7 @@ mod common;
 
 use std::io::BufReader;
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -64,9 +64,6 @@ struct Spawned {
 impl Spawned {
     fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path("stderr")).unwrap_or_default()
-    }
-    fn sock(&self) -> PathBuf {
-        self.dir.path("d.sock")
     }
     /// Waits for the exit; its code and how long it took.
     fn wait_exit(&mut self, limit: Duration) -> (Option<i32>, Duration) {
@@ -181,7 +178,8 @@ fn as_pid_1_every_orphan_is_reaped_and_sigterm_exits_0_within_the_drain_time() {
         processes()
             .into_iter()
             .filter(|&(pid, ppid, _)| {
-                ppid == daemon && std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "sleep")
+                ppid == daemon
+                    && std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "sleep")
             })
             .count()
     };
@@ -189,7 +187,11 @@ fn as_pid_1_every_orphan_is_reaped_and_sigterm_exits_0_within_the_drain_time() {
 
     // They exit; both are reaped: logged, and no zombie is left under the daemon.
     assert!(wait_for(Duration::from_secs(30), || reaped(&d.log()) >= 2), "orphans not reaped; log:\n{}", d.log());
-    assert!(wait_for(Duration::from_secs(10), || sleeps() == 0 && zombies_of(daemon).is_empty()), "zombies: {:?}", zombies_of(daemon));
+    assert!(
+        wait_for(Duration::from_secs(10), || sleeps() == 0 && zombies_of(daemon).is_empty()),
+        "zombies: {:?}",
+        zombies_of(daemon)
+    );
     // The worker itself is alive and still the supervisor's.
     let workers = call(&sock, "worker.list", "[]");
     assert_eq!(workers["result"][0]["state"], "looping", "{workers}");
