@@ -345,10 +345,13 @@ impl Client {
             Transport::Unix(path) => {
                 let stream = UnixStream::connect(path).map_err(connect_err)?;
                 if trust.uids.is_some() {
-                    let peer = rustix::net::sockopt::socket_peercred(&stream).map_err(|e| connect_err(e.into()))?;
-                    let uid = peer.uid.as_raw();
+                    // A daemon outside this PID namespace (the host's, to a client in a container)
+                    // shows pid 0: not rustix's `UCred`, which cannot hold it.
+                    use std::os::fd::AsFd;
+                    let peer = crate::sys::peercred::peer_cred(stream.as_fd()).map_err(connect_err)?;
+                    let uid = peer.uid;
                     if !trust.allows(uid) {
-                        let pid = peer.pid.as_raw_nonzero().get();
+                        let pid = peer.pid.map_or(0, |p| p as i32);
                         return Err(ClientError::Untrusted { addr, uid, pid, trusted: trust.list() });
                     }
                 }

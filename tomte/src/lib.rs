@@ -220,12 +220,13 @@
 //!   before that fails, the daemon writes `ERROR <its own message>` instead, and `start` prints
 //!   that message and exits 1. `daemon.ready` is emitted and the loop begins. In the foreground
 //!   ([`Mode::Foreground`], the `run` command) there is no pipe: logs go to stderr, and
-//!   `READY=1` goes to systemd when `NOTIFY_SOCKET` is set.
+//!   `READY=1` goes to systemd when `NOTIFY_SOCKET` is set (see [Under
+//!   systemd](#under-systemd)).
 //! * **reload.** SIGHUP, `daemon.reload` or `NAME reload`: the log file is reopened (after
 //!   rotation) and `daemon.reload` emitted for the daemon's own hooks.
 //! * **stop.** SIGTERM, SIGINT, `daemon.shutdown` or [`Ctx::stop`] end the loop at the end of
-//!   its turn: `daemon.stop` is emitted, answers already computed are flushed (for at most half
-//!   a second), every worker is sent `stop` at once (then, after its grace period, SIGTERM, and
+//!   its turn: `daemon.stop` is emitted, answers already computed are flushed (for at most two
+//!   seconds), every worker is sent `stop` at once (then, after its grace period, SIGTERM, and
 //!   after another, SIGKILL) and reaped — from the moment the stop is asked for, no worker is
 //!   restarted and no exit counts as a crash — the listeners close and remove their socket files, and
 //!   the pid file is removed while its lock is still held, so no second instance can slip in
@@ -279,6 +280,52 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! # Under systemd
+//!
+//! In `run` mode ([`Mode::Foreground`]) with `NOTIFY_SOCKET` set (a path, or `@name` for an
+//! abstract socket), the daemon tells the service manager, from its loop:
+//!
+//! | when | datagram |
+//! | --- | --- |
+//! | before the `daemon.start` listeners run (if any), and before forking the workers (if any) | `EXTEND_TIMEOUT_USEC=10000000` and `STATUS=starting: …`: each slow stage may take 10 s more (this never shortens `TimeoutStartSec=`) |
+//! | sockets bound, workers forked | `READY=1` |
+//! | every half `WATCHDOG_USEC`, if set and `WATCHDOG_PID` is unset or this process | `WATCHDOG=1`, a deadline of the loop: a loop stuck in a handler stops pinging |
+//! | the connection count or the workers up change | `STATUS=12 connections, 2/2 workers up`, at most once a second |
+//! | SIGHUP, `daemon.reload` | `RELOADING=1` and `MONOTONIC_USEC=…` before, `READY=1` after (`Type=notify-reload`) |
+//! | the stop begins | `STOPPING=1` |
+//! | the start fails | `STATUS=cannot start: …`, then the exit (1) |
+//!
+//! Reading certificates and binding take milliseconds and are not announced; a `daemon.start`
+//! listener of yours that takes long can ask for more itself with
+//! [`process::sd_notify`]`("EXTEND_TIMEOUT_USEC=…")` as it makes progress. Sockets passed by
+//! socket activation (`LISTEN_FDS`, `LISTEN_PID`) replace `--socket`. `contrib/systemd/` has
+//! service, socket and hardened units.
+//!
+//! # In containers
+//!
+//! As a container's **PID 1** (`NAME run` as the entry point, no `--init`), the daemon reaps
+//! every process reparented to it, not only its workers; a daemon that is not PID 1 but has
+//! workers makes itself a **child subreaper** (`PR_SET_CHILD_SUBREAPER`; opt out with
+//! [`Daemon::subreaper`]), so its workers' orphans come back to it too. On SIGCHLD the
+//! supervisor reaps its workers by pid (it needs their statuses), then every other exited child
+//! is reaped by its pid, after a look that leaves statuses in place (`waitid` with `WNOWAIT`),
+//! and logged at debug level. A child your own code spawns and keeps to `wait` for later may be
+//! reaped first then: wait at once (`Command::output`), or spawn it from a worker.
+//!
+//! Nothing is forwarded: SIGTERM and SIGINT stop the daemon, which stops its workers itself
+//! (`stop`, grace, SIGTERM, grace, SIGKILL); SIGHUP reloads; any other signal is an event only;
+//! orphans are never signalled, and end with the namespace. A stop takes at most 2 s of
+//! draining clients plus twice the longest worker stop grace (5 s by default), 12 s in all —
+//! usually milliseconds: give the runtime's stop timeout more than that. Exit status of `run`:
+//!
+//! | status | meaning |
+//! | --- | --- |
+//! | 0 | stopped cleanly (SIGTERM, SIGINT, `daemon.shutdown`) |
+//! | 1 | could not start (socket, pid file, TLS files, an unauthenticated public listener…), or the loop failed |
+//! | 2 | a usage error or a path that cannot be resolved, before anything started |
+//! | 101 | a panic outside handlers, listeners and timers (a bug; theirs are caught and logged) |
+//! | 128 + N | killed by signal N, as the runtime reports it (137: SIGKILL after its stop timeout) |
 //!
 //! # Limits
 //!

@@ -3,6 +3,7 @@
 mod builtins;
 mod ctx;
 mod run;
+mod systemd;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -222,6 +223,8 @@ pub struct Daemon<S = ()> {
     pub(crate) policy: Policy,
     pub(crate) state: S,
     pub(crate) app_config: Vec<AppHook<S>>,
+    /// Become a child subreaper when there are workers (see [`Daemon::subreaper`]).
+    pub(crate) subreaper: bool,
 }
 
 impl Daemon {
@@ -262,6 +265,7 @@ impl<S: 'static> Daemon<S> {
             policy: Policy::default(),
             state,
             app_config: Vec::new(),
+            subreaper: true,
         };
         builtins::install(&mut d.registry);
         for sig in ["daemon.posix.SIGTERM", "daemon.posix.SIGINT"] {
@@ -272,7 +276,9 @@ impl<S: 'static> Daemon<S> {
         }
         d.events.on("daemon.posix.SIGHUP", 0, false, |_: &Event, ctx: &mut Ctx<S>| ctx.reload());
         d.events.on("daemon.posix.SIGUSR1", 0, false, |_: &Event, _: &mut Ctx<S>| crate::logging::reopen());
-        d.events.on("daemon.posix.SIGCHLD", 0, false, |_: &Event, ctx: &mut Ctx<S>| ctx.workers.reap());
+        d.events.on("daemon.posix.SIGCHLD", 0, false, |_: &Event, ctx: &mut Ctx<S>| {
+            crate::process::reaper::on_sigchld(&mut ctx.workers)
+        });
         d
     }
 
@@ -389,6 +395,17 @@ impl<S: 'static> Daemon<S> {
             let apply = std::rc::Rc::clone(&apply);
             Ok(Box::new(move |ctx: &mut Ctx<S>| (apply.borrow_mut())(value, ctx)))
         }));
+        self
+    }
+
+    /// Whether a daemon with workers makes itself a child subreaper (`PR_SET_CHILD_SUBREAPER`;
+    /// on by default): the orphans its workers leave (a helper process whose parent exited) are
+    /// reparented to it and reaped, instead of going to init. Off, they go to init, and only
+    /// as a container's PID 1 (where it cannot be off) does the daemon reap children that are
+    /// not its workers. Turn it off when the daemon's own code spawns children and waits for
+    /// them later (the crate docs, [In containers](crate#in-containers)).
+    pub fn subreaper(&mut self, on: bool) -> &mut Self {
+        self.subreaper = on;
         self
     }
 

@@ -10,6 +10,7 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 use tomte_rpc::{comodojo, jsonrpc, xmlrpc, Registry, Served, Value};
 
+use super::systemd::{Counts, Systemd};
 use super::{Config, Ctx, Daemon, DaemonError, TimerFn};
 use crate::access::{Auth, Caller, DaemonGate, Policy};
 use crate::event::{names, Event, EventBus};
@@ -28,7 +29,9 @@ const CONN_BASE: usize = 1 << 16;
 /// How the daemon runs.
 #[derive(Debug)]
 pub enum Mode {
-    /// In the foreground: logs on stderr, `sd_notify` when `NOTIFY_SOCKET` is set.
+    /// In the foreground: logs on stderr; under systemd (`NOTIFY_SOCKET` set) readiness, the
+    /// watchdog, reloads, status and the stop are notified (see the crate docs, [Under
+    /// systemd](crate#under-systemd)).
     Foreground,
     /// Detached: readiness (or the reason for failing) goes back through this pipe.
     Detached(ReadyPipe),
@@ -100,10 +103,15 @@ impl<S: 'static> Daemon<S> {
                 let at = config.logging.syslog.as_deref().unwrap_or(std::path::Path::new("")).display();
                 DaemonError::Io { what: format!("cannot log to syslog at {at}"), source }
             });
-        let started = match logged.and_then(|()| Running::start(self, config)) {
+        crate::process::reaper::setup(self.subreaper && !self.workers.is_empty());
+        let systemd = if foreground { Systemd::from_env() } else { Systemd::off() };
+        let started = match logged.and_then(|()| Running::start(self, config, systemd)) {
             Ok(r) => r,
             Err(e) => {
                 log::error!("{e}");
+                if foreground {
+                    process::sd_notify(&format!("STATUS=cannot start: {e}"));
+                }
                 if let Some(p) = &mut pipe {
                     p.fail(&e.to_string());
                 }
@@ -116,14 +124,10 @@ impl<S: 'static> Daemon<S> {
         if let Some(p) = &mut pipe {
             p.ready();
         }
-        if foreground {
-            process::sd_notify("READY=1");
-        }
+        running.systemd.ready();
         running.emit(Event::new(names::READY, Value::Nil));
         let result = running.run_loop();
-        if foreground {
-            process::sd_notify("STOPPING=1");
-        }
+        running.systemd.stopping();
         running.shutdown();
         result
     }
@@ -173,6 +177,8 @@ struct Running<S> {
     tls: Option<(crate::net::TlsFiles, std::sync::Arc<rustls::ServerConfig>)>,
     /// The configuration as applied, and what a reload needs besides.
     settings: reload::Settings<S>,
+    /// What systemd is told (nothing when not under it).
+    systemd: Systemd,
     _pidfile: Option<PidFile>,
 }
 
@@ -201,7 +207,7 @@ const DRAIN: Duration = Duration::from_secs(2);
 const WARN_EVERY: Duration = Duration::from_secs(10);
 
 impl<S: 'static> Running<S> {
-    fn start(mut d: Daemon<S>, config: &Config) -> Result<Running<S>, DaemonError> {
+    fn start(mut d: Daemon<S>, config: &Config, systemd: Systemd) -> Result<Running<S>, DaemonError> {
         // The file's worker and application sections, checked before anything is started.
         let (settings, app_sections) = reload::Settings::prepare(&mut d, config)?;
         let io_err = |what: &str| {
@@ -333,10 +339,15 @@ impl<S: 'static> Running<S> {
             log: config.log.clone(),
             tls,
             settings,
+            systemd,
             _pidfile: pidfile,
         };
+        if running.events.has(names::START) {
+            running.systemd.extend("daemon.start listeners");
+        }
         running.emit(Event::new(names::START, Value::Nil));
         if !running.ctx.workers.is_empty() {
+            running.systemd.extend(&format!("forking {} workers", running.ctx.workers.len()));
             let registry = running.poll.registry().try_clone().map_err(io_err("cannot share the poll"))?;
             running.ctx.workers.start_all(registry).map_err(io_err("cannot start the workers"))?;
         }
@@ -361,6 +372,7 @@ impl<S: 'static> Running<S> {
                 self.accept_retry,
                 self.penalties.iter().map(|p| p.0).min(),
                 self.trim_at,
+                self.systemd.next_deadline(),
             ]
             .into_iter()
             .flatten()
@@ -439,8 +451,16 @@ impl<S: 'static> Running<S> {
                 crate::sys::mem::trim_heap();
             }
             if self.ctx.reload {
+                self.systemd.reloading();
                 self.reload();
+                self.systemd.reloaded();
             }
+            let (ctx, now) = (&self.ctx, Instant::now());
+            self.systemd.tick(now, || Counts {
+                connections: ctx.connections,
+                workers_up: ctx.workers.running(),
+                workers: ctx.workers.len(),
+            });
         }
         Ok(())
     }

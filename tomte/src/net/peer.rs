@@ -56,11 +56,11 @@ impl Peer {
     /// The credentials the kernel recorded when a unix client connected. A socket whose
     /// credentials cannot be read counts as uid `u32::MAX` (nobody's), never as root's.
     pub fn of_unix(stream: &mio::net::UnixStream) -> Peer {
-        match rustix::net::sockopt::socket_peercred(stream) {
-            Ok(cred) => {
-                let pid = rustix::process::Pid::as_raw(Some(cred.pid)).try_into().ok();
-                Peer::unix(cred.uid.as_raw(), Some(cred.gid.as_raw()), pid)
-            }
+        // Not rustix's `socket_peercred`: a peer in another PID namespace has pid 0, which its
+        // `UCred` cannot hold.
+        use std::os::fd::AsFd;
+        match crate::sys::peercred::peer_cred(stream.as_fd()) {
+            Ok(cred) => Peer::unix(cred.uid, Some(cred.gid), cred.pid),
             Err(_) => Peer::unix(u32::MAX, None, None),
         }
     }

@@ -1,11 +1,13 @@
 //! Process-level set-up: detaching (double fork with a readiness pipe), the pid file,
-//! niceness, privileges and limits, and systemd's notify socket.
+//! niceness, privileges and limits, systemd's notify socket, and the reaping of orphans (PID 1,
+//! subreaper).
 
 mod detach;
 pub mod files;
-mod notify;
+pub(crate) mod notify;
 pub mod pidfile;
 pub mod privileges;
+pub(crate) mod reaper;
 
 pub use detach::{detach, redirect_stderr, DetachError, Detached, LogError, ReadyPipe, ReadyWait};
 pub use files::PathError;

@@ -7,7 +7,9 @@
 
 pub(crate) mod eventfd;
 pub(crate) mod mem;
+pub(crate) mod peercred;
 pub(crate) mod privileges;
 pub(crate) mod process;
+pub(crate) mod reap;
 pub(crate) mod shm;
 pub(crate) mod signals;

@@ -729,6 +729,17 @@ impl Supervisor {
         Ok(true)
     }
 
+    /// Whether `pid` is one of the workers' processes: the orphan reaper leaves those to
+    /// [`Supervisor::reap`], which needs their exit status.
+    pub(crate) fn owns(&self, pid: Pid) -> bool {
+        self.slots.iter().any(|s| s.run.as_ref().is_some_and(|r| r.pid == pid))
+    }
+
+    /// How many workers have a process that is not being stopped (systemd's status line).
+    pub(crate) fn running(&self) -> usize {
+        self.slots.iter().filter(|s| s.run.as_ref().is_some_and(|r| r.stopping.is_none())).count()
+    }
+
     /// Every worker's name, in installation order.
     pub fn names(&self) -> Vec<String> {
         self.slots.iter().map(|s| s.spec.name.clone()).collect()
