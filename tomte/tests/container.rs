@@ -53,11 +53,12 @@ fn reaped(log: &str) -> usize {
     log.lines().filter(|l| l.contains("reaped orphan pid")).count()
 }
 
-/// A process the test started, and the daemon's pid as seen from here; both killed by pid on
-/// drop, pass or fail (the daemon first: as PID 1 its death ends the whole namespace).
+/// A process the test started (the daemon, or `unshare --kill-child` running it), killed by pid
+/// on drop, pass or fail, if it is still running. Killing `unshare` kills the daemon
+/// (`--kill-child`), and with it, PID 1, the whole namespace; the daemon's own pid, not this
+/// process's child, is never signalled on drop.
 struct Spawned {
     child: Child,
-    daemon: Option<i32>,
     dir: TempDir,
 }
 
@@ -80,11 +81,11 @@ impl Spawned {
 
 impl Drop for Spawned {
     fn drop(&mut self) {
-        if let Some(pid) = self.daemon {
-            kill(pid, libc::SIGKILL);
+        // Only while it is not reaped: until then its pid cannot name another process.
+        if let Ok(None) = self.child.try_wait() {
+            kill(self.child.id() as i32, libc::SIGKILL);
+            let _ = self.child.wait();
         }
-        kill(self.child.id() as i32, libc::SIGKILL);
-        let _ = self.child.wait();
     }
 }
 
@@ -117,7 +118,7 @@ fn pid1(example: &str, dir: TempDir, args: &[&str]) -> Spawned {
         .stderr(stderr)
         .spawn()
         .expect("spawn unshare");
-    Spawned { child, daemon: None, dir }
+    Spawned { child, dir }
 }
 
 #[test]
@@ -132,15 +133,16 @@ fn as_pid_1_every_orphan_is_reaped_and_sigterm_exits_0_within_the_drain_time() {
     let mut d = pid1("orphans", dir, &["--socket", &socket, "--pidfile", &pidfile, "-v"]);
     let unshare = d.child.id() as i32;
     // The daemon, as this namespace sees it: unshare's child.
+    let mut found = None;
     assert!(
         wait_for(Duration::from_secs(20), || {
-            d.daemon = processes().into_iter().find(|&(_, ppid, _)| ppid == unshare).map(|(pid, _, _)| pid);
-            d.daemon.is_some()
+            found = processes().into_iter().find(|&(_, ppid, _)| ppid == unshare).map(|(pid, _, _)| pid);
+            found.is_some()
         }),
         "unshare started nothing: {}",
         d.log()
     );
-    let daemon = d.daemon.unwrap();
+    let daemon = found.unwrap();
     assert!(wait_for(Duration::from_secs(30), || UnixStream::connect(&sock).is_ok()), "not ready: {}", d.log());
     let status = call(&sock, "daemon.status", "[]");
     assert_eq!(status["result"]["pid"], 1, "the daemon is not PID 1 in its namespace: {status}");
@@ -203,7 +205,6 @@ fn as_pid_1_every_orphan_is_reaped_and_sigterm_exits_0_within_the_drain_time() {
     assert_eq!(code, Some(0), "log:\n{}", d.log());
     assert!(took < Duration::from_secs(12), "the stop took {took:?}");
     assert!(!sock.exists(), "the socket file is left behind");
-    d.daemon = None;
 }
 
 #[test]
@@ -239,13 +240,11 @@ fn with_workers_the_daemon_is_a_subreaper_and_reaps_their_orphans() {
         .spawn()
         .unwrap();
     let daemon = child.id() as i32;
-    let mut d = Spawned { child, daemon: None, dir };
+    let mut d = Spawned { child, dir };
     assert!(wait_for(Duration::from_secs(30), || UnixStream::connect(&sock).is_ok()), "not ready: {}", d.log());
 
     let answer = call(&sock, "orphans.leave", r#"{"seconds":2}"#);
     let orphan = answer["result"].as_i64().unwrap_or_else(|| panic!("{answer}")) as i32;
-    // Kill it at the end if something failed before it ended.
-    let _orphan = common::Reaper(vec![orphan]);
     assert_eq!(ppid_of(orphan), Some(daemon), "the worker's orphan was not reparented to the daemon");
     assert!(wait_for(Duration::from_secs(30), || reaped(&d.log()) >= 1), "not reaped; log:\n{}", d.log());
     assert!(d.log().contains(&format!("reaped orphan pid {orphan}: exited 0")), "{}", d.log());

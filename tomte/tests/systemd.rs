@@ -107,8 +107,11 @@ impl Run {
 
 impl Drop for Run {
     fn drop(&mut self) {
-        kill(self.pid(), libc::SIGKILL);
-        let _ = self.child.wait();
+        // Only while it is not reaped: until then its pid cannot name another process.
+        if let Ok(None) = self.child.try_wait() {
+            kill(self.pid(), libc::SIGKILL);
+            let _ = self.child.wait();
+        }
     }
 }
 
