@@ -282,9 +282,9 @@ struct MoreArgs {
     /// Open files at most
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..), help_heading = "Privileges")]
     max_files: Option<u16>,
-    /// Set no_new_privs
+    /// Lock everything down (a made-up switch: not one of tomte's)
     #[arg(long, help_heading = "Privileges")]
-    no_new_privs: bool,
+    lock_down: bool,
     /// Less output (repeatable)
     #[arg(short = 'q', long, action = clap::ArgAction::Count)]
     quiet: u8,
@@ -318,13 +318,13 @@ fn file_then_environment_then_flags_for_every_group_of_flags() {
     let (dir, file) = file_with(
         "layers",
         "quiet = 2\nidle-timeout = 5\npidfile = \"run/echo.pid\"\n\n[limits]\nmax-connections = 7\n\n\
-         [privileges]\nmax-files = 9\nno-new-privs = true\n",
+         [privileges]\nmax-files = 9\nlock-down = true\n",
     );
     let f = file.to_str().unwrap();
     let env =
         [("ECHO_MAX_CONNECTIONS", "8"), ("ECHO_MAX_FILES", "10"), ("ECHO_SOCKET", "unix:///a.sock unix:///b.sock")];
     let cli = layered(&["run", "--config", f, "--idle-timeout", "6"], &env).unwrap();
-    assert_eq!((cli.app.more.max_files, cli.app.more.no_new_privs, cli.app.more.quiet), (Some(10), true, 2));
+    assert_eq!((cli.app.more.max_files, cli.app.more.lock_down, cli.app.more.quiet), (Some(10), true, 2));
     let config = cli.daemon.config("echo").unwrap();
     assert_eq!(config.limits.idle_timeout, std::time::Duration::from_secs(6));
     assert_eq!(config.limits.max_connections, 8);
@@ -335,12 +335,12 @@ fn file_then_environment_then_flags_for_every_group_of_flags() {
     let source = |key: &str| sources.setting(key).map(|s| s.source.clone());
     assert_eq!(source("idle-timeout"), Some(Source::Flag("--idle-timeout".into())));
     assert_eq!(source("max-connections"), Some(Source::Env("ECHO_MAX_CONNECTIONS".into())));
-    assert_eq!(source("no-new-privs"), Some(Source::File { path: file.clone(), line: 10 }));
+    assert_eq!(source("lock-down"), Some(Source::File { path: file.clone(), line: 10 }));
     assert_eq!(source("quiet"), Some(Source::File { path: file.clone(), line: 1 }));
     assert_eq!(source("max-per-peer"), None);
     // The file named by the environment instead; a switch turned off by it.
-    let cli = layered(&["run"], &[("ECHO_CONFIG", f), ("ECHO_NO_NEW_PRIVS", "off")]).unwrap();
-    assert!(!cli.app.more.no_new_privs);
+    let cli = layered(&["run"], &[("ECHO_CONFIG", f), ("ECHO_LOCK_DOWN", "off")]).unwrap();
+    assert!(!cli.app.more.lock_down);
     assert_eq!(cli.daemon.config("echo").unwrap().limits.max_connections, 7);
     std::fs::remove_dir_all(dir).ok();
 }
@@ -354,8 +354,8 @@ fn values_are_checked_by_the_flags_own_parsers_naming_the_place() {
         ),
         ("\nmax-per-peer = 0\n", ":2:16: key 'max-per-peer': invalid value '0': must be at least 1"),
         (
-            "[limits]\nno-new-privs = true\n",
-            ":2:1: key 'limits.no-new-privs': not a key of [limits]: it goes in [privileges]",
+            "[limits]\nlock-down = true\n",
+            ":2:1: key 'limits.lock-down': not a key of [limits]: it goes in [privileges]",
         ),
         ("quiet = \"x\"\n", ":1:9: key 'quiet': expected a count (0 to 255) or true/false, found a string"),
         ("allow = [\"ops=read\"]\n", ":1:10: key 'allow': invalid value 'ops=read'"),
