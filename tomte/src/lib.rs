@@ -398,6 +398,8 @@
 //!   XML document with a `<!DOCTYPE` is refused, so no declared entity is ever expanded; the
 //!   PHP-serialize reader accepts arrays and scalars only, never objects.
 
+#![warn(missing_docs)]
+
 pub mod access;
 pub mod cli;
 pub mod client;

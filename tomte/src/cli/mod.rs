@@ -126,7 +126,12 @@ pub enum ParseError {
     /// A wrong command line, or help asked for.
     Usage(clap::Error),
     /// A bad configuration file or environment variable, for daemon `name`.
-    Config { name: String, error: ConfigError },
+    Config {
+        /// The daemon's name, which the message starts with.
+        name: String,
+        /// What is wrong, and where.
+        error: ConfigError,
+    },
 }
 
 impl ParseError {

@@ -14,17 +14,31 @@ use std::path::PathBuf;
 pub enum ConfigError {
     /// `--config` (or `NAME_CONFIG`) named a file that is not there.
     #[error("configuration file {} does not exist", path.display())]
-    Missing { path: PathBuf },
+    Missing {
+        /// The file.
+        path: PathBuf,
+    },
     /// The file could not be read.
     #[error("cannot read configuration file {}: {source}", path.display())]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why it could not be read.
+        source: std::io::Error,
+    },
     /// The file, or a directory on its way, may be changed by someone else than its owner and
     /// root (see [`crate::process::files`]); a symbolic link is refused too.
     #[error("refusing configuration file {}: {source}", path.display())]
-    Unsafe { path: PathBuf, source: crate::process::PathError },
+    Unsafe {
+        /// The file.
+        path: PathBuf,
+        /// Why it was refused, naming the file, or the directory or link on its way, at fault.
+        source: crate::process::PathError,
+    },
     /// Something at a place in the file: bad TOML, an unknown key, a bad value.
     #[error("{}:{line}:{column}: {}{why}", path.display(), key.as_ref().map(|k| format!("key '{k}': ")).unwrap_or_default())]
     File {
+        /// The file.
         path: PathBuf,
         /// 1-based.
         line: usize,
@@ -32,15 +46,28 @@ pub enum ConfigError {
         column: usize,
         /// The key, dotted from the top (`limits.idle-timeout`, `app.greetings.alice`).
         key: Option<String>,
+        /// What is wrong there.
         why: String,
     },
     /// A section that is not in the file at all, yet is needed (`[app]` with a required
     /// field): no line to name.
     #[error("{}: section [{section}]: {why}", path.as_ref().map_or("no configuration file".to_owned(), |p| p.display().to_string()))]
-    Section { path: Option<PathBuf>, section: String, why: String },
+    Section {
+        /// The file, or `None` when no configuration file is read.
+        path: Option<PathBuf>,
+        /// The section's name.
+        section: String,
+        /// Why an empty section does not do (`missing field ...`).
+        why: String,
+    },
     /// An environment variable's value.
     #[error("{var}: {why}")]
-    Env { var: String, why: String },
+    Env {
+        /// The variable's name (`ECHO_MAX_CONNECTIONS`).
+        var: String,
+        /// What is wrong with its value.
+        why: String,
+    },
     /// A value the command line gave (only when a reload reads it again and the daemon's
     /// directory changed under it, say).
     #[error("{0}")]

@@ -55,10 +55,12 @@ impl File {
         File { path: path.into(), text: text.into() }
     }
 
+    /// The path it was read from (or given, for one made from text).
     pub fn path(&self) -> &Path {
         &self.path
     }
 
+    /// Its whole text, as read.
     pub fn text(&self) -> &str {
         &self.text
     }

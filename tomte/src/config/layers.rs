@@ -23,7 +23,12 @@ pub enum Source {
     /// Not set anywhere: the built-in default.
     Default,
     /// The configuration file, at this line.
-    File { path: PathBuf, line: usize },
+    File {
+        /// The file.
+        path: PathBuf,
+        /// The key's line, 1-based.
+        line: usize,
+    },
     /// The environment variable of this name.
     Env(String),
     /// The command line, this flag (`--idle-timeout`).
@@ -47,7 +52,9 @@ impl fmt::Display for Source {
 pub struct Setting {
     /// The key: the flag's long name.
     pub key: String,
+    /// The values, as strings: one, or several for a list.
     pub values: Vec<String>,
+    /// Where they came from.
     pub source: Source,
 }
 

@@ -35,6 +35,8 @@ pub struct Config {
     pub umask: u32,
     /// Absolute niceness to set at start.
     pub nice: Option<i32>,
+    /// What clients may hold of the daemon: message size, connections, timeouts, memory (see
+    /// [`Limits`]).
     pub limits: Limits,
     /// The mode of the unix socket files the daemon creates (default 0600: only its user may
     /// connect). Connecting is not being allowed: see [`Config::policy`].
@@ -157,15 +159,28 @@ fn make_private_dir(dir: &Path) {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DaemonError {
+    /// The pid file could not be taken (another instance holds it, say).
     #[error(transparent)]
     PidFile(#[from] PidFileError),
+    /// A listener could not be bound.
     #[error(transparent)]
     Bind(#[from] BindError),
     /// `--require` named a method the daemon does not have.
     #[error("cannot change what {method} requires: the daemon has no such method")]
-    UnknownMethod { method: String },
+    UnknownMethod {
+        /// The method's name.
+        method: String,
+    },
+    /// A system call the daemon needs failed (the poll, the niceness, a socket passed by
+    /// systemd, syslog…).
     #[error("{what}: {source}")]
-    Io { what: String, source: std::io::Error },
+    Io {
+        /// What the daemon could not do (`cannot create the poll`).
+        what: String,
+        /// The system call's error.
+        source: std::io::Error,
+    },
+    /// The TLS files could not be used.
     #[error(transparent)]
     Tls(#[from] TlsError),
     /// A listener other hosts can reach, whose clients could not prove who they are.
@@ -174,7 +189,11 @@ pub enum DaemonError {
          listen on tls://… with --tls-client-ca CA.pem (clients show certificates), or give \
          --token-file, or keep it on loopback; --insecure serves it anyway"
     )]
-    Unauthenticated { addr: String },
+    Unauthenticated {
+        /// The listener's address.
+        addr: String,
+    },
+    /// The token file (`--token-file`) could not be used.
     #[error(transparent)]
     Tokens(#[from] crate::tokens::TokenError),
     /// The configuration file (its `[workers.NAME]` or `[app]` section at start; anything in
@@ -288,6 +307,7 @@ impl<S: 'static> Daemon<S> {
         self
     }
 
+    /// The daemon's name, as given to [`Daemon::new`].
     pub fn name(&self) -> &str {
         &self.name
     }

@@ -62,8 +62,11 @@ pub fn detach(umask: u32, log: Option<&Path>) -> Result<Detached, DetachError> {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DetachError {
+    /// The log file could not be opened (before any fork).
     #[error(transparent)]
     Log(#[from] LogError),
+    /// The readiness pipe or the first fork failed. What fails after the fork, in the child,
+    /// ends it instead, and shows in [`ReadyWait::wait`].
     #[error("cannot detach: {0}")]
     Io(#[from] io::Error),
 }
@@ -72,10 +75,22 @@ pub enum DetachError {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum LogError {
+    /// The file, or a directory on its way, breaks a rule of [`files`].
     #[error("refusing log file {path}: {source}")]
-    Refused { path: PathBuf, source: PathError },
+    Refused {
+        /// The log file's path.
+        path: PathBuf,
+        /// The rule it breaks.
+        source: PathError,
+    },
+    /// The file could not be opened or created, or put in place of stderr.
     #[error("cannot open log file {path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
+    Io {
+        /// The log file's path.
+        path: PathBuf,
+        /// The system call's error.
+        source: io::Error,
+    },
 }
 
 /// Opens a log file for appending: created (mode 0640) when there is none, else opened

@@ -175,35 +175,100 @@ pub struct Privileges {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum PrivilegeError {
+    /// A user name that `/etc/passwd` does not list, and that is not a number either.
     #[error("no user '{user}' in /etc/passwd")]
-    NoUser { user: String },
+    NoUser {
+        /// The user as given.
+        user: String,
+    },
+    /// A group name that `/etc/group` does not list, and that is not a number either.
     #[error("no group '{group}' in /etc/group")]
-    NoGroup { group: String },
+    NoGroup {
+        /// The group as given.
+        group: String,
+    },
     /// A numeric user that `/etc/passwd` does not list: it has no primary group to default to.
     #[error("user {uid} is not in /etc/passwd, so it has no primary group: name the group too")]
-    NoPrimaryGroup { uid: u32 },
+    NoPrimaryGroup {
+        /// The uid as given.
+        uid: u32,
+    },
     /// A step of the drop failed (the system call's error).
     #[error("cannot run as {who}: cannot {step}: {source}")]
-    Step { who: String, step: String, source: io::Error },
+    Step {
+        /// The user and group to become, with their ids.
+        who: String,
+        /// What was being done (`set the supplementary groups to [1000]`, …).
+        step: String,
+        /// The system call's error.
+        source: io::Error,
+    },
     /// The drop's system calls succeeded but the process is not what was asked for.
     #[error("cannot run as {who}: {what}")]
-    Unverified { who: String, what: String },
+    Unverified {
+        /// The user and group to become, with their ids.
+        who: String,
+        /// What the check found.
+        what: String,
+    },
     /// A limit above the hard limit, which this process may not raise.
     #[error(
         "{flag} {value} is above the hard limit {hard}, and raising that was refused ({source}): it takes \
          a privileged process (and open files stop at fs.nr_open)"
     )]
-    AboveHard { flag: &'static str, value: Rlim, hard: Rlim, source: io::Error },
+    AboveHard {
+        /// The setting, as named to the user (`--limit-nofile`, or `limit_nofile` for a worker).
+        flag: &'static str,
+        /// The value asked for.
+        value: Rlim,
+        /// The hard limit in force.
+        hard: Rlim,
+        /// The system call's error.
+        source: io::Error,
+    },
+    /// A limit could not be set for another reason than the hard limit.
     #[error("cannot set {flag} {value}: {source}")]
-    Limit { flag: &'static str, value: Rlim, source: io::Error },
+    Limit {
+        /// The setting, as named to the user (`--limit-nofile`, or `limit_nofile` for a worker).
+        flag: &'static str,
+        /// The value asked for.
+        value: Rlim,
+        /// The system call's error.
+        source: io::Error,
+    },
+    /// A worker's niceness could not be set.
     #[error("cannot set niceness {nice}: {source}")]
-    Nice { nice: i32, source: io::Error },
+    Nice {
+        /// The niceness asked for.
+        nice: i32,
+        /// The system call's error.
+        source: io::Error,
+    },
+    /// The working directory (`--chdir`) could not be entered.
     #[error("cannot change directory to {}: {source}", dir.display())]
-    Chdir { dir: PathBuf, source: io::Error },
+    Chdir {
+        /// The directory.
+        dir: PathBuf,
+        /// Why it could not be entered.
+        source: io::Error,
+    },
+    /// `PR_SET_NO_NEW_PRIVS` (`--no-new-privs`) could not be set.
     #[error("cannot set no_new_privs: {source}")]
-    NoNewPrivs { source: io::Error },
+    NoNewPrivs {
+        /// The system call's error.
+        source: io::Error,
+    },
+    /// The missing directory of the pid file or of a unix socket could not be created, or
+    /// given to the user and group (step 4 of the [module](self)'s start).
     #[error("cannot create {} for {who}: {source}", dir.display())]
-    RunDir { dir: PathBuf, who: String, source: io::Error },
+    RunDir {
+        /// The directory.
+        dir: PathBuf,
+        /// The user and group it was for, with their ids.
+        who: String,
+        /// Why it failed.
+        source: io::Error,
+    },
 }
 
 /// A user and group to become, looked up.

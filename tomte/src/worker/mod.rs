@@ -102,6 +102,7 @@ pub struct WorkerCtx {
 }
 
 impl WorkerCtx {
+    /// The worker's name, as its [`WorkerSpec`] gave it.
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -173,6 +174,7 @@ impl WorkerSpec {
         }
     }
 
+    /// What happens when the worker's process ends (default [`Policy::Always`]).
     pub fn policy(mut self, policy: Policy) -> Self {
         self.policy = policy;
         self

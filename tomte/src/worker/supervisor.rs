@@ -44,6 +44,7 @@ pub enum Policy {
 }
 
 impl Policy {
+    /// The policy's name, as `worker.list` shows it: `always`, `on-failure` or `never`.
     pub fn as_str(self) -> &'static str {
         match self {
             Policy::Always => "always",
@@ -56,16 +57,26 @@ impl Policy {
 /// A worker's state as the daemon reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum State {
+    /// Its process runs [`Worker::spinup`](super::Worker::spinup), before the first iteration.
     Spinup,
+    /// Its process runs the loop: an iteration, or the wait for the next one.
     Looping,
+    /// Its process is paused (the `pause` command): alive, but no iteration runs until `resume`.
     Paused,
+    /// Its process was asked to stop, or runs [`Worker::spindown`](super::Worker::spindown).
     Spindown,
+    /// No process runs, and none is started unless asked: it exited and its policy does not
+    /// restart it, it was stopped, or the daemon is stopping.
     Exited,
+    /// No process runs: it exited, and is restarted once its back-off has passed.
     Backoff,
+    /// No process runs: it failed more often than its crash-loop limit allows, and is not
+    /// restarted any more (`worker.start` starts it again).
     Failed,
 }
 
 impl State {
+    /// The state's name, as `worker.list` shows it (`spinup`, `looping`, `backoff`, …).
     pub fn as_str(self) -> &'static str {
         match self {
             State::Spinup => "spinup",
@@ -82,18 +93,31 @@ impl State {
 /// One worker as `worker.list` shows it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct WorkerInfo {
+    /// The worker's name.
     pub name: String,
+    /// Its process's pid, while one runs.
     pub pid: Option<i32>,
+    /// Its state.
     pub state: State,
+    /// Its interval between iterations.
     pub interval: Duration,
+    /// Its restart policy.
     pub policy: Policy,
+    /// How many times its process was started again after an exit (per policy, or a restart
+    /// asked for).
     pub restarts: u32,
+    /// The iterations its running process completed, or its last one when none runs.
     pub iterations: u64,
+    /// How its last process ended (`exited 1`, `killed by SIGKILL`, `killed: hung …`), once one
+    /// has.
     pub last_exit: Option<String>,
+    /// How long its process has run, while one runs.
     pub uptime: Option<Duration>,
 }
 
 impl WorkerInfo {
+    /// The worker as one entry of `worker.list`'s answer: a struct of these fields, the
+    /// interval as `interval_ms` and the uptime in seconds (to the millisecond).
     pub fn to_value(&self) -> Value {
         Value::structure([
             ("name", Value::from(self.name.as_str())),
