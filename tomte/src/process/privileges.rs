@@ -616,13 +616,33 @@ impl WorkerPrivileges {
 /// supplementary `groups`) and `rlimits` (`nofile` and `core`, each `soft` and `hard`: a number,
 /// or `"unlimited"`).
 pub(crate) fn status() -> [(&'static str, Value); 3] {
+    // `daemon.status` is a monitoring call, made often: the identity is read once (a daemon's
+    // ids change only at start, before it serves anyone), the limits at most once a second
+    // (another process may change them with prlimit). Seven system calls a call otherwise.
+    thread_local! {
+        static IDENTITY: std::cell::OnceCell<[(&'static str, Value); 2]> = const { std::cell::OnceCell::new() };
+        static LIMITS: std::cell::RefCell<Option<(std::time::Instant, Value)>> = const { std::cell::RefCell::new(None) };
+    }
+    let [user, group] = IDENTITY.with(|cell| cell.get_or_init(identity).clone());
+    let rlimits = LIMITS.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        match &*cache {
+            Some((at, v)) if at.elapsed() < std::time::Duration::from_secs(1) => v.clone(),
+            _ => {
+                let v = rlimits();
+                *cache = Some((std::time::Instant::now(), v.clone()));
+                v
+            }
+        }
+    });
+    [user, group, ("rlimits", rlimits)]
+}
+
+/// The user and group the process runs as, with names, as `daemon.status` shows them.
+fn identity() -> [(&'static str, Value); 2] {
     let (uid, gid) = (sys::uids().effective, sys::gids().effective);
     let names = crate::net::names(uid, Some(gid));
     let groups = sys::groups().unwrap_or_default();
-    let limit = |limit: Limit| {
-        let (soft, hard) = sys::rlimit(limit);
-        Value::structure([("soft", Rlim::from_raw(soft).to_value()), ("hard", Rlim::from_raw(hard).to_value())])
-    };
     [
         ("user", Value::structure([("name", Value::from(names.user)), ("uid", Value::from(uid))])),
         (
@@ -633,8 +653,16 @@ pub(crate) fn status() -> [(&'static str, Value); 3] {
                 ("groups", Value::from(groups)),
             ]),
         ),
-        ("rlimits", Value::structure([("nofile", limit(Limit::OpenFiles)), ("core", limit(Limit::Core))])),
     ]
+}
+
+/// The open-files and core limits, soft and hard.
+fn rlimits() -> Value {
+    let limit = |limit: Limit| {
+        let (soft, hard) = sys::rlimit(limit);
+        Value::structure([("soft", Rlim::from_raw(soft).to_value()), ("hard", Rlim::from_raw(hard).to_value())])
+    };
+    Value::structure([("nofile", limit(Limit::OpenFiles)), ("core", limit(Limit::Core))])
 }
 
 #[cfg(test)]
