@@ -381,7 +381,7 @@ fn run_handler<C>(name: &str, handler: &RefCell<crate::method::Handler<C>>, para
 }
 
 fn panicked(name: &str, panic: &Box<dyn std::any::Any + Send>) -> Fault {
-    Fault::internal(format!("method '{name}' panicked: {}", panic_text(panic)))
+    Fault::internal(format!("method '{name}' panicked: {}", crate::fault::panic_text(&**panic)))
 }
 
 /// A method's future, whose panics become −32603 answers rather than a dead loop.
@@ -492,16 +492,6 @@ fn bind_typed<C>(method: &Method<C>, args: Args, protocol: Protocol) -> Result<P
 fn mismatch<C>(method: &Method<C>) -> Fault {
     let expected: Vec<String> = method.signatures().iter().map(|s| s.to_string()).collect();
     Fault::invalid_params(format!("{} expects {}", method.name, expected.join(" or ")))
-}
-
-fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
-    if let Some(s) = panic.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = panic.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "unknown panic".to_owned()
-    }
 }
 
 #[cfg(test)]

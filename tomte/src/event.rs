@@ -105,7 +105,7 @@ impl<S> EventBus<S> {
         for entry in list.iter_mut() {
             let run = std::panic::AssertUnwindSafe(|| entry.listener.on_event(event, ctx));
             if let Err(panic) = std::panic::catch_unwind(run) {
-                log::error!("a listener of {} panicked: {}", event.name, crate::panic_text(&panic));
+                log::error!("a listener of {} panicked: {}", event.name, tomte_rpc::fault::panic_text(&*panic));
             }
         }
         list.retain(|e| !e.once);

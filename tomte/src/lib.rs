@@ -451,14 +451,3 @@ pub use futures_util::future;
 /// A method of a tomte daemon: its handlers receive the daemon's [`Ctx`] (with the
 /// application's state `S`; `()` unless the daemon has one).
 pub type Method<S = ()> = tomte_rpc::Method<Ctx<S>>;
-
-/// The text of a caught panic.
-pub(crate) fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
-    if let Some(s) = panic.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = panic.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "unknown panic".to_owned()
-    }
-}

@@ -12,10 +12,10 @@ mod common;
 use std::io::BufReader;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-use common::{binary, json, kill, ndjson, wait_for, TempDir};
+use common::{binary, json, kill, ndjson, wait_for, Foreground, TempDir};
 
 /// `(pid, ppid, state)` of every process, from `/proc/*/stat`.
 fn processes() -> Vec<(i32, i32, char)> {
@@ -53,41 +53,10 @@ fn reaped(log: &str) -> usize {
     log.lines().filter(|l| l.contains("reaped orphan pid")).count()
 }
 
-/// A process the test started (the daemon, or `unshare --kill-child` running it), killed by pid
-/// on drop, pass or fail, if it is still running. Killing `unshare` kills the daemon
+/// The daemon, or `unshare --kill-child` running it: killing `unshare` kills the daemon
 /// (`--kill-child`), and with it, PID 1, the whole namespace; the daemon's own pid, not this
 /// process's child, is never signalled on drop.
-struct Spawned {
-    child: Child,
-    dir: TempDir,
-}
-
-impl Spawned {
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path("stderr")).unwrap_or_default()
-    }
-    /// Waits for the exit; its code and how long it took.
-    fn wait_exit(&mut self, limit: Duration) -> (Option<i32>, Duration) {
-        let t = Instant::now();
-        while t.elapsed() < limit {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return (status.code(), t.elapsed());
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        panic!("still running after {limit:?}; log:\n{}", self.log());
-    }
-}
-
-impl Drop for Spawned {
-    fn drop(&mut self) {
-        // Only while it is not reaped: until then its pid cannot name another process.
-        if let Ok(None) = self.child.try_wait() {
-            kill(self.child.id() as i32, libc::SIGKILL);
-            let _ = self.child.wait();
-        }
-    }
-}
+type Spawned = Foreground;
 
 /// Whether this test can make PID namespaces: root, with util-linux's `unshare` and `nsenter`.
 fn can_unshare() -> bool {
@@ -118,7 +87,7 @@ fn pid1(example: &str, dir: TempDir, args: &[&str]) -> Spawned {
         .stderr(stderr)
         .spawn()
         .expect("spawn unshare");
-    Spawned { child, dir }
+    Foreground { child, dir }
 }
 
 #[test]
@@ -240,7 +209,7 @@ fn with_workers_the_daemon_is_a_subreaper_and_reaps_their_orphans() {
         .spawn()
         .unwrap();
     let daemon = child.id() as i32;
-    let mut d = Spawned { child, dir };
+    let mut d = Foreground { child, dir };
     assert!(wait_for(Duration::from_secs(30), || UnixStream::connect(&sock).is_ok()), "not ready: {}", d.log());
 
     let answer = call(&sock, "orphans.leave", r#"{"seconds":2}"#);

@@ -10,10 +10,10 @@ mod common;
 use std::io::BufReader;
 use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{binary, json, kill, ndjson, text, wait_for, TempDir};
+use common::{binary, json, ndjson, text, wait_for, Foreground, TempDir};
 
 /// The test's side of `NOTIFY_SOCKET`: every datagram received, split into its lines.
 struct Notify {
@@ -74,46 +74,7 @@ impl Notify {
 }
 
 /// A daemon in `run` mode, killed by pid on drop (pass or fail).
-struct Run {
-    child: Child,
-    dir: TempDir,
-}
-
-impl Run {
-    fn pid(&self) -> i32 {
-        self.child.id() as i32
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path("stderr")).unwrap_or_default()
-    }
-
-    fn signal(&self, sig: i32) {
-        kill(self.pid(), sig);
-    }
-
-    /// Waits for the exit (30 s at most); its code.
-    fn exit_code(&mut self) -> Option<i32> {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code();
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        panic!("the daemon did not exit; its log:\n{}", self.log());
-    }
-}
-
-impl Drop for Run {
-    fn drop(&mut self) {
-        // Only while it is not reaped: until then its pid cannot name another process.
-        if let Ok(None) = self.child.try_wait() {
-            kill(self.pid(), libc::SIGKILL);
-            let _ = self.child.wait();
-        }
-    }
-}
+type Run = Foreground;
 
 /// `example run` with a unix socket and a pid file in `dir`, stderr to `dir/stderr`, and `env`
 /// (the systemd variables of this test only: inherited ones are removed). `wrap` runs it
@@ -138,7 +99,7 @@ fn run(example: &str, dir: TempDir, env: &[(&str, &str)], wrap: Option<&str>) ->
     cmd.envs(env.iter().copied());
     let stderr = std::fs::File::create(dir.path("stderr")).unwrap();
     let child = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(stderr).spawn().expect("spawn the daemon");
-    Run { child, dir }
+    Foreground { child, dir }
 }
 
 #[test]
@@ -180,7 +141,7 @@ fn ready_status_watchdog_reload_and_stopping_reach_the_notify_socket() {
 
     d.signal(libc::SIGTERM);
     notify.expect("STOPPING=1");
-    assert_eq!(d.exit_code(), Some(0), "{}", d.log());
+    assert_eq!(d.wait_exit(Duration::from_secs(30)).0, Some(0), "{}", d.log());
     let stopping = notify.lines.iter().rposition(|(_, l)| l == "STOPPING=1").unwrap();
     notify.collect(Duration::from_millis(300));
     assert_eq!(notify.lines[stopping..].iter().filter(|(_, l)| l == "WATCHDOG=1").count(), 0, "a ping after STOPPING");
@@ -201,7 +162,7 @@ fn no_pings_when_the_watchdog_is_another_process_s() {
     assert!(!notify.texts().contains(&"WATCHDOG=1"), "pinged another process's watchdog: {:?}", notify.texts());
     d.signal(libc::SIGTERM);
     notify.expect("STOPPING=1");
-    assert_eq!(d.exit_code(), Some(0));
+    assert_eq!(d.wait_exit(Duration::from_secs(30)).0, Some(0));
 }
 
 #[test]
@@ -222,7 +183,7 @@ fn pings_when_the_watchdog_pid_is_the_daemon_s_and_over_an_abstract_socket() {
     assert!(pings >= 3, "{pings} pings in 2 s at WATCHDOG_USEC=300000 with WATCHDOG_PID=$$: {:?}", notify.texts());
     d.signal(libc::SIGTERM);
     notify.expect("STOPPING=1");
-    assert_eq!(d.exit_code(), Some(0));
+    assert_eq!(d.wait_exit(Duration::from_secs(30)).0, Some(0));
 }
 
 #[test]
@@ -251,7 +212,7 @@ fn a_start_with_workers_is_extended_and_the_status_counts_connections_and_worker
 
     d.signal(libc::SIGTERM);
     notify.expect("STOPPING=1");
-    assert_eq!(d.exit_code(), Some(0), "{}", d.log());
+    assert_eq!(d.wait_exit(Duration::from_secs(30)).0, Some(0), "{}", d.log());
 }
 
 #[test]
@@ -287,7 +248,7 @@ fn systemd_socket_activate_passes_a_listener_the_daemon_serves_without_binding()
         .spawn()
         .expect("spawn systemd-socket-activate");
     // It execs the daemon in its own process: the same pid, killed on drop.
-    let mut d = Run { child, dir };
+    let mut d = Foreground { child, dir };
     assert!(wait_for(Duration::from_secs(20), || passed.exists()), "no listener at {}", passed.display());
 
     // The first connection is what makes systemd-socket-activate start the daemon.
@@ -302,5 +263,5 @@ fn systemd_socket_activate_passes_a_listener_the_daemon_serves_without_binding()
     assert_eq!(pid, d.pid(), "the daemon runs in the activator's process");
 
     d.signal(libc::SIGTERM);
-    assert_eq!(d.exit_code(), Some(0), "{}", d.log());
+    assert_eq!(d.wait_exit(Duration::from_secs(30)).0, Some(0), "{}", d.log());
 }

@@ -840,7 +840,7 @@ impl<S: 'static> Running<S> {
             if t.next <= now {
                 let run = std::panic::AssertUnwindSafe(|| (t.f)(&mut self.ctx));
                 if let Err(panic) = std::panic::catch_unwind(run) {
-                    log::error!("a timer panicked: {}", crate::panic_text(&panic));
+                    log::error!("a timer panicked: {}", tomte_rpc::fault::panic_text(&*panic));
                 }
                 // Fixed rate without catch-up: the next tick is the next period boundary ahead.
                 t.next += t.period;

@@ -41,7 +41,7 @@ pub(crate) fn main(name: String, interval: Duration, beat: Duration, worker: Box
     match catch_unwind(AssertUnwindSafe(|| run.run(interval, &mut ctx))) {
         Ok(code) => code,
         Err(panic) => {
-            log::error!("worker {} panicked: {}", ctx.name, crate::panic_text(&panic));
+            log::error!("worker {} panicked: {}", ctx.name, tomte_rpc::fault::panic_text(&*panic));
             70
         }
     }

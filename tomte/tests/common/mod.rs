@@ -319,3 +319,45 @@ impl Daemon {
         child
     }
 }
+
+// ---- A process the test started in the foreground ----
+
+/// A process a test started (a daemon under `run`, or a wrapper execing or forking it) in
+/// `dir`, its stderr in `dir/stderr`; killed by pid on drop, pass or fail, while it is not
+/// reaped (until then its pid cannot name another process).
+pub struct Foreground {
+    pub child: std::process::Child,
+    pub dir: TempDir,
+}
+
+impl Foreground {
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path("stderr")).unwrap_or_default()
+    }
+    pub fn signal(&self, sig: i32) {
+        kill(self.pid(), sig);
+    }
+    /// Waits for the exit; its code and how long it took.
+    pub fn wait_exit(&mut self, limit: Duration) -> (Option<i32>, Duration) {
+        let t = Instant::now();
+        while t.elapsed() < limit {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status.code(), t.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("still running after {limit:?}; its log:\n{}", self.log());
+    }
+}
+
+impl Drop for Foreground {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            kill(self.pid(), libc::SIGKILL);
+            let _ = self.child.wait();
+        }
+    }
+}
