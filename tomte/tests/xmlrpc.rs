@@ -276,7 +276,7 @@ fn http_errors_405_400_413_close_only_the_faulty_connection() {
     let big = call(&"z".repeat(5000));
     let cases: Vec<(String, u16)> = vec![
         ("DELETE / HTTP/1.1\r\nHost: localhost\r\n\r\n".into(), 405),
-        ("GET /RPC2 HTTP/1.0\r\n\r\n".into(), 405),
+        ("PUT /RPC2 HTTP/1.0\r\n\r\n".into(), 405),
         ("PUT / HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/xml\r\nContent-Length: 2\r\n\r\n<a".into(), 405),
         ("POST / HTTP/1.1\r\nHost x\r\n\r\n".into(), 400),
         ("POST\x01/ HTTP/1.1\r\n\r\n".into(), 400),
