@@ -237,7 +237,9 @@ fn a_client_that_does_not_read_is_served_no_more_than_the_unsent_mark() {
     });
     std::thread::sleep(Duration::from_secs(2));
     let during = rss_anon_kb(pid);
-    assert!(served(&d) < Duration::from_secs(1));
+    // Served while they hold their answers (a stalled loop would never answer; the bound is
+    // generous for a busy machine).
+    assert!(served(&d) < Duration::from_secs(10));
     let (s, sent) = greedy.join().unwrap();
     eprintln!("RssAnon {before} kB -> {during} kB after {sent} bytes of requests");
     assert!(during < before + 30_000, "RssAnon {before} kB -> {during} kB after {sent} bytes of requests");
