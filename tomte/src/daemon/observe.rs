@@ -31,7 +31,7 @@ impl Pattern {
     /// Reads one pattern; the reason when it is not one.
     pub(crate) fn parse(text: &str) -> Result<Pattern, String> {
         if text.is_empty() || text.len() > MAX_PATTERN_LEN {
-            return Err(format!("an event pattern has 1 to {MAX_PATTERN_LEN} characters"));
+            return Err(format!("an event pattern has 1 to {MAX_PATTERN_LEN} bytes"));
         }
         let (stem, prefix) = match text.strip_suffix('*') {
             Some(stem) => (stem, true),
@@ -44,12 +44,16 @@ impl Pattern {
     }
 
     /// Reads a subscription's patterns.
+    /// Too many is refused before any is parsed (a million of them would be parsed, and held,
+    /// only to be refused).
     pub(crate) fn parse_all<'a>(texts: impl IntoIterator<Item = &'a str>) -> Result<Vec<Pattern>, String> {
-        let patterns = texts.into_iter().map(Pattern::parse).collect::<Result<Vec<_>, _>>()?;
-        if patterns.len() > MAX_PATTERNS {
-            return Err(format!("{} patterns: at most {MAX_PATTERNS} per subscription", patterns.len()));
+        let mut texts = texts.into_iter();
+        let first: Vec<&str> = texts.by_ref().take(MAX_PATTERNS + 1).collect();
+        if first.len() > MAX_PATTERNS {
+            let n = first.len() + texts.count();
+            return Err(format!("{n} patterns: at most {MAX_PATTERNS} per subscription"));
         }
-        Ok(patterns)
+        first.into_iter().map(Pattern::parse).collect()
     }
 
     fn matches(&self, name: &str) -> bool {

@@ -512,7 +512,7 @@ impl<S: 'static> Running<S> {
         let mut over = Vec::new();
         for (key, sse) in self.subscribers.matching(&event.name) {
             let Some(conn) = self.conns.get_mut(key) else { continue };
-            match conn.push(encoded.bytes(sse), observe::MAX_QUEUE) {
+            match conn.push(encoded.bytes(sse), observe::MAX_QUEUE, self.limits.max_buffered) {
                 crate::net::Pushed::First => self.again.push(key),
                 crate::net::Pushed::Queued => {}
                 crate::net::Pushed::Over => over.push((key, sse)),
@@ -908,9 +908,11 @@ impl<S: 'static> Running<S> {
                 (None, None) => None,
             })
             .filter(|(_, t, _)| now.saturating_duration_since(*t) >= EVICTABLE_AFTER)
-            .min();
+            .min()
+            .map(|(_, _, key)| key)
+            .or_else(|| self.subscriber_victim(index, own_full, reserve, now));
         match victim {
-            Some((_, _, key)) => {
+            Some(key) => {
                 log::debug!("closing connection from {} to make room for a new one", self.conns[key].peer());
                 self.evict(key, "closed to make room for a new connection: the daemon is at its connection limit");
                 None
@@ -922,6 +924,20 @@ impl<S: 'static> Running<S> {
                 self.per_listener[index]
             )),
         }
+    }
+
+    /// The subscriber to close for a new connection when nothing idle or stuck can go (from the
+    /// same listeners as in [`Running::admit`]): one of the peer holding the most connections,
+    /// its newest subscription first, so that a client opening streams by the hundred closes
+    /// its own, not the dashboard that has been watching for hours.
+    fn subscriber_victim(&self, index: usize, own_full: bool, reserve: usize, now: Instant) -> Option<usize> {
+        self.conns
+            .iter()
+            .filter(|(_, c)| if own_full { c.listener() == index } else { self.per_listener[c.listener()] > reserve })
+            .filter_map(|(k, c)| c.subscriber_since().map(|t| (k, c, t)))
+            .filter(|(_, _, t)| now.saturating_duration_since(*t) >= EVICTABLE_AFTER)
+            .max_by_key(|(_, c, t)| (self.per_peer.get(&c.peer().key).copied().unwrap_or(0), *t))
+            .map(|(k, _, _)| k)
     }
 
     /// Closes connections past their deadlines (idle, or a message arriving too slowly) and
