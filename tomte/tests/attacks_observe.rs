@@ -460,3 +460,36 @@ fn sigterm_stops_the_daemon_with_subscribers_attached() {
     assert!(!alive(pid), "still running 20 s after SIGTERM");
     assert!(t.elapsed() < Duration::from_secs(10), "stopped after {:?}", t.elapsed());
 }
+
+/// Bug found (fixed in `Conn::push`, with `Conn::answers_end`): a subscriber's queue limit
+/// counted the answers to its own calls as unread events: one call answered with 3 MB got it
+/// dropped ("more than 1048576 bytes of events unread") at the next event, with no event unread.
+#[test]
+fn a_subscribers_own_big_answer_is_not_counted_as_unread_events() {
+    let d = Daemon::new("echo", &[]).start();
+    let mut sub = subscribe(&d, &["daemon.socket.*"]);
+    let big = "x".repeat(3_000_000);
+    let call = format!(r#"{{"jsonrpc":"2.0","method":"my.echo","params":["{big}"],"id":2}}"#);
+    sub.get_mut().write_all(format!("{call}\n").as_bytes()).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    // Clients come and go (an event each time) while the answer waits to be read.
+    for _ in 0..3 {
+        let c = d.connect();
+        std::thread::sleep(Duration::from_millis(200));
+        drop(c);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let mut answer = String::new();
+    sub.read_line(&mut answer).unwrap();
+    assert_eq!(json(&answer)["result"].as_str().map(str::len), Some(3_000_000));
+    let mut names = Vec::new();
+    while names.len() < 6 {
+        let mut line = String::new();
+        sub.read_line(&mut line).unwrap();
+        let v = json(&line);
+        assert_eq!(v["method"], "daemon.event", "not dropped: {v}");
+        names.push(v["params"]["name"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(names.iter().filter(|n| n.ends_with(".connect")).count(), 3, "{names:?}");
+    assert_eq!(names.iter().filter(|n| n.ends_with(".hangup")).count(), 3, "{names:?}");
+}

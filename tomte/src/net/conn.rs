@@ -136,6 +136,10 @@ pub struct Conn {
     scanned: usize,
     out: Vec<u8>,
     out_pos: usize,
+    /// Where in `out` the last answer written ends: what is unsent before it is answers (and
+    /// maybe events queued among them), after it pushed events only — the bytes a subscriber's
+    /// queue limit counts (an answer it asked for is not an event it failed to read).
+    answers_end: usize,
     scratch: Vec<u8>,
     continue_sent: bool,
     close_after_flush: bool,
@@ -225,6 +229,7 @@ impl Conn {
             scanned: 0,
             out: Vec::new(),
             out_pos: 0,
+            answers_end: 0,
             scratch: Vec::new(),
             continue_sent: false,
             close_after_flush: false,
@@ -330,6 +335,7 @@ impl Conn {
         if !self.close_after_flush {
             self.serve(svc, limits, self.last_active);
         }
+        self.answers_end = self.out.len();
         self.count_output();
     }
 
@@ -447,8 +453,8 @@ impl Conn {
         self.streaming
     }
 
-    /// Queues an encoded event, unless the events its client has not read would then pass
-    /// `cap` bytes, or it has some unread while the unsent output of all connections together
+    /// Queues an encoded event, unless the events its client has not read (answers to its own
+    /// calls not counted) would then pass `cap` bytes, or it has some output unread while the unsent output of all connections together
     /// passes `max_buffered` (the budget of [`Limits::max_buffered`]: a thousand subscribers
     /// that do not read must not hold a thousand times `cap` meanwhile).
     pub fn push(&mut self, event: &[u8], cap: usize, max_buffered: usize) -> Pushed {
@@ -456,7 +462,9 @@ impl Conn {
             return Pushed::Queued;
         }
         let unsent = self.unsent();
-        if unsent + event.len() > cap || (unsent > 0 && self.budget.output().saturating_add(event.len()) > max_buffered)
+        let answers = self.answers_end.clamp(self.out_pos, self.out.len()) - self.out_pos;
+        if unsent - answers + event.len() > cap
+            || (unsent > 0 && self.budget.output().saturating_add(event.len()) > max_buffered)
         {
             return Pushed::Over;
         }
@@ -485,6 +493,7 @@ impl Conn {
             // What was thrown away gives its memory back now, not when the connection closes
             // (up to DROPPED_GRACE later): the notice and the end of one frame are all it keeps.
             self.out.drain(..self.out_pos);
+            self.answers_end = self.answers_end.saturating_sub(self.out_pos);
             self.out_pos = 0;
             self.out.shrink_to_fit();
         }
@@ -582,6 +591,7 @@ impl Conn {
             self.scanned = 0;
             self.out = Vec::new();
             self.out_pos = 0;
+            self.answers_end = 0;
             self.scratch = Vec::new();
             self.count_output();
         }
@@ -717,6 +727,7 @@ impl Conn {
             let cut = self.out_pos - SENT_TAIL;
             self.out.drain(..cut);
             self.out_pos = SENT_TAIL;
+            self.answers_end = self.answers_end.saturating_sub(cut);
         }
     }
 
@@ -747,6 +758,7 @@ impl Conn {
         }
         self.out.clear();
         self.out_pos = 0;
+        self.answers_end = 0;
         // What a TLS session still holds (its handshake, records a full socket refused).
         if !self.stream.flush_pending()? {
             if self.stalled_since.is_none() {
@@ -895,6 +907,7 @@ impl Conn {
         } else if self.answered != answered || self.msg_started.is_none() {
             self.msg_started = Some(now);
         }
+        self.answers_end = self.out.len();
         self.count_output();
     }
 
