@@ -149,9 +149,19 @@ impl Encoded {
     }
 }
 
+/// Why a subscriber is dropped: more than [`MAX_QUEUE`] bytes of events unread, or (`budget`)
+/// events unread while the daemon's output budget (`--max-buffered`) is spent.
+pub(crate) fn drop_reason(budget: bool) -> String {
+    if budget {
+        "events unread while the daemon's output budget is spent: subscription dropped".to_owned()
+    } else {
+        format!("more than {MAX_QUEUE} bytes of events unread: subscription dropped")
+    }
+}
+
 /// The last words to a subscriber dropped for not reading, and what ends each of its frames.
-pub(crate) fn dropped_notice(sse: bool) -> (Vec<u8>, &'static [u8]) {
-    let reason = format!("more than {MAX_QUEUE} bytes of events unread: subscription dropped");
+pub(crate) fn dropped_notice(sse: bool, budget: bool) -> (Vec<u8>, &'static [u8]) {
+    let reason = drop_reason(budget);
     let params = serde_json::to_string(&Value::structure([("reason", Value::from(reason))])).expect("in memory");
     if sse {
         (format!("event: dropped\ndata: {params}\n\n").into_bytes(), b"\n\n")

@@ -503,7 +503,8 @@ impl<S: 'static> Running<S> {
     }
 
     /// Queues `event` on the connections subscribed to it; a subscriber whose unread events
-    /// would pass [`observe::MAX_QUEUE`] is dropped (a last notice, then its connection closes).
+    /// would pass [`observe::MAX_QUEUE`], or that is behind while the output budget is spent,
+    /// is dropped (a last notice, then its connection closes).
     fn publish(&mut self, event: &Event) {
         if self.subscribers.is_empty() || !self.subscribers.wants(&event.name) {
             return;
@@ -515,20 +516,16 @@ impl<S: 'static> Running<S> {
             match conn.push(encoded.bytes(sse), observe::MAX_QUEUE, self.limits.max_buffered) {
                 crate::net::Pushed::First => self.again.push(key),
                 crate::net::Pushed::Queued => {}
-                crate::net::Pushed::Over => over.push((key, sse)),
+                crate::net::Pushed::Over => over.push((key, sse, false)),
+                crate::net::Pushed::OverBudget => over.push((key, sse, true)),
             }
         }
-        for (key, sse) in over {
-            let (notice, sep) = observe::dropped_notice(sse);
+        for (key, sse, budget) in over {
+            let (notice, sep) = observe::dropped_notice(sse, budget);
             let conn = &mut self.conns[key];
             conn.drop_subscriber(&notice, sep);
             let peer = conn.peer();
-            self.drops.warn(|| {
-                format!(
-                    "dropping the subscriber {peer}: it left more than {} bytes of events unread",
-                    observe::MAX_QUEUE
-                )
-            });
+            self.drops.warn(|| format!("dropping the subscriber {peer}: {}", observe::drop_reason(budget)));
             self.unsubscribe(key);
             self.again.push(key);
         }

@@ -454,19 +454,22 @@ impl Conn {
     }
 
     /// Queues an encoded event, unless the events its client has not read (answers to its own
-    /// calls not counted) would then pass `cap` bytes, or it has some output unread while the unsent output of all connections together
-    /// passes `max_buffered` (the budget of [`Limits::max_buffered`]: a thousand subscribers
-    /// that do not read must not hold a thousand times `cap` meanwhile).
+    /// calls not counted) would then pass `cap` bytes, or it has 64 kB or more unread while the
+    /// unsent output of all connections together passes `max_buffered` (the budget of
+    /// [`Limits::max_buffered`]: a thousand subscribers that do not read must not hold a
+    /// thousand times `cap` meanwhile).
     pub fn push(&mut self, event: &[u8], cap: usize, max_buffered: usize) -> Pushed {
         if self.close_after_flush {
             return Pushed::Queued;
         }
         let unsent = self.unsent();
         let answers = self.answers_end.clamp(self.out_pos, self.out.len()) - self.out_pos;
-        if unsent - answers + event.len() > cap
-            || (unsent > 0 && self.budget.output().saturating_add(event.len()) > max_buffered)
-        {
+        if unsent - answers + event.len() > cap {
             return Pushed::Over;
+        }
+        if unsent >= KEEP_BUF && self.budget.output().saturating_add(event.len()) > max_buffered {
+            // One that keeps up (nothing or little unsent) is still served: those behind go first.
+            return Pushed::OverBudget;
         }
         self.out.extend_from_slice(event);
         self.count_output();
