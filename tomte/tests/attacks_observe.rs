@@ -507,3 +507,33 @@ fn a_subscribers_own_big_answer_is_not_counted_as_unread_events() {
     assert_eq!(names.iter().filter(|n| n.ends_with(".connect")).count(), 3, "{names:?}");
     assert_eq!(names.iter().filter(|n| n.ends_with(".hangup")).count(), 3, "{names:?}");
 }
+
+/// The same bug as a subscriber's (fixed by `Conn::compact_out`), for plain RPC: a client that
+/// pipelines calls and reads their answers steadily, a few hundred kB behind, grew the output
+/// buffer by every answer it ever got.
+#[test]
+fn a_pipelining_client_that_reads_behind_does_not_grow_the_daemon() {
+    let d = Daemon::new("echo", &[]).start();
+    let pid = d.pid().unwrap();
+    let mut c = BufReader::new(d.connect());
+    let payload = "p".repeat(8000);
+    let calls = |n: usize| {
+        (0..n)
+            .map(|i| format!(r#"{{"jsonrpc":"2.0","method":"my.echo","params":["{payload}"],"id":{i}}}"#) + "\n")
+            .collect::<String>()
+    };
+    c.get_mut().write_all(calls(80).as_bytes()).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let base = rss_anon(pid);
+    let twenty = calls(20);
+    for turn in 0..500 {
+        c.get_mut().write_all(twenty.as_bytes()).unwrap();
+        for _ in 0..20 {
+            let mut line = String::new();
+            c.read_line(&mut line).unwrap();
+            assert!(line.contains("\"result\""), "turn {turn}: {}", &line[..line.len().min(200)]);
+        }
+        let now = rss_anon(pid);
+        assert!(now < base + 48 * 1024, "turn {turn}: RssAnon went from {base} kB to {now} kB");
+    }
+}
