@@ -408,6 +408,7 @@ pub mod daemon;
 pub mod event;
 pub mod faults;
 pub mod logging;
+pub mod metrics;
 pub mod net;
 pub mod process;
 pub mod signal;

@@ -73,6 +73,12 @@ pub struct DaemonArgs {
     /// The user and group to run as, the working directory and the resource limits.
     #[command(flatten)]
     pub privileges: PrivilegeArgs,
+    /// Do not record call statistics for /metrics (no clock read per call)
+    #[arg(long)]
+    pub no_metrics: bool,
+    /// Serve the web dashboard at GET / of native listeners
+    #[arg(long)]
+    pub dashboard: bool,
 }
 
 /// The access flags of [`DaemonArgs`] (see [`crate::access`]).
@@ -201,6 +207,8 @@ impl DaemonArgs {
         config.verbose = config.verbose.max(self.verbose);
         self.logging.apply(&self.log, config);
         config.insecure |= self.access.insecure;
+        config.metrics &= !self.no_metrics;
+        config.dashboard |= self.dashboard;
         set(&mut config.nice, self.nice.map(Some));
         set(&mut config.umask, self.umask);
         for rule in &self.access.allow {
@@ -371,6 +379,8 @@ pub(crate) fn current(config: &Config, key: &str) -> Option<Vec<String>> {
         "socket-group" => config.socket_group.iter().map(ToString::to_string).collect(),
         "token-file" => path(&config.token_file),
         "insecure" => one(config.insecure.to_string()),
+        "no-metrics" => one((!config.metrics).to_string()),
+        "dashboard" => one(config.dashboard.to_string()),
         "tls-cert" => path(&config.tls.cert),
         "tls-key" => path(&config.tls.key),
         "tls-client-ca" => path(&config.tls.client_ca),

@@ -65,6 +65,11 @@ pub struct Config {
     /// The user and group to run as, the working directory, resource limits, no_new_privs
     /// (see [`crate::process::privileges`]).
     pub privileges: Privileges,
+    /// Record call statistics for `/metrics` (default true; `--no-metrics` turns it off: no
+    /// clock read per call).
+    pub metrics: bool,
+    /// Serve the web dashboard at `GET /` of native listeners (`--dashboard`; default false).
+    pub dashboard: bool,
 }
 
 impl Config {
@@ -95,6 +100,8 @@ impl Config {
             logging: crate::logging::LogSettings::default(),
             sources: None,
             privileges: Privileges::default(),
+            metrics: true,
+            dashboard: false,
         }
     }
 }
