@@ -118,4 +118,26 @@ mod tests {
         assert!(om.contains("# TYPE tomte_rpc_calls counter\n"));
         assert!(om.contains("# TYPE tomte_build info\n"));
     }
+
+    /// promtool's linter on the exposition, when Debian's `prometheus` package is installed
+    /// (the integration tests check a live daemon's).
+    #[test]
+    fn promtool_accepts_the_exposition() {
+        use std::io::Write;
+        let Ok(mut child) = std::process::Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+        else {
+            eprintln!("skipped: promtool is not installed (apt-get install prometheus)");
+            return;
+        };
+        let text = _bench::scrape_detached(5, 1, Format::Prometheus);
+        child.stdin.take().unwrap().write_all(&text).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let said = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success() && said.trim().is_empty(), "promtool: {said}\n{}", String::from_utf8_lossy(&text));
+    }
 }
