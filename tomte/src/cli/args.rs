@@ -76,9 +76,6 @@ pub struct DaemonArgs {
     /// Do not record call statistics for /metrics (no clock read per call)
     #[arg(long)]
     pub no_metrics: bool,
-    /// Serve the web dashboard at GET / of native listeners
-    #[arg(long)]
-    pub dashboard: bool,
 }
 
 /// The access flags of [`DaemonArgs`] (see [`crate::access`]).
@@ -115,6 +112,9 @@ pub struct AccessArgs {
     /// Serve a TCP address other hosts reach, with no client authentication
     #[arg(long, help_heading = "Access")]
     pub insecure: bool,
+    /// Serve the web dashboard at GET / on every native listener (to callers holding read)
+    #[arg(long, help_heading = "Access")]
+    pub dashboard: bool,
 }
 
 /// The TLS flags of [`DaemonArgs`]: certificate, key and client CA of `tls://` listeners.
@@ -208,7 +208,7 @@ impl DaemonArgs {
         self.logging.apply(&self.log, config);
         config.insecure |= self.access.insecure;
         config.metrics &= !self.no_metrics;
-        config.dashboard |= self.dashboard;
+        config.dashboard |= self.access.dashboard;
         set(&mut config.nice, self.nice.map(Some));
         set(&mut config.umask, self.umask);
         for rule in &self.access.allow {

@@ -46,6 +46,16 @@ pub struct Ctx<S = ()> {
     pub(crate) metrics: crate::metrics::Metrics,
     /// Connection figures, counted by the loop.
     pub(crate) net: crate::metrics::NetStats,
+    /// The message being served came on a connection events can be pushed on (NDJSON).
+    pub(crate) pushable: bool,
+    /// A subscription the message being served asked for, for the loop to set up.
+    pub(crate) sub_request: Option<super::observe::SubRequest>,
+    /// Connections holding a subscription now.
+    pub(crate) subscribers: usize,
+    /// Whether `GET /` serves the dashboard (`--dashboard`).
+    pub(crate) dashboard: bool,
+    /// The application's readiness checks.
+    pub(crate) ready_checks: super::observe::ReadyChecks<S>,
 }
 
 impl<S> std::fmt::Debug for Ctx<S> {
@@ -83,6 +93,11 @@ impl<S> Ctx<S> {
             reload_waits: Vec::new(),
             metrics: crate::metrics::Metrics::default(),
             net: crate::metrics::NetStats::default(),
+            pushable: false,
+            sub_request: None,
+            subscribers: 0,
+            dashboard: false,
+            ready_checks: Rc::default(),
         }
     }
 
