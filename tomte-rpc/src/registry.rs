@@ -200,6 +200,12 @@ impl<C> Registry<C> {
         self.stats.total()
     }
 
+    /// The call statistics, shared: for a context that must read them where the registry is
+    /// out of reach (a handler's `daemon.status` reporting [`Stats::total`]).
+    pub fn shared_stats(&self) -> Rc<Stats> {
+        Rc::clone(&self.stats)
+    }
+
     /// Sets the gate every call passes before its parameters are validated (see [`Gate`]);
     /// it replaces the one set before. The `system.*` methods require [`Permission::Read`].
     pub fn set_gate(&mut self, gate: impl Gate<C> + 'static) {
