@@ -202,6 +202,21 @@ with!(CounterVec, Counter);
 with!(GaugeVec, Gauge);
 with!(HistogramVec, Histogram);
 
+/// The names the samples of a family of `kind` called `name` carry.
+fn sample_names(kind: FamilyKind, name: &str) -> Vec<String> {
+    match kind {
+        FamilyKind::Counter => vec![format!("{name}_total")],
+        FamilyKind::Gauge => vec![name.to_owned()],
+        FamilyKind::Histogram => ["_bucket", "_sum", "_count"].iter().map(|s| format!("{name}{s}")).collect(),
+    }
+}
+
+/// Whether two families of different names would write a sample name both.
+fn clash(a: FamilyKind, a_name: &str, b: FamilyKind, b_name: &str) -> bool {
+    let (a, b) = (sample_names(a, a_name), sample_names(b, b_name));
+    a.iter().any(|n| b.contains(n))
+}
+
 /// The application's metrics registry: [`Ctx::metrics`](crate::Ctx::metrics) gives the
 /// daemon's, which `GET /metrics` renders after the daemon's own families.
 ///
@@ -328,6 +343,11 @@ impl Metrics {
                 Err(MetricsError::Conflict(name.to_owned()))
             };
         }
+        // Another family whose samples would carry the same names (a gauge `x_total` beside a
+        // counter `x`, a gauge `h_sum` beside a histogram `h`) would be one series twice.
+        if families.iter().any(|f| f.name != base && clash(f.kind, &f.name, kind, base)) {
+            return Err(MetricsError::Conflict(name.to_owned()));
+        }
         let f = Rc::new(Family {
             name: base.to_owned(),
             help: help.to_owned(),
@@ -390,6 +410,9 @@ mod tests {
         assert_eq!(m.histogram("h", "", &[2.0, 1.0]).unwrap_err(), MetricsError::BadBuckets("h".into()));
         m.counter("jobs_total", "").unwrap();
         assert!(m.counter("jobs", "").is_ok(), "the same counter");
+        assert_eq!(m.gauge("jobs_total", "").unwrap_err(), MetricsError::Conflict("jobs_total".into()));
+        m.histogram("h2", "", &[]).unwrap();
+        assert_eq!(m.gauge("h2_sum", "").unwrap_err(), MetricsError::Conflict("h2_sum".into()));
         assert_eq!(m.counter_vec("jobs", "", &["q"]).unwrap_err(), MetricsError::Conflict("jobs".into()));
     }
 
