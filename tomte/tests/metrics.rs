@@ -99,6 +99,9 @@ fn after_n_calls_the_counter_of_that_method_and_outcome_is_n() {
     assert!(value(&text, "tomte_connection_bytes_received_total").is_some_and(|n| n > 0.0));
     assert!(value(&text, "process_resident_memory_bytes").is_some_and(|n| n > 0.0));
     assert!(value(&text, "process_open_fds").is_some_and(|n| n > 0.0));
+    // daemon.status counts every call the registry saw, itself and the unknown name included.
+    let status = call(&d, "daemon.status", "[]");
+    assert_eq!(status["result"]["calls"], 32, "{status}");
 }
 
 #[test]
