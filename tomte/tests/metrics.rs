@@ -313,3 +313,25 @@ fn a_prometheus_server_scrapes_the_daemon() {
     let up = json(&prom.get("/api/v1/query?query=up").unwrap());
     assert_eq!(up["data"]["result"][0]["value"][1], "1", "{up}");
 }
+
+#[test]
+fn the_applications_metrics_follow_the_daemons_and_workers_are_listed() {
+    let d = Daemon::new("fleet", &["--workers", "2", "--methods", "3"]).start();
+    let _reaper = common::pids(&d);
+    for m in ["fleet.m01", "fleet.m01", "fleet.m03"] {
+        assert_eq!(call(&d, m, "[]")["result"], serde_json::Value::Null);
+    }
+    let text = scrape(&d);
+    assert_eq!(value(&text, "fleet_method_calls_total"), Some(3.0), "{text}");
+    assert_eq!(calls(&text, "fleet.m01", "ok"), Some(2.0));
+    assert_eq!(calls(&text, "fleet.m02", "ok"), None);
+    let app = text.find("# TYPE fleet_method_calls_total counter").expect("the application's family");
+    assert!(text.find("# TYPE process_open_fds gauge").is_some_and(|p| p < app), "after the daemon's families");
+    for w in ["w01", "w02"] {
+        assert!(value(&text, &format!("tomte_worker_up{{worker=\"{w}\"}}")).is_some(), "{text}");
+    }
+    if installed("promtool") {
+        let (ok, said) = promtool(&text);
+        assert!(ok && said.trim().is_empty(), "promtool: {said}");
+    }
+}
