@@ -9,6 +9,7 @@ pub mod metrics;
 pub mod procfs;
 pub mod shm_floor;
 pub mod stress;
+pub mod subscribers;
 pub mod supervisord;
 pub mod tls;
 pub mod workers;
