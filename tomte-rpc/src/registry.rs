@@ -9,12 +9,11 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
-use std::time::Instant;
 
 use crate::fault::{self, Fault};
 use crate::method::{Body, Later, Method, Params, Reply, Signature};
 use crate::permission::{Gate, Permission};
-use crate::stats::{Outcome, Stats};
+use crate::stats::{Outcome, Start, Stats};
 use crate::value::Value;
 
 /// The protocol a call arrived in; a few answers depend on it (`system.multicall`).
@@ -300,7 +299,7 @@ impl<C> Registry<C> {
             return Err(Fault::method_not_found());
         };
         let method = &self.methods[index];
-        let start = self.stats.start();
+        let start = self.stats.start(index);
         if let Some(gate) = &self.gate {
             if let Err(f) = gate.check(ctx, &method.name, &method.permission) {
                 *self.refused.borrow_mut() = Some(f.full_message());
@@ -314,7 +313,10 @@ impl<C> Registry<C> {
                 Ok(Reply::Now(result))
             }
             Ok(Reply::Later(future)) => {
-                let stats = start.map(|at| (Rc::clone(&self.stats), index, at));
+                let stats = match start {
+                    Start::Off => None,
+                    start => Some((Rc::clone(&self.stats), index, start)),
+                };
                 Ok(Reply::Later(Box::pin(Contained { method: name.to_owned(), future, stats })))
             }
             Err(f) => {
@@ -451,13 +453,13 @@ struct Contained {
     future: Later,
     /// Where to record the call, its method's index and its start; taken once recorded
     /// (none: statistics are off).
-    stats: Option<(Rc<Stats>, usize, Instant)>,
+    stats: Option<(Rc<Stats>, usize, Start)>,
 }
 
 impl Contained {
     fn record(&mut self, outcome: Outcome) {
         if let Some((stats, index, start)) = self.stats.take() {
-            stats.finish(index, outcome, Some(start));
+            stats.finish(index, outcome, start);
         }
     }
 }
