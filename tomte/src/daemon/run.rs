@@ -290,6 +290,7 @@ impl<S: 'static> Running<S> {
         let tasks = Tasks::new(mio::Waker::new(poll.registry(), TASKS).ok());
         ctx.limits = config.limits.clone();
         ctx.dashboard = config.dashboard;
+        ctx.net = crate::metrics::NetStats::new(listeners.iter().map(|l| l.address().to_string()).collect());
         ctx.ready_checks = Rc::new(d.ready_checks);
         for apply in app_sections {
             apply(&mut ctx);
@@ -524,6 +525,7 @@ impl<S: 'static> Running<S> {
             let (notice, sep) = observe::dropped_notice(sse, budget);
             let conn = &mut self.conns[key];
             conn.drop_subscriber(&notice, sep);
+            self.ctx.net.limit_hit("subscriber_queue");
             let peer = conn.peer();
             self.drops.warn(|| format!("dropping the subscriber {peer}: {}", observe::drop_reason(budget)));
             self.unsubscribe(key);
@@ -649,8 +651,10 @@ impl<S: 'static> Running<S> {
                 tasks: &mut self.tasks,
                 owner: (self.conns.vacant_key(), self.next_serial + 1),
             };
-            let mut conn = Conn::new(stream, peer, index, dialect, host_rule, self.budget.clone(), &mut rpc);
-            if let Some(why) = refusal {
+            let net = rpc.ctx.net.clone();
+            let mut conn = Conn::new(stream, peer, index, dialect, host_rule, self.budget.clone(), net, &mut rpc);
+            if let Some((reason, why)) = refusal {
+                rpc.ctx.net.refused(reason);
                 let peer = conn.peer();
                 self.refusals.warn(|| format!("refusing a connection from {peer}: {why}"));
                 let fault = tomte_rpc::Fault::new(-32000, "Server busy").with_data(why);
@@ -680,6 +684,7 @@ impl<S: 'static> Running<S> {
             *self.per_peer.entry(conn.peer().key).or_default() += 1;
             self.per_listener[index] += 1;
             entry.insert(conn);
+            self.ctx.net.opened(index);
             self.callers.insert(caller);
             self.next_serial += 1;
             self.serials.insert(self.next_serial);
@@ -707,6 +712,7 @@ impl<S: 'static> Running<S> {
         if let Some(until) = conn.take_penalty() {
             let peer = conn.peer();
             self.auth_failures.warn(|| format!("authentication failed from {peer}: closing its connection"));
+            self.ctx.net.limit_hit("auth_failure");
             self.penalties.push((until, key, self.serials[key]));
         }
         if conn.take_secured() {
@@ -764,6 +770,7 @@ impl<S: 'static> Running<S> {
             let peer = self.conns[victim].peer();
             self.refusals.warn(|| format!("closing connection from {peer}: its unfinished request of {held} bytes has stalled and the input budget is spent"));
             self.evict(victim, "closed: your unfinished request stalled while the daemon needed its memory");
+            self.ctx.net.limit_hit("max_buffered");
         }
         self.again.push(key);
     }
@@ -783,6 +790,7 @@ impl<S: 'static> Running<S> {
             let peer = self.conns[victim].peer();
             self.refusals.warn(|| format!("closing connection from {peer}: it reads none of its {held} bytes of answers and the output budget is spent"));
             self.close(victim);
+            self.ctx.net.limit_hit("max_buffered");
         }
     }
 
@@ -865,6 +873,7 @@ impl<S: 'static> Running<S> {
             }
         }
         self.per_listener[conn.listener()] -= 1;
+        self.ctx.net.closed(conn.listener(), conn.dialect());
         // A TLS client whose handshake never finished was never announced either.
         if self.heard(names::CLIENT_HANGUP) && !conn.is_handshaking() {
             self.emit(Event::new(names::CLIENT_HANGUP, caller.peer.to_value()));
@@ -878,11 +887,11 @@ impl<S: 'static> Running<S> {
     /// `listener_reserve` of `max_connections` that the others cannot take. When the new one
     /// would pass a limit, the connection that has been idle (or stuck in the middle of a
     /// message) the longest, for at least a second, is closed to make room for it.
-    fn admit(&mut self, index: usize, peer: PeerKey) -> Option<String> {
+    fn admit(&mut self, index: usize, peer: PeerKey) -> Option<(&'static str, String)> {
         let l = &self.limits;
         let from_peer = self.per_peer.get(&peer).copied().unwrap_or(0);
         if from_peer >= l.max_per_peer {
-            return Some(format!("too many connections from this peer (limit {})", l.max_per_peer));
+            return Some(("max_per_peer", format!("too many connections from this peer (limit {})", l.max_per_peer)));
         }
         let n = self.listeners.len();
         let reserve = if n > 1 { l.listener_reserve.min(l.max_connections / (2 * n)) } else { 0 };
@@ -912,13 +921,17 @@ impl<S: 'static> Running<S> {
             Some(key) => {
                 log::debug!("closing connection from {} to make room for a new one", self.conns[key].peer());
                 self.evict(key, "closed to make room for a new connection: the daemon is at its connection limit");
+                self.ctx.net.limit_hit("max_connections");
                 None
             }
-            None => Some(format!(
-                "too many connections (limit {}): {} open, {} on this listener, none idle to close",
-                l.max_connections,
-                self.conns.len(),
-                self.per_listener[index]
+            None => Some((
+                "max_connections",
+                format!(
+                    "too many connections (limit {}): {} open, {} on this listener, none idle to close",
+                    l.max_connections,
+                    self.conns.len(),
+                    self.per_listener[index]
+                ),
             )),
         }
     }
@@ -944,7 +957,13 @@ impl<S: 'static> Running<S> {
         let mut late = Vec::new();
         for (key, c) in self.conns.iter_mut() {
             let idle_for = |t: Instant| now.saturating_duration_since(t) > self.limits.idle_timeout;
-            if c.idle_since().is_some_and(idle_for) || c.stalled(now, &self.limits) || c.lingered(now) {
+            if c.idle_since().is_some_and(idle_for) {
+                self.ctx.net.limit_hit("idle_timeout");
+                idle.push(key);
+            } else if c.stalled(now, &self.limits) {
+                self.ctx.net.limit_hit("unread_answers");
+                idle.push(key);
+            } else if c.lingered(now) {
                 idle.push(key);
             } else if c.overdue(now, &self.limits) {
                 late.push(key);

@@ -23,6 +23,7 @@ use super::http::{self, BodyKind, HeadEnd, Parsed};
 use tomte_rpc::{Fault, Pending, Served, Value};
 
 use super::{Dialect, Get, HostRule, Limits, Peer, Pushed, Service, Stream};
+use crate::metrics::{NetDialect, NetStats};
 
 const INITIAL_BUF: usize = 8 << 10;
 /// Buffers larger than this are given back once empty.
@@ -185,6 +186,8 @@ pub struct Conn {
     streaming: bool,
     /// It holds a subscription: not idle while it waits for events.
     subscribed: bool,
+    /// The daemon's connection figures (bytes, dialects, limits hit).
+    net: NetStats,
     /// When it was dropped as a subscriber that does not read (it closes soon after).
     dropped_at: Option<Instant>,
 }
@@ -212,9 +215,14 @@ impl Conn {
         dialect: Dialect,
         host_rule: HostRule,
         budget: Budget,
+        net: NetStats,
         svc: &mut impl Service,
     ) -> Conn {
+        if dialect == Dialect::Comodojo {
+            net.framed(listener, NetDialect::Comodojo);
+        }
         let mut conn = Conn {
+            net,
             handshaking: stream.is_tls(),
             stream,
             peer,
@@ -448,6 +456,16 @@ impl Conn {
         self.subscribed = on;
     }
 
+    /// The dialect it turned out to speak, once known.
+    pub fn dialect(&self) -> Option<NetDialect> {
+        match self.framing {
+            Framing::Sniff => None,
+            Framing::Ndjson => Some(NetDialect::Ndjson),
+            Framing::Http => Some(NetDialect::Http),
+            Framing::Comodojo => Some(NetDialect::Comodojo),
+        }
+    }
+
     /// Whether it is an event stream (`GET /events`) rather than an RPC connection.
     pub fn is_streaming(&self) -> bool {
         self.streaming
@@ -561,6 +579,7 @@ impl Conn {
 
     /// Answers the message that missed its deadline with an error; the connection closes.
     pub fn time_out(&mut self, limits: &Limits) {
+        self.net.limit_hit("request_timeout");
         let why = format!(
             "request not received within {:?} (at least {} bytes/s past that)",
             limits.request_timeout, limits.min_rate
@@ -662,6 +681,7 @@ impl Conn {
                 }
                 Ok(n) => {
                     self.end += n;
+                    self.net.bytes_in(n);
                     let now = Instant::now();
                     self.last_read = now;
                     if self.msg_started.is_none() {
@@ -745,7 +765,10 @@ impl Conn {
         while self.out_pos < self.out.len() {
             match self.stream.write(&self.out[self.out_pos..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => self.out_pos += n,
+                Ok(n) => {
+                    self.out_pos += n;
+                    self.net.bytes_out(n);
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     // Runs from the first answer the client could not take until all of them
                     // have gone: reading a byte now and then does not restart it.
@@ -825,6 +848,10 @@ impl Conn {
     }
 
     fn no_room(&mut self, why: NoRoom, limits: &Limits) {
+        self.net.limit_hit(match why {
+            NoRoom::TooLarge => "max_message",
+            NoRoom::Budget(_) => "max_buffered",
+        });
         let why = match why {
             NoRoom::TooLarge => format!("message exceeds the limit of {} bytes", limits.max_message),
             NoRoom::Budget(_) => format!(
@@ -881,8 +908,14 @@ impl Conn {
             }
             match self.buf[self.start..self.end].first() {
                 None => {}
-                Some(b'{' | b'[') => self.framing = Framing::Ndjson,
-                Some(_) => self.framing = Framing::Http,
+                Some(b'{' | b'[') => {
+                    self.framing = Framing::Ndjson;
+                    self.net.framed(self.listener, NetDialect::Ndjson);
+                }
+                Some(_) => {
+                    self.framing = Framing::Http;
+                    self.net.framed(self.listener, NetDialect::Http);
+                }
             }
             self.scanned = self.start;
         }
