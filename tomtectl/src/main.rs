@@ -113,7 +113,7 @@ enum Command {
     /// Follow the daemon's log records and its workers' output (-f)
     ///
     /// Subscribes to daemon.log events and prints each as `TIME LEVEL [worker] target:
-    /// message` (no [worker] for the daemon's own records), filtered by --worker and --level.
+    /// message` (the daemon's own records name no worker), filtered by --worker and --level.
     /// The daemon keeps no history: without -f this is an error that says so (read the
     /// daemon's --log file or its journal for earlier records). Exit codes as for `events`.
     Logs {
