@@ -2,7 +2,8 @@
 //!
 //! Sections (each left out when the daemon exports none of its figures): calls per method and
 //! outcome with p50/p99 latency estimated from the histogram buckets; connections per
-//! listener (open now, accepted); workers (up, state, restarts, iterations); the process
+//! listener (open now, accepted) and traffic (bytes in and out, refused connections, limit
+//! hits); workers (up, state, restarts, iterations); the process
 //! (resident memory, CPU seconds, open fds, uptime).
 
 use std::collections::BTreeMap;
@@ -25,6 +26,7 @@ pub fn render(e: &Exposition, now: f64) -> String {
     let mut out = String::new();
     calls(e, &mut out);
     connections(e, &mut out);
+    traffic(e, &mut out);
     workers(e, &mut out);
     process(e, now, &mut out);
     if out.is_empty() {
@@ -109,6 +111,31 @@ fn connections(e: &Exposition, out: &mut String) {
         let _ = writeln!(out, "{listener:<width$} {:>9} {:>9}", or_dash(*open), or_dash(*accepted));
     }
     out.push('\n');
+}
+
+/// One line: bytes in and out, refused connections and limit hits, each summed over its labels.
+fn traffic(e: &Exposition, out: &mut String) {
+    let sum = |name: &str| -> Option<f64> {
+        let mut samples = e.named(name).peekable();
+        samples.peek()?;
+        Some(samples.map(|s| s.value).sum())
+    };
+    let mut parts = Vec::new();
+    if let Some(n) = sum("tomte_connection_bytes_received_total") {
+        parts.push(format!("in {}", bytes(n)));
+    }
+    if let Some(n) = sum("tomte_connection_bytes_sent_total") {
+        parts.push(format!("out {}", bytes(n)));
+    }
+    if let Some(n) = sum("tomte_connections_refused_total") {
+        parts.push(format!("refused {}", count(n)));
+    }
+    if let Some(n) = sum("tomte_limit_hits_total") {
+        parts.push(format!("limit hits {}", count(n)));
+    }
+    if !parts.is_empty() {
+        let _ = writeln!(out, "TRAFFIC  {}\n", parts.join("   "));
+    }
 }
 
 fn workers(e: &Exposition, out: &mut String) {
@@ -253,6 +280,11 @@ tomte_rpc_call_duration_seconds_count{method="worker.list"} 7
 tomte_connections{listener="unix:///run/pool.sock"} 3
 tomte_connections_accepted_total{listener="unix:///run/pool.sock",dialect="ndjson"} 50
 tomte_connections_accepted_total{listener="unix:///run/pool.sock",dialect="http"} 4
+tomte_connection_bytes_received_total 1536
+tomte_connection_bytes_sent_total 10
+tomte_connections_refused_total{reason="limit"} 2
+tomte_connections_refused_total{reason="untrusted"} 1
+tomte_limit_hits_total{limit="message"} 0
 tomte_worker_up{worker="alpha"} 1
 tomte_worker_up{worker="beta"} 0
 tomte_worker_state{worker="alpha",state="looping"} 1
@@ -285,6 +317,10 @@ process_start_time_seconds 1000
         assert_eq!(line(&table, "(all)"), ["(all)", "47", "2", "1", "50"]);
         assert_eq!(line(&table, "LISTENER"), ["LISTENER", "OPEN", "ACCEPTED"]);
         assert_eq!(line(&table, "unix://"), ["unix:///run/pool.sock", "3", "54"]);
+        assert_eq!(
+            line(&table, "TRAFFIC"),
+            ["TRAFFIC", "in", "1.5", "KiB", "out", "10", "B", "refused", "3", "limit", "hits", "0"]
+        );
         assert_eq!(line(&table, "WORKER"), ["WORKER", "UP", "STATE", "RESTARTS", "ITERATIONS"]);
         assert_eq!(line(&table, "alpha"), ["alpha", "yes", "looping", "0", "1234"]);
         assert_eq!(line(&table, "beta"), ["beta", "no", "failed", "4", "-"]);
