@@ -553,10 +553,10 @@ impl<S: 'static> Running<S> {
     /// `GET /events`, `daemon.unsubscribe`).
     fn subscription(&mut self, key: usize, request: SubRequest) {
         match request {
-            SubRequest::Subscribe { patterns, sse } => {
+            SubRequest::Subscribe { patterns, sse, logs } => {
                 if let Some(conn) = self.conns.get_mut(key) {
                     conn.set_subscribed(true);
-                    self.subscribers.set(key, patterns, sse);
+                    self.subscribers.set(key, patterns, sse, logs);
                 }
             }
             SubRequest::Unsubscribe => {
