@@ -103,13 +103,15 @@ fn events_show_worker_state_changes_during_a_restart_and_end_with_the_daemon() {
     let old_pid = worker(&d, "alpha")["pid"].as_i64().unwrap();
     let mut events = Follower::new(&d, &["events", "daemon.worker.*"]);
     let alpha = |f: &Follower| -> Vec<serde_json::Value> {
+        // TIME NAME DATA; other daemon.worker.* events (daemon.worker.failed) are not states.
         f.lines()
             .iter()
-            .map(|l| {
+            .filter_map(|l| {
                 let mut words = l.splitn(3, ' ');
-                let (_time, name, data) = (words.next(), words.next().unwrap_or(""), words.next().unwrap_or(""));
-                assert_eq!(name, "daemon.worker.state", "{l}");
-                json(data)
+                let (time, name, data) = (words.next()?, words.next()?, words.next()?);
+                assert!(time.starts_with("20") && time.contains('T'), "a timestamp first: {l}");
+                assert!(name.starts_with("daemon.worker."), "{l}");
+                (name == "daemon.worker.state").then(|| json(data))
             })
             .filter(|data| data["worker"] == "alpha")
             .collect()
@@ -244,4 +246,21 @@ fn metrics_prints_the_table_of_a_daemon_that_served_calls() {
     let raw = text(&out.stdout);
     assert!(raw.contains("# TYPE tomte_rpc_calls_total counter"), "{raw}");
     assert!(raw.contains("process_resident_memory_bytes "), "{raw}");
+}
+
+#[test]
+fn logs_follow_without_control_is_refused_and_says_why() {
+    // An anonymous TCP client on loopback holds read and call, not control: log records tell
+    // what the daemon logs about every client.
+    let tcp = format!("tcp://127.0.0.1:{}", free_port());
+    let d = Daemon::new("pool", &["--socket", &tcp]).start();
+    let _reaper = pids(&d);
+    let out = Command::new(binary("tomtectl")).args(["--socket", &tcp, "logs", "-f"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "an RPC error");
+    let err = text(&out.stderr);
+    assert!(err.contains("control"), "{err}");
+    // Its health is readable all the same.
+    until("health 0 over TCP", LIMIT, || {
+        Command::new(binary("tomtectl")).args(["--socket", &tcp, "health"]).output().unwrap().status.code() == Some(0)
+    });
 }
