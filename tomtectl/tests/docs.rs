@@ -111,6 +111,7 @@ fn zsh_and_fish_parse_theirs_when_installed() {
 
 /// Renders `page` with groff, warnings on; the text.
 fn groff(page: &Path) -> String {
+    assert!(installed("groff"), "groff is needed to render the man pages (Debian's groff-base; .ci/run installs it)");
     let (ok, out, err) = run(Command::new("groff").args(["-man", "-Tutf8", "-ww"]).arg(page));
     assert!(ok, "groff failed: {err}");
     assert!(err.trim().is_empty(), "groff warned on {}:\n{err}", page.display());
