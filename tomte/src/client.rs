@@ -67,7 +67,8 @@ pub const GREETER_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest HTTP response head read.
 const MAX_HEAD: usize = 64 << 10;
 
-/// The longest HTTP body [`Client::get`] reads (a scrape of a large daemon is a few hundred kB).
+/// The longest HTTP body read without a `Content-Length` (chunked, or to the end of the
+/// connection); a scrape of a large daemon is a few hundred kB.
 const MAX_BODY: u64 = 64 << 20;
 
 /// A JSON-RPC notification the daemon pushed: a request without an id (see
@@ -752,9 +753,12 @@ impl Client {
             // Memory follows what arrives, not what the head promises.
             let read = match length {
                 Some(n) => (&mut self.reader).take(n).read_to_end(&mut self.input),
-                None => (&mut self.reader).take(MAX_BODY).read_to_end(&mut self.input),
+                None => (&mut self.reader).take(MAX_BODY + 1).read_to_end(&mut self.input),
             };
             read.map_err(|source| self.io_err(source))?;
+            if length.is_none() && self.input.len() as u64 > MAX_BODY {
+                return Err(self.protocol_err(format!("an HTTP body larger than {MAX_BODY} bytes")));
+            }
             if let Some(n) = length {
                 if (self.input.len() as u64) < n {
                     return Err(ClientError::Closed { addr: self.addr.clone() });
