@@ -353,3 +353,15 @@ fn log_events_need_control_and_wider_patterns_skip_them_without_it() {
     until("a log event", Duration::from_secs(20), || next_event(&mut own)["name"] == "daemon.log");
     let _reaper2 = pids(&d);
 }
+
+#[test]
+fn a_subscriber_hears_clients_connect_and_hang_up_without_any_listener() {
+    let d = Daemon::new("echo", &[]).start();
+    let mut sub = subscribe(&d, &["daemon.socket.*"]);
+    drop(d.connect());
+    let connect = next_event(&mut sub);
+    assert_eq!(connect["name"], "daemon.socket.client.connect", "{connect}");
+    let hangup = next_event(&mut sub);
+    assert_eq!(hangup["name"], "daemon.socket.client.hangup", "{hangup}");
+    assert_eq!(connect["data"], hangup["data"], "the same peer");
+}
