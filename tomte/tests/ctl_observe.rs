@@ -78,17 +78,36 @@ impl Drop for Follower {
     }
 }
 
-/// Restarts worker `name` until `seen` holds: a follower subscribes after it connects, so the
-/// first restart may come before its subscription does.
-fn restart_until(d: &Daemon, name: &str, what: &str, mut seen: impl FnMut() -> bool) {
-    for _ in 0..5 {
+/// Restarts worker `name` until `seen` holds: a follower subscribes just after it connects, so
+/// a restart may come before its subscription does (then another restart is seen). Each try
+/// waits a while for a first sign, `begun`, of the restart (a slow machine only makes more
+/// tries); once it shows, `seen` is waited for without restarting again.
+fn restart_until(d: &Daemon, name: &str, what: &str, mut begun: impl FnMut() -> bool, seen: impl FnMut() -> bool) {
+    for _ in 0..10 {
         let out = ctl(d, &["worker", "restart", name]);
         assert!(out.status.success(), "worker restart {name}: {}", text(&out.stderr));
-        if wait_for(LIMIT / 2, &mut seen) {
+        if wait_for(Duration::from_secs(5), &mut begun) {
+            until(what, LIMIT, seen);
             return;
         }
     }
     panic!("never saw {what}");
+}
+
+/// The daemon's open connections (the one asking included).
+fn connections(d: &Daemon) -> i64 {
+    call(d, "daemon.status", "[]")["result"]["connections"].as_i64().expect("daemon.status has connections")
+}
+
+/// Starts `followers` and waits until the daemon holds their connections (their subscriptions
+/// follow at once): the test's own are closed by then, so that is the followers' and the one
+/// asking. (A closed one the daemon has not yet seen close may pass for a follower's: the
+/// restarts that follow are retried.)
+fn followers(d: &Daemon, followers: &[&[&str]]) -> Vec<Follower> {
+    let started: Vec<Follower> = followers.iter().map(|args| Follower::new(d, args)).collect();
+    let want = 1 + started.len() as i64;
+    until("the followers connected", LIMIT, || connections(d) >= want);
+    started
 }
 
 fn looping(d: &Daemon) -> bool {
@@ -101,7 +120,7 @@ fn events_show_worker_state_changes_during_a_restart_and_end_with_the_daemon() {
     let _reaper = pids(&d);
     until("both workers looping", LIMIT, || looping(&d));
     let old_pid = worker(&d, "alpha")["pid"].as_i64().unwrap();
-    let mut events = Follower::new(&d, &["events", "daemon.worker.*"]);
+    let mut events = followers(&d, &[&["events", "daemon.worker.*"]]).remove(0);
     let alpha = |f: &Follower| -> Vec<serde_json::Value> {
         // TIME NAME DATA; other daemon.worker.* events (daemon.worker.failed) are not states.
         f.lines()
@@ -116,20 +135,31 @@ fn events_show_worker_state_changes_during_a_restart_and_end_with_the_daemon() {
             .filter(|data| data["worker"] == "alpha")
             .collect()
     };
-    restart_until(&d, "alpha", "alpha looping again", || {
-        let states = alpha(&events);
-        let spinup = states.iter().position(|s| s["state"] == "spinup");
-        spinup.is_some_and(|i| states[i..].iter().any(|s| s["state"] == "looping"))
-    });
+    // The events of alpha's new process: a spinup, then looping. (Events of the old one may
+    // come first, even its own start when the subscription was quick: states travel from the
+    // worker in frames, a loop turn behind what worker.list reads.)
+    let new_pid = |s: &serde_json::Value| s["pid"].as_i64().filter(|&p| p != old_pid);
+    restart_until(
+        &d,
+        "alpha",
+        "alpha looping in a new process",
+        || alpha(&events).iter().any(|s| new_pid(s).is_some()),
+        || alpha(&events).iter().any(|s| s["state"] == "looping" && new_pid(s).is_some()),
+    );
     let states = alpha(&events);
-    let names: Vec<&str> = states.iter().filter_map(|s| s["state"].as_str()).collect();
-    let spinup = names.iter().position(|s| *s == "spinup").unwrap();
-    assert!(names[spinup..].contains(&"looping"), "{names:?}");
-    let back = states[spinup..].iter().find(|s| s["state"] == "looping").unwrap();
-    assert!(back["pid"].as_i64().is_some_and(|p| p != old_pid), "a new process: {back}");
-    // What came before the spinup is alpha going down (when the subscription saw it).
-    for s in &names[..spinup] {
-        assert!(["looping", "spindown", "exited", "backoff"].contains(s), "{names:?}");
+    let first_new = states.iter().position(|s| new_pid(s).is_some()).unwrap();
+    let pid = new_pid(&states[first_new]).unwrap();
+    let names = |from: &[serde_json::Value]| -> Vec<String> {
+        from.iter().filter_map(|s| s["state"].as_str().map(str::to_owned)).collect()
+    };
+    let new: Vec<&serde_json::Value> = states[first_new..].iter().filter(|s| s["pid"] == pid).collect();
+    let new_names: Vec<&str> = new.iter().filter_map(|s| s["state"].as_str()).collect();
+    assert_eq!(new_names[..2], ["spinup", "looping"], "the new process {pid}: {:?}", names(&states));
+    assert!(new.iter().all(|s| s["last_exit"].is_string()), "it tells how the old one ended: {new:?}");
+    // Before it, alpha going down: its old process, or none.
+    for s in &states[..first_new] {
+        assert!(s["pid"] == old_pid || s["pid"].is_null(), "{:?}", names(&states));
+        assert!(["spinup", "looping", "spindown", "exited", "backoff"].contains(&s["state"].as_str().unwrap()), "{s}");
     }
     // The daemon stops: the stream ends, cleanly.
     let out = d.cmd("stop");
@@ -143,17 +173,21 @@ fn logs_follow_shows_alpha_spinup_line_and_not_betas() {
     let d = Daemon::new("pool", &[]).start();
     let _reaper = pids(&d);
     until("both workers looping", LIMIT, || looping(&d));
-    let only_alpha = Follower::new(&d, &["logs", "-f", "--worker", "alpha"]);
-    let all = Follower::new(&d, &["logs", "-f"]);
-    restart_until(&d, "alpha", "hello from alpha in both followers", || {
-        only_alpha.count("hello from alpha") > 0 && all.count("hello from alpha") > 0
-    });
+    let mut both = followers(&d, &[&["logs", "-f", "--worker", "alpha"], &["logs", "-f"]]).into_iter();
+    let (only_alpha, all) = (both.next().unwrap(), both.next().unwrap());
+    let both_hello = || only_alpha.count("hello from alpha") > 0 && all.count("hello from alpha") > 0;
+    restart_until(&d, "alpha", "hello from alpha in both followers", both_hello, both_hello);
     // Both follow now. Beta says hello (the unfiltered follower sees it), then alpha again:
     // records come in order, so once the filtered one shows alpha's second hello it has had
     // beta's too, and left it out.
     let before = only_alpha.count("hello from alpha");
-    restart_until(&d, "beta", "hello from beta", || all.count("hello from beta") > 0);
-    restart_until(&d, "alpha", "alpha's next hello", || only_alpha.count("hello from alpha") > before);
+    // Both are subscribed now: one restart each.
+    let out = ctl(&d, &["worker", "restart", "beta"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    until("hello from beta", LIMIT, || all.count("hello from beta") > 0);
+    let out = ctl(&d, &["worker", "restart", "alpha"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    until("alpha's next hello", LIMIT, || only_alpha.count("hello from alpha") > before);
     let lines = only_alpha.lines();
     assert!(lines.iter().all(|l| l.contains(" [alpha] ")), "{lines:#?}");
     assert!(!lines.iter().any(|l| l.contains("beta")), "{lines:#?}");
