@@ -15,6 +15,8 @@ use crate::exposition::{quantile, Estimate, Exposition};
 const CALLS: &str = "tomte_rpc_calls_total";
 /// Call latency histogram, by method.
 const DURATION: &str = "tomte_rpc_call_duration_seconds";
+/// Calls of names no method has.
+const UNKNOWN: &str = "tomte_rpc_unknown_method_calls_total";
 /// Connections open now, by listener.
 const OPEN: &str = "tomte_connections";
 /// Connections accepted, by listener (and dialect: summed here).
@@ -86,6 +88,9 @@ fn calls(e: &Exposition, out: &mut String) {
             let _ = write!(out, " {:>9}", count(*n));
         }
         let _ = writeln!(out, " {:>9}", count(totals.iter().sum()));
+    }
+    if let Some(n) = e.value(UNKNOWN).filter(|&n| n > 0.0) {
+        let _ = writeln!(out, "(and {} calls of methods the daemon does not have)", count(n));
     }
     out.push('\n');
 }
@@ -277,6 +282,7 @@ tomte_rpc_call_duration_seconds_count{method="daemon.status"} 42
 tomte_rpc_call_duration_seconds_bucket{method="worker.list",le="0.0001"} 0
 tomte_rpc_call_duration_seconds_bucket{method="worker.list",le="+Inf"} 7
 tomte_rpc_call_duration_seconds_count{method="worker.list"} 7
+tomte_rpc_unknown_method_calls_total 5
 tomte_connections{listener="unix:///run/pool.sock"} 3
 tomte_connections_accepted_total{listener="unix:///run/pool.sock",dialect="ndjson"} 50
 tomte_connections_accepted_total{listener="unix:///run/pool.sock",dialect="http"} 4
@@ -315,6 +321,7 @@ process_start_time_seconds 1000
         assert_eq!(line(&table, "worker.list"), ["worker.list", "7", "0", "0", "7", ">100µs", ">100µs"]);
         assert_eq!(line(&table, "worker.pause"), ["worker.pause", "0", "0", "1", "1", "-", "-"]);
         assert_eq!(line(&table, "(all)"), ["(all)", "47", "2", "1", "50"]);
+        assert!(table.contains("(and 5 calls of methods the daemon does not have)"), "{table}");
         assert_eq!(line(&table, "LISTENER"), ["LISTENER", "OPEN", "ACCEPTED"]);
         assert_eq!(line(&table, "unix://"), ["unix:///run/pool.sock", "3", "54"]);
         assert_eq!(
