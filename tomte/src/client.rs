@@ -26,6 +26,17 @@
 //! the client sends and answer what it likes. (TCP says nothing of the peer's user: the check
 //! does not apply there.) `tomtectl` always connects this way.
 //!
+//! Beyond calls, a native listener also serves two things this client reads:
+//!
+//! * **Notifications** the daemon pushes on an NDJSON connection once it has subscribed
+//!   ([`Client::subscribe`]): `daemon.event` for each matching event, and `daemon.dropped` as a
+//!   last word when the daemon gives up on a subscriber that did not keep up.
+//!   [`Client::next_notification`] waits for the next one; a notification that arrives while a
+//!   call waits for its answer is kept for it, in order.
+//! * **HTTP `GET`** routes (`/metrics`, `/livez`, `/readyz`): [`Client::get`] on a connection
+//!   that has not sent anything else yet (the listener tells NDJSON from HTTP by the first byte
+//!   of a connection), answered whatever the status, the body whole (by length or chunked).
+//!
 //! [`Client::call`] answers `Ok(Ok(value))` for a result and `Ok(Err(fault))` for an RPC error;
 //! `Err(ClientError)` means no answer could be had. Two cases deserve a word:
 //!
@@ -37,6 +48,7 @@
 //!   fault-code interoperability spec names it), message "Transport error", and the server's text
 //!   as the fault's data (so [`Fault::full_message`] shows it).
 
+use std::collections::VecDeque;
 use std::io::{self, BufRead, BufReader, Read as _, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
@@ -54,6 +66,40 @@ pub const GREETER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The longest HTTP response head read.
 const MAX_HEAD: usize = 64 << 10;
+
+/// The longest HTTP body read without a `Content-Length` (chunked, or to the end of the
+/// connection); a scrape of a large daemon is a few hundred kB.
+const MAX_BODY: u64 = 64 << 20;
+
+/// A JSON-RPC notification the daemon pushed: a request without an id (see
+/// [`Client::next_notification`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Notification {
+    /// Its method: `daemon.event`, `daemon.dropped`.
+    pub method: String,
+    /// Its params (`Nil` when it has none).
+    pub params: Value,
+}
+
+/// The answer to an HTTP `GET` ([`Client::get`]), whatever its status.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpResponse {
+    /// The status code (200, 503, …).
+    pub status: u16,
+    /// The reason phrase.
+    pub reason: String,
+    /// The headers, names in lower case, in the order they came.
+    pub headers: Vec<(String, String)>,
+    /// The body, chunked transfer coding removed.
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    /// The value of header `name` (case-insensitive), the first if repeated.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
 
 /// What a [`Client`] speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -294,6 +340,8 @@ pub struct Client {
     request: Vec<u8>,
     /// What was read: a line, an HTTP head, a body.
     input: Vec<u8>,
+    /// Notifications read while waiting for an answer, not yet taken.
+    pending: VecDeque<Notification>,
 }
 
 impl Client {
@@ -390,6 +438,7 @@ impl Client {
             payload: Vec::new(),
             request: Vec::new(),
             input: Vec::new(),
+            pending: VecDeque::new(),
         };
         if protocol.is_comodojo() {
             client.greet()?;
@@ -468,11 +517,112 @@ impl Client {
         Ok(resp.outcome)
     }
 
+    /// Asks the daemon to push the events whose names match `patterns` (exact names, or
+    /// prefixes ending in `*`: `daemon.worker.*`, `*`) on this connection, as `daemon.event`
+    /// notifications read with [`Client::next_notification`]. Answers the patterns subscribed.
+    /// NDJSON only ([`Protocol::Json`]): other protocols are a [`ClientError::Encode`].
+    pub fn subscribe(&mut self, patterns: &[&str]) -> Result<Result<Vec<String>, Fault>, ClientError> {
+        if self.protocol != Protocol::Json {
+            return Err(
+                self.encode_err("subscriptions are served on NDJSON connections only (not XML-RPC or comodojo)".into())
+            );
+        }
+        let list = Value::Array(patterns.iter().map(|&p| Value::from(p)).collect());
+        Ok(self.call("daemon.subscribe", &Args::Positional(vec![list]))?.map(|answer| {
+            let subscribed = answer.member("subscribed").and_then(Value::as_array).unwrap_or_default();
+            subscribed.iter().filter_map(Value::as_str).map(str::to_owned).collect()
+        }))
+    }
+
+    /// Waits for the next notification the daemon pushes (after [`Client::subscribe`]), those
+    /// that came during a call first. `Ok(None)` when the daemon closed the connection between
+    /// two messages (a clean end); a line that is not a notification is a
+    /// [`ClientError::Protocol`]. Waits for ever unless [`Client::set_timeout`] bounds it.
+    pub fn next_notification(&mut self) -> Result<Option<Notification>, ClientError> {
+        if let Some(n) = self.pending.pop_front() {
+            return Ok(Some(n));
+        }
+        if self.protocol != Protocol::Json {
+            return Err(self.encode_err("notifications come on NDJSON connections only".into()));
+        }
+        self.input.clear();
+        let n = self.reader.read_until(b'\n', &mut self.input).map_err(|source| self.io_err(source))?;
+        if n == 0 {
+            return Ok(None);
+        }
+        if self.input.last() != Some(&b'\n') {
+            return Err(ClientError::Closed { addr: self.addr.clone() });
+        }
+        match self.notification() {
+            Some(n) => Ok(Some(n)),
+            None => {
+                let line: String = String::from_utf8_lossy(&self.input).trim().chars().take(200).collect();
+                Err(self.protocol_err(format!("expected a notification, got: {line}")))
+            }
+        }
+    }
+
+    /// `input` read as a notification (a `method` and no `id`), if it is one.
+    fn notification(&self) -> Option<Notification> {
+        #[derive(serde::Deserialize)]
+        struct Wire {
+            method: String,
+            #[serde(default)]
+            params: Value,
+            #[serde(default)]
+            id: Option<serde::de::IgnoredAny>,
+        }
+        // An answer has no `method` member: most lines are told apart without parsing twice.
+        memchr::memmem::find(&self.input, b"\"method\"")?;
+        match serde_json::from_slice::<Wire>(&self.input) {
+            Ok(Wire { method, params, id: None }) => Some(Notification { method, params }),
+            _ => None,
+        }
+    }
+
+    /// `GET path` over HTTP/1.1 with `headers` added (`("Accept", "…")`, `("Authorization",
+    /// "Bearer …")`), on a native listener; the answer whatever its status. Send it as the
+    /// connection's first request (or after other HTTP ones, `--xml` calls): a connection that
+    /// has spoken NDJSON stays NDJSON. A comodojo protocol is a [`ClientError::Encode`].
+    pub fn get(&mut self, path: &str, headers: &[(&str, &str)]) -> Result<HttpResponse, ClientError> {
+        if self.protocol.is_comodojo() {
+            return Err(self.encode_err("a comodojo listener serves no HTTP routes".into()));
+        }
+        if !path.starts_with('/') || path.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control()) {
+            return Err(self.encode_err(format!("not a request path: {path:?}")));
+        }
+        let mut head = format!(
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: tomte/{}\r\n",
+            self.host,
+            env!("CARGO_PKG_VERSION")
+        );
+        for (name, value) in headers {
+            if [name, value].iter().any(|t| t.bytes().any(|b| b == b'\r' || b == b'\n')) {
+                return Err(self.encode_err(format!("a line break in header {name}")));
+            }
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        head.push_str("\r\n");
+        let socket = self.reader.get_mut();
+        socket.write_all(head.as_bytes()).and_then(|()| socket.flush()).map_err(|source| self.io_err(source))?;
+        let mut headers = Vec::new();
+        let (status, reason) = self.read_http_message(Some(&mut headers))?;
+        Ok(HttpResponse { status, reason, headers, body: std::mem::take(&mut self.input) })
+    }
+
     /// Reads the answer to a call into `input`, as the RPC payload it carries; `Some(fault)` for
     /// a comodojo `status: false`.
     fn read_answer(&mut self) -> Result<Option<Fault>, ClientError> {
         match self.protocol {
-            Protocol::Json => self.read_line()?,
+            Protocol::Json => loop {
+                self.read_line()?;
+                // A subscribed connection carries notifications between answers: kept for
+                // `next_notification`, in order.
+                match self.notification() {
+                    Some(n) => self.pending.push_back(n),
+                    None => break,
+                }
+            },
             Protocol::Xml => self.read_http()?,
             Protocol::ComodojoJson | Protocol::ComodojoXml => {
                 self.read_line()?;
@@ -528,6 +678,21 @@ impl Client {
     /// Reads one HTTP response into `input` (its body); informational (1xx) responses are
     /// skipped, an error status is a [`ClientError::Http`].
     fn read_http(&mut self) -> Result<(), ClientError> {
+        let (status, reason) = self.read_http_message(None)?;
+        if status != 200 {
+            let text: String = String::from_utf8_lossy(&self.input).trim().chars().take(200).collect();
+            return Err(ClientError::Http { addr: self.addr.clone(), status, reason, text });
+        }
+        Ok(())
+    }
+
+    /// Reads one HTTP response, informational (1xx) ones skipped: its body into `input` (by
+    /// length, chunked, or to the end of the connection), its headers into `keep` when given;
+    /// answers its status and reason.
+    fn read_http_message(
+        &mut self,
+        mut keep: Option<&mut Vec<(String, String)>>,
+    ) -> Result<(u16, String), ClientError> {
         loop {
             self.input.clear();
             loop {
@@ -561,6 +726,7 @@ impl Client {
             }
             let reason = resp.reason.unwrap_or("").to_owned();
             let mut length = None;
+            let mut chunked = false;
             for h in resp.headers.iter() {
                 if h.name.eq_ignore_ascii_case("content-length") {
                     let value = String::from_utf8_lossy(h.value);
@@ -569,26 +735,73 @@ impl Client {
                         Err(_) => return Err(self.protocol_err(format!("bad Content-Length '{value}'"))),
                     }
                 } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-                    return Err(self.protocol_err("a chunked HTTP response".into()));
+                    let value = String::from_utf8_lossy(h.value);
+                    if !value.trim().eq_ignore_ascii_case("chunked") {
+                        return Err(self.protocol_err(format!("a response in transfer coding '{value}'")));
+                    }
+                    chunked = true;
+                }
+                if let Some(keep) = keep.as_deref_mut() {
+                    keep.push((h.name.to_ascii_lowercase(), String::from_utf8_lossy(h.value).trim().to_owned()));
                 }
             }
             self.input.clear();
+            if chunked {
+                self.read_chunked()?;
+                return Ok((status, reason));
+            }
             // Memory follows what arrives, not what the head promises.
             let read = match length {
                 Some(n) => (&mut self.reader).take(n).read_to_end(&mut self.input),
-                None => self.reader.read_to_end(&mut self.input),
+                None => (&mut self.reader).take(MAX_BODY + 1).read_to_end(&mut self.input),
             };
             read.map_err(|source| self.io_err(source))?;
+            if length.is_none() && self.input.len() as u64 > MAX_BODY {
+                return Err(self.protocol_err(format!("an HTTP body larger than {MAX_BODY} bytes")));
+            }
             if let Some(n) = length {
                 if (self.input.len() as u64) < n {
                     return Err(ClientError::Closed { addr: self.addr.clone() });
                 }
             }
-            if status != 200 {
-                let text: String = String::from_utf8_lossy(&self.input).trim().chars().take(200).collect();
-                return Err(ClientError::Http { addr: self.addr.clone(), status, reason, text });
+            return Ok((status, reason));
+        }
+    }
+
+    /// Reads a chunked body into `input` (empty on entry), its trailers skipped.
+    fn read_chunked(&mut self) -> Result<(), ClientError> {
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            let n = (&mut self.reader).take(1024).read_until(b'\n', &mut line).map_err(|source| self.io_err(source))?;
+            if n == 0 || line.last() != Some(&b'\n') {
+                return Err(ClientError::Closed { addr: self.addr.clone() });
             }
-            return Ok(());
+            let text = String::from_utf8_lossy(&line);
+            let digits = text.split(';').next().unwrap_or("").trim();
+            let Ok(size) = u64::from_str_radix(digits, 16) else {
+                return Err(self.protocol_err(format!("bad chunk size '{}'", text.trim())));
+            };
+            if size == 0 {
+                // Trailers, up to the empty line.
+                loop {
+                    line.clear();
+                    let n = self.reader.read_until(b'\n', &mut line).map_err(|source| self.io_err(source))?;
+                    if n == 0 || matches!(&line[..], b"\r\n" | b"\n") {
+                        return Ok(());
+                    }
+                }
+            }
+            if self.input.len() as u64 + size > MAX_BODY {
+                return Err(self.protocol_err(format!("an HTTP body larger than {MAX_BODY} bytes")));
+            }
+            let before = self.input.len() as u64;
+            (&mut self.reader).take(size).read_to_end(&mut self.input).map_err(|source| self.io_err(source))?;
+            if self.input.len() as u64 - before < size {
+                return Err(ClientError::Closed { addr: self.addr.clone() });
+            }
+            line.clear();
+            self.reader.read_until(b'\n', &mut line).map_err(|source| self.io_err(source))?;
         }
     }
 

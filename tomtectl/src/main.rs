@@ -2,16 +2,29 @@
 //!
 //! Exit codes: 0 success, 1 the daemon answered with an RPC error, 2 it could not be reached
 //! (or the command line is wrong, or the unix socket is served by a user not trusted: root and
-//! the user running tomtectl are, `--trust-uid UID` adds another).
+//! the user running tomtectl are, `--trust-uid UID` adds another). Two commands differ, for
+//! scripts: `health` exits 1 whenever the daemon is not known to be ready (not ready, or not
+//! reached); `events` and `logs -f` exit 0 when the daemon ends the stream (it stops), 1 when
+//! it drops this subscriber for not keeping up.
+//!
+//! Observing: `events` and `logs -f` subscribe on an NDJSON connection and print what the
+//! daemon pushes; `health` calls `daemon.health`; `metrics` sends `GET /metrics` over the same
+//! socket (a native listener serves HTTP too) and shows the main figures as a table.
+//! `completions SHELL` and `man [COMMAND]` print a completion script and a man page.
 //!
 //! Protocols: NDJSON JSON-RPC by default; `--xml` speaks XML-RPC over HTTP; `--comodojo` speaks
 //! comodojo/daemon's framing (JSON-RPC inside, or XML-RPC with `--xml` too), which a
 //! `comodojo+unix://` or `comodojo+tcp://` address implies.
 
+mod exposition;
+mod follow;
+mod health;
+mod metrics;
+
 use std::process::ExitCode;
 
 use anyhow::{bail, Context as _};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 use tomte::client::{Client, ClientError, ClientFiles, Protocol, Trust};
 use tomte::net::{Address, Dialect};
 use tomte_rpc::{Args, Fault, Value};
@@ -21,7 +34,10 @@ use tomte_rpc::{Args, Fault, Value};
     name = "tomtectl",
     version,
     disable_help_subcommand = true,
-    about = "Control a tomte daemon: call methods, list them, read status, shut it down."
+    about = "Control a tomte daemon: call methods, list them, read status, shut it down.",
+    long_about = "Control a tomte daemon: call methods, list them, read status, shut it down; \
+                  follow its events and logs, check its health, show its metrics.",
+    after_long_help = EXIT_STATUS
 )]
 struct Cli {
     /// The daemon's socket: unix:///path, tcp://host:port, tls://host:port, or comodojo+ before one
@@ -83,7 +99,79 @@ enum Command {
         #[arg(value_parser = ["error", "warn", "info", "debug", "trace"])]
         level: Option<String>,
     },
+    /// Follow the daemon's events as they happen, one line each
+    ///
+    /// Subscribes to PATTERNS (daemon.subscribe) and prints each event as `TIME NAME DATA`, the
+    /// data as compact JSON (--json: the notification's params object as sent), until
+    /// interrupted or the daemon ends the stream: exit 0 when it hangs up (it stopped), 1 when
+    /// it drops this subscriber (daemon.dropped; the reason goes to stderr).
+    Events {
+        /// Event names: exact, or a prefix ending in `*` (daemon.worker.*, app.*)
+        #[arg(default_value = "*")]
+        patterns: Vec<String>,
+    },
+    /// Follow the daemon's log records and its workers' output (-f)
+    ///
+    /// Subscribes to daemon.log events and prints each as `TIME LEVEL [worker] target:
+    /// message` (the daemon's own records name no worker), filtered by --worker and --level.
+    /// The daemon keeps no history: without -f this is an error that says so (read the
+    /// daemon's --log file or its journal for earlier records). Exit codes as for `events`.
+    Logs {
+        /// Follow: print each record as the daemon logs it (required: there is no history)
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// Only the records of worker NAME (repeatable)
+        #[arg(long, value_name = "NAME")]
+        worker: Vec<String>,
+        /// Only records at level L or more severe (the daemon sends only what its own level lets
+        /// through: see `loglevel`)
+        #[arg(long, value_name = "L", value_parser = follow::LEVELS)]
+        level: Option<String>,
+    },
+    /// Whether the daemon is ready: exit 0 when it is, 1 when not or unreachable
+    ///
+    /// Calls daemon.health and prints `ready` or `not ready`, then each failing check as
+    /// `FAIL  NAME: DETAIL` (--verbose: every check). Exits 1 whenever the daemon is not known
+    /// to be ready, unreachable included (the reason on stderr), for scripts and probes.
+    Health {
+        /// List every check, passing ones too
+        #[arg(long, short = 'v')]
+        verbose: bool,
+    },
+    /// Show the daemon's main figures from its /metrics
+    ///
+    /// Sends `GET /metrics` over the same socket (a native listener serves HTTP too) and shows
+    /// calls per method and outcome with p50/p99 latency estimated from the histogram buckets,
+    /// connections per listener, each worker's up/state/restarts/iterations, and the process's
+    /// resident memory, CPU seconds, open fds and uptime. --raw prints the exposition as sent.
+    Metrics {
+        /// Print the exposition text as the daemon sent it
+        #[arg(long)]
+        raw: bool,
+    },
+    /// Print a shell completion script
+    ///
+    /// bash: `source <(tomtectl completions bash)`; zsh: `tomtectl completions zsh >
+    /// ~/.zfunc/_tomtectl`; fish: `tomtectl completions fish | source`.
+    Completions {
+        /// The shell
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) of tomtectl or of one of its commands
+    ///
+    /// `tomtectl man | man -l -` reads it; `tomtectl man health` is the page tomtectl-health(1).
+    Man {
+        /// A command, for its own page (tomtectl-COMMAND)
+        command: Option<String>,
+    },
 }
+
+/// The exit codes, for `--help` and the man page.
+const EXIT_STATUS: &str = "Exit status: 0 success; 1 the daemon answered with an RPC error; 2 the daemon \
+could not be reached, the socket is served by an untrusted user, or the command line is wrong. \
+`health` exits 1 whenever the daemon is not known to be ready (not ready, or not reached). \
+`events` and `logs -f` exit 0 when the daemon ends the stream, 1 when it drops the subscriber.\n\n\
+Environment: TOMTE_SOCKET is the socket used when --socket is not given.";
 
 /// Prints a line; a closed stdout (`| head`) ends the program quietly instead of panicking.
 macro_rules! say {
@@ -102,8 +190,10 @@ fn main() -> ExitCode {
         .clone()
         .or_else(|| std::env::var("TOMTE_SOCKET").ok())
         .unwrap_or_else(|| format!("unix://{}", tomte::daemon::runtime_path("echo", "sock").display()));
+    // `health` answers scripts and probes: anything but a ready daemon is 1.
+    let unreachable = if matches!(cli.command, Command::Health { .. }) { 1 } else { 2 };
     match run(&cli, &socket) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             if let Some(fault) = e.downcast_ref::<Fault>() {
                 eprintln!("tomtectl: error {}: {}", fault.code, fault.full_message());
@@ -118,12 +208,30 @@ fn main() -> ExitCode {
             } else {
                 eprintln!("tomtectl: {e:#}");
             }
-            ExitCode::from(2)
+            ExitCode::from(unreachable)
         }
     }
 }
 
-fn run(cli: &Cli, socket: &str) -> anyhow::Result<()> {
+fn run(cli: &Cli, socket: &str) -> anyhow::Result<ExitCode> {
+    // What needs no daemon.
+    match &cli.command {
+        Command::Completions { shell } => {
+            let mut out = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "tomtectl", &mut out);
+            write_out(&out);
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Man { command } => {
+            write_out(&man_page(command.as_deref())?);
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Logs { follow: false, .. } => bail!(
+            "the daemon keeps no log history: `tomtectl logs -f` follows its records from now on \
+             (for earlier ones, read its log file, --log PATH, or its journal)"
+        ),
+        _ => {}
+    }
     let address: Address = socket.parse()?;
     let protocol = match (cli.comodojo || address.dialect == Dialect::Comodojo, cli.xml) {
         (false, false) => Protocol::Json,
@@ -142,9 +250,53 @@ fn run(cli: &Cli, socket: &str) -> anyhow::Result<()> {
         }
         None => Client::connect_checked(&address, protocol, &trust)?,
     };
-    if let Some(path) = &cli.token_file {
-        let secret = tomte::tokens::client_secret(path)?;
+    let secret = cli.token_file.as_deref().map(tomte::tokens::client_secret).transpose()?;
+    if let Command::Metrics { raw } = &cli.command {
+        // HTTP from the first byte: the token goes in a header, not in a daemon.auth call.
+        return metrics(&mut client, secret.as_deref(), *raw);
+    }
+    if let Some(secret) = secret {
         client.call("daemon.auth", &Args::Positional(vec![Value::String(secret)]))??;
+    }
+    match &cli.command {
+        Command::Events { patterns } => {
+            let patterns: Vec<&str> = patterns.iter().map(String::as_str).collect();
+            let end = follow::follow(&mut client, &patterns, |n| {
+                if cli.json {
+                    print_value(&n.params, true);
+                } else if let follow::Pushed::Event { name, data, time } = follow::classify(n) {
+                    say!("{}", follow::event_line(time, name, data));
+                }
+            })?;
+            return Ok(stream_end(end));
+        }
+        Command::Logs { worker, level, .. } => {
+            let filter = follow::LogFilter { workers: worker.clone(), level: level.clone() };
+            let end = follow::follow(&mut client, &["daemon.log"], |n| {
+                let follow::Pushed::Event { data, time, .. } = follow::classify(n) else { return };
+                if let Some(line) = filter.line(time, data) {
+                    if cli.json {
+                        print_value(&n.params, true);
+                    } else {
+                        say!("{line}");
+                    }
+                }
+            })?;
+            return Ok(stream_end(end));
+        }
+        Command::Health { verbose } => {
+            let answer = client.call("daemon.health", &Args::default())??;
+            let (ready, lines) = health::report(&answer, *verbose);
+            if cli.json {
+                print_value(&answer, true);
+            } else {
+                for line in lines {
+                    say!("{line}");
+                }
+            }
+            return Ok(if ready { ExitCode::SUCCESS } else { ExitCode::from(1) });
+        }
+        _ => {}
     }
     let mut call = |method: &str, args: Args| -> anyhow::Result<Value> { Ok(client.call(method, &args)??) };
     match &cli.command {
@@ -192,7 +344,7 @@ fn run(cli: &Cli, socket: &str) -> anyhow::Result<()> {
             };
             if cli.json {
                 print_value(&Value::Array(list), true);
-                return Ok(());
+                return Ok(ExitCode::SUCCESS);
             }
             print_workers(&list);
         }
@@ -217,8 +369,76 @@ fn run(cli: &Cli, socket: &str) -> anyhow::Result<()> {
             call("daemon.shutdown", Args::default())?;
             say!("shutting down");
         }
+        Command::Events { .. }
+        | Command::Logs { .. }
+        | Command::Health { .. }
+        | Command::Metrics { .. }
+        | Command::Completions { .. }
+        | Command::Man { .. } => unreachable!("handled above"),
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The exit code for a followed stream's end; a dropped subscriber is told why on stderr.
+fn stream_end(end: follow::End) -> ExitCode {
+    match end {
+        follow::End::Closed => ExitCode::SUCCESS,
+        follow::End::Dropped(reason) => {
+            eprintln!("tomtectl: the daemon dropped this subscriber: {reason}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `metrics`: GET /metrics, shown as a table (or as sent, `raw`).
+fn metrics(client: &mut Client, secret: Option<&str>, raw: bool) -> anyhow::Result<ExitCode> {
+    let bearer = secret.map(|s| format!("Bearer {s}"));
+    let mut headers = vec![("Accept", "text/plain; version=0.0.4")];
+    if let Some(b) = &bearer {
+        headers.push(("Authorization", b.as_str()));
+    }
+    let resp = client.get("/metrics", &headers)?;
+    let text = String::from_utf8_lossy(&resp.body);
+    if resp.status != 200 {
+        let body: String = text.trim().chars().take(200).collect();
+        bail!("{} answered GET /metrics with HTTP {} {} {body}", client.address(), resp.status, resp.reason);
+    }
+    if raw {
+        write_out(text.as_bytes());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let exposition = exposition::Exposition::parse(&text)?;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+    write_out(metrics::render(&exposition, now).as_bytes());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The man page of tomtectl, or of its subcommand `command` (`tomtectl-COMMAND`).
+fn man_page(command: Option<&str>) -> anyhow::Result<Vec<u8>> {
+    let mut cmd = Cli::command();
+    cmd.build();
+    let cmd = match command {
+        None => cmd,
+        Some(name) => match cmd.find_subcommand(name) {
+            Some(sub) => sub.clone(),
+            None => {
+                let names: Vec<&str> = cmd.get_subcommands().map(|s| s.get_name()).collect();
+                bail!("no command '{name}' (commands: {})", names.join(", "))
+            }
+        },
+    };
+    let mut out = Vec::new();
+    clap_mangen::Man::new(cmd).render(&mut out)?;
+    Ok(out)
+}
+
+/// Writes `bytes` to stdout; a closed stdout ends the program quietly.
+fn write_out(bytes: &[u8]) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    if out.write_all(bytes).and_then(|()| out.flush()).is_err() {
+        std::process::exit(0);
+    }
 }
 
 /// `[..]`/`{..}` as given; otherwise `key=value` pairs (named) or bare values (positional).
