@@ -87,6 +87,7 @@ pub(super) fn install<S: 'static>(r: &mut Registry<Ctx<S>>) {
                 ("uptime", Value::Double((ctx.uptime().as_secs_f64() * 1000.0).round() / 1000.0)),
                 ("version", Value::from(ctx.version())),
                 ("connections", Value::from(ctx.connections())),
+                ("calls", Value::Int(i64::try_from(ctx.calls.total()).unwrap_or(i64::MAX))),
                 ("workers", Value::from(ctx.workers.len())),
                 ("tasks", Value::from(ctx.tasks())),
                 ("limits", ctx.limits().to_value()),
@@ -97,7 +98,7 @@ pub(super) fn install<S: 'static>(r: &mut Registry<Ctx<S>>) {
             ]))
         })
         .description(
-            "The daemon's pid, uptime in seconds, version, open connections, workers and limits, and \
+            "The daemon's pid, uptime in seconds, version, open connections, calls served, workers and limits, and \
              who you are to it: your identity and your grants; the user, group and rlimits it runs with",
         )
         .returns(Type::Struct)

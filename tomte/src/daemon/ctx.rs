@@ -46,6 +46,8 @@ pub struct Ctx<S = ()> {
     pub(crate) metrics: crate::metrics::Metrics,
     /// Connection figures, counted by the loop.
     pub(crate) net: crate::metrics::NetStats,
+    /// The registry's call statistics (`calls` of `daemon.status`).
+    pub(crate) calls: Rc<tomte_rpc::Stats>,
     /// The message being served came on a connection events can be pushed on (NDJSON).
     pub(crate) pushable: bool,
     /// A subscription the message being served asked for, for the loop to set up.
@@ -93,6 +95,7 @@ impl<S> Ctx<S> {
             reload_waits: Vec::new(),
             metrics: crate::metrics::Metrics::default(),
             net: crate::metrics::NetStats::default(),
+            calls: Rc::default(),
             pushable: false,
             sub_request: None,
             subscribers: 0,

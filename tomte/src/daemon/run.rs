@@ -303,6 +303,8 @@ impl<S: 'static> Running<S> {
                 .map_err(|_| DaemonError::UnknownMethod { method: method.clone() })?;
         }
         registry.set_gate(DaemonGate);
+        registry.set_stats(config.metrics);
+        ctx.calls = registry.shared_stats();
         let mut policy = d.policy;
         for rule in config.policy.rules() {
             policy.add(rule.clone());
