@@ -40,6 +40,9 @@ struct Flags {
     /// Trivial methods to add (fleet.m01…), each answering nil
     #[arg(long, value_name = "N", default_value_t = 0)]
     methods: usize,
+    /// Each worker counts its iterations in its own metric, fleet_worker_loops_total
+    #[arg(long)]
+    worker_metrics: bool,
 }
 
 fn main() {
@@ -49,7 +52,16 @@ fn main() {
     let mut daemon = Daemon::new("fleet");
     let width = flags.workers.to_string().len().max(2);
     for i in 1..=flags.workers {
-        let idle = || |_: &mut WorkerCtx| {};
+        let counted = flags.worker_metrics;
+        let idle = move || {
+            move |ctx: &mut WorkerCtx| {
+                if counted {
+                    if let Ok(loops) = ctx.metrics().counter("fleet_worker_loops_total", "Iterations of this worker.") {
+                        loops.inc();
+                    }
+                }
+            }
+        };
         let mut spec = WorkerSpec::new(&format!("w{i:0width$}"), Duration::from_millis(flags.interval_ms), idle)
             .policy(Policy::Always);
         if let Some(ms) = flags.backoff_ms {

@@ -335,3 +335,23 @@ fn the_applications_metrics_follow_the_daemons_and_workers_are_listed() {
         assert!(ok && said.trim().is_empty(), "promtool: {said}");
     }
 }
+
+#[test]
+fn workers_own_metrics_reach_the_daemons_with_a_worker_label() {
+    let d = Daemon::new("fleet", &["--workers", "2", "--interval-ms", "20", "--worker-metrics"]).start();
+    let _reaper = common::pids(&d);
+    let mut text = String::new();
+    until("both workers' loops counted", Duration::from_secs(30), || {
+        text = scrape(&d);
+        ["w01", "w02"]
+            .iter()
+            .all(|w| value(&text, &format!("fleet_worker_loops_total{{worker=\"{w}\"}}")).is_some_and(|n| n >= 3.0))
+    });
+    assert_eq!(text.matches("# TYPE fleet_worker_loops_total counter").count(), 1, "one family: {text}");
+    if installed("promtool") {
+        let (ok, said) = promtool(&text);
+        assert!(ok && said.trim().is_empty(), "promtool: {said}");
+    }
+    let (_, _, om) = get(&d, "/metrics", Some("application/openmetrics-text"));
+    assert!(om.contains("# TYPE fleet_worker_loops counter\n") && om.ends_with("# EOF\n"), "{om}");
+}

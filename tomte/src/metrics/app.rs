@@ -4,6 +4,8 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
+use tomte_rpc::Value;
+
 use super::text::{Encoder, Kind};
 
 /// Why a metric could not be registered.
@@ -202,6 +204,13 @@ with!(CounterVec, Counter);
 with!(GaugeVec, Gauge);
 with!(HistogramVec, Histogram);
 
+/// Whether `s` is a metric name (`colon`: `:` allowed) or a label name.
+pub(super) fn valid(s: &str, colon: bool) -> bool {
+    let mut b = s.bytes();
+    b.next().is_some_and(|c| c.is_ascii_alphabetic() || c == b'_' || (colon && c == b':'))
+        && b.all(|c| c.is_ascii_alphanumeric() || c == b'_' || (colon && c == b':'))
+}
+
 /// The names the samples of a family of `kind` called `name` carry.
 fn sample_names(kind: FamilyKind, name: &str) -> Vec<String> {
     match kind {
@@ -304,11 +313,6 @@ impl Metrics {
         labels: &[&str],
         buckets: &[f64],
     ) -> Result<Rc<Family>, MetricsError> {
-        let valid = |s: &str, colon: bool| {
-            let mut b = s.bytes();
-            b.next().is_some_and(|c| c.is_ascii_alphabetic() || c == b'_' || (colon && c == b':'))
-                && b.all(|c| c.is_ascii_alphanumeric() || c == b'_' || (colon && c == b':'))
-        };
         if !valid(name, true) {
             return Err(MetricsError::BadName(name.to_owned()));
         }
@@ -358,6 +362,54 @@ impl Metrics {
         });
         families.push(Rc::clone(&f));
         Ok(f)
+    }
+
+    /// Whether no family is registered.
+    pub fn is_empty(&self) -> bool {
+        self.families.borrow().is_empty()
+    }
+
+    /// Every family as a value, for a worker to send to the daemon (see
+    /// [`super::workers`] for its shape).
+    pub(crate) fn snapshot(&self) -> Value {
+        let strings = |v: &[String]| Value::Array(v.iter().map(|s| Value::from(s.as_str())).collect());
+        let families = self.families.borrow();
+        Value::Array(
+            families
+                .iter()
+                .map(|f| {
+                    let series = f.series.borrow();
+                    let series = series.iter().map(|(values, s)| {
+                        let v = match s {
+                            Series::Counter(c) => Value::Int(i64::try_from(c.get()).unwrap_or(i64::MAX)),
+                            Series::Gauge(g) => Value::Double(g.get()),
+                            Series::Histogram(h) => Value::Array(vec![
+                                Value::Array(
+                                    h.0.counts
+                                        .iter()
+                                        .map(|c| Value::Int(i64::try_from(c.get()).unwrap_or(i64::MAX)))
+                                        .collect(),
+                                ),
+                                Value::Double(h.0.sum.get()),
+                            ]),
+                        };
+                        Value::Array(vec![strings(values), v])
+                    });
+                    Value::Array(vec![
+                        Value::from(f.name.as_str()),
+                        Value::from(f.help.as_str()),
+                        Value::from(match f.kind {
+                            FamilyKind::Counter => "counter",
+                            FamilyKind::Gauge => "gauge",
+                            FamilyKind::Histogram => "histogram",
+                        }),
+                        strings(&f.labels),
+                        Value::Array(f.bounds.iter().map(|b| Value::Double(*b)).collect()),
+                        Value::Array(series.collect()),
+                    ])
+                })
+                .collect(),
+        )
     }
 
     /// Writes every family, in registration order.

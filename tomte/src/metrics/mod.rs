@@ -40,13 +40,15 @@
 //! Methods get series once called (all four outcomes then); a name no method has is counted
 //! in `tomte_rpc_unknown_method_calls_total` only, so clients cannot add labels. The
 //! application's families ([`Metrics`]) follow the daemon's; their names may not start with
-//! `tomte_` or `process_`.
+//! `tomte_` or `process_`. Then come the workers' own
+//! ([`WorkerCtx::metrics`](crate::worker::WorkerCtx::metrics)), with a `worker` label.
 
 mod app;
 mod daemon;
 mod net;
 mod process;
 pub(crate) mod text;
+pub(crate) mod workers;
 
 pub use app::{Counter, CounterVec, Gauge, GaugeVec, Histogram, HistogramVec, Metrics, MetricsError, DEFAULT_BUCKETS};
 pub use net::{NetDialect, NetStats};
@@ -65,6 +67,7 @@ pub(crate) fn scrape<S>(registry: &Registry<Ctx<S>>, ctx: &Ctx<S>, format: Forma
     crate::worker::supervisor::metrics::render(&ctx.workers, &mut e);
     process::render(&mut e, &mut String::with_capacity(2048));
     ctx.metrics.render(&mut e);
+    crate::worker::supervisor::metrics::render_own(&ctx.workers, &mut e);
     e.finish();
 }
 

@@ -36,8 +36,17 @@ pub(crate) fn main(name: String, interval: Duration, beat: Duration, worker: Box
     // The daemon's free heap came along with the fork: give it back, so that a worker holds
     // only what it uses (and what it still shares with the daemon).
     crate::sys::mem::trim_heap();
-    let mut ctx = WorkerCtx { name, iterations: 0, up: Vec::new(), stop: false };
-    let mut run = Run { worker, end, paused: false, status: u32::MAX, beat, buf: Vec::new(), frame: Vec::new() };
+    let mut ctx = WorkerCtx { name, iterations: 0, up: Vec::new(), stop: false, metrics: Default::default() };
+    let mut run = Run {
+        worker,
+        end,
+        paused: false,
+        status: u32::MAX,
+        beat,
+        buf: Vec::new(),
+        frame: Vec::new(),
+        metrics_sent: None,
+    };
     match catch_unwind(AssertUnwindSafe(|| run.run(interval, &mut ctx))) {
         Ok(code) => code,
         Err(panic) => {
@@ -56,7 +65,12 @@ struct Run {
     beat: Duration,
     buf: Vec<u8>,
     frame: Vec<u8>,
+    /// When the last snapshot of the worker's metrics went up.
+    metrics_sent: Option<Instant>,
 }
+
+/// How often at most a worker sends its metrics up.
+const METRICS_EVERY: Duration = Duration::from_secs(1);
 
 impl Run {
     fn run(&mut self, interval: Duration, ctx: &mut WorkerCtx) -> i32 {
@@ -110,6 +124,7 @@ impl Run {
         self.set_status(SPINDOWN);
         self.end.beat();
         self.worker.spindown(ctx);
+        self.send_metrics(ctx, true);
         let _ = self.flush_up(ctx);
         let _ = self.end.notify();
         0
@@ -153,8 +168,22 @@ impl Run {
             }
         }
         self.flush_up(ctx)?;
+        self.send_metrics(ctx, false);
         self.end.notify().map_err(|e| e.to_string())?;
         Ok(())
+    }
+
+    /// Sends a snapshot of the worker's metrics, when it has some and the last went a second
+    /// ago or more (`now`: whatever the time). Best effort: with the ring full, the next turn
+    /// sends it.
+    fn send_metrics(&mut self, ctx: &WorkerCtx, now: bool) {
+        if ctx.metrics.is_empty() || (!now && self.metrics_sent.is_some_and(|t| t.elapsed() < METRICS_EVERY)) {
+            return;
+        }
+        Frame::Metrics(ctx.metrics.snapshot()).encode(&mut self.frame);
+        if self.end.send(&self.frame).is_ok() {
+            self.metrics_sent = Some(Instant::now());
+        }
     }
 
     fn flush_up(&mut self, ctx: &mut WorkerCtx) -> Result<(), String> {

@@ -69,3 +69,10 @@ pub(crate) fn render(sup: &Supervisor, e: &mut Encoder<'_>) {
         e.sample("tomte_worker_channel_used_bytes", "", &[("worker", w), ("direction", "to_daemon")], to_daemon);
     }
 }
+
+/// Writes the workers' own metrics, from the snapshots their processes sent last.
+pub(crate) fn render_own(sup: &Supervisor, e: &mut Encoder<'_>) {
+    let snapshots: Vec<(&str, &tomte_rpc::Value)> =
+        sup.slots.iter().filter_map(|s| Some((name(s), s.run.as_ref()?.metrics.as_ref()?))).collect();
+    crate::metrics::workers::render(e, &snapshots);
+}

@@ -99,9 +99,28 @@ pub struct WorkerCtx {
     pub(crate) iterations: u64,
     pub(crate) up: Vec<Value>,
     pub(crate) stop: bool,
+    pub(crate) metrics: crate::metrics::Metrics,
 }
 
 impl WorkerCtx {
+    /// The worker's own metrics registry: what it registers there reaches the daemon's
+    /// `/metrics` with a label `worker="NAME"` added first (a snapshot goes up at most once a
+    /// second while the worker runs, and as it spins down). Families of the same name from
+    /// several workers are one family, so give them the same kind and labels in every worker; a
+    /// label of its own named `worker` leaves the family out.
+    ///
+    /// ```no_run
+    /// use tomte::worker::WorkerCtx;
+    /// fn a_loop(ctx: &mut WorkerCtx) {
+    ///     if let Ok(done) = ctx.metrics().counter("jobs_done_total", "Jobs this worker did.") {
+    ///         done.inc();
+    ///     }
+    /// }
+    /// ```
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.metrics
+    }
+
     /// The worker's name, as its [`WorkerSpec`] gave it.
     pub fn name(&self) -> &str {
         &self.name

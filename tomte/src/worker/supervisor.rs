@@ -153,6 +153,8 @@ struct Run {
     killed_for: Option<String>,
     /// Its stdout and stderr.
     output: Output,
+    /// The last snapshot of its own metrics it sent.
+    metrics: Option<Value>,
 }
 
 struct Slot {
@@ -345,7 +347,16 @@ impl Supervisor {
             output.register(reg, TOKEN_BASE + token(i, STDOUT))?;
         }
         log::info!("worker {} started (pid {pid})", slot.spec.name);
-        let run = Run { pid, end, started: Instant::now(), stopping: None, asks: Vec::new(), killed_for: None, output };
+        let run = Run {
+            pid,
+            end,
+            started: Instant::now(),
+            stopping: None,
+            asks: Vec::new(),
+            killed_for: None,
+            output,
+            metrics: None,
+        };
         slot.run = Some(run);
         slot.restart_at = None;
         slot.restart_now = false;
@@ -443,6 +454,7 @@ impl Supervisor {
                     Value::structure([("worker", Value::from(slot.spec.name.as_str())), ("message", message)]),
                 )),
                 Some(Frame::Status) => *status = true,
+                Some(Frame::Metrics(snapshot)) => run.metrics = Some(snapshot),
                 _ => {
                     log::error!("worker {}: malformed frame; killing it", slot.spec.name);
                     kill(run, "malformed frame");

@@ -75,6 +75,9 @@ pub enum Frame {
     /// Worker → daemon: its status word (spinup, looping, paused, spindown) just changed; the
     /// frame only wakes the daemon, which reads the word and reports the new state.
     Status,
+    /// Worker → daemon: a snapshot of the worker's own metrics (see
+    /// [`crate::metrics::workers`] for its shape).
+    Metrics(Value),
 }
 
 impl Frame {
@@ -123,6 +126,10 @@ impl Frame {
                 put_value(out, v, 0);
             }
             Frame::Status => out.push(b'S'),
+            Frame::Metrics(v) => {
+                out.push(b'M');
+                put_value(out, v, 0);
+            }
         }
     }
 
@@ -151,6 +158,7 @@ impl Frame {
                 Frame::Answer(ticket, Err(Fault { code, message, data }))
             }
             b'U' => Frame::Up(r.value(0)?),
+            b'M' => Frame::Metrics(r.value(0)?),
             _ => return None,
         };
         r.rest.is_empty().then_some(frame)
