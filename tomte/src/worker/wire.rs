@@ -75,8 +75,8 @@ pub enum Frame {
     /// Worker → daemon: its status word (spinup, looping, paused, spindown) just changed; the
     /// frame only wakes the daemon, which reads the word and reports the new state.
     Status,
-    /// Worker → daemon: a snapshot of the worker's own metrics (see
-    /// [`crate::metrics::workers`] for its shape).
+    /// Worker → daemon: a snapshot of the worker's own metrics (its shape is described in
+    /// `metrics/workers.rs`).
     Metrics(Value),
 }
 
