@@ -405,6 +405,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod daemon;
+pub(crate) mod dashboard;
 pub mod event;
 pub mod faults;
 pub mod logging;
