@@ -69,7 +69,10 @@ def main():
     # A driver path given: Selenium Manager is not asked to find (or download) one.
     service = Service(executable_path=args.chromedriver, log_output=f"{args.profile}/chromedriver.log")
     driver = webdriver.Chrome(service=service, options=options)
+    # The window's size is the page's (the viewport) plus whatever frame the browser keeps.
     driver.set_window_size(width, height)
+    inner = driver.execute_script("return [window.innerWidth, window.innerHeight]")
+    driver.set_window_size(2 * width - inner[0], 2 * height - inner[1])
     console = []
     servers = []
     try:

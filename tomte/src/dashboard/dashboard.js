@@ -180,7 +180,8 @@
     tr.dataset.seq = String(++seq);
     tr.dataset.eventState = String(d.state); // data-event-state: the last state the stream told
     setState(tr, String(d.state), d.pid);
-    const exit = typeof d.last_exit === 'string' && d.state !== 'looping' ? ` (${d.last_exit})` : '';
+    const ended = ['exited', 'backoff', 'failed'].includes(d.state);
+    const exit = ended && typeof d.last_exit === 'string' ? ` (${d.last_exit})` : '';
     message(`${d.worker} ${d.state}${exit}`, 'event');
     $('live').dataset.events = String(seq);
   }
@@ -320,8 +321,11 @@
 
   function every(ms, f) {
     const tick = async () => {
-      await f();
-      setTimeout(tick, ms);
+      try {
+        await f();
+      } finally {
+        setTimeout(tick, ms);
+      }
     };
     tick();
   }
