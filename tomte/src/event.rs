@@ -26,6 +26,14 @@ pub mod names {
     /// A client's connection closed; the data is as for [`CLIENT_CONNECT`]. Not emitted for a
     /// TLS client whose handshake never finished.
     pub const CLIENT_HANGUP: &str = "daemon.socket.client.hangup";
+    /// A worker's state changed; the data is `{worker, state, pid, last_exit}`, `state` one of
+    /// `spinup`, `looping`, `paused`, `spindown`, `exited`, `backoff`, `failed` (as
+    /// `worker.list` names them), `pid` nil while no process runs.
+    pub const WORKER_STATE: &str = "daemon.worker.state";
+    /// A log record of the daemon or of a worker (its captured output too), given only to
+    /// clients subscribed to it (`daemon.subscribe`, `GET /events`), never to listeners (a
+    /// listener that logs would feed itself); the data is `{level, target, worker, message}`.
+    pub const LOG: &str = "daemon.log";
 }
 
 /// One event as listeners see it.

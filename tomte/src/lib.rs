@@ -409,6 +409,7 @@ pub(crate) mod dashboard;
 pub mod event;
 pub mod faults;
 pub mod logging;
+pub mod metrics;
 pub mod net;
 pub mod process;
 pub mod signal;

@@ -155,7 +155,7 @@ fn http_pipelining_and_connection_close() {
 fn http_errors_close_only_the_faulty_connection() {
     let d = Daemon::new("echo", &["--max-message", "1024"]).start();
     let cases: &[(&str, u16)] = &[
-        ("GET / HTTP/1.1\r\nHost: x\r\n\r\n", 405),
+        ("DELETE / HTTP/1.1\r\nHost: x\r\n\r\n", 405),
         ("POST / HTTP/1.1\r\nHost: x\r\n\r\n", 411),
         ("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 99999\r\n\r\n", 413),
         ("POST / HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 2\r\n\r\n{}", 415),

@@ -109,6 +109,9 @@ pub struct AccessArgs {
     /// Serve a TCP address other hosts reach, with no client authentication
     #[arg(long, help_heading = "Access")]
     pub insecure: bool,
+    /// Serve the web dashboard at GET / on every native listener (to callers holding read)
+    #[arg(long, help_heading = "Access")]
+    pub dashboard: bool,
 }
 
 /// The TLS flags of [`DaemonArgs`]: certificate, key and client CA of `tls://` listeners.
@@ -201,6 +204,7 @@ impl DaemonArgs {
         config.verbose = config.verbose.max(self.verbose);
         self.logging.apply(&self.log, config);
         config.insecure |= self.access.insecure;
+        config.dashboard |= self.access.dashboard;
         set(&mut config.nice, self.nice.map(Some));
         set(&mut config.umask, self.umask);
         for rule in &self.access.allow {
@@ -371,6 +375,7 @@ pub(crate) fn current(config: &Config, key: &str) -> Option<Vec<String>> {
         "socket-group" => config.socket_group.iter().map(ToString::to_string).collect(),
         "token-file" => path(&config.token_file),
         "insecure" => one(config.insecure.to_string()),
+        "dashboard" => one(config.dashboard.to_string()),
         "tls-cert" => path(&config.tls.cert),
         "tls-key" => path(&config.tls.key),
         "tls-client-ca" => path(&config.tls.client_ca),

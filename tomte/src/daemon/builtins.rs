@@ -148,6 +148,44 @@ pub(super) fn install<S: 'static>(r: &mut Registry<Ctx<S>>) {
         .returns(Type::String)
         .param(Type::String, "level")
         .requires(Permission::Control),
+        Method::new("daemon.health", |_, ctx: &mut Ctx<S>| Ok(super::observe::health(ctx)))
+            .description(
+                "Whether the daemon is live and ready, and each check: {status: ok|fail, live, ready, \
+                 checks: [{name, ok, detail}]} (started, not stopping, every worker with policy always \
+                 looping or paused, the application's own checks); GET /readyz says the same",
+            )
+            .returns(Type::Struct)
+            .requires(Permission::Read),
+        Method::new("daemon.subscribe", |p, ctx: &mut Ctx<S>| {
+            if !ctx.pushable {
+                return Err(Fault::invalid_request(
+                    "daemon.subscribe needs a connection the daemon can push on (NDJSON: one JSON-RPC message \
+                     per line); over HTTP, GET /events?pattern=... streams the same events",
+                ));
+            }
+            let texts: Vec<String> = p.get("patterns")?;
+            let patterns = super::observe::Pattern::parse_all(texts.iter().map(String::as_str))
+                .map_err(|why| Fault::invalid_params(format!("parameter 'patterns': {why}")))?;
+            let names = patterns.iter().map(|p| Value::from(p.to_string())).collect();
+            ctx.sub_request = Some(super::observe::SubRequest::Subscribe { patterns, sse: false });
+            Ok(Value::structure([("subscribed", Value::Array(names))]))
+        })
+        .description(
+            "Push every event whose name matches one of the patterns (a name, or a prefix ending in *: \
+             daemon.worker.*, app.*, *) on this connection, as notifications {method: daemon.event, params: \
+             {name, data, time}}, until daemon.unsubscribe or hang-up. A subscriber that leaves more than 1 MiB \
+             of events unread gets a daemon.dropped notification and is closed",
+        )
+        .returns(Type::Struct)
+        .param(Type::Array, "patterns")
+        .requires(Permission::Read),
+        Method::new("daemon.unsubscribe", |_, ctx: &mut Ctx<S>| {
+            ctx.sub_request = Some(super::observe::SubRequest::Unsubscribe);
+            Ok(Value::structure([("subscribed", Value::Array(Vec::new()))]))
+        })
+        .description("Stop the events daemon.subscribe pushes on this connection")
+        .returns(Type::Struct)
+        .requires(Permission::Read),
         Method::new("daemon.auth", |mut p, ctx: &mut Ctx<S>| {
             let token: String = p.take("token")?;
             if ctx.authenticate(token.as_bytes()) {

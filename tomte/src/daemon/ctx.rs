@@ -42,6 +42,16 @@ pub struct Ctx<S = ()> {
     pub(crate) auth_failed: bool,
     /// `daemon.reload` calls waiting for the reload's report.
     pub(crate) reload_waits: Vec<super::builtins::ReloadWait>,
+    /// The message being served came on a connection events can be pushed on (NDJSON).
+    pub(crate) pushable: bool,
+    /// A subscription the message being served asked for, for the loop to set up.
+    pub(crate) sub_request: Option<super::observe::SubRequest>,
+    /// Connections holding a subscription now.
+    pub(crate) subscribers: usize,
+    /// Whether `GET /` serves the dashboard (`--dashboard`).
+    pub(crate) dashboard: bool,
+    /// The application's readiness checks.
+    pub(crate) ready_checks: super::observe::ReadyChecks<S>,
 }
 
 impl<S> std::fmt::Debug for Ctx<S> {
@@ -77,6 +87,11 @@ impl<S> Ctx<S> {
             auth: None,
             auth_failed: false,
             reload_waits: Vec::new(),
+            pushable: false,
+            sub_request: None,
+            subscribers: 0,
+            dashboard: false,
+            ready_checks: Rc::default(),
         }
     }
 

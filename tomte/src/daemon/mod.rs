@@ -2,6 +2,7 @@
 
 mod builtins;
 mod ctx;
+pub(crate) mod observe;
 mod run;
 mod systemd;
 
@@ -53,6 +54,8 @@ pub struct Config {
     /// Serve a listener that other hosts can reach without a way for its clients to prove who
     /// they are (`--insecure`): refused at start otherwise.
     pub insecure: bool,
+    /// Serve the web dashboard (`GET /`) on native listeners.
+    pub dashboard: bool,
     /// Tokens TCP clients may present (`--token-file`): with them, every TCP client must
     /// present one or a client certificate.
     pub token_file: Option<PathBuf>,
@@ -91,6 +94,7 @@ impl Config {
             requires: Vec::new(),
             tls: TlsFiles::default(),
             insecure: false,
+            dashboard: false,
             token_file: None,
             logging: crate::logging::LogSettings::default(),
             sources: None,
@@ -244,6 +248,8 @@ pub struct Daemon<S = ()> {
     pub(crate) app_config: Vec<AppHook<S>>,
     /// Become a child subreaper when there are workers (see [`Daemon::subreaper`]).
     pub(crate) subreaper: bool,
+    /// The application's readiness checks (see [`Daemon::ready_check`]).
+    pub(crate) ready_checks: Vec<(String, observe::ReadyFn<S>)>,
 }
 
 impl Daemon {
@@ -285,6 +291,7 @@ impl<S: 'static> Daemon<S> {
             state,
             app_config: Vec::new(),
             subreaper: true,
+            ready_checks: Vec::new(),
         };
         builtins::install(&mut d.registry);
         for sig in ["daemon.posix.SIGTERM", "daemon.posix.SIGINT"] {
@@ -426,6 +433,25 @@ impl<S: 'static> Daemon<S> {
     /// them later (the crate docs, [In containers](crate#in-containers)).
     pub fn subreaper(&mut self, on: bool) -> &mut Self {
         self.subreaper = on;
+        self
+    }
+
+    /// Adds a readiness check named `name`: `GET /readyz`, `daemon.health` and `tomtectl health`
+    /// report the daemon ready only while every check answers `Ok` (and the daemon's own hold:
+    /// started, not stopping, every worker with policy `always` looping or paused). The check
+    /// runs on the loop at each probe, so it must be quick: read what the application keeps,
+    /// never block.
+    ///
+    /// ```
+    /// use tomte::{Ctx, Daemon};
+    /// struct App { db_up: bool }
+    /// let mut d = Daemon::with_state("app", App { db_up: false });
+    /// d.ready_check("database", |ctx: &Ctx<App>| {
+    ///     if ctx.state_ref().db_up { Ok(()) } else { Err("no connection to the database yet".into()) }
+    /// });
+    /// ```
+    pub fn ready_check(&mut self, name: &str, check: impl Fn(&Ctx<S>) -> Result<(), String> + 'static) -> &mut Self {
+        self.ready_checks.push((name.to_owned(), Box::new(check)));
         self
     }
 

@@ -1,6 +1,7 @@
 //! The loop: one thread, one `mio::Poll` for listeners, connections, signals and timers.
 
 mod reload;
+mod routes;
 
 use std::io;
 use std::rc::Rc;
@@ -10,6 +11,7 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 use tomte_rpc::{comodojo, jsonrpc, xmlrpc, Registry, Served, Value};
 
+use super::observe::{self, Encoded, SubRequest, Subscribers};
 use super::systemd::{Counts, Systemd};
 use super::{Config, Ctx, Daemon, DaemonError, TimerFn};
 use crate::access::{Auth, Caller, DaemonGate, Policy};
@@ -68,6 +70,12 @@ impl<S> Service for Rpc<'_, S> {
         let key = self.tasks.spawn(future, self.owner);
         self.ctx.tasks = self.tasks.len();
         key
+    }
+    fn get(&mut self, request: &crate::net::Get<'_>, out: &mut Vec<u8>) -> bool {
+        self.route(request, out)
+    }
+    fn pushable(&mut self, yes: bool) {
+        self.ctx.pushable = yes;
     }
 }
 
@@ -179,6 +187,10 @@ struct Running<S> {
     settings: reload::Settings<S>,
     /// What systemd is told (nothing when not under it).
     systemd: Systemd,
+    /// The connections events are pushed to.
+    subscribers: Subscribers,
+    /// Subscribers dropped for not reading, logged at most once per interval.
+    drops: Throttle,
     _pidfile: Option<PidFile>,
 }
 
@@ -277,6 +289,8 @@ impl<S: 'static> Running<S> {
         // need no system call).
         let tasks = Tasks::new(mio::Waker::new(poll.registry(), TASKS).ok());
         ctx.limits = config.limits.clone();
+        ctx.dashboard = config.dashboard;
+        ctx.ready_checks = Rc::new(d.ready_checks);
         for apply in app_sections {
             apply(&mut ctx);
         }
@@ -340,6 +354,8 @@ impl<S: 'static> Running<S> {
             tls,
             settings,
             systemd,
+            subscribers: Subscribers::default(),
+            drops: Throttle::new(WARN_EVERY),
             _pidfile: pidfile,
         };
         if running.events.has(names::START) {
@@ -358,6 +374,8 @@ impl<S: 'static> Running<S> {
         let mut events = Events::with_capacity(256);
         let mut next_sweep = Instant::now() + self.sweep_every();
         while !self.ctx.stop {
+            // What was logged in the last turn goes to its subscribers before the loop sleeps.
+            self.publish_logs();
             let now = Instant::now();
             let workers = !self.ctx.workers.is_empty();
             // Declared before the poll, so a worker's frame sent meanwhile wakes it.
@@ -474,7 +492,94 @@ impl<S: 'static> Running<S> {
     /// Runs the listeners of `event`, then those of the events they queued.
     fn emit(&mut self, event: Event) {
         self.events.emit(&event, &mut self.ctx);
+        self.publish(&event);
         self.drain_queued();
+    }
+
+    /// Queues `event` on the connections subscribed to it; a subscriber whose unread events
+    /// would pass [`observe::MAX_QUEUE`] is dropped (a last notice, then its connection closes).
+    fn publish(&mut self, event: &Event) {
+        if self.subscribers.is_empty() || !self.subscribers.wants(&event.name) {
+            return;
+        }
+        let mut encoded = Encoded::new(event, &crate::logging::timestamp());
+        let mut over = Vec::new();
+        for (key, sse) in self.subscribers.matching(&event.name) {
+            let Some(conn) = self.conns.get_mut(key) else { continue };
+            match conn.push(encoded.bytes(sse), observe::MAX_QUEUE) {
+                crate::net::Pushed::First => self.again.push(key),
+                crate::net::Pushed::Queued => {}
+                crate::net::Pushed::Over => over.push((key, sse)),
+            }
+        }
+        for (key, sse) in over {
+            let (notice, sep) = observe::dropped_notice(sse);
+            let conn = &mut self.conns[key];
+            conn.drop_subscriber(&notice, sep);
+            let peer = conn.peer();
+            self.drops.warn(|| {
+                format!(
+                    "dropping the subscriber {peer}: it left more than {} bytes of events unread",
+                    observe::MAX_QUEUE
+                )
+            });
+            self.unsubscribe(key);
+            self.again.push(key);
+        }
+    }
+
+    /// Hands the log records of the last turn to the subscribers of `daemon.log`.
+    fn publish_logs(&mut self) {
+        if self.subscribers.is_empty() {
+            return;
+        }
+        let (records, dropped) = crate::logging::take_captured();
+        for data in records {
+            self.publish(&Event::new(names::LOG, data));
+        }
+        if dropped > 0 {
+            let message = format!("{dropped} log records were not sent to subscribers: too many in one turn");
+            let data = Value::structure([
+                ("level", Value::from("warn")),
+                ("target", Value::from("tomte")),
+                ("worker", Value::Nil),
+                ("message", Value::from(message)),
+            ]);
+            self.publish(&Event::new(names::LOG, data));
+        }
+    }
+
+    /// Sets up what connection `key` asked for while it was served (`daemon.subscribe`,
+    /// `GET /events`, `daemon.unsubscribe`).
+    fn subscription(&mut self, key: usize, request: SubRequest) {
+        match request {
+            SubRequest::Subscribe { patterns, sse } => {
+                if let Some(conn) = self.conns.get_mut(key) {
+                    conn.set_subscribed(true);
+                    self.subscribers.set(key, patterns, sse);
+                }
+            }
+            SubRequest::Unsubscribe => {
+                if let Some(conn) = self.conns.get_mut(key) {
+                    if !conn.is_streaming() {
+                        conn.set_subscribed(false);
+                    }
+                }
+                self.unsubscribe(key);
+            }
+        }
+        self.subscribers_changed();
+    }
+
+    fn unsubscribe(&mut self, key: usize) {
+        if self.subscribers.remove(key) {
+            self.subscribers_changed();
+        }
+    }
+
+    fn subscribers_changed(&mut self) {
+        self.ctx.subscribers = self.subscribers.len();
+        crate::logging::capture(self.subscribers.wants(names::LOG));
     }
 
     fn drain_queued(&mut self) {
@@ -485,6 +590,7 @@ impl<S: 'static> Running<S> {
             }
             for ev in std::mem::take(&mut self.ctx.queued) {
                 self.events.emit(&ev, &mut self.ctx);
+                self.publish(&ev);
             }
         }
         log::warn!("event storm: dropping {} queued events", self.ctx.queued.len());
@@ -583,7 +689,10 @@ impl<S: 'static> Running<S> {
         let Some(conn) = self.conns.get_mut(key) else { return };
         let mut rpc = rpc!(self, key);
         rpc.ctx.caller = self.callers.get(key).cloned();
+        // Asked while its deferred answer was written (`poll_tasks`), or now.
+        let earlier = rpc.ctx.sub_request.take();
         let drive = conn.drive(&mut rpc, &self.limits);
+        let asked = rpc.ctx.sub_request.take().or(earlier);
         // A token presented meanwhile changed who the caller is.
         if let (Some(caller), Some(slot)) = (rpc.ctx.caller.take(), self.callers.get_mut(key)) {
             *slot = caller;
@@ -605,6 +714,9 @@ impl<S: 'static> Running<S> {
             if self.events.has(names::CLIENT_CONNECT) {
                 self.emit(Event::new(names::CLIENT_CONNECT, caller.peer.to_value()));
             }
+        }
+        if let Some(request) = asked {
+            self.subscription(key, request);
         }
         match drive {
             Drive::Open => {}
@@ -736,6 +848,7 @@ impl<S: 'static> Running<S> {
         }
         let caller = self.callers.remove(key);
         self.serials.remove(key);
+        self.unsubscribe(key);
         let _ = self.poll.registry().deregister(conn.source());
         self.ctx.connections = self.conns.len();
         if let Some(n) = self.per_peer.get_mut(&conn.peer().key) {

@@ -14,9 +14,6 @@
 //!   the daemon goes into the page as text (`textContent`), never as HTML;
 //! * nothing is fetched from elsewhere: no CDN, no fonts, no build step.
 
-// Until the GET router (the lead's `observe-core`) serves it; removed at that merge.
-#![allow(dead_code)]
-
 /// One file of the dashboard.
 pub(crate) struct Asset {
     /// Its `Content-Type`.

@@ -181,7 +181,7 @@ fn names(var: Option<&str>, dev: u64, ino: u64) -> bool {
 }
 
 /// UTC time as `2026-11-25T10:00:00.123Z` (RFC 3339).
-pub(super) fn timestamp() -> String {
+pub(crate) fn timestamp() -> String {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = now.as_secs() as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));

@@ -64,7 +64,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
 
-pub(crate) use format::Fields;
+pub(crate) use format::{timestamp, Fields};
 use format::{Entry, Style};
 pub(crate) use record::MAX_RECORD;
 
@@ -186,6 +186,41 @@ struct State {
     sink: Sink,
     /// The log file stderr points at, reopened by [`reopen`].
     file: Option<PathBuf>,
+    /// Records kept for the clients subscribed to `daemon.log` (see [`capture`]), while some are.
+    captured: Option<Captured>,
+}
+
+/// Log records waiting to become `daemon.log` events, and how many were dropped.
+#[derive(Default)]
+struct Captured {
+    records: Vec<tomte_rpc::Value>,
+    dropped: u64,
+}
+
+/// At most this many records wait between two turns of the loop; older ones are kept, newer
+/// ones counted and dropped (a flood of logs cannot grow the daemon).
+const MAX_CAPTURED: usize = 4096;
+
+/// Starts (or stops) keeping each record the daemon writes as an event's data, for
+/// [`take_captured`]: on only while a client subscribes to `daemon.log`.
+pub(crate) fn capture(on: bool) {
+    if let Some(state) = state().as_mut() {
+        match (on, state.captured.is_some()) {
+            (true, false) => state.captured = Some(Captured::default()),
+            (false, true) => state.captured = None,
+            _ => {}
+        }
+    }
+}
+
+/// The records kept since the last call (see [`capture`]), and how many did not fit.
+pub(crate) fn take_captured() -> (Vec<tomte_rpc::Value>, u64) {
+    match state().as_mut().and_then(|s| s.captured.as_mut()) {
+        Some(c) if !c.records.is_empty() || c.dropped > 0 => {
+            (std::mem::take(&mut c.records), std::mem::take(&mut c.dropped))
+        }
+        _ => (Vec::new(), 0),
+    }
 }
 
 static STATE: Mutex<Option<State>> = Mutex::new(None);
@@ -240,6 +275,19 @@ impl Log for Logger {
 
 impl State {
     fn write(&mut self, entry: &Entry<'_>) {
+        if let Some(c) = &mut self.captured {
+            if c.records.len() < MAX_CAPTURED {
+                use tomte_rpc::Value;
+                c.records.push(Value::structure([
+                    ("level", Value::from(entry.level.as_str().to_ascii_lowercase())),
+                    ("target", Value::from(entry.target)),
+                    ("worker", entry.worker.map_or(Value::Nil, Value::from)),
+                    ("message", Value::from(entry.message)),
+                ]));
+            } else {
+                c.dropped += 1;
+            }
+        }
         let tag = entry.worker.unwrap_or(&self.tag);
         match &mut self.sink {
             Sink::Stderr => {
@@ -270,8 +318,14 @@ pub fn init(
     };
     let journal = foreground && settings.syslog.is_none() && format::stderr_is_journal();
     let style = Style { format: settings.format, journal };
-    *state() =
-        Some(State { tag: tag.to_owned(), pid: std::process::id(), style, sink, file: file.map(Path::to_owned) });
+    *state() = Some(State {
+        tag: tag.to_owned(),
+        pid: std::process::id(),
+        style,
+        sink,
+        file: file.map(Path::to_owned),
+        captured: None,
+    });
     let _ = log::set_logger(&Logger);
     log::set_max_level(level);
     Ok(())

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use super::http::{self, BodyKind, HeadEnd, Parsed};
 use tomte_rpc::{Fault, Pending, Served, Value};
 
-use super::{Dialect, HostRule, Limits, Peer, Service, Stream};
+use super::{Dialect, Get, HostRule, Limits, Peer, Pushed, Service, Stream};
 
 const INITIAL_BUF: usize = 8 << 10;
 /// Buffers larger than this are given back once empty.
@@ -173,7 +173,17 @@ pub struct Conn {
     handshaking: bool,
     /// Its handshake just finished: the loop announces the connection (see [`Conn::take_secured`]).
     secured: bool,
+    /// It answered a `GET /events`: it carries pushed events only, and what its client sends
+    /// is read and dropped.
+    streaming: bool,
+    /// It holds a subscription: not idle while it waits for events.
+    subscribed: bool,
+    /// When it was dropped as a subscriber that does not read (it closes soon after).
+    dropped_at: Option<Instant>,
 }
+
+/// How long a dropped subscriber's last notice may take to go out before its connection closes.
+const DROPPED_GRACE: Duration = Duration::from_secs(5);
 
 /// An answer the connection waits for, and how to frame it.
 #[derive(Debug)]
@@ -232,6 +242,9 @@ impl Conn {
             out_counted: 0,
             last_read: Instant::now(),
             starved: 0,
+            streaming: false,
+            subscribed: false,
+            dropped_at: None,
         };
         if dialect == Dialect::Comodojo {
             svc.comodojo_greeter(&mut conn.out);
@@ -393,7 +406,8 @@ impl Conn {
             && !self.has_output()
             && self.start == self.end
             && !self.close_after_flush
-            && !self.handshaking;
+            && !self.handshaking
+            && !self.subscribed;
         idle.then_some(self.last_active)
     }
 
@@ -403,6 +417,54 @@ impl Conn {
         let allowed =
             limits.idle_timeout + Duration::from_secs_f64(self.unsent() as f64 / limits.min_rate.max(1) as f64);
         self.stalled_since.is_some_and(|t| now.saturating_duration_since(t) > allowed)
+            || self.dropped_at.is_some_and(|t| now.saturating_duration_since(t) > DROPPED_GRACE)
+    }
+
+    /// Marks it as holding a subscription (or not): a subscriber waiting for events is not idle.
+    pub fn set_subscribed(&mut self, on: bool) {
+        self.subscribed = on;
+    }
+
+    /// Whether it is an event stream (`GET /events`) rather than an RPC connection.
+    pub fn is_streaming(&self) -> bool {
+        self.streaming
+    }
+
+    /// Queues an encoded event, unless the events its client has not read would then pass
+    /// `cap` bytes.
+    pub fn push(&mut self, event: &[u8], cap: usize) -> Pushed {
+        if self.close_after_flush {
+            return Pushed::Queued;
+        }
+        let unsent = self.unsent();
+        if unsent + event.len() > cap {
+            return Pushed::Over;
+        }
+        self.out.extend_from_slice(event);
+        self.count_output();
+        if unsent == 0 {
+            Pushed::First
+        } else {
+            Pushed::Queued
+        }
+    }
+
+    /// Drops it as a subscriber that does not read: what it has not started to read is thrown
+    /// away (up to the end of the frame now going out, `sep` ending each), `notice` is queued
+    /// in its place, and the connection closes once that is sent (or after a short grace).
+    pub fn drop_subscriber(&mut self, notice: &[u8], sep: &[u8]) {
+        let at_boundary = self.out_pos == 0 || self.out[..self.out_pos].ends_with(sep);
+        let keep = match memchr::memmem::find(&self.out[self.out_pos..], sep) {
+            Some(i) if !at_boundary => self.out_pos + i + sep.len(),
+            None if !at_boundary => self.out.len(),
+            _ => self.out_pos,
+        };
+        self.out.truncate(keep);
+        self.out.extend_from_slice(notice);
+        self.subscribed = false;
+        self.close_after_flush = true;
+        self.dropped_at = Some(Instant::now());
+        self.count_output();
     }
 
     /// Since when the message now arriving has been arriving, if one is.
@@ -736,6 +798,12 @@ impl Conn {
         if self.waiting.is_some() {
             return;
         }
+        if self.streaming {
+            // An event stream's client has nothing more to ask: what it sends is dropped.
+            self.start = self.end;
+            self.msg_started = None;
+            return;
+        }
         let answered = self.answered;
         if self.framing == Framing::Sniff {
             // Whitespace before the first message means nothing: drop it, so it is never
@@ -800,7 +868,12 @@ impl Conn {
             let served = match (blank, comodojo) {
                 (true, _) => Served::Nothing,
                 (false, true) => svc.comodojo(line, &mut self.out),
-                (false, false) => svc.json(line, &mut self.out),
+                (false, false) => {
+                    svc.pushable(true);
+                    let served = svc.json(line, &mut self.out);
+                    svc.pushable(false);
+                    served
+                }
             };
             self.start = line_end + 1;
             self.scanned = self.start;
@@ -870,11 +943,11 @@ impl Conn {
         } else if !head.host.as_deref().is_none_or(|h| http::host_allowed(h, self.host_rule)) {
             let host = head.host.as_deref().unwrap_or_default();
             Some((403, format!("Host '{host}' does not name this machine")))
-        } else if !head.post {
-            Some((405, "only POST is served here".to_owned()))
+        } else if !head.post && !head.get {
+            Some((405, "only GET and POST are served here".to_owned()))
         } else if head.chunked {
             Some((501, "chunked request bodies are not supported; send Content-Length".to_owned()))
-        } else if head.content_length.is_none() {
+        } else if head.content_length.is_none() && head.post {
             Some((411, "Content-Length is required".to_owned()))
         } else if let Some(enc) = &head.encoded {
             Some((415, format!("Content-Encoding '{enc}' is not supported: send the body uncompressed")))
@@ -918,6 +991,22 @@ impl Conn {
                     self.http_fail(401, "authentication failed: no such token");
                     return self.penalize();
                 }
+            }
+            if head.get {
+                // A GET's body, if it has one, means nothing.
+                self.start = body_start + len;
+                self.scanned = self.start;
+                self.answered += 1;
+                let get = Get { target: &head.target, accept: head.accept.as_deref(), keep_alive: head.keep_alive };
+                if svc.get(&get, &mut self.out) {
+                    self.streaming = true;
+                    self.start = self.end;
+                    return;
+                }
+                if !head.keep_alive {
+                    self.close_after_flush = true;
+                }
+                continue;
             }
             let body = &self.buf[body_start..body_start + len];
             self.scratch.clear();

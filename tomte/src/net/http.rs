@@ -18,6 +18,12 @@ pub enum BodyKind {
 pub struct Head {
     pub head_len: usize,
     pub post: bool,
+    /// A `GET` (served by [`Service::get`](super::Service::get)).
+    pub get: bool,
+    /// The request target as sent (`/metrics`, `/events?pattern=app.*`).
+    pub target: String,
+    /// The `Accept` header, when sent (`/metrics` negotiates OpenMetrics with it).
+    pub accept: Option<String>,
     pub content_length: Option<usize>,
     pub chunked: bool,
     pub keep_alive: bool,
@@ -94,6 +100,9 @@ pub fn parse_head(bytes: &[u8]) -> Parsed {
     let mut head = Head {
         head_len,
         post: req.method == Some("POST"),
+        get: req.method == Some("GET"),
+        target: req.path.unwrap_or("/").to_owned(),
+        accept: None,
         content_length: None,
         chunked: false,
         keep_alive: !http10,
@@ -143,6 +152,8 @@ pub fn parse_head(bytes: &[u8]) -> Parsed {
         } else if name.eq_ignore_ascii_case("authorization") {
             let bearer = value.split_once(' ').filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"));
             head.bearer = bearer.map(|(_, secret)| secret.trim().to_owned());
+        } else if name.eq_ignore_ascii_case("accept") {
+            head.accept = Some(value.to_owned());
         } else if name.eq_ignore_ascii_case("origin") {
             head.origin = Some(value.to_owned());
         } else if name.eq_ignore_ascii_case("sec-fetch-site") {
@@ -271,6 +282,7 @@ pub fn write_head(out: &mut Vec<u8>, status: u16, content_type: &str, len: usize
     let reason = match status {
         200 => "OK",
         204 => "No Content",
+        404 => "Not Found",
         400 => "Bad Request",
         401 => "Unauthorized",
         403 => "Forbidden",
@@ -286,7 +298,7 @@ pub fn write_head(out: &mut Vec<u8>, status: u16, content_type: &str, len: usize
     };
     let _ = write!(out, "HTTP/1.1 {status} {reason}\r\nServer: tomte\r\n");
     if status == 405 {
-        out.extend_from_slice(b"Allow: POST\r\n");
+        out.extend_from_slice(b"Allow: GET, POST\r\n");
     }
     if status == 401 {
         out.extend_from_slice(b"WWW-Authenticate: Bearer\r\n");
@@ -298,6 +310,64 @@ pub fn write_head(out: &mut Vec<u8>, status: u16, content_type: &str, len: usize
         out.extend_from_slice(b"Connection: close\r\n");
     }
     out.extend_from_slice(b"\r\n");
+}
+
+/// Appends a whole response to a `GET`: `headers` are extra lines, each ending in CRLF.
+pub fn write_page(out: &mut Vec<u8>, status: u16, content_type: &str, headers: &str, body: &[u8], keep_alive: bool) {
+    write_head(out, status, content_type, body.len(), keep_alive);
+    // The head ends in an empty line: the extra headers go before it.
+    out.truncate(out.len() - 2);
+    out.extend_from_slice(headers.as_bytes());
+    out.extend_from_slice(b"X-Content-Type-Options: nosniff\r\nCache-Control: no-store\r\n\r\n");
+    out.extend_from_slice(body);
+}
+
+/// Appends the head of a server-sent event stream: its body is the events, until either side
+/// closes the connection.
+pub fn write_stream_head(out: &mut Vec<u8>) {
+    out.extend_from_slice(
+        b"HTTP/1.1 200 OK\r\nServer: tomte\r\nContent-Type: text/event-stream\r\nCache-Control: no-store\r\n\
+          X-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n",
+    );
+}
+
+/// The value of parameter `name` in the query of `target` (`/events?pattern=a&pattern=b`),
+/// each occurrence percent-decoded (`+` as a space); a parameter without `=` has the value "".
+pub fn query_values<'a>(target: &'a str, name: &'a str) -> impl Iterator<Item = String> + 'a {
+    let query = target.split_once('?').map_or("", |(_, q)| q);
+    query.split('&').filter_map(move |pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == name).then(|| percent_decode(v))
+    })
+}
+
+/// The path of `target`, without its query.
+pub fn path_of(target: &str) -> &str {
+    target.split_once('?').map_or(target, |(p, _)| p)
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => {
+                let hex = |c: u8| (c as char).to_digit(16);
+                match (hex(b[i + 1]), hex(b[i + 2])) {
+                    (Some(h), Some(l)) => {
+                        out.push((h * 16 + l) as u8);
+                        i += 2;
+                    }
+                    _ => out.push(b'%'),
+                }
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Appends a whole plain-text error response; the connection is closed after it.

@@ -43,6 +43,34 @@ pub trait Service {
     /// Whether the message just served presented a wrong token (then the connection is
     /// penalized: its answer waits a fixed delay, and it closes).
     fn take_auth_failure(&mut self) -> bool;
+    /// One HTTP `GET`: appends the whole response to `out`; true when the response is an event
+    /// stream that stays open (the connection then serves nothing else).
+    fn get(&mut self, request: &Get<'_>, out: &mut Vec<u8>) -> bool;
+    /// Says whether the messages served next arrive on a connection the daemon can push
+    /// events on (an NDJSON one), which `daemon.subscribe` needs.
+    fn pushable(&mut self, yes: bool);
+}
+
+/// An HTTP `GET` request, as a [`Service`] sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Get<'a> {
+    /// The request target: path and query (`/events?pattern=app.*`).
+    pub target: &'a str,
+    /// The `Accept` header, if sent.
+    pub accept: Option<&'a str>,
+    /// Whether the connection stays open after the response.
+    pub keep_alive: bool,
+}
+
+/// What became of an event pushed to a subscriber's connection ([`Conn::push`]).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Pushed {
+    /// Queued behind what was already unsent.
+    Queued,
+    /// Queued on a connection that had nothing unsent: it needs a drive to go out.
+    First,
+    /// Not queued: the unsent events would pass the cap. The subscriber is to be dropped.
+    Over,
 }
 
 /// Limits on what clients may hold of the daemon. Past one, the client at fault gets an error

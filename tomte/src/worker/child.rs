@@ -37,7 +37,7 @@ pub(crate) fn main(name: String, interval: Duration, beat: Duration, worker: Box
     // only what it uses (and what it still shares with the daemon).
     crate::sys::mem::trim_heap();
     let mut ctx = WorkerCtx { name, iterations: 0, up: Vec::new(), stop: false };
-    let mut run = Run { worker, end, paused: false, beat, buf: Vec::new(), frame: Vec::new() };
+    let mut run = Run { worker, end, paused: false, status: u32::MAX, beat, buf: Vec::new(), frame: Vec::new() };
     match catch_unwind(AssertUnwindSafe(|| run.run(interval, &mut ctx))) {
         Ok(code) => code,
         Err(panic) => {
@@ -51,6 +51,8 @@ struct Run {
     worker: Box<dyn Worker>,
     end: Endpoint,
     paused: bool,
+    /// The status word as last set (and reported).
+    status: u32,
     beat: Duration,
     buf: Vec<u8>,
     frame: Vec<u8>,
@@ -60,7 +62,7 @@ impl Run {
     fn run(&mut self, interval: Duration, ctx: &mut WorkerCtx) -> i32 {
         let daemon = rustix::process::getppid();
         crate::sys::signals::wake_on_stop(self.end.wake_eventfd());
-        self.end.set_status(SPINUP);
+        self.set_status(SPINUP);
         self.end.beat();
         self.worker.spinup(ctx);
         let mut next = Instant::now();
@@ -83,7 +85,7 @@ impl Run {
             }
             let now = Instant::now();
             if !self.paused && now >= next {
-                self.end.set_status(LOOPING);
+                self.set_status(LOOPING);
                 self.worker.r#loop(ctx);
                 ctx.iterations += 1;
                 self.end.set_counter(ctx.iterations);
@@ -97,7 +99,7 @@ impl Run {
                 }
                 continue;
             }
-            self.end.set_status(if self.paused { PAUSED } else { LOOPING });
+            self.set_status(if self.paused { PAUSED } else { LOOPING });
             self.end.beat();
             let wait = if self.paused { self.beat } else { (next - now).min(self.beat) };
             if let Err(e) = self.end.wait_unless(wait, || crate::sys::signals::stop_signal().is_some()) {
@@ -105,7 +107,7 @@ impl Run {
                 return 2;
             }
         }
-        self.end.set_status(SPINDOWN);
+        self.set_status(SPINDOWN);
         self.end.beat();
         self.worker.spindown(ctx);
         let _ = self.flush_up(ctx);
@@ -125,8 +127,14 @@ impl Run {
                     }
                     match word.as_str() {
                         "stop" => ctx.stop = true,
-                        "pause" => self.paused = true,
-                        "resume" => self.paused = false,
+                        "pause" => {
+                            self.paused = true;
+                            self.set_status(PAUSED);
+                        }
+                        "resume" => {
+                            self.paused = false;
+                            self.set_status(LOOPING);
+                        }
                         _ => {}
                     }
                     log::debug!("worker {}: command {word}", ctx.name);
@@ -154,6 +162,21 @@ impl Run {
             self.send(&Frame::Up(v))?;
         }
         Ok(())
+    }
+
+    /// Sets the status word the daemon reads; a change is also reported with a
+    /// [`Frame::Status`], so that the daemon sees it (and tells its subscribers) at once rather
+    /// than at its next look. Best effort: with the ring full the daemon reads the word later.
+    fn set_status(&mut self, status: u32) {
+        if status == self.status {
+            return;
+        }
+        self.status = status;
+        self.end.set_status(status);
+        Frame::Status.encode(&mut self.frame);
+        if self.end.send(&self.frame).is_ok() {
+            let _ = self.end.notify();
+        }
     }
 
     /// Sends a frame, waiting for room while the daemon catches up (never dropping it).

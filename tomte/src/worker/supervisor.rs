@@ -169,6 +169,23 @@ struct Slot {
     restart_at: Option<Instant>,
     last_exit: Option<String>,
     iterations: u64,
+    /// The state last told in a `daemon.worker.state` event.
+    reported: Option<State>,
+}
+
+impl Slot {
+    /// Its state now: from its process's status word while one runs.
+    fn state(&self) -> State {
+        match &self.run {
+            Some(run) => match (run.stopping, run.end.status()) {
+                (Some(_), _) | (_, child::SPINDOWN) => State::Spindown,
+                (_, child::SPINUP) => State::Spinup,
+                (_, child::PAUSED) => State::Paused,
+                _ => State::Looping,
+            },
+            None => self.down,
+        }
+    }
 }
 
 /// How long a rolling restart waits for a restarted worker to loop before it gives up on the
@@ -279,6 +296,7 @@ impl Supervisor {
             restart_at: None,
             last_exit: None,
             iterations: 0,
+            reported: None,
         });
     }
 
@@ -332,7 +350,33 @@ impl Supervisor {
         slot.restart_at = None;
         slot.restart_now = false;
         slot.iterations = 0;
+        // Its process may be past its spinup already: it began there all the same.
+        self.report(i, State::Spinup);
         Ok(())
+    }
+
+    /// Emits `daemon.worker.state` when worker `i`'s state differs from the one last told.
+    fn note_state(&mut self, i: usize) {
+        let state = self.slots[i].state();
+        self.report(i, state);
+    }
+
+    fn report(&mut self, i: usize, state: State) {
+        let slot = &mut self.slots[i];
+        if slot.reported == Some(state) {
+            return;
+        }
+        slot.reported = Some(state);
+        let pid = slot.run.as_ref().map(|r| r.pid.as_raw_nonzero().get());
+        self.events.push(Event::new(
+            crate::event::names::WORKER_STATE,
+            Value::structure([
+                ("worker", Value::from(slot.spec.name.as_str())),
+                ("state", Value::from(state.as_str())),
+                ("pid", pid.map_or(Value::Nil, Value::from)),
+                ("last_exit", slot.last_exit.as_deref().map_or(Value::Nil, Value::from)),
+            ]),
+        ));
     }
 
     /// Declares the daemon about to sleep on every worker's channel; false when a frame is
@@ -359,6 +403,15 @@ impl Supervisor {
     }
 
     fn receive(&mut self, i: usize) {
+        let mut status = false;
+        self.take_frames(i, &mut status);
+        if status {
+            self.note_state(i);
+        }
+    }
+
+    /// Takes in every frame worker `i` sent; `status` is set when one reported a new status.
+    fn take_frames(&mut self, i: usize, status: &mut bool) {
         let slot = &mut self.slots[i];
         let Some(run) = slot.run.as_mut() else { return };
         loop {
@@ -389,6 +442,7 @@ impl Supervisor {
                     "daemon.worker.message",
                     Value::structure([("worker", Value::from(slot.spec.name.as_str())), ("message", message)]),
                 )),
+                Some(Frame::Status) => *status = true,
                 _ => {
                     log::error!("worker {}: malformed frame; killing it", slot.spec.name);
                     kill(run, "malformed frame");
@@ -499,6 +553,9 @@ impl Supervisor {
             let level = if failed { log::Level::Warn } else { log::Level::Info };
             log::log!(level, "worker {} {how}; restarting in {delay:?}", slot.spec.name);
         }
+        for i in 0..self.slots.len() {
+            self.note_state(i);
+        }
     }
 
     /// Restarts what is due, kills hung workers, escalates stops. Runs every loop turn.
@@ -530,6 +587,9 @@ impl Supervisor {
         }
         self.restart_due(now);
         self.roll_on(now);
+        for i in 0..self.slots.len() {
+            self.note_state(i);
+        }
     }
 
     /// Worker `name`'s settings (those it will have once restarted, when it waits for it).
@@ -772,17 +832,10 @@ impl Supervisor {
     /// Worker `name` as `worker.list` shows it.
     pub fn info(&self, name: &str) -> Result<WorkerInfo, Fault> {
         let slot = &self.slots[self.find(name)?];
-        let (pid, state, iterations, uptime) = match &slot.run {
-            Some(run) => {
-                let state = match (run.stopping, run.end.status()) {
-                    (Some(_), _) | (_, child::SPINDOWN) => State::Spindown,
-                    (_, child::SPINUP) => State::Spinup,
-                    (_, child::PAUSED) => State::Paused,
-                    _ => State::Looping,
-                };
-                (Some(run.pid.as_raw_nonzero().get()), state, run.end.counter(), Some(run.started.elapsed()))
-            }
-            None => (None, slot.down, slot.iterations, None),
+        let state = slot.state();
+        let (pid, iterations, uptime) = match &slot.run {
+            Some(run) => (Some(run.pid.as_raw_nonzero().get()), run.end.counter(), Some(run.started.elapsed())),
+            None => (None, slot.iterations, None),
         };
         Ok(WorkerInfo {
             name: slot.spec.name.clone(),

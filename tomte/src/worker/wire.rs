@@ -72,6 +72,9 @@ pub enum Frame {
     Answer(u64, Result<Value, Fault>),
     /// Worker → daemon: a message the worker sends unasked.
     Up(Value),
+    /// Worker → daemon: its status word (spinup, looping, paused, spindown) just changed; the
+    /// frame only wakes the daemon, which reads the word and reports the new state.
+    Status,
 }
 
 impl Frame {
@@ -119,6 +122,7 @@ impl Frame {
                 out.push(b'U');
                 put_value(out, v, 0);
             }
+            Frame::Status => out.push(b'S'),
         }
     }
 
@@ -127,6 +131,9 @@ impl Frame {
         let (&tag, body) = bytes.split_first()?;
         if tag == b'C' {
             return Some(Frame::Command(std::str::from_utf8(body).ok()?.to_owned()));
+        }
+        if tag == b'S' {
+            return body.is_empty().then_some(Frame::Status);
         }
         let mut r = Reader { rest: body, budget: body.len() };
         let frame = match tag {

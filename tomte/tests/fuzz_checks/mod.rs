@@ -41,7 +41,7 @@ pub fn check_http_head(data: &[u8]) {
 pub fn check_wire_frame(data: &[u8]) {
     let Some(frame) = Frame::decode(data) else { return };
     let values: Vec<&Value> = match &frame {
-        Frame::Command(_) => vec![],
+        Frame::Command(_) | Frame::Status => vec![],
         Frame::Request(_, v) | Frame::Up(v) | Frame::Answer(_, Ok(v)) => vec![v],
         Frame::Answer(_, Err(f)) => f.data.iter().collect(),
     };

@@ -39,7 +39,8 @@ const LIVE: &[&str] = &[
 ];
 
 /// tomte's keys that take a restart: the listeners, the files and the process as set up.
-const AT_START: &[&str] = &["socket", "pidfile", "umask", "nice", "socket-mode", "socket-group", "insecure"];
+const AT_START: &[&str] =
+    &["socket", "pidfile", "umask", "nice", "socket-mode", "socket-group", "insecure", "dashboard"];
 
 /// What applies a section of the application's.
 pub(super) type Apply<S> = Box<dyn FnOnce(&mut Ctx<S>)>;
