@@ -16,6 +16,9 @@ assertion about time, only a bound for a hang):
   {"op": "note", "worker": W, "contains": T}       wait until row W's note contains T
   {"op": "text", "id": I}                          the text of element #I
   {"op": "wait_text", "id": I, "contains": T}      wait until #I's text contains T
+  {"op": "wait_attr", "id": I, "name": A, "min_items": N}
+                                                   wait until #I's attribute A has N or more
+                                                   space-separated items; its value
   {"op": "serve", "html": H}                       serve H at http://127.0.0.1:PORT/ (another port)
   {"op": "navigated", "prefix": P}                 wait until the URL starts with P and the page
                                                    is loaded; its URL and text
@@ -181,6 +184,11 @@ def run(driver, cmd, console, servers):
             t = driver.find_element(By.ID, cmd["id"]).text
             return t if cmd["contains"] in t else None
         return until(f"#{cmd['id']} to say {cmd['contains']!r}", limit, said)
+    if op == "wait_attr":
+        def filled():
+            v = driver.find_element(By.ID, cmd["id"]).get_attribute(cmd["name"]) or ""
+            return v if len(v.split()) >= cmd.get("min_items", 1) else None
+        return until(f"#{cmd['id']}'s {cmd['name']} to have {cmd.get('min_items', 1)} items", limit, filled)
     if op == "serve":
         body = cmd["html"].encode()
 

@@ -256,7 +256,10 @@
     const you = s.you || {};
     const who = you.user || you.address || you.token || '';
     $('d-you').textContent = `${who ? `${who}: ` : ''}${Array.isArray(you.grants) ? you.grants.join(', ') || 'nothing' : '–'}`;
-    if (typeof s.calls !== 'number') return;
+    if (typeof s.calls !== 'number') {
+      $('rate-max').textContent = 'this daemon does not count its calls';
+      return;
+    }
     $('d-calls').textContent = String(s.calls);
     const now = performance.now();
     if (last && now > last.t) rates.push(Math.max(0, s.calls - last.calls) / ((now - last.t) / 1000));
