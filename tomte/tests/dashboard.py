@@ -19,6 +19,9 @@ assertion about time, only a bound for a hang):
   {"op": "wait_attr", "id": I, "name": A, "min_items": N}
                                                    wait until #I's attribute A has N or more
                                                    space-separated items; its value
+  {"op": "type", "id": I, "text": T}               type T into the input #I
+  {"op": "press", "id": I}                         click the element #I (a button)
+  {"op": "js", "script": S}                        what script S returns
   {"op": "serve", "html": H}                       serve H at http://127.0.0.1:PORT/ (another port)
   {"op": "navigated", "prefix": P}                 wait until the URL starts with P and the page
                                                    is loaded; its URL and text
@@ -189,6 +192,16 @@ def run(driver, cmd, console, servers):
             v = driver.find_element(By.ID, cmd["id"]).get_attribute(cmd["name"]) or ""
             return v if len(v.split()) >= cmd.get("min_items", 1) else None
         return until(f"#{cmd['id']}'s {cmd['name']} to have {cmd.get('min_items', 1)} items", limit, filled)
+    if op == "type":
+        e = driver.find_element(By.ID, cmd["id"])
+        e.clear()
+        e.send_keys(cmd["text"])
+        return True
+    if op == "press":
+        driver.find_element(By.ID, cmd["id"]).click()
+        return True
+    if op == "js":
+        return driver.execute_script(cmd["script"])
     if op == "serve":
         body = cmd["html"].encode()
 

@@ -19,6 +19,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::Duration;
@@ -254,6 +255,48 @@ fn a_refused_action_is_shown_and_changes_nothing() {
     // The refusal has been answered: nothing paused, not in the daemon nor on the page.
     assert_eq!(state(&d, "alpha"), "looping");
     assert_eq!(row["state"], "looping", "{row}");
+    b.no_csp_violation();
+}
+
+#[test]
+fn a_pasted_token_is_sent_as_a_bearer_and_gets_its_permissions() {
+    const SECRET: &str = "d4shb0ard-0ps-t0ken";
+    let port = free_port();
+    let dir = TempDir::new("tokens");
+    let tokens = dir.path("tokens");
+    std::fs::write(&tokens, format!("ops {SECRET}\n")).unwrap();
+    std::fs::set_permissions(&tokens, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let tokens = tokens.display().to_string();
+    // With a token file anonymous holds nothing but what a rule gives: here the page (read) and calls.
+    let rules = ["--token-file", &tokens, "--allow", "anonymous=read,call", "--allow", "token:ops=all", "--dashboard"];
+    let (d, _reaper) = pool(port, &rules);
+    let mut b = Browser::new("1200x800");
+    b.open(&format!("http://127.0.0.1:{port}/"));
+    b.cmd(json!({"op": "rows", "names": ["alpha", "beta"]}));
+    b.click("alpha", "pause");
+    b.cmd(json!({"op": "note", "worker": "alpha", "contains": "Permission denied"}));
+    // A wrong token: the daemon answers 401, the page says so.
+    b.cmd(json!({"op": "type", "id": "token", "text": "not-the-token"}));
+    b.cmd(json!({"op": "press", "id": "token-use"}));
+    b.click("alpha", "pause");
+    let row = b.cmd(json!({"op": "note", "worker": "alpha", "contains": "401"}));
+    assert_eq!(row["note_code"], "401", "{row}");
+    assert_eq!(state(&d, "alpha"), "looping");
+    // The right one: kept for this tab only, sent as Authorization: Bearer, its grants used.
+    b.cmd(json!({"op": "type", "id": "token", "text": SECRET}));
+    b.cmd(json!({"op": "press", "id": "token-use"}));
+    b.cmd(json!({"op": "wait_text", "id": "d-you", "contains": "token ops: all"}));
+    let kept = b.cmd(json!({"op": "js", "script": "return [sessionStorage.getItem('tomte.token'), localStorage.length, document.getElementById('token').value]"}));
+    assert_eq!(kept, json!([SECRET, 0, ""]), "in sessionStorage, nowhere else, not left in the field");
+    b.click("alpha", "pause");
+    b.state("alpha", "paused");
+    assert_eq!(state(&d, "alpha"), "paused", "paused with the token's control");
+    // Cleared: gone from the tab. (What the daemon grants next is not checked: it keeps a
+    // bearer's identity for the rest of a kept-alive connection, which the browser reuses.)
+    b.cmd(json!({"op": "press", "id": "token-clear"}));
+    b.cmd(json!({"op": "wait_text", "id": "messages", "contains": "token cleared"}));
+    let kept = b.cmd(json!({"op": "js", "script": "return sessionStorage.getItem('tomte.token')"}));
+    assert_eq!(kept, J::Null);
     b.no_csp_violation();
 }
 

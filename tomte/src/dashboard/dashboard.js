@@ -254,7 +254,7 @@
     $('d-uptime').textContent = duration(s.uptime);
     $('d-connections').textContent = show(s.connections);
     const you = s.you || {};
-    const who = you.user || you.address || you.token || '';
+    const who = you.token ? `token ${you.token}` : you.user || you.address || '';
     $('d-you').textContent = `${who ? `${who}: ` : ''}${Array.isArray(you.grants) ? you.grants.join(', ') || 'nothing' : '–'}`;
     if (typeof s.calls !== 'number') {
       $('rate-max').textContent = 'this daemon does not count its calls';
