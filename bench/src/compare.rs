@@ -139,6 +139,8 @@ impl Echo {
             &format!("tcp://127.0.0.1:{}", at.port),
             "--pidfile",
             &dir.join("echo.pid").display().to_string(),
+            "--log",
+            &dir.join("daemon.log").display().to_string(),
         ]))?;
         let echo = Echo { _proc: proc, at };
         echo.at.wait()?;

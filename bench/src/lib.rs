@@ -8,6 +8,7 @@ pub mod load;
 pub mod procfs;
 pub mod shm_floor;
 pub mod stress;
+pub mod subscribers;
 pub mod supervisord;
 pub mod tls;
 pub mod workers;

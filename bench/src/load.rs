@@ -40,9 +40,21 @@ pub fn sequential(path: &Path, time: Duration) -> io::Result<f64> {
 
 /// `depth` calls in flight on one connection; calls per second.
 pub fn pipelined(path: &Path, depth: usize, time: Duration) -> io::Result<f64> {
+    pipelined_calls(path, REQUEST, check, depth, time)
+}
+
+/// `depth` calls of `request` (one JSON-RPC line, without its newline) in flight on one
+/// connection, the first answer checked by `check`; calls per second.
+pub fn pipelined_calls(
+    path: &Path,
+    request: &str,
+    check: fn(&[u8]) -> io::Result<()>,
+    depth: usize,
+    time: Duration,
+) -> io::Result<f64> {
     let mut s = UnixStream::connect(path)?;
-    let batch = format!("{REQUEST}\n").repeat(depth);
-    let one = REQUEST.len() + 1;
+    let batch = format!("{request}\n").repeat(depth);
+    let one = request.len() + 1;
     s.write_all(batch.as_bytes())?;
     let mut buf = vec![0u8; 1 << 20];
     let (mut have, mut done, mut in_flight) = (0usize, 0u64, depth);

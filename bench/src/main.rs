@@ -44,8 +44,16 @@ fn main() -> Result<()> {
             Ok(())
         }
         ["supervisord", rest @ ..] => tomte_bench::supervisord::main(rest),
+        ["subscribers", rest @ ..] => {
+            let seconds = rest.first().map(|s| s.parse()).transpose().context("seconds per round")?.unwrap_or(1.0);
+            let exe = std::env::current_exe()?;
+            if !tomte_bench::subscribers::run(&exe.with_file_name("echo"), &exe.with_file_name("chaos"), seconds)? {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         _ => {
-            bail!("usage: tomte-bench compare [SECONDS] | tls [SECONDS] | workers [SECONDS] | ab OLD_DIR NEW_DIR [SECONDS] | supervisord [--out PATH] | floor-ndjson PATH | floor-http ADDR | pipelined PATH SECONDS")
+            bail!("usage: tomte-bench compare [SECONDS] | tls [SECONDS] | workers [SECONDS] | ab OLD_DIR NEW_DIR [SECONDS] | supervisord [--out PATH] | subscribers [SECONDS] | floor-ndjson PATH | floor-http ADDR | pipelined PATH SECONDS")
         }
     }
 }

@@ -327,6 +327,37 @@
 //! | 101 | a panic outside handlers, listeners and timers (a bug; theirs are caught and logged) |
 //! | 128 + N | killed by signal N, as the runtime reports it (137: SIGKILL after its stop timeout) |
 //!
+//! # Seeing inside
+//!
+//! Every native listener (unix or TCP, plain or TLS) answers HTTP `GET` besides RPC, to callers
+//! holding the `read` permission (see [`access`]; an anonymous TCP client holds it by default, a
+//! local user other than the daemon's on a unix socket does not):
+//!
+//! | route | answer |
+//! | --- | --- |
+//! | `GET /metrics` | Prometheus text format 0.0.4; OpenMetrics 1.0.0 when `Accept` asks for `application/openmetrics-text` (see [`metrics`]) |
+//! | `GET /livez` | 200 `{"status":"ok"}` while the loop answers |
+//! | `GET /readyz` | 200 or 503 `{"status":"ok"\|"fail"}`; `?verbose` adds `checks: [{name, ok, detail}]` |
+//! | `GET /events?pattern=P` | server-sent events: `data: {"name":…,"data":…,"time":…}` per event matching a pattern (`*` by default) |
+//! | `GET /` | the dashboard, with `--dashboard` (404 otherwise) |
+//!
+//! **Readiness** holds while the daemon has started and is not stopping, every worker whose
+//! policy is `always` loops (or was paused by an operator), and every check of the
+//! application's ([`Daemon::ready_check`]) answers `Ok`; `daemon.health` answers the same over
+//! RPC, and `tomtectl health` exits 0 or 1 on it.
+//!
+//! **Events to clients.** On an NDJSON connection, `daemon.subscribe(["daemon.worker.*",
+//! "app.*"])` makes the daemon push every matching event (patterns are names, or prefixes ending
+//! in `*`) as a JSON-RPC notification `{"jsonrpc":"2.0","method":"daemon.event","params":{"name",
+//! "data","time"}}`, until `daemon.unsubscribe` or hang-up; the connection still answers calls.
+//! Besides the application's own events, a worker's state changes are
+//! [`event::names::WORKER_STATE`] (`{worker, state, pid, last_exit}`), and every log record of
+//! the daemon and its workers (their captured output too) is [`event::names::LOG`]
+//! (`{level, target, worker, message}`) — given only to callers holding `control`, since it
+//! tells what the daemon logs about every client. Each subscriber may leave at most 1 MiB of
+//! events unread: past that it gets a last `daemon.dropped` notification and is closed, so a
+//! subscriber that does not read never slows the loop or the other clients.
+//!
 //! # Limits
 //!
 //! * **Connections** ([`net::Limits`], all configurable, reported by `daemon.status`): messages
@@ -349,7 +380,7 @@
 //!   ([`WorkerSpec::ring_bytes`](worker::WorkerSpec::ring_bytes)); a full ring is an error to
 //!   the sender (back-pressure), never a silent drop.
 //! * **HTTP** is the part of HTTP/1.1 RPC needs: `POST` with `Content-Length` (no chunked
-//!   bodies, no compressed ones), heads up to 64 KiB, parsed strictly (no bare LF, no signs or
+//!   bodies, no compressed ones), and `GET` for the pages of [Seeing inside](#seeing-inside), heads up to 64 KiB, parsed strictly (no bare LF, no signs or
 //!   leading zeros in `Content-Length`, `Host` required). Requests a browser sends for another
 //!   site (`Origin`, `Sec-Fetch-Site`) get 403, and so do `Host`s that are not loopback on a
 //!   loopback listener (DNS rebinding). **XML-RPC** has no named parameters, and arrays and

@@ -316,3 +316,52 @@ fn subscribing_needs_ndjson_and_the_get_routes_need_read() {
         .unwrap();
     assert_eq!(text(&out.stdout), "200");
 }
+
+#[test]
+fn log_events_need_control_and_wider_patterns_skip_them_without_it() {
+    let (d, port) = tcp_daemon("pool", &[], &[]);
+    let _reaper = pids(&d);
+    let tcp = || {
+        let s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        BufReader::new(s)
+    };
+    // An anonymous TCP client holds read and call: not control.
+    let mut r = tcp();
+    let a = json(&ndjson(&mut r, r#"{"jsonrpc":"2.0","method":"daemon.subscribe","params":[["daemon.log"]],"id":1}"#));
+    assert_eq!(a["error"]["code"], -32001, "{a}");
+    assert!(a["error"]["data"].as_str().unwrap().contains("'control'"), "{a}");
+    assert_eq!(curl(&[], &format!("http://127.0.0.1:{port}/events?pattern=daemon.log")).0, 403);
+    let a = json(&ndjson(&mut r, r#"{"jsonrpc":"2.0","method":"daemon.subscribe","params":[["*"]],"id":2}"#));
+    assert_eq!(a["result"]["subscribed"], serde_json::json!(["*"]), "{a}");
+    call(&d, "worker.restart", r#"["beta"]"#);
+    let mut names = Vec::new();
+    loop {
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        let e = json(&line)["params"].clone();
+        names.push(e["name"].as_str().unwrap().to_owned());
+        if e["data"]["worker"] == "beta" && e["data"]["state"] == "looping" {
+            break;
+        }
+        assert!(names.len() < 50, "{names:?}");
+    }
+    assert!(!names.iter().any(|n| n == "daemon.log"), "{names:?}");
+    // The daemon's own user (the unix socket) gets them.
+    let mut own = subscribe(&d, &["*"]);
+    call(&d, "worker.restart", r#"["beta"]"#);
+    until("a log event", Duration::from_secs(20), || next_event(&mut own)["name"] == "daemon.log");
+    let _reaper2 = pids(&d);
+}
+
+#[test]
+fn a_subscriber_hears_clients_connect_and_hang_up_without_any_listener() {
+    let d = Daemon::new("echo", &[]).start();
+    let mut sub = subscribe(&d, &["daemon.socket.*"]);
+    drop(d.connect());
+    let connect = next_event(&mut sub);
+    assert_eq!(connect["name"], "daemon.socket.client.connect", "{connect}");
+    let hangup = next_event(&mut sub);
+    assert_eq!(hangup["name"], "daemon.socket.client.hangup", "{hangup}");
+    assert_eq!(connect["data"], hangup["data"], "the same peer");
+}

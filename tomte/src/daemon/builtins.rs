@@ -166,15 +166,18 @@ pub(super) fn install<S: 'static>(r: &mut Registry<Ctx<S>>) {
             let texts: Vec<String> = p.get("patterns")?;
             let patterns = super::observe::Pattern::parse_all(texts.iter().map(String::as_str))
                 .map_err(|why| Fault::invalid_params(format!("parameter 'patterns': {why}")))?;
+            let logs = super::observe::log_access(&patterns, ctx.caller.as_deref())
+                .map_err(|why| Fault::new(crate::faults::PERMISSION_DENIED, "Permission denied").with_data(why))?;
             let names = patterns.iter().map(|p| Value::from(p.to_string())).collect();
-            ctx.sub_request = Some(super::observe::SubRequest::Subscribe { patterns, sse: false });
+            ctx.sub_request = Some(super::observe::SubRequest::Subscribe { patterns, sse: false, logs });
             Ok(Value::structure([("subscribed", Value::Array(names))]))
         })
         .description(
             "Push every event whose name matches one of the patterns (a name, or a prefix ending in *: \
              daemon.worker.*, app.*, *) on this connection, as notifications {method: daemon.event, params: \
-             {name, data, time}}, until daemon.unsubscribe or hang-up. A subscriber that leaves more than 1 MiB \
-             of events unread gets a daemon.dropped notification and is closed",
+             {name, data, time}}, until daemon.unsubscribe or hang-up. daemon.log events need the control \
+             permission. A subscriber that leaves more than 1 MiB of events unread gets a daemon.dropped \
+             notification and is closed",
         )
         .returns(Type::Struct)
         .param(Type::Array, "patterns")

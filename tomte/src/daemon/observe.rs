@@ -71,7 +71,7 @@ impl fmt::Display for Pattern {
 #[derive(Debug)]
 pub(crate) enum SubRequest {
     /// From now on, push the events matching these patterns (as SSE frames or NDJSON lines).
-    Subscribe { patterns: Vec<Pattern>, sse: bool },
+    Subscribe { patterns: Vec<Pattern>, sse: bool, logs: bool },
     /// Stop pushing events.
     Unsubscribe,
 }
@@ -80,6 +80,31 @@ struct Subscriber {
     key: usize,
     patterns: Vec<Pattern>,
     sse: bool,
+    /// Whether it may receive `daemon.log` events (its caller holds `control`).
+    logs: bool,
+}
+
+impl Subscriber {
+    fn wants(&self, name: &str) -> bool {
+        (self.logs || name != crate::event::names::LOG) && self.patterns.iter().any(|p| p.matches(name))
+    }
+}
+
+/// Whether a subscription of `caller` to `patterns` may receive `daemon.log` events: only with
+/// the `control` permission, since records tell what the daemon logs about every client (who
+/// called what). Without it, a pattern naming `daemon.log` itself is refused (the reason is
+/// given) and wider ones (`*`, `daemon.*`) receive every other event.
+pub(crate) fn log_access(patterns: &[Pattern], caller: Option<&crate::access::Caller>) -> Result<bool, String> {
+    let allowed = caller.is_some_and(|c| c.grants.allows(&tomte_rpc::Permission::Control));
+    let named = patterns.iter().any(|p| !p.prefix && p.text == crate::event::names::LOG);
+    if named && !allowed {
+        let who = caller.map_or_else(|| "an unknown caller".to_owned(), |c| c.peer.to_string());
+        return Err(format!(
+            "daemon.log events require the 'control' permission (they tell what the daemon logs about every \
+             client), which {who} does not have"
+        ));
+    }
+    Ok(allowed)
 }
 
 /// The connections that subscribed, by connection key.
@@ -141,9 +166,9 @@ impl Subscribers {
     }
 
     /// Connection `key` subscribes (replacing what it subscribed to before).
-    pub(crate) fn set(&mut self, key: usize, patterns: Vec<Pattern>, sse: bool) {
+    pub(crate) fn set(&mut self, key: usize, patterns: Vec<Pattern>, sse: bool, logs: bool) {
         self.remove(key);
-        self.list.push(Subscriber { key, patterns, sse });
+        self.list.push(Subscriber { key, patterns, sse, logs });
     }
 
     /// Connection `key` no longer subscribes; true if it did.
@@ -155,12 +180,12 @@ impl Subscribers {
 
     /// Whether some subscriber wants events named `name`.
     pub(crate) fn wants(&self, name: &str) -> bool {
-        self.list.iter().any(|s| s.patterns.iter().any(|p| p.matches(name)))
+        self.list.iter().any(|s| s.wants(name))
     }
 
     /// The subscribers that want events named `name`: (connection key, SSE or not).
     pub(crate) fn matching<'a>(&'a self, name: &'a str) -> impl Iterator<Item = (usize, bool)> + 'a {
-        self.list.iter().filter(move |s| s.patterns.iter().any(|p| p.matches(name))).map(|s| (s.key, s.sse))
+        self.list.iter().filter(move |s| s.wants(name)).map(|s| (s.key, s.sse))
     }
 }
 

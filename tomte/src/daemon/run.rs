@@ -489,6 +489,12 @@ impl<S: 'static> Running<S> {
             .clamp(Duration::from_millis(100), Duration::from_secs(5))
     }
 
+    /// Whether a listener or a subscriber wants events named `name` (so that building the
+    /// event's data can be skipped when none does).
+    fn heard(&self, name: &str) -> bool {
+        self.events.has(name) || self.subscribers.wants(name)
+    }
+
     /// Runs the listeners of `event`, then those of the events they queued.
     fn emit(&mut self, event: Event) {
         self.events.emit(&event, &mut self.ctx);
@@ -526,6 +532,9 @@ impl<S: 'static> Running<S> {
             self.unsubscribe(key);
             self.again.push(key);
         }
+        if self.budget.output() > self.limits.max_buffered {
+            self.relieve_output();
+        }
     }
 
     /// Hands the log records of the last turn to the subscribers of `daemon.log`.
@@ -553,10 +562,10 @@ impl<S: 'static> Running<S> {
     /// `GET /events`, `daemon.unsubscribe`).
     fn subscription(&mut self, key: usize, request: SubRequest) {
         match request {
-            SubRequest::Subscribe { patterns, sse } => {
+            SubRequest::Subscribe { patterns, sse, logs } => {
                 if let Some(conn) = self.conns.get_mut(key) {
                     conn.set_subscribed(true);
-                    self.subscribers.set(key, patterns, sse);
+                    self.subscribers.set(key, patterns, sse, logs);
                 }
             }
             SubRequest::Unsubscribe => {
@@ -669,7 +678,8 @@ impl<S: 'static> Running<S> {
             let grants = self.policy.grants(conn.peer(), self.owner);
             let caller = Rc::new(Caller { peer: conn.peer().clone(), grants });
             // A TLS connection is announced once its handshake is done (with its certificate).
-            let peer = (self.events.has(names::CLIENT_CONNECT) && !conn.is_tls()).then(|| caller.peer.to_value());
+            let heard = self.events.has(names::CLIENT_CONNECT) || self.subscribers.wants(names::CLIENT_CONNECT);
+            let peer = (heard && !conn.is_tls()).then(|| caller.peer.to_value());
             *self.per_peer.entry(conn.peer().key).or_default() += 1;
             self.per_listener[index] += 1;
             entry.insert(conn);
@@ -711,7 +721,7 @@ impl<S: 'static> Running<S> {
             if let Some(slot) = self.callers.get_mut(key) {
                 *slot = Rc::clone(&caller);
             }
-            if self.events.has(names::CLIENT_CONNECT) {
+            if self.heard(names::CLIENT_CONNECT) {
                 self.emit(Event::new(names::CLIENT_CONNECT, caller.peer.to_value()));
             }
         }
@@ -859,7 +869,7 @@ impl<S: 'static> Running<S> {
         }
         self.per_listener[conn.listener()] -= 1;
         // A TLS client whose handshake never finished was never announced either.
-        if self.events.has(names::CLIENT_HANGUP) && !conn.is_handshaking() {
+        if self.heard(names::CLIENT_HANGUP) && !conn.is_handshaking() {
             self.emit(Event::new(names::CLIENT_HANGUP, caller.peer.to_value()));
         }
     }

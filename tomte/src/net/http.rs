@@ -376,3 +376,31 @@ pub fn write_error(out: &mut Vec<u8>, status: u16, text: &str) {
     write_head(out, status, "text/plain; charset=utf-8", body.len(), false);
     out.extend_from_slice(body.as_bytes());
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_values_are_percent_decoded_and_repeated() {
+        let t = "/events?pattern=daemon.worker.%2A&x=1&pattern=app.%2a+b&pattern&bad=%zz%4";
+        assert_eq!(path_of(t), "/events");
+        assert_eq!(query_values(t, "pattern").collect::<Vec<_>>(), ["daemon.worker.*", "app.* b", ""]);
+        assert_eq!(query_values(t, "bad").collect::<Vec<_>>(), ["%zz%4"]);
+        assert_eq!(query_values("/readyz", "verbose").count(), 0);
+        assert_eq!(query_values("/readyz?verbose", "verbose").collect::<Vec<_>>(), [""]);
+        // Bytes that are not UTF-8 become replacement characters, never a panic.
+        assert_eq!(query_values("/?p=%ff%fe", "p").collect::<Vec<_>>(), ["\u{fffd}\u{fffd}"]);
+    }
+
+    #[test]
+    fn a_page_carries_its_headers_before_the_empty_line() {
+        let mut out = Vec::new();
+        write_page(&mut out, 200, "text/plain", "X-A: b\r\n", b"body", true);
+        let text = String::from_utf8(out).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert_eq!(body, "body");
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n") && head.contains("\r\nX-A: b\r\n"), "{head}");
+        assert!(head.contains("Content-Length: 4") && head.contains("X-Content-Type-Options: nosniff"), "{head}");
+    }
+}

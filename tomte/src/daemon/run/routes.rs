@@ -59,13 +59,20 @@ impl<S> Rpc<'_, S> {
             "/events" => {
                 let texts: Vec<String> = http::query_values(get.target, "pattern").collect();
                 let texts = if texts.is_empty() { vec!["*".to_owned()] } else { texts };
-                match Pattern::parse_all(texts.iter().map(String::as_str)) {
-                    Ok(patterns) => {
+                let patterns = match Pattern::parse_all(texts.iter().map(String::as_str)) {
+                    Ok(patterns) => patterns,
+                    Err(why) => {
+                        page(out, 400, "text/plain; charset=utf-8", format!("{why}\n").as_bytes());
+                        return false;
+                    }
+                };
+                match observe::log_access(&patterns, self.ctx.caller.as_deref()) {
+                    Ok(logs) => {
                         http::write_stream_head(out);
-                        self.ctx.sub_request = Some(SubRequest::Subscribe { patterns, sse: true });
+                        self.ctx.sub_request = Some(SubRequest::Subscribe { patterns, sse: true, logs });
                         return true;
                     }
-                    Err(why) => page(out, 400, "text/plain; charset=utf-8", format!("{why}\n").as_bytes()),
+                    Err(why) => page(out, 403, "text/plain; charset=utf-8", format!("{why}\n").as_bytes()),
                 }
             }
             _ => {
