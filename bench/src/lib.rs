@@ -5,6 +5,7 @@ pub mod ab;
 pub mod compare;
 pub mod floor;
 pub mod load;
+pub mod metrics;
 pub mod procfs;
 pub mod shm_floor;
 pub mod stress;

@@ -1,6 +1,6 @@
-//! `tomte-bench compare` runs the side-by-side benchmark, `tls` the TLS figures, `workers` the worker
-//! figures, `ab OLD_DIR NEW_DIR` two builds side by side (see `tomte_bench::ab`); `floor-ndjson PATH`
-//! and `floor-http ADDR` run the floors `compare` spawns.
+//! `tomte-bench compare` runs the side-by-side benchmark, `metrics` what metrics cost, `tls` the
+//! TLS figures, `workers` the worker figures, `ab OLD_DIR NEW_DIR` two builds side by side (see
+//! `tomte_bench::ab`); `floor-ndjson PATH` and `floor-http ADDR` run the floors `compare` spawns.
 
 use anyhow::{bail, Context, Result};
 use tomte_bench::{compare, floor};
@@ -44,6 +44,16 @@ fn main() -> Result<()> {
             Ok(())
         }
         ["supervisord", rest @ ..] => tomte_bench::supervisord::main(rest),
+        ["metrics", rest @ ..] => {
+            let seconds = rest.first().map(|s| s.parse()).transpose().context("seconds per round")?.unwrap_or(1.0);
+            let exe = std::env::current_exe()?;
+            let bins =
+                tomte_bench::metrics::Bins { echo: exe.with_file_name("echo"), fleet: exe.with_file_name("fleet") };
+            if !tomte_bench::metrics::run(&bins, seconds, 7)? {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         ["subscribers", rest @ ..] => {
             let seconds = rest.first().map(|s| s.parse()).transpose().context("seconds per round")?.unwrap_or(1.0);
             let exe = std::env::current_exe()?;
@@ -53,7 +63,7 @@ fn main() -> Result<()> {
             Ok(())
         }
         _ => {
-            bail!("usage: tomte-bench compare [SECONDS] | tls [SECONDS] | workers [SECONDS] | ab OLD_DIR NEW_DIR [SECONDS] | supervisord [--out PATH] | subscribers [SECONDS] | floor-ndjson PATH | floor-http ADDR | pipelined PATH SECONDS")
+            bail!("usage: tomte-bench compare [SECONDS] | tls [SECONDS] | workers [SECONDS] | ab OLD_DIR NEW_DIR [SECONDS] | supervisord [--out PATH] | subscribers [SECONDS] | metrics [SECONDS] | floor-ndjson PATH | floor-http ADDR | pipelined PATH SECONDS")
         }
     }
 }

@@ -24,6 +24,7 @@ pub mod permission;
 pub mod php;
 pub mod registry;
 pub mod served;
+pub mod stats;
 mod structure;
 pub mod value;
 pub mod xmlrpc;
@@ -33,6 +34,7 @@ pub use method::{Later, Method, Params, Reply, Signature, Type};
 pub use permission::{Gate, Permission, PermissionError};
 pub use registry::{Args, Protocol, Registry, RegistryError};
 pub use served::{Pending, Served};
+pub use stats::{MethodStats, Outcome, Stats};
 pub use value::{FromValue, Value};
 
 // ---- serde: typed parameters and results, signatures traced from types ----

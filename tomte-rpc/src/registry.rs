@@ -7,11 +7,13 @@ use std::future::Future;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
+use std::rc::Rc;
 use std::task::{Context, Poll};
 
 use crate::fault::{self, Fault};
 use crate::method::{Body, Later, Method, Params, Reply, Signature};
 use crate::permission::{Gate, Permission};
+use crate::stats::{Outcome, Start, Stats};
 use crate::value::Value;
 
 /// The protocol a call arrived in; a few answers depend on it (`system.multicall`).
@@ -104,6 +106,8 @@ pub struct Registry<C> {
     /// The text of the last call the gate refused (comodojo answers a frame whose one call was
     /// refused with `status: false` and this text).
     refused: std::cell::RefCell<Option<String>>,
+    /// Calls per method and outcome, and their latency (see [`crate::stats`]).
+    stats: Rc<Stats>,
 }
 
 impl<C> Default for Registry<C> {
@@ -124,6 +128,7 @@ impl<C> Registry<C> {
             capabilities: Vec::new(),
             gate: None,
             refused: std::cell::RefCell::new(None),
+            stats: Rc::default(),
         };
         let sys = |name: &str, m: SystemMethod| {
             Method::with_body(name.to_owned(), Body::System(m)).requires(Permission::Read)
@@ -174,7 +179,30 @@ impl<C> Registry<C> {
         }
         self.index.insert(method.name.clone(), self.methods.len());
         self.methods.push(method);
+        self.stats.push();
         Ok(())
+    }
+
+    /// Turns call statistics on (the default) or off: off, nothing is recorded and the clock
+    /// is not read (only [`Registry::calls_total`] still counts).
+    pub fn set_stats(&self, on: bool) {
+        self.stats.set_enabled(on);
+    }
+
+    /// The call statistics: per method (at the index of [`Registry::names`]), unknown names.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Every call run or refused since the registry was made, unknown names included.
+    pub fn calls_total(&self) -> u64 {
+        self.stats.total()
+    }
+
+    /// The call statistics, shared: for a context that must read them where the registry is
+    /// out of reach (a handler's `daemon.status` reporting [`Stats::total`]).
+    pub fn shared_stats(&self) -> Rc<Stats> {
+        Rc::clone(&self.stats)
     }
 
     /// Sets the gate every call passes before its parameters are validated (see [`Gate`]);
@@ -209,14 +237,19 @@ impl<C> Registry<C> {
 
     /// The method called `name`, if one is registered.
     pub fn get(&self, name: &str) -> Option<&Method<C>> {
+        self.find(name).map(|i| &self.methods[i])
+    }
+
+    /// The index of the method called `name`.
+    fn find(&self, name: &str) -> Option<usize> {
         // Clients tend to call one method over and over: check the last one found first.
         let last = self.last.get();
-        if let Some(m) = self.methods.get(last).filter(|m| m.name == name) {
-            return Some(m);
+        if self.methods.get(last).is_some_and(|m| m.name == name) {
+            return Some(last);
         }
         let i = *self.index.get(name)?;
         self.last.set(i);
-        Some(&self.methods[i])
+        Some(i)
     }
 
     /// Method names in registration order.
@@ -242,8 +275,7 @@ impl<C> Registry<C> {
     /// program), so a refused caller learns nothing it could not read there.
     pub fn dispatch(&self, name: &str, args: Args, ctx: &mut C, protocol: Protocol) -> Reply {
         match self.run(name, args, ctx, protocol) {
-            Ok(Reply::Later(future)) => Reply::Later(Box::pin(Contained { method: name.to_owned(), future })),
-            Ok(now) => now,
+            Ok(reply) => reply,
             Err(f) => Reply::Now(Err(f)),
         }
     }
@@ -260,14 +292,44 @@ impl<C> Registry<C> {
         }
     }
 
+    /// Runs one call and records it (a future's end is recorded by its [`Contained`]).
     fn run(&self, name: &str, args: Args, ctx: &mut C, protocol: Protocol) -> Result<Reply, Fault> {
-        let method = self.get(name).ok_or_else(Fault::method_not_found)?;
+        let Some(index) = self.find(name) else {
+            self.stats.count_unknown();
+            return Err(Fault::method_not_found());
+        };
+        let method = &self.methods[index];
+        let start = self.stats.start(index);
         if let Some(gate) = &self.gate {
             if let Err(f) = gate.check(ctx, &method.name, &method.permission) {
                 *self.refused.borrow_mut() = Some(f.full_message());
+                self.stats.finish(index, Outcome::Denied, start);
                 return Err(f);
             }
         }
+        match self.invoke(method, args, ctx, protocol) {
+            Ok(Reply::Now(result)) => {
+                self.stats.finish(index, Outcome::of(&result), start);
+                Ok(Reply::Now(result))
+            }
+            Ok(Reply::Later(future)) => {
+                let stats = match start {
+                    Start::Off => None,
+                    start => Some((Rc::clone(&self.stats), index, start)),
+                };
+                Ok(Reply::Later(Box::pin(Contained { method: name.to_owned(), future, stats })))
+            }
+            Err(f) => {
+                self.stats.finish(index, Outcome::of_fault(&f), start);
+                Err(f)
+            }
+        }
+    }
+
+    /// Runs `method` once the gate let the caller through: binds the parameters, then the
+    /// handler.
+    fn invoke(&self, method: &Method<C>, args: Args, ctx: &mut C, protocol: Protocol) -> Result<Reply, Fault> {
+        let name = method.name.as_str();
         let handler = match &method.body {
             Body::System(sys) => {
                 let (values, names) = bind(method, args, protocol)?;
@@ -384,20 +446,43 @@ fn panicked(name: &str, panic: &Box<dyn std::any::Any + Send>) -> Fault {
     Fault::internal(format!("method '{name}' panicked: {}", crate::fault::panic_text(&**panic)))
 }
 
-/// A method's future, whose panics become −32603 answers rather than a dead loop.
+/// A method's future, whose panics become −32603 answers rather than a dead loop, and whose
+/// end is recorded in the registry's statistics.
 struct Contained {
     method: String,
     future: Later,
+    /// Where to record the call, its method's index and its start; taken once recorded
+    /// (none: statistics are off).
+    stats: Option<(Rc<Stats>, usize, Start)>,
+}
+
+impl Contained {
+    fn record(&mut self, outcome: Outcome) {
+        if let Some((stats, index, start)) = self.stats.take() {
+            stats.finish(index, outcome, start);
+        }
+    }
 }
 
 impl Future for Contained {
     type Output = Result<Value, Fault>;
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
-        match catch_unwind(AssertUnwindSafe(|| this.future.as_mut().poll(cx))) {
-            Ok(poll) => poll,
-            Err(panic) => Poll::Ready(Err(panicked(&this.method, &panic))),
-        }
+        let result = match catch_unwind(AssertUnwindSafe(|| this.future.as_mut().poll(cx))) {
+            Ok(Poll::Pending) => return Poll::Pending,
+            Ok(Poll::Ready(result)) => result,
+            Err(panic) => Err(panicked(&this.method, &panic)),
+        };
+        this.record(Outcome::of(&result));
+        Poll::Ready(result)
+    }
+}
+
+impl Drop for Contained {
+    /// A future dropped before its answer (its client went away, or a batch refused it) is a
+    /// call that failed.
+    fn drop(&mut self) {
+        self.record(Outcome::Error);
     }
 }
 
@@ -741,5 +826,68 @@ mod tests {
         let Poll::Ready(Err(f)) = future.as_mut().poll(&mut cx) else { panic!("ready with an error") };
         assert_eq!(f.code, fault::INTERNAL_ERROR);
         assert!(f.full_message().contains("method 't.boom' panicked: kaboom later"), "{f}");
+    }
+
+    fn index(r: &Registry<u32>, name: &str) -> usize {
+        r.names().position(|n| n == name).unwrap()
+    }
+
+    #[test]
+    fn calls_are_counted_per_method_and_outcome_and_unknown_names_in_one_number() {
+        let r = gated(&[Permission::Read, Permission::Call]);
+        let mut n = 0;
+        for _ in 0..3 {
+            r.call("my.echo", Args::Positional(vec!["hi".into()]), &mut n, Protocol::Json).unwrap();
+        }
+        let _ = r.call("my.echo", Args::Positional(vec![5.into()]), &mut n, Protocol::Json);
+        let _ = r.call("boom", Args::default(), &mut n, Protocol::Json);
+        let _ = r.call("app.stop", Args::Positional(vec![1.into()]), &mut n, Protocol::Json);
+        let _ = r.call("nope", Args::default(), &mut n, Protocol::Json);
+        let _ = r.call("nope2", Args::default(), &mut n, Protocol::Json);
+        let (echo, boom, stop) = (index(&r, "my.echo"), index(&r, "boom"), index(&r, "app.stop"));
+        r.stats().with_methods(|m| {
+            assert_eq!(m.len(), r.len(), "one slot per method, none for unknown names");
+            assert_eq!(m[echo].calls(Outcome::Ok), 3);
+            assert_eq!(m[echo].calls(Outcome::Invalid), 1);
+            assert_eq!(m[echo].count(), 4);
+            assert_eq!(m[echo].cumulative().last(), Some((f64::INFINITY, 4)));
+            assert_eq!(m[boom].calls(Outcome::Error), 1);
+            assert_eq!(m[stop].calls(Outcome::Denied), 1);
+        });
+        assert_eq!(r.stats().unknown(), 2);
+        assert_eq!(r.calls_total(), 8);
+        r.set_stats(false);
+        r.call("my.echo", Args::Positional(vec!["hi".into()]), &mut n, Protocol::Json).unwrap();
+        r.stats().with_methods(|m| assert_eq!(m[echo].count(), 4, "off: not recorded"));
+        assert_eq!(r.calls_total(), 9, "the total counts on");
+    }
+
+    #[test]
+    fn multicall_entries_and_futures_are_recorded_when_they_end() {
+        let r = registry();
+        let mut n = 0;
+        let call = |name: &str, params: Vec<Value>| {
+            Value::structure([("methodName", Value::from(name)), ("params", Value::Array(params))])
+        };
+        let calls = Value::Array(vec![call("math.sub", vec![4.into(), 2.into()]), call("math.sub", vec![])]);
+        r.call("system.multicall", Args::Positional(vec![calls]), &mut n, Protocol::Xml).unwrap();
+        let sub = r.names().position(|n| n == "math.sub").unwrap();
+        r.stats().with_methods(|m| {
+            assert_eq!((m[sub].calls(Outcome::Ok), m[sub].calls(Outcome::Invalid)), (1, 1));
+        });
+
+        let r = typed_registry();
+        let later = r.names().position(|n| n == "t.later").unwrap();
+        let Reply::Later(mut future) = r.dispatch("t.later", Args::default(), &mut (), Protocol::Json) else {
+            panic!()
+        };
+        r.stats().with_methods(|m| assert_eq!(m[later].count(), 0, "not before it answers"));
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert!(future.as_mut().poll(&mut cx).is_ready());
+        drop(future);
+        r.stats().with_methods(|m| assert_eq!(m[later].calls(Outcome::Ok), 1, "once"));
+        drop(r.dispatch("t.later", Args::default(), &mut (), Protocol::Json));
+        let _ = r.call("t.later", Args::default(), &mut (), Protocol::Json);
+        r.stats().with_methods(|m| assert_eq!(m[later].calls(Outcome::Error), 2, "dropped unanswered"));
     }
 }

@@ -1,7 +1,9 @@
 //! A daemon with N idle workers (`--workers N`, 20 by default): each one a loop that does
 //! nothing, every `--interval-ms` (a minute by default), restarted whatever happens to it. It
-//! has no methods of its own: the built-in `worker.list`, `worker.restart`, `daemon.status`…
-//! are the point. The supervisord comparison (`tomte-bench supervisord`) runs it next to
+//! has no methods of its own unless `--methods N` adds N trivial ones (`fleet.m01`…, each
+//! answering nil and counting itself in the application metric `fleet_method_calls_total`:
+//! the metrics benchmark scrapes a daemon of 20 workers and 50 methods): the
+//! built-in `worker.list`, `worker.restart`, `daemon.status`… are the point. The supervisord comparison (`tomte-bench supervisord`) runs it next to
 //! supervisord running as many `sleep infinity` programs.
 //!
 //! ```text
@@ -18,7 +20,7 @@ use std::time::Duration;
 // Through tomte's re-export: the benchmark crate builds this file with no clap of its own.
 use tomte::cli::{self, clap, Action, Cli};
 use tomte::worker::{Policy, WorkerCtx, WorkerSpec};
-use tomte::Daemon;
+use tomte::{Ctx, Daemon, Fault, Method, Value};
 
 /// Runs N idle workers, supervised.
 #[derive(clap::Args)]
@@ -35,6 +37,9 @@ struct Flags {
     /// Restarts within a minute before a worker is failed [default: 5]
     #[arg(long, value_name = "N")]
     crash_limit: Option<u32>,
+    /// Trivial methods to add (fleet.m01…), each answering nil
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    methods: usize,
 }
 
 fn main() {
@@ -55,6 +60,15 @@ fn main() {
             spec = spec.crash_limit(n, Duration::from_secs(60));
         }
         daemon.worker(spec);
+    }
+    let width = flags.methods.to_string().len().max(2);
+    for i in 1..=flags.methods {
+        let method = Method::new(format!("fleet.m{i:0width$}"), |_, ctx: &mut Ctx| {
+            let calls = ctx.metrics().counter("fleet_method_calls_total", "Calls of the fleet.m* methods.");
+            calls.map_err(|e| Fault::internal(e.to_string()))?.inc();
+            Ok(Value::Nil)
+        });
+        daemon.method(method.description("Answers nil"));
     }
     std::process::exit(cli::run_command(daemon, &command, &cli.daemon));
 }

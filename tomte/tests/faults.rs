@@ -291,7 +291,10 @@ fn a_thousand_clients_at_once_each_get_their_own_answers() {
     assert!(failed.is_empty(), "{} threads failed, first: {}", failed.len(), failed[0]);
     // The status call itself is one more connection.
     assert_eq!(open, Some(CLIENTS as u64 + 1), "connections open while all {CLIENTS} were connected");
-    assert!(served(&d) < Duration::from_secs(1));
+    assert!(
+        served(&d) < Duration::from_secs(5),
+        "a bystander waited (a stalled loop never answers; 5 s leaves room for a busy machine)"
+    );
 }
 
 /// Sequential my.echo calls on `conn` for `time`: calls per second.

@@ -122,7 +122,10 @@ fn a_request_dripped_too_slowly_is_closed_with_an_error() {
         }
         assert!(t.elapsed() < Duration::from_secs(20), "the slow client was never closed");
         // Meanwhile everyone else is served.
-        assert!(served(&d) < Duration::from_secs(1));
+        assert!(
+            served(&d) < Duration::from_secs(5),
+            "a bystander waited (a stalled loop never answers; 5 s leaves room for a busy machine)"
+        );
     }
     let v = json(closed.lines().next().unwrap_or_default());
     assert_eq!(v["error"]["code"], -32000, "{v}");
@@ -202,7 +205,10 @@ fn the_input_budget_refuses_the_request_that_would_pass_it() {
         .collect();
     let refusal = answers.iter().find(|a| a.contains("unfinished requests"));
     assert!(refusal.is_some(), "no connection was refused (stopped writing at {refused:?}): {answers:?}");
-    assert!(served(&d) < Duration::from_secs(1));
+    assert!(
+        served(&d) < Duration::from_secs(5),
+        "a bystander waited (a stalled loop never answers; 5 s leaves room for a busy machine)"
+    );
     let after = rss_anon_kb(pid);
     assert!(after < before + 8_000, "RssAnon {before} kB -> {after} kB");
 }
@@ -237,7 +243,9 @@ fn a_client_that_does_not_read_is_served_no_more_than_the_unsent_mark() {
     });
     std::thread::sleep(Duration::from_secs(2));
     let during = rss_anon_kb(pid);
-    assert!(served(&d) < Duration::from_secs(1));
+    // Served while they hold their answers (a stalled loop would never answer; the bound is
+    // generous for a busy machine).
+    assert!(served(&d) < Duration::from_secs(10));
     let (s, sent) = greedy.join().unwrap();
     eprintln!("RssAnon {before} kB -> {during} kB after {sent} bytes of requests");
     assert!(during < before + 30_000, "RssAnon {before} kB -> {during} kB after {sent} bytes of requests");
@@ -388,7 +396,10 @@ fn many_clients_that_do_not_read_share_one_output_budget() {
         .collect();
     std::thread::sleep(Duration::from_secs(3));
     let during = rss_anon_kb(pid);
-    assert!(served(&d) < Duration::from_secs(1));
+    assert!(
+        served(&d) < Duration::from_secs(5),
+        "a bystander waited (a stalled loop never answers; 5 s leaves room for a busy machine)"
+    );
     let held: Vec<UnixStream> = greedy.into_iter().map(|t| t.join().unwrap()).collect();
     eprintln!("RssAnon {before} kB -> {during} kB with {} clients not reading", held.len());
     // 24 clients at their own 4 MiB mark would hold about 100 MB.
@@ -557,7 +568,10 @@ fn clients_that_never_read_big_answers_are_closed_when_the_output_budget_is_spen
     }
     std::thread::sleep(Duration::from_millis(1500));
     // Trigger the check once more with an ordinary call, then look.
-    assert!(served(&d) < Duration::from_secs(1));
+    assert!(
+        served(&d) < Duration::from_secs(5),
+        "a bystander waited (a stalled loop never answers; 5 s leaves room for a busy machine)"
+    );
     // (Freed memory goes back to the system after a quiet second.)
     std::thread::sleep(Duration::from_millis(1500));
     let during = rss_anon_kb(pid);

@@ -73,6 +73,9 @@ pub struct DaemonArgs {
     /// The user and group to run as, the working directory and the resource limits.
     #[command(flatten)]
     pub privileges: PrivilegeArgs,
+    /// Do not record call statistics for /metrics (no clock read per call)
+    #[arg(long)]
+    pub no_metrics: bool,
 }
 
 /// The access flags of [`DaemonArgs`] (see [`crate::access`]).
@@ -204,6 +207,7 @@ impl DaemonArgs {
         config.verbose = config.verbose.max(self.verbose);
         self.logging.apply(&self.log, config);
         config.insecure |= self.access.insecure;
+        config.metrics &= !self.no_metrics;
         config.dashboard |= self.access.dashboard;
         set(&mut config.nice, self.nice.map(Some));
         set(&mut config.umask, self.umask);
@@ -375,6 +379,7 @@ pub(crate) fn current(config: &Config, key: &str) -> Option<Vec<String>> {
         "socket-group" => config.socket_group.iter().map(ToString::to_string).collect(),
         "token-file" => path(&config.token_file),
         "insecure" => one(config.insecure.to_string()),
+        "no-metrics" => one((!config.metrics).to_string()),
         "dashboard" => one(config.dashboard.to_string()),
         "tls-cert" => path(&config.tls.cert),
         "tls-key" => path(&config.tls.key),

@@ -42,6 +42,10 @@ pub struct Ctx<S = ()> {
     pub(crate) auth_failed: bool,
     /// `daemon.reload` calls waiting for the reload's report.
     pub(crate) reload_waits: Vec<super::builtins::ReloadWait>,
+    /// The application's metrics (see [`Ctx::metrics`]).
+    pub(crate) metrics: crate::metrics::Metrics,
+    /// Connection figures, counted by the loop.
+    pub(crate) net: crate::metrics::NetStats,
     /// The message being served came on a connection events can be pushed on (NDJSON).
     pub(crate) pushable: bool,
     /// A subscription the message being served asked for, for the loop to set up.
@@ -87,6 +91,8 @@ impl<S> Ctx<S> {
             auth: None,
             auth_failed: false,
             reload_waits: Vec::new(),
+            metrics: crate::metrics::Metrics::default(),
+            net: crate::metrics::NetStats::default(),
             pushable: false,
             sub_request: None,
             subscribers: 0,
@@ -224,5 +230,22 @@ impl<S> Ctx<S> {
     /// Client connections open now.
     pub fn connections(&self) -> usize {
         self.connections
+    }
+
+    /// The application's metrics registry, which `GET /metrics` renders after the daemon's
+    /// own families (see [`crate::metrics::Metrics`]; its handles are cheap to keep in the
+    /// state).
+    ///
+    /// ```
+    /// use tomte::{Ctx, Method, Value};
+    /// let m: Method<Ctx> = Method::new("jobs.add", |mut p, ctx| {
+    ///     let queue: String = p.take("queue")?;
+    ///     let jobs = ctx.metrics().counter_vec("jobs_total", "Jobs queued.", &["queue"]);
+    ///     jobs.map_err(|e| tomte::Fault::internal(e.to_string()))?.with(&[&queue]).inc();
+    ///     Ok(Value::Nil)
+    /// });
+    /// ```
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.metrics
     }
 }

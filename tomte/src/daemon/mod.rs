@@ -68,6 +68,9 @@ pub struct Config {
     /// The user and group to run as, the working directory, resource limits, no_new_privs
     /// (see [`crate::process::privileges`]).
     pub privileges: Privileges,
+    /// Record call statistics for `/metrics` (default true; `--no-metrics` turns it off: no
+    /// clock read per call).
+    pub metrics: bool,
 }
 
 impl Config {
@@ -99,6 +102,7 @@ impl Config {
             logging: crate::logging::LogSettings::default(),
             sources: None,
             privileges: Privileges::default(),
+            metrics: true,
         }
     }
 }

@@ -31,7 +31,7 @@ impl Pattern {
     /// Reads one pattern; the reason when it is not one.
     pub(crate) fn parse(text: &str) -> Result<Pattern, String> {
         if text.is_empty() || text.len() > MAX_PATTERN_LEN {
-            return Err(format!("an event pattern has 1 to {MAX_PATTERN_LEN} characters"));
+            return Err(format!("an event pattern has 1 to {MAX_PATTERN_LEN} bytes"));
         }
         let (stem, prefix) = match text.strip_suffix('*') {
             Some(stem) => (stem, true),
@@ -44,12 +44,16 @@ impl Pattern {
     }
 
     /// Reads a subscription's patterns.
+    /// Too many is refused before any is parsed (a million of them would be parsed, and held,
+    /// only to be refused).
     pub(crate) fn parse_all<'a>(texts: impl IntoIterator<Item = &'a str>) -> Result<Vec<Pattern>, String> {
-        let patterns = texts.into_iter().map(Pattern::parse).collect::<Result<Vec<_>, _>>()?;
-        if patterns.len() > MAX_PATTERNS {
-            return Err(format!("{} patterns: at most {MAX_PATTERNS} per subscription", patterns.len()));
+        let mut texts = texts.into_iter();
+        let first: Vec<&str> = texts.by_ref().take(MAX_PATTERNS + 1).collect();
+        if first.len() > MAX_PATTERNS {
+            let n = first.len() + texts.count();
+            return Err(format!("{n} patterns: at most {MAX_PATTERNS} per subscription"));
         }
-        Ok(patterns)
+        first.into_iter().map(Pattern::parse).collect()
     }
 
     fn matches(&self, name: &str) -> bool {
@@ -145,9 +149,19 @@ impl Encoded {
     }
 }
 
+/// Why a subscriber is dropped: more than [`MAX_QUEUE`] bytes of events unread, or (`budget`)
+/// events unread while the daemon's output budget (`--max-buffered`) is spent.
+pub(crate) fn drop_reason(budget: bool) -> String {
+    if budget {
+        "events unread while the daemon's output budget is spent: subscription dropped".to_owned()
+    } else {
+        format!("more than {MAX_QUEUE} bytes of events unread: subscription dropped")
+    }
+}
+
 /// The last words to a subscriber dropped for not reading, and what ends each of its frames.
-pub(crate) fn dropped_notice(sse: bool) -> (Vec<u8>, &'static [u8]) {
-    let reason = format!("more than {MAX_QUEUE} bytes of events unread: subscription dropped");
+pub(crate) fn dropped_notice(sse: bool, budget: bool) -> (Vec<u8>, &'static [u8]) {
+    let reason = drop_reason(budget);
     let params = serde_json::to_string(&Value::structure([("reason", Value::from(reason))])).expect("in memory");
     if sse {
         (format!("event: dropped\ndata: {params}\n\n").into_bytes(), b"\n\n")

@@ -503,7 +503,8 @@ impl<S: 'static> Running<S> {
     }
 
     /// Queues `event` on the connections subscribed to it; a subscriber whose unread events
-    /// would pass [`observe::MAX_QUEUE`] is dropped (a last notice, then its connection closes).
+    /// would pass [`observe::MAX_QUEUE`], or that is behind while the output budget is spent,
+    /// is dropped (a last notice, then its connection closes).
     fn publish(&mut self, event: &Event) {
         if self.subscribers.is_empty() || !self.subscribers.wants(&event.name) {
             return;
@@ -512,23 +513,19 @@ impl<S: 'static> Running<S> {
         let mut over = Vec::new();
         for (key, sse) in self.subscribers.matching(&event.name) {
             let Some(conn) = self.conns.get_mut(key) else { continue };
-            match conn.push(encoded.bytes(sse), observe::MAX_QUEUE) {
+            match conn.push(encoded.bytes(sse), observe::MAX_QUEUE, self.limits.max_buffered) {
                 crate::net::Pushed::First => self.again.push(key),
                 crate::net::Pushed::Queued => {}
-                crate::net::Pushed::Over => over.push((key, sse)),
+                crate::net::Pushed::Over => over.push((key, sse, false)),
+                crate::net::Pushed::OverBudget => over.push((key, sse, true)),
             }
         }
-        for (key, sse) in over {
-            let (notice, sep) = observe::dropped_notice(sse);
+        for (key, sse, budget) in over {
+            let (notice, sep) = observe::dropped_notice(sse, budget);
             let conn = &mut self.conns[key];
             conn.drop_subscriber(&notice, sep);
             let peer = conn.peer();
-            self.drops.warn(|| {
-                format!(
-                    "dropping the subscriber {peer}: it left more than {} bytes of events unread",
-                    observe::MAX_QUEUE
-                )
-            });
+            self.drops.warn(|| format!("dropping the subscriber {peer}: {}", observe::drop_reason(budget)));
             self.unsubscribe(key);
             self.again.push(key);
         }
@@ -908,9 +905,11 @@ impl<S: 'static> Running<S> {
                 (None, None) => None,
             })
             .filter(|(_, t, _)| now.saturating_duration_since(*t) >= EVICTABLE_AFTER)
-            .min();
+            .min()
+            .map(|(_, _, key)| key)
+            .or_else(|| self.subscriber_victim(index, own_full, reserve, now));
         match victim {
-            Some((_, _, key)) => {
+            Some(key) => {
                 log::debug!("closing connection from {} to make room for a new one", self.conns[key].peer());
                 self.evict(key, "closed to make room for a new connection: the daemon is at its connection limit");
                 None
@@ -922,6 +921,20 @@ impl<S: 'static> Running<S> {
                 self.per_listener[index]
             )),
         }
+    }
+
+    /// The subscriber to close for a new connection when nothing idle or stuck can go (from the
+    /// same listeners as in [`Running::admit`]): one of the peer holding the most connections,
+    /// its newest subscription first, so that a client opening streams by the hundred closes
+    /// its own, not the dashboard that has been watching for hours.
+    fn subscriber_victim(&self, index: usize, own_full: bool, reserve: usize, now: Instant) -> Option<usize> {
+        self.conns
+            .iter()
+            .filter(|(_, c)| if own_full { c.listener() == index } else { self.per_listener[c.listener()] > reserve })
+            .filter_map(|(k, c)| c.subscriber_since().map(|t| (k, c, t)))
+            .filter(|(_, _, t)| now.saturating_duration_since(*t) >= EVICTABLE_AFTER)
+            .max_by_key(|(_, c, t)| (self.per_peer.get(&c.peer().key).copied().unwrap_or(0), *t))
+            .map(|(k, _, _)| k)
     }
 
     /// Closes connections past their deadlines (idle, or a message arriving too slowly) and

@@ -27,6 +27,9 @@ use super::{Dialect, Get, HostRule, Limits, Peer, Pushed, Service, Stream};
 const INITIAL_BUF: usize = 8 << 10;
 /// Buffers larger than this are given back once empty.
 const KEEP_BUF: usize = 64 << 10;
+/// Bytes already written that [`Conn::compact_out`] keeps before the unsent ones (at least the
+/// longest frame separator, see [`Conn::drop_subscriber`]).
+const SENT_TAIL: usize = 16;
 /// How long a closing connection's late input is read and dropped, and how much of it.
 const LINGER: Duration = Duration::from_secs(2);
 const LINGER_READS: usize = 256;
@@ -133,6 +136,10 @@ pub struct Conn {
     scanned: usize,
     out: Vec<u8>,
     out_pos: usize,
+    /// Where in `out` the last answer written ends: what is unsent before it is answers (and
+    /// maybe events queued among them), after it pushed events only — the bytes a subscriber's
+    /// queue limit counts (an answer it asked for is not an event it failed to read).
+    answers_end: usize,
     scratch: Vec<u8>,
     continue_sent: bool,
     close_after_flush: bool,
@@ -222,6 +229,7 @@ impl Conn {
             scanned: 0,
             out: Vec::new(),
             out_pos: 0,
+            answers_end: 0,
             scratch: Vec::new(),
             continue_sent: false,
             close_after_flush: false,
@@ -327,6 +335,7 @@ impl Conn {
         if !self.close_after_flush {
             self.serve(svc, limits, self.last_active);
         }
+        self.answers_end = self.out.len();
         self.count_output();
     }
 
@@ -420,6 +429,20 @@ impl Conn {
             || self.dropped_at.is_some_and(|t| now.saturating_duration_since(t) > DROPPED_GRACE)
     }
 
+    /// Since when it has been a subscriber waiting for events with nothing else under way (no
+    /// request arriving or owed, not closing), if it is: when the daemon is at its connection
+    /// limit and nothing is idle, such a connection may be closed to make room (a subscriber is
+    /// never idle, so without this a client could hold every slot with streams that cost it
+    /// nothing).
+    pub fn subscriber_since(&self) -> Option<Instant> {
+        let quiet = self.subscribed
+            && self.waiting.is_none()
+            && self.start == self.end
+            && !self.close_after_flush
+            && !self.handshaking;
+        quiet.then_some(self.last_active)
+    }
+
     /// Marks it as holding a subscription (or not): a subscriber waiting for events is not idle.
     pub fn set_subscribed(&mut self, on: bool) {
         self.subscribed = on;
@@ -430,15 +453,23 @@ impl Conn {
         self.streaming
     }
 
-    /// Queues an encoded event, unless the events its client has not read would then pass
-    /// `cap` bytes.
-    pub fn push(&mut self, event: &[u8], cap: usize) -> Pushed {
+    /// Queues an encoded event, unless the events its client has not read (answers to its own
+    /// calls not counted) would then pass `cap` bytes, or it has 64 kB or more unread while the
+    /// unsent output of all connections together passes `max_buffered` (the budget of
+    /// [`Limits::max_buffered`]: a thousand subscribers that do not read must not hold a
+    /// thousand times `cap` meanwhile).
+    pub fn push(&mut self, event: &[u8], cap: usize, max_buffered: usize) -> Pushed {
         if self.close_after_flush {
             return Pushed::Queued;
         }
         let unsent = self.unsent();
-        if unsent + event.len() > cap {
+        let answers = self.answers_end.clamp(self.out_pos, self.out.len()) - self.out_pos;
+        if unsent - answers + event.len() > cap {
             return Pushed::Over;
+        }
+        if unsent >= KEEP_BUF && self.budget.output().saturating_add(event.len()) > max_buffered {
+            // One that keeps up (nothing or little unsent) is still served: those behind go first.
+            return Pushed::OverBudget;
         }
         self.out.extend_from_slice(event);
         self.count_output();
@@ -461,6 +492,14 @@ impl Conn {
         };
         self.out.truncate(keep);
         self.out.extend_from_slice(notice);
+        if self.out.capacity() > KEEP_BUF {
+            // What was thrown away gives its memory back now, not when the connection closes
+            // (up to DROPPED_GRACE later): the notice and the end of one frame are all it keeps.
+            self.out.drain(..self.out_pos);
+            self.answers_end = self.answers_end.saturating_sub(self.out_pos);
+            self.out_pos = 0;
+            self.out.shrink_to_fit();
+        }
         self.subscribed = false;
         self.close_after_flush = true;
         self.dropped_at = Some(Instant::now());
@@ -531,6 +570,17 @@ impl Conn {
 
     /// Closes it with an error in its own dialect (the loop needs its slot or its memory).
     pub fn evict(&mut self, why: &str) {
+        if self.streaming {
+            // An event stream's body is events: the reason goes as a last one, after the
+            // frames already queued (each whole), not as an HTTP response in its middle.
+            let data = Value::structure([("reason", Value::from(why))]);
+            let data = serde_json::to_string(&data).expect("serializing a Value into memory cannot fail");
+            self.out.extend_from_slice(format!("event: closed\ndata: {data}\n\n").as_bytes());
+            self.subscribed = false;
+            self.close_after_flush = true;
+            self.count_output();
+            return;
+        }
         self.fail(503, -32000, why);
     }
 
@@ -544,6 +594,7 @@ impl Conn {
             self.scanned = 0;
             self.out = Vec::new();
             self.out_pos = 0;
+            self.answers_end = 0;
             self.scratch = Vec::new();
             self.count_output();
         }
@@ -668,6 +719,21 @@ impl Conn {
         self.lingering.is_some_and(|t| now.saturating_duration_since(t) > LINGER)
     }
 
+    /// Drops the part of the output already written, once it outweighs what is left: a client
+    /// that reads steadily but never catches up (a subscriber behind a stream of events, a
+    /// pipelining client) would otherwise grow the buffer by everything it ever received, since
+    /// it is only cleared once all of it has gone. The last bytes written are kept, so that
+    /// [`Conn::drop_subscriber`] still sees whether a frame ended there. Each byte is moved at
+    /// most once for each byte written before it: linear.
+    fn compact_out(&mut self) {
+        if self.out_pos >= KEEP_BUF && self.out_pos >= self.out.len() - self.out_pos {
+            let cut = self.out_pos - SENT_TAIL;
+            self.out.drain(..cut);
+            self.out_pos = SENT_TAIL;
+            self.answers_end = self.answers_end.saturating_sub(cut);
+        }
+    }
+
     /// Writes pending output; Ok(true) when all of it went.
     fn flush(&mut self) -> io::Result<bool> {
         if let Some(until) = self.hold_until {
@@ -686,6 +752,7 @@ impl Conn {
                     if self.stalled_since.is_none() {
                         self.stalled_since = Some(Instant::now());
                     }
+                    self.compact_out();
                     return Ok(false);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -694,6 +761,7 @@ impl Conn {
         }
         self.out.clear();
         self.out_pos = 0;
+        self.answers_end = 0;
         // What a TLS session still holds (its handshake, records a full socket refused).
         if !self.stream.flush_pending()? {
             if self.stalled_since.is_none() {
@@ -842,6 +910,7 @@ impl Conn {
         } else if self.answered != answered || self.msg_started.is_none() {
             self.msg_started = Some(now);
         }
+        self.answers_end = self.out.len();
         self.count_output();
     }
 

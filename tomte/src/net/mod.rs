@@ -71,6 +71,9 @@ pub enum Pushed {
     First,
     /// Not queued: the unsent events would pass the cap. The subscriber is to be dropped.
     Over,
+    /// Not queued: the daemon's output budget is spent and this subscriber is already behind
+    /// (64 kB or more unsent). The subscriber is to be dropped.
+    OverBudget,
 }
 
 /// Limits on what clients may hold of the daemon. Past one, the client at fault gets an error

@@ -911,3 +911,6 @@ mod tests {
         assert_eq!(asks, [3, 9]);
     }
 }
+
+#[path = "metrics.rs"]
+pub(crate) mod metrics;

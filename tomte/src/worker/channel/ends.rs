@@ -443,6 +443,17 @@ impl Endpoint {
         }
     }
 
+    /// Bytes the two rings hold now, `[outgoing, incoming]` (frames written and not yet
+    /// taken, their headers and padding included): a read of four words, for `/metrics`.
+    pub fn ring_used(&self) -> [u64; 2] {
+        let words = self.shared.region.words();
+        let used = |layout| {
+            let r = RingRef::new(words, layout);
+            r.tail.load(Ordering::Relaxed).saturating_sub(r.head.load(Ordering::Relaxed)).min(r.cap()) * 8
+        };
+        [used(&self.out), used(&self.inc)]
+    }
+
     /// The eventfd this end signals to wake the peer.
     fn wake_out(&self) -> &EventFd {
         match self.side {

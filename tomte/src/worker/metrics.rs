@@ -1,0 +1,71 @@
+//! The workers' families of `/metrics`: up, state, restarts, iterations, asks in flight and
+//! channel occupancy, read from the supervisor's slots without copying them.
+
+use super::{child, Slot, State, Supervisor};
+use crate::metrics::text::{Encoder, Kind};
+
+const STATES: [State; 7] =
+    [State::Spinup, State::Looping, State::Paused, State::Spindown, State::Exited, State::Backoff, State::Failed];
+
+/// The state `worker.list` shows (as [`Supervisor::info`] decides it).
+fn state(slot: &Slot) -> State {
+    match &slot.run {
+        Some(run) => match (run.stopping, run.end.status()) {
+            (Some(_), _) | (_, child::SPINDOWN) => State::Spindown,
+            (_, child::SPINUP) => State::Spinup,
+            (_, child::PAUSED) => State::Paused,
+            _ => State::Looping,
+        },
+        None => slot.down,
+    }
+}
+
+fn name(s: &Slot) -> &str {
+    &s.spec.name
+}
+
+/// Writes the `tomte_worker_*` families (nothing for a daemon without workers).
+pub(crate) fn render(sup: &Supervisor, e: &mut Encoder<'_>) {
+    if sup.slots.is_empty() {
+        return;
+    }
+    e.family("tomte_worker_up", Kind::Gauge, "Whether the worker's process runs (1) or not (0).");
+    for s in &sup.slots {
+        e.sample("tomte_worker_up", "", &[("worker", name(s))], u64::from(s.run.is_some()));
+    }
+    e.family("tomte_worker_state", Kind::Gauge, "The worker's state: 1 for the one it is in, 0 for the others.");
+    for s in &sup.slots {
+        let now = state(s);
+        for st in STATES {
+            e.sample("tomte_worker_state", "", &[("worker", name(s)), ("state", st.as_str())], u64::from(st == now));
+        }
+    }
+    e.family("tomte_worker_restarts", Kind::Counter, "Times the worker's process was started again.");
+    for s in &sup.slots {
+        e.sample("tomte_worker_restarts", "_total", &[("worker", name(s))], u64::from(s.restarts));
+    }
+    e.family(
+        "tomte_worker_iterations",
+        Kind::Counter,
+        "Loop iterations of the worker's current process (of its last one when none runs).",
+    );
+    for s in &sup.slots {
+        let n = s.run.as_ref().map_or(s.iterations, |r| r.end.counter());
+        e.sample("tomte_worker_iterations", "_total", &[("worker", name(s))], n);
+    }
+    e.family("tomte_worker_asks_in_flight", Kind::Gauge, "Requests sent to the worker and not answered yet.");
+    for s in &sup.slots {
+        e.sample("tomte_worker_asks_in_flight", "", &[("worker", name(s))], s.run.as_ref().map_or(0, |r| r.asks.len()));
+    }
+    e.family(
+        "tomte_worker_channel_used_bytes",
+        Kind::Gauge,
+        "Bytes waiting in the worker's channel rings, by direction (to_worker, to_daemon).",
+    );
+    for s in &sup.slots {
+        let [to_worker, to_daemon] = s.run.as_ref().map_or([0, 0], |r| r.end.ring_used());
+        let w = name(s);
+        e.sample("tomte_worker_channel_used_bytes", "", &[("worker", w), ("direction", "to_worker")], to_worker);
+        e.sample("tomte_worker_channel_used_bytes", "", &[("worker", w), ("direction", "to_daemon")], to_daemon);
+    }
+}
