@@ -256,22 +256,45 @@
     const you = s.you || {};
     const who = you.token ? `token ${you.token}` : you.user || you.address || '';
     $('d-you').textContent = `${who ? `${who}: ` : ''}${Array.isArray(you.grants) ? you.grants.join(', ') || 'nothing' : '–'}`;
-    if (typeof s.calls !== 'number') {
+    const calls = await totalCalls(s);
+    if (calls === null) {
       $('rate-max').textContent = 'this daemon does not count its calls';
       return;
     }
-    $('d-calls').textContent = String(s.calls);
+    $('d-calls').textContent = String(calls);
     const now = performance.now();
-    if (last && now > last.t) rates.push(Math.max(0, s.calls - last.calls) / ((now - last.t) / 1000));
-    last = { t: now, calls: s.calls };
+    if (last && now > last.t) rates.push(Math.max(0, calls - last.calls) / ((now - last.t) / 1000));
+    last = { t: now, calls };
     if (rates.length > POINTS) rates.shift();
     draw();
+  }
+
+  // The calls served so far: daemon.status's `calls`, else the sum of tomte_rpc_calls_total
+  // in /metrics (a daemon that has one and not the other); null when neither says.
+  async function totalCalls(s) {
+    if (typeof s.calls === 'number') return s.calls;
+    try {
+      const t = token();
+      const r = await fetch('/metrics', { headers: t ? { Authorization: `Bearer ${t}` } : {}, cache: 'no-store' });
+      if (!r.ok) return null;
+      let sum = null;
+      for (const line of (await r.text()).split('\n')) {
+        if (!/^tomte_rpc_calls_total[{ ]/.test(line)) continue;
+        const v = Number(line.slice(line.lastIndexOf(' ') + 1));
+        if (Number.isFinite(v)) sum = (sum || 0) + v;
+      }
+      return sum;
+    } catch (_) {
+      return null;
+    }
   }
 
   function draw() {
     if (!rates.length) return;
     const max = Math.max(1, ...rates);
-    const x = (i) => ((120 * (POINTS - rates.length + i)) / (POINTS - 1)).toFixed(2);
+    // The width holds the last two minutes, or half a minute while fewer have been seen.
+    const span = Math.max(30, rates.length);
+    const x = (i) => ((120 * (span - rates.length + i)) / (span - 1)).toFixed(2);
     const points = rates.map((r, i) => `${x(i)},${(39 - (37 * r) / max).toFixed(2)}`);
     $('spark-line').setAttribute('points', points.join(' '));
     $('spark-area').setAttribute('points', `${x(0)},40 ${points.join(' ')} 120,40`);

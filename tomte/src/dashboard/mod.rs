@@ -2,9 +2,10 @@
 //! binary and served by the native listeners' GET routes.
 //!
 //! The page reads the daemon with the same JSON-RPC any client uses (`daemon.status` every
-//! second for the calls/s sparkline, `worker.list` every three, `system.listMethods` and one
-//! batch of `system.methodHelp`) and follows `GET /events?pattern=daemon.worker.*` for the
-//! workers' states. Its buttons call `worker.pause|resume|restart(name)` with the browser's own
+//! second, whose `calls` draw the calls/s sparkline — or, without that member, the sum of
+//! `tomte_rpc_calls_total` in `GET /metrics`; `worker.list` every three seconds;
+//! `system.listMethods` and one batch of `system.methodHelp`) and follows
+//! `GET /events?pattern=daemon.worker.*` for the workers' states. Its buttons call `worker.pause|resume|restart(name)` with the browser's own
 //! identity, so what the access policy refuses is refused, and shown as such.
 //!
 //! Safe by construction:
