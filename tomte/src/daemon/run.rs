@@ -63,6 +63,9 @@ impl<S> Service for Rpc<'_, S> {
     fn authenticate(&mut self, secret: &[u8]) -> bool {
         self.ctx.authenticate(secret)
     }
+    fn unauthenticate(&mut self) {
+        self.ctx.unauthenticate();
+    }
     fn take_auth_failure(&mut self) -> bool {
         std::mem::take(&mut self.ctx.auth_failed)
     }
