@@ -207,13 +207,12 @@ struct Waiting {
 }
 
 impl Conn {
-    /// A new connection from `peer`, accepted by listener `listener`.
+    /// A new connection from `peer`, accepted by listener `listener` (its index in the
+    /// daemon's list), which speaks `dialect` under `host_rule`.
     pub fn new(
         stream: Stream,
         peer: Peer,
-        listener: usize,
-        dialect: Dialect,
-        host_rule: HostRule,
+        (listener, dialect, host_rule): (usize, Dialect, HostRule),
         budget: Budget,
         net: NetStats,
         svc: &mut impl Service,
