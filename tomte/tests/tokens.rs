@@ -166,3 +166,50 @@ fn a_token_file_lets_a_listener_other_hosts_reach_start() {
     assert_eq!(json(&line)["result"], "ok");
     drop(d);
 }
+
+#[test]
+fn a_bearer_token_holds_for_its_own_http_request_only() {
+    let dir = TempDir::new("tokens-keepalive");
+    let tokens = token_file(&dir);
+    let port = free_port();
+    let _d = Daemon::new(
+        "echo",
+        &[
+            "--socket",
+            &format!("tcp://127.0.0.1:{port}"),
+            "--token-file",
+            &tokens,
+            "--allow",
+            "anonymous=read",
+            "--allow",
+            "token:ops=all",
+        ],
+    )
+    .start();
+    // Three requests on one kept-alive connection: with the token, without, with again.
+    let status = r#"{"jsonrpc":"2.0","method":"daemon.status","id":1}"#;
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut you = |bearer: Option<&str>| {
+        let auth = bearer.map(|b| format!("Authorization: Bearer {b}\r\n")).unwrap_or_default();
+        let req = format!(
+            "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n{auth}Content-Length: {}\r\n\r\n{status}",
+            status.len()
+        );
+        s.write_all(req.as_bytes()).unwrap();
+        let (code, _, body) = http_response(&mut r);
+        assert_eq!(code, 200, "{body}");
+        json(&body)["result"]["you"].clone()
+    };
+    let first = you(Some(OPS));
+    assert_eq!(
+        (first["token"].clone(), first["grants"].clone()),
+        ("ops".into(), serde_json::json!(["all"])),
+        "{first}"
+    );
+    let second = you(None);
+    assert!(second["token"].is_null(), "the token of the request before must not carry over: {second}");
+    assert_eq!(second["grants"], serde_json::json!(["read"]), "{second}");
+    assert_eq!(you(Some(OPS))["token"], "ops");
+}

@@ -114,6 +114,19 @@ impl<S> Ctx<S> {
         &self.state
     }
 
+    /// Gives the connection being served its own identity back, without the token a request
+    /// presented before (an HTTP request without `Authorization`).
+    pub(crate) fn unauthenticate(&mut self) {
+        let (Some(auth), Some(caller)) = (self.auth.clone(), self.caller.clone()) else { return };
+        if caller.peer.token.is_none() {
+            return;
+        }
+        let mut peer = caller.peer.clone();
+        peer.token = None;
+        let grants = auth.policy.grants(&peer, auth.owner);
+        self.caller = Some(Rc::new(crate::access::Caller { peer, grants }));
+    }
+
     /// Authenticates the connection being served by a token's secret: on success its
     /// identity is the token's from now on (grants from `token:NAME` rules, or all); a wrong
     /// secret closes the connection once the answer is written. False when the daemon has no

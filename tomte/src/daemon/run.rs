@@ -63,6 +63,9 @@ impl<S> Service for Rpc<'_, S> {
     fn authenticate(&mut self, secret: &[u8]) -> bool {
         self.ctx.authenticate(secret)
     }
+    fn unauthenticate(&mut self) {
+        self.ctx.unauthenticate();
+    }
     fn take_auth_failure(&mut self) -> bool {
         std::mem::take(&mut self.ctx.auth_failed)
     }
@@ -654,7 +657,7 @@ impl<S: 'static> Running<S> {
                 owner: (self.conns.vacant_key(), self.next_serial + 1),
             };
             let net = rpc.ctx.net.clone();
-            let mut conn = Conn::new(stream, peer, index, dialect, host_rule, self.budget.clone(), net, &mut rpc);
+            let mut conn = Conn::new(stream, peer, (index, dialect, host_rule), self.budget.clone(), net, &mut rpc);
             if let Some((reason, why)) = refusal {
                 rpc.ctx.net.refused(reason);
                 let peer = conn.peer();

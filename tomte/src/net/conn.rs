@@ -207,13 +207,12 @@ struct Waiting {
 }
 
 impl Conn {
-    /// A new connection from `peer`, accepted by listener `listener`.
+    /// A new connection from `peer`, accepted by listener `listener` (its index in the
+    /// daemon's list), which speaks `dialect` under `host_rule`.
     pub fn new(
         stream: Stream,
         peer: Peer,
-        listener: usize,
-        dialect: Dialect,
-        host_rule: HostRule,
+        (listener, dialect, host_rule): (usize, Dialect, HostRule),
         budget: Budget,
         net: NetStats,
         svc: &mut impl Service,
@@ -1086,13 +1085,19 @@ impl Conn {
                 self.head = Some(head);
                 return;
             }
-            if let Some(secret) = &head.bearer {
-                if !svc.authenticate(secret.as_bytes()) {
-                    svc.take_auth_failure();
-                    self.start = body_start + len;
-                    self.http_fail(401, "authentication failed: no such token");
-                    return self.penalize();
+            // Each HTTP request is authenticated on its own: a token one request presented does
+            // not carry over to the next on the same connection (browsers and proxies share
+            // connections between users).
+            match &head.bearer {
+                Some(secret) => {
+                    if !svc.authenticate(secret.as_bytes()) {
+                        svc.take_auth_failure();
+                        self.start = body_start + len;
+                        self.http_fail(401, "authentication failed: no such token");
+                        return self.penalize();
+                    }
                 }
+                None => svc.unauthenticate(),
             }
             if head.get {
                 // A GET's body, if it has one, means nothing.

@@ -40,6 +40,9 @@ pub trait Service {
     /// A token's secret the client presented (HTTP `Authorization: Bearer`): whether it names
     /// a token, after which the connection's identity is that token's.
     fn authenticate(&mut self, secret: &[u8]) -> bool;
+    /// An HTTP request that presents no token: the connection's identity is its own again
+    /// (a token only holds for the request that presents it).
+    fn unauthenticate(&mut self);
     /// Whether the message just served presented a wrong token (then the connection is
     /// penalized: its answer waits a fixed delay, and it closes).
     fn take_auth_failure(&mut self) -> bool;
