@@ -379,6 +379,9 @@ impl<S: 'static> Running<S> {
     fn run_loop(&mut self) -> Result<(), DaemonError> {
         let mut events = Events::with_capacity(256);
         let mut next_sweep = Instant::now() + self.sweep_every();
+        // What the start allocated and freed (the command line, the configuration file, the
+        // workers' forks) goes back once the loop is quiet, even if no client ever comes.
+        self.trim_at = Some(Instant::now() + TRIM_AFTER);
         while !self.ctx.stop {
             // What was logged in the last turn goes to its subscribers before the loop sleeps.
             self.publish_logs();
