@@ -224,10 +224,11 @@ fn run_in(bins: &Bins, dir: &Path, time: Duration, rounds: usize) -> Result<bool
         bail!("echo start failed: {}", String::from_utf8_lossy(&out.stderr));
     }
     let pid = std::fs::read_to_string(&pidfile)?.trim().to_owned();
-    std::thread::sleep(Duration::from_millis(500));
+    // The daemon gives freed memory back once it has been quiet for a second: idle is after that.
+    std::thread::sleep(Duration::from_millis(1500));
     let idle = crate::procfs::status_kb(&pid, "RssAnon");
     let scraped = scrapes(&sock, 50).and_then(|_| {
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(Duration::from_millis(1500));
         crate::procfs::status_kb(&pid, "RssAnon")
     });
     Command::new(&bins.echo).arg("stop").args(&args).output()?;
