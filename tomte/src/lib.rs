@@ -382,7 +382,8 @@
 //! * **HTTP** is the part of HTTP/1.1 RPC needs: `POST` with `Content-Length` (no chunked
 //!   bodies, no compressed ones), and `GET` for the pages of [Seeing inside](#seeing-inside), heads up to 64 KiB, parsed strictly (no bare LF, no signs or
 //!   leading zeros in `Content-Length`, `Host` required). Requests a browser sends for another
-//!   site (`Origin`, `Sec-Fetch-Site`) get 403, and so do `Host`s that are not loopback on a
+//!   site (`Origin`, `Sec-Fetch-Site`) get 403, but for a `GET` the user navigates to (a
+//!   followed link: `Sec-Fetch-Mode: navigate`, `Sec-Fetch-Dest: document`, no `Origin`), and so do `Host`s that are not loopback on a
 //!   loopback listener (DNS rebinding). **XML-RPC** has no named parameters, and arrays and
 //!   structs nest at most 64 deep.
 //! * **Access.** Unix sockets are created mode 0600; the pid file, the log and the socket are

@@ -373,3 +373,27 @@ fn a_subscriber_hears_clients_connect_and_hang_up_without_any_listener() {
     assert_eq!(hangup["name"], "daemon.socket.client.hangup", "{hangup}");
     assert_eq!(connect["data"], hangup["data"], "the same peer");
 }
+
+#[test]
+fn a_link_from_another_site_opens_the_dashboard_but_nothing_else_crosses() {
+    let port = free_port();
+    let _d = Daemon::new("echo", &["--socket", &format!("tcp://127.0.0.1:{port}"), "--dashboard"]).start();
+    let url = format!("http://127.0.0.1:{port}/");
+    let nav = ["-H", "Sec-Fetch-Site: cross-site", "-H", "Sec-Fetch-Mode: navigate", "-H", "Sec-Fetch-Dest: document"];
+    // A followed link: the browser says navigate/document, and sends no Origin on a GET.
+    let (status, body) = curl(&nav, &url);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("<html") || body.contains("<!doctype"), "{body:.200}");
+    // A script's fetch from that site, an embedded document, and a form posted from it stay refused.
+    let fetch = ["-H", "Sec-Fetch-Site: cross-site", "-H", "Sec-Fetch-Mode: cors", "-H", "Sec-Fetch-Dest: empty"];
+    assert_eq!(curl(&fetch, &format!("{url}metrics")).0, 403);
+    let frame = ["-H", "Sec-Fetch-Site: cross-site", "-H", "Sec-Fetch-Mode: navigate", "-H", "Sec-Fetch-Dest: iframe"];
+    assert_eq!(curl(&frame, &url).0, 403);
+    let mut post = nav.to_vec();
+    post.extend(["-H", "Origin: http://evil.example", "-H", "Content-Type: text/plain"]);
+    post.extend(["-d", r#"{"jsonrpc":"2.0","method":"daemon.shutdown","id":1}"#]);
+    assert_eq!(curl(&post, &url).0, 403);
+    let mut with_origin = nav.to_vec();
+    with_origin.extend(["-H", "Origin: http://evil.example"]);
+    assert_eq!(curl(&with_origin, &url).0, 403, "a GET that carries another Origin is a script's");
+}

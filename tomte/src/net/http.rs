@@ -35,6 +35,9 @@ pub struct Head {
     pub origin: Option<String>,
     /// The `Sec-Fetch-Site` header, when sent (browsers' own view of who is asking).
     pub fetch_site: Option<String>,
+    /// `Sec-Fetch-Mode: navigate` with `Sec-Fetch-Dest: document`: the browser loads a page
+    /// the user asked for (a typed URL, a followed link), not a script's request.
+    pub navigation: bool,
     /// A `Content-Encoding` other than `identity`.
     pub encoded: Option<String>,
     /// The secret of `Authorization: Bearer SECRET`.
@@ -111,9 +114,11 @@ pub fn parse_head(bytes: &[u8]) -> Parsed {
         host: None,
         origin: None,
         fetch_site: None,
+        navigation: false,
         encoded: None,
         bearer: None,
     };
+    let (mut fetch_mode_navigate, mut fetch_dest_document) = (false, false);
     for h in req.headers.iter() {
         let Ok(value) = std::str::from_utf8(h.value) else {
             // A header this server reads must mean the same to every reader: one with bytes
@@ -158,6 +163,10 @@ pub fn parse_head(bytes: &[u8]) -> Parsed {
             head.origin = Some(value.to_owned());
         } else if name.eq_ignore_ascii_case("sec-fetch-site") {
             head.fetch_site = Some(value.to_ascii_lowercase());
+        } else if name.eq_ignore_ascii_case("sec-fetch-mode") {
+            fetch_mode_navigate = value.eq_ignore_ascii_case("navigate");
+        } else if name.eq_ignore_ascii_case("sec-fetch-dest") {
+            fetch_dest_document = value.eq_ignore_ascii_case("document");
         } else if name.eq_ignore_ascii_case("content-encoding") {
             if !value.eq_ignore_ascii_case("identity") {
                 head.encoded = Some(value.to_owned());
@@ -182,6 +191,7 @@ pub fn parse_head(bytes: &[u8]) -> Parsed {
             };
         }
     }
+    head.navigation = fetch_mode_navigate && fetch_dest_document;
     if head.chunked && head.content_length.is_some() {
         return Parsed::Invalid("both Transfer-Encoding and Content-Length".to_owned());
     }
@@ -247,6 +257,11 @@ fn valid_port(p: &str) -> bool {
 /// `Origin` that is not this daemon's own (`http://` + its Host), or `Sec-Fetch-Site` saying
 /// cross-site or same-site. Clients that are not browsers send neither.
 pub fn cross_site(head: &Head) -> Option<String> {
+    // A GET changes nothing, its answer goes to the page the user opened (never to the other
+    // site's script), and the dashboard cannot be framed: a link from another site may open it.
+    if head.get && head.navigation && head.origin.is_none() {
+        return None;
+    }
     if let Some(site) = &head.fetch_site {
         if site == "cross-site" || site == "same-site" {
             return Some(format!("Sec-Fetch-Site: {site}"));
