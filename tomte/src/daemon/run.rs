@@ -1073,7 +1073,9 @@ impl<S: 'static> Running<S> {
                         conn.refuse_budget(&self.limits);
                         true
                     }
-                    Drive::Open => conn.has_output() && !conn.is_waiting(),
+                    // Queued events are not owed: a subscriber that does not read them does
+                    // not hold the stop.
+                    Drive::Open => !conn.is_waiting() && conn.owes_output(),
                 }
             });
             if !open.is_empty() {

@@ -465,6 +465,16 @@ impl Conn {
         }
     }
 
+    /// Whether output it owes its client is still unsent: anything, unless it is a subscriber,
+    /// whose pushed events are not owed (a stopping daemon need not wait for it to read them),
+    /// only the answers before them.
+    pub fn owes_output(&self) -> bool {
+        if !self.subscribed {
+            return self.has_output();
+        }
+        self.answers_end > self.out_pos || (self.answers_end == self.out.len() && self.stream.has_pending())
+    }
+
     /// Whether it is an event stream (`GET /events`) rather than an RPC connection.
     pub fn is_streaming(&self) -> bool {
         self.streaming
