@@ -146,6 +146,12 @@ impl MethodStats {
         let c = &self.calls[outcome as usize];
         c.set(c.get() + 1);
         let (bucket, seconds) = match seconds {
+            // A refused call (denied, bad parameters) is booked as it took, but says nothing of
+            // how long the method's calls take: the sampling goes on from the last one that ran,
+            // so a caller that is refused cannot make a slow method's calls look fast.
+            Some(s) if matches!(outcome, Outcome::Denied | Outcome::Invalid) => {
+                (BUCKETS.partition_point(|&le| le < s), s)
+            }
             Some(s) => {
                 let bucket = BUCKETS.partition_point(|&le| le < s);
                 self.last_bucket.set(bucket);
@@ -302,5 +308,27 @@ mod tests {
         s.set_enabled(false);
         assert!(matches!(s.start(0), Start::Off));
         assert_eq!(s.total(), 36);
+    }
+
+    #[test]
+    fn a_refused_call_does_not_make_a_slow_method_look_fast() {
+        let s = Stats::default();
+        s.push();
+        let m = |s: &Stats| s.methods.borrow()[0].count();
+        // A slow method: every call is timed.
+        assert!(matches!(s.start(0), Start::At(_)));
+        s.methods.borrow()[0].record(Outcome::Ok, Some(0.02));
+        // A caller refused in a microsecond…
+        assert!(matches!(s.start(0), Start::At(_)));
+        s.methods.borrow()[0].record(Outcome::Denied, Some(1e-6));
+        s.methods.borrow()[0].record(Outcome::Invalid, Some(1e-6));
+        // …leaves the next calls timed, booked at what they take.
+        for _ in 0..5 {
+            assert!(matches!(s.start(0), Start::At(_)), "still timed after a refusal");
+            s.methods.borrow()[0].record(Outcome::Ok, Some(0.02));
+        }
+        assert_eq!(m(&s), 8);
+        let fast = s.methods.borrow()[0].cumulative().next().unwrap().1;
+        assert_eq!(fast, 2, "only the two refusals in the lowest bucket");
     }
 }

@@ -104,7 +104,9 @@ pub struct Histogram(Rc<HistogramCore>);
 impl Histogram {
     /// Records one observation (seconds, bytes…).
     pub fn observe(&self, v: f64) {
-        let c = &self.0.counts[self.0.bounds.partition_point(|&le| le < v)];
+        // A NaN is below no bound: it counts in +Inf, as other clients count it.
+        let bucket = if v.is_nan() { self.0.bounds.len() } else { self.0.bounds.partition_point(|&le| le < v) };
+        let c = &self.0.counts[bucket];
         c.set(c.get() + 1);
         self.0.sum.set(self.0.sum.get() + v);
     }
@@ -410,6 +412,12 @@ impl Metrics {
                 })
                 .collect(),
         )
+    }
+
+    /// The sample names its families write (`x_total`, `h_bucket`…): the workers' families may
+    /// not write them again.
+    pub(crate) fn sample_names(&self) -> Vec<String> {
+        self.families.borrow().iter().flat_map(|f| sample_names(f.kind, &f.name)).collect()
     }
 
     /// Writes every family, in registration order.

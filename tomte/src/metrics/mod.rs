@@ -67,7 +67,7 @@ pub(crate) fn scrape<S>(registry: &Registry<Ctx<S>>, ctx: &Ctx<S>, format: Forma
     crate::worker::supervisor::metrics::render(&ctx.workers, &mut e);
     process::render(&mut e, &mut String::with_capacity(2048));
     ctx.metrics.render(&mut e);
-    crate::worker::supervisor::metrics::render_own(&ctx.workers, &mut e);
+    crate::worker::supervisor::metrics::render_own(&ctx.workers, &mut e, ctx.metrics.sample_names());
     e.finish();
 }
 

@@ -36,9 +36,14 @@ impl<'a> Family<'a> {
             _ => return None,
         };
         let labels = labels.as_array()?;
-        let label_ok = |l: &Value| l.as_str().is_some_and(|l| valid(l, false) && l != "worker" && l != "le");
+        let label_ok = |l: &Value| {
+            l.as_str().is_some_and(|l| valid(l, false) && l != "worker" && l != "le" && !l.starts_with("__"))
+        };
+        let unique = labels.iter().enumerate().all(|(i, l)| !labels[..i].contains(l));
         let bounds = bounds.as_array()?;
-        if !labels.iter().all(label_ok) || !bounds.iter().all(|b| b.as_f64().is_some_and(f64::is_finite)) {
+        let finite = bounds.iter().all(|b| b.as_f64().is_some_and(f64::is_finite));
+        let rising = bounds.windows(2).all(|w| w[0].as_f64() < w[1].as_f64());
+        if !labels.iter().all(label_ok) || !unique || !finite || !rising {
             return None;
         }
         Some(Family { name, help: help.as_str()?, kind, labels, bounds, series: series.as_array()? })
@@ -49,9 +54,20 @@ impl<'a> Family<'a> {
     }
 }
 
+/// The sample names a family writes.
+fn samples(kind: Kind, name: &str) -> Vec<String> {
+    match kind {
+        Kind::Counter => vec![format!("{name}_total")],
+        Kind::Histogram => ["_bucket", "_sum", "_count"].iter().map(|s| format!("{name}{s}")).collect(),
+        _ => vec![name.to_owned()],
+    }
+}
+
 /// Writes the families of every worker's snapshot, merged by name, in the order they first
-/// appear.
-pub(crate) fn render(e: &mut Encoder<'_>, snapshots: &[(&str, &Value)]) {
+/// appear. `taken`: the sample names already written (the application's); a family that would
+/// write one again, or one another worker's family of another name writes, is left out (a
+/// family must appear once, whole).
+pub(crate) fn render(e: &mut Encoder<'_>, snapshots: &[(&str, &Value)], mut taken: Vec<String>) {
     let families: Vec<(&str, Vec<Family<'_>>)> = snapshots
         .iter()
         .map(|(w, v)| (*w, v.as_array().unwrap_or_default().iter().filter_map(Family::read).collect()))
@@ -64,6 +80,11 @@ pub(crate) fn render(e: &mut Encoder<'_>, snapshots: &[(&str, &Value)]) {
                 continue;
             }
             done.push(first.name);
+            let names = samples(first.kind, first.name);
+            if names.iter().any(|n| taken.contains(n)) {
+                continue;
+            }
+            taken.extend(names);
             e.family(first.name, first.kind, first.help);
             for (worker, fams) in &families {
                 let Some(f) = fams.iter().find(|f| f.name == first.name).filter(|f| f.same_as(first)) else { continue };
@@ -91,12 +112,16 @@ fn write_series(e: &mut Encoder<'_>, f: &Family<'_>, labels: &[(&str, &str)], va
                 return;
             }
             let bounds = f.bounds.iter().filter_map(Value::as_f64).chain([f64::INFINITY]);
-            let cumulative = bounds.zip(counts).scan(0u64, |acc, (le, c)| {
-                *acc += c.as_i64().unwrap_or(0) as u64;
-                Some((le, *acc))
-            });
-            let count = counts.iter().filter_map(Value::as_i64).sum::<i64>() as u64;
-            e.histogram(f.name, labels, cumulative, *sum, count);
+            // Saturating: a worker's counts are its own word, and must not overflow here.
+            let cumulative: Vec<(f64, u64)> = bounds
+                .zip(counts)
+                .scan(0u64, |acc, (le, c)| {
+                    *acc = acc.saturating_add(c.as_i64().unwrap_or(0).unsigned_abs());
+                    Some((le, *acc))
+                })
+                .collect();
+            let count = cumulative.last().map_or(0, |(_, n)| *n);
+            e.histogram(f.name, labels, cumulative.into_iter(), *sum, count);
         }
         _ => {}
     }
@@ -121,7 +146,7 @@ mod tests {
         let (sa, sb, sc) = (a.snapshot(), b.snapshot(), c.snapshot());
         let mut out = Vec::new();
         let mut e = Encoder::new(&mut out, Format::Prometheus);
-        render(&mut e, &[("alpha", &sa), ("beta", &sb), ("gamma", &sc), ("junk", &Value::from("x"))]);
+        render(&mut e, &[("alpha", &sa), ("beta", &sb), ("gamma", &sc), ("junk", &Value::from("x"))], Vec::new());
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "# HELP jobs_total Jobs.\n# TYPE jobs_total counter\n\
@@ -131,5 +156,51 @@ mod tests {
              took_seconds_sum{worker=\"alpha\"} 0.5\ntook_seconds_count{worker=\"alpha\"} 1\n\
              # HELP depth Depth.\n# TYPE depth gauge\ndepth{worker=\"beta\"} 2\n"
         );
+    }
+
+    #[test]
+    fn a_family_that_would_repeat_a_sample_name_is_left_out_and_counts_never_overflow() {
+        let a = Metrics::default();
+        a.counter("jobs", "Jobs.").unwrap().inc();
+        a.gauge("dup", "Duplicated labels.").unwrap().set(1.0);
+        let b = Metrics::default();
+        b.gauge("jobs_total", "A gauge writing the counter's sample name.").unwrap().set(1.0);
+        let bad = Value::Array(vec![
+            Value::Array(vec![
+                "lat".into(),
+                "Counts a worker made up.".into(),
+                "histogram".into(),
+                Value::Array(vec![]),
+                Value::Array(vec![Value::Double(1.0), Value::Double(2.0)]),
+                Value::Array(vec![Value::Array(vec![
+                    Value::Array(vec![]),
+                    Value::Array(vec![
+                        Value::Array(vec![Value::Int(i64::MAX), Value::Int(i64::MAX), Value::Int(i64::MAX)]),
+                        Value::Double(1.0),
+                    ]),
+                ])]),
+            ]),
+            Value::Array(vec![
+                "twice".into(),
+                "Two labels of one name.".into(),
+                "gauge".into(),
+                Value::Array(vec!["x".into(), "x".into()]),
+                Value::Array(vec![]),
+                Value::Array(vec![]),
+            ]),
+        ]);
+        let (sa, sb) = (a.snapshot(), b.snapshot());
+        let mut out = Vec::new();
+        let mut e = Encoder::new(&mut out, Format::Prometheus);
+        // The application already writes `dup`.
+        render(&mut e, &[("alpha", &sa), ("beta", &sb), ("gamma", &bad)], vec!["dup".to_owned()]);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("jobs_total{worker=\"alpha\"} 1"), "{text}");
+        assert!(!text.contains("worker=\"beta\""), "beta's jobs_total gauge clashes: {text}");
+        assert!(!text.contains("dup"), "the application's family is not repeated: {text}");
+        assert!(!text.contains("twice"), "{text}");
+        // Three times i64::MAX saturates: the +Inf bucket and the count agree.
+        assert!(text.contains(&format!("lat_bucket{{worker=\"gamma\",le=\"+Inf\"}} {}", u64::MAX)), "{text}");
+        assert!(text.contains(&format!("lat_count{{worker=\"gamma\"}} {}", u64::MAX)), "{text}");
     }
 }

@@ -181,8 +181,18 @@ impl Run {
             return;
         }
         Frame::Metrics(ctx.metrics.snapshot()).encode(&mut self.frame);
-        if self.end.send(&self.frame).is_ok() {
-            self.metrics_sent = Some(Instant::now());
+        match self.end.send(&self.frame) {
+            Ok(()) => self.metrics_sent = Some(Instant::now()),
+            // Never fits: said once a second (not rebuilt every turn), the daemon keeps the last.
+            Err(super::channel::SendError::TooLarge { .. }) => {
+                log::warn!(
+                    "worker {}: its metrics ({} bytes) do not fit its channel's ring; raise WorkerSpec::ring_bytes",
+                    ctx.name,
+                    self.frame.len()
+                );
+                self.metrics_sent = Some(Instant::now());
+            }
+            Err(_) => {}
         }
     }
 

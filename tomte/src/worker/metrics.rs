@@ -71,8 +71,8 @@ pub(crate) fn render(sup: &Supervisor, e: &mut Encoder<'_>) {
 }
 
 /// Writes the workers' own metrics, from the snapshots their processes sent last.
-pub(crate) fn render_own(sup: &Supervisor, e: &mut Encoder<'_>) {
+pub(crate) fn render_own(sup: &Supervisor, e: &mut Encoder<'_>, taken: Vec<String>) {
     let snapshots: Vec<(&str, &tomte_rpc::Value)> =
         sup.slots.iter().filter_map(|s| Some((name(s), s.run.as_ref()?.metrics.as_ref()?))).collect();
-    crate::metrics::workers::render(e, &snapshots);
+    crate::metrics::workers::render(e, &snapshots, taken);
 }
