@@ -187,11 +187,21 @@ impl EchoLoad {
     }
 }
 
-struct Line {
-    what: &'static str,
-    measured: String,
-    target: &'static str,
-    met: bool,
+/// One figure of a report, against its target.
+pub(crate) struct Line {
+    pub what: &'static str,
+    pub measured: String,
+    pub target: &'static str,
+    pub met: bool,
+}
+
+/// Prints the figures as a table of targets; whether every one was met.
+pub(crate) fn report(lines: &[Line]) -> bool {
+    println!("\n  {:<26} {:>12}  {:<12} result", "target", "measured", "wanted");
+    for l in lines {
+        println!("  {:<26} {:>12}  {:<12} {}", l.what, l.measured, l.target, if l.met { "met" } else { "NOT MET" });
+    }
+    lines.iter().all(|l| l.met)
 }
 
 /// Runs everything and prints a report; returns whether every target was met.
@@ -270,11 +280,7 @@ fn run_in(bins: &Bins, dir: &Path, time: Duration, rounds: usize) -> Result<bool
             met: ready <= Duration::from_millis(10),
         },
     ];
-    println!("\n  {:<26} {:>12}  {:<12} result", "target", "measured", "wanted");
-    for l in &lines {
-        println!("  {:<26} {:>12}  {:<12} {}", l.what, l.measured, l.target, if l.met { "met" } else { "NOT MET" });
-    }
-    Ok(lines.iter().all(|l| l.met))
+    Ok(report(&lines))
 }
 
 /// VmRSS and RssAnon of a detached, idle echo daemon, in kB.

@@ -73,6 +73,18 @@ fn answered(line: &[u8]) -> io::Result<()> {
     }
 }
 
+/// Runs daemon `exe` in `dir` and `load` against it, in interleaved rounds without subscribers
+/// and with 100 attached (attached anew for each round, gone before the next).
+fn rounds(exe: &Path, dir: &Path, load: impl Fn(&Path) -> io::Result<f64>) -> Result<Pairs> {
+    std::fs::create_dir_all(dir)?;
+    let daemon = Echo::run(exe, dir)?;
+    let sock = daemon.at.sock.clone();
+    Pairs::run(ROUNDS, true, |attached| {
+        let _held = attached.then(|| Attached::attach(&sock)).transpose()?;
+        Ok(load(&sock)?)
+    })
+}
+
 /// Runs both scenarios and prints them; returns whether the target was met.
 pub fn run(echo_exe: &Path, chaos_exe: &Path, seconds: f64) -> Result<bool> {
     let time = Duration::from_secs_f64(seconds);
@@ -92,36 +104,10 @@ pub fn run(echo_exe: &Path, chaos_exe: &Path, seconds: f64) -> Result<bool> {
         target.is_none_or(|t| ratio >= t)
     };
 
-    let echo_dir = tmp.0.join("echo");
-    std::fs::create_dir_all(&echo_dir)?;
-    let echo = Echo::run(echo_exe, &echo_dir)?;
-    let sock = echo.at.sock.clone();
-    let mut held = None;
-    let pairs = Pairs::run(ROUNDS, true, |attached| {
-        held = None;
-        if attached {
-            held = Some(Attached::attach(&sock)?);
-        }
-        Ok(crate::load::pipelined(&sock, 64, time)?)
-    })?;
-    drop(held);
+    let pairs = rounds(echo_exe, &tmp.0.join("echo"), |sock| crate::load::pipelined(sock, 64, time))?;
     let passed = row("echo 64 in flight, 100 subscribers attached", &pairs, Some(0.95));
-    drop(echo);
-
-    let chaos_dir = tmp.0.join("chaos");
-    std::fs::create_dir_all(&chaos_dir)?;
-    let chaos = Echo::run(chaos_exe, &chaos_dir)?;
-    let sock = chaos.at.sock.clone();
-    let mut held = None;
-    let pairs = Pairs::run(ROUNDS, true, |attached| {
-        held = None;
-        if attached {
-            held = Some(Attached::attach(&sock)?);
-        }
-        Ok(crate::load::pipelined_calls(&sock, EMIT, answered, 64, time)?)
-    })?;
-    drop(held);
+    let pairs =
+        rounds(chaos_exe, &tmp.0.join("chaos"), |sock| crate::load::pipelined_calls(sock, EMIT, answered, 64, time))?;
     row("chaos.emit 64 in flight, each event to all 100", &pairs, None);
-    drop(chaos);
     Ok(passed)
 }

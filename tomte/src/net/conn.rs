@@ -931,7 +931,13 @@ impl Conn {
         match self.framing {
             Framing::Sniff => {}
             Framing::Http => self.serve_http(svc, limits),
-            _ => self.serve_lines(svc, limits),
+            // Once per batch of lines, not per message: the daemon may push events on it.
+            Framing::Ndjson => {
+                svc.pushable(true);
+                self.serve_lines(svc, limits);
+                svc.pushable(false);
+            }
+            Framing::Comodojo => self.serve_lines(svc, limits),
         }
         // Only answered requests count as activity; the request deadline runs from the first
         // byte of each message. Whitespace alone is no message: its connection is idle.
@@ -979,12 +985,7 @@ impl Conn {
             let served = match (blank, comodojo) {
                 (true, _) => Served::Nothing,
                 (false, true) => svc.comodojo(line, &mut self.out),
-                (false, false) => {
-                    svc.pushable(true);
-                    let served = svc.json(line, &mut self.out);
-                    svc.pushable(false);
-                    served
-                }
+                (false, false) => svc.json(line, &mut self.out),
             };
             self.start = line_end + 1;
             self.scanned = self.start;

@@ -1,24 +1,11 @@
 //! The workers' families of `/metrics`: up, state, restarts, iterations, asks in flight and
 //! channel occupancy, read from the supervisor's slots without copying them.
 
-use super::{child, Slot, State, Supervisor};
+use super::{Slot, State, Supervisor};
 use crate::metrics::text::{Encoder, Kind};
 
 const STATES: [State; 7] =
     [State::Spinup, State::Looping, State::Paused, State::Spindown, State::Exited, State::Backoff, State::Failed];
-
-/// The state `worker.list` shows (as [`Supervisor::info`] decides it).
-fn state(slot: &Slot) -> State {
-    match &slot.run {
-        Some(run) => match (run.stopping, run.end.status()) {
-            (Some(_), _) | (_, child::SPINDOWN) => State::Spindown,
-            (_, child::SPINUP) => State::Spinup,
-            (_, child::PAUSED) => State::Paused,
-            _ => State::Looping,
-        },
-        None => slot.down,
-    }
-}
 
 fn name(s: &Slot) -> &str {
     &s.spec.name
@@ -35,7 +22,7 @@ pub(crate) fn render(sup: &Supervisor, e: &mut Encoder<'_>) {
     }
     e.family("tomte_worker_state", Kind::Gauge, "The worker's state: 1 for the one it is in, 0 for the others.");
     for s in &sup.slots {
-        let now = state(s);
+        let now = s.state();
         for st in STATES {
             e.sample("tomte_worker_state", "", &[("worker", name(s)), ("state", st.as_str())], u64::from(st == now));
         }
