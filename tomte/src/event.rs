@@ -34,6 +34,14 @@ pub mod names {
     /// clients subscribed to it (`daemon.subscribe`, `GET /events`), never to listeners (a
     /// listener that logs would feed itself); the data is `{level, target, worker, message}`.
     pub const LOG: &str = "daemon.log";
+    /// An upgrade's progress (`NAME upgrade`, SIGUSR2, `daemon.upgrade`): the data is
+    /// `{phase, old_pid, new_pid, binary, ms}`, `phase` one of `started` (the new binary runs),
+    /// `ready` (it serves; this daemon drains next) and `failed` (with `error`, its message:
+    /// this daemon serves on); `ms` since the start.
+    pub const UPGRADE: &str = "daemon.upgrade";
+    /// A stopping (or upgraded) daemon has finished what it had started; the data is `{ms}`,
+    /// how long that took. Not emitted when the drain timeout cut it short.
+    pub const DRAINED: &str = "daemon.drained";
 }
 
 /// One event as listeners see it.

@@ -10,6 +10,7 @@
 //! | −32010 | Unknown worker | no worker of that name is installed |
 //! | −32011 | Worker unavailable | the worker is not running, ended before answering, or its channel is full |
 //! | −32020 | Reload refused | `daemon.reload`: the configuration file no longer parses (the data names file:line), or what it asks cannot be applied; nothing was changed |
+//! | −32021 | Upgrade failed | `daemon.upgrade`: the new binary could not be started, or failed before it was ready (the data is its own message); the daemon that answers goes on serving, unchanged |
 
 use tomte_rpc::Fault;
 
@@ -27,6 +28,8 @@ pub const UNKNOWN_WORKER: i32 = -32010;
 pub const WORKER_UNAVAILABLE: i32 = -32011;
 /// A reload was refused: the running configuration is untouched.
 pub const RELOAD_REFUSED: i32 = -32020;
+/// An upgrade failed: the daemon goes on serving as before.
+pub const UPGRADE_FAILED: i32 = -32021;
 
 /// −32010 for worker `name`.
 pub fn unknown_worker(name: &str) -> Fault {

@@ -167,6 +167,9 @@ pub struct LimitArgs {
     /// ... plus its size at this many bytes/s [default: 65536]
     #[arg(long, value_name = "BYTES", value_parser = positive, help_heading = "Limits")]
     pub min_rate: Option<usize>,
+    /// On stop or upgrade, finish what was started within this [default: 5]
+    #[arg(long, value_name = "SECS", value_parser = seconds, help_heading = "Limits")]
+    pub drain_timeout: Option<Duration>,
 }
 
 impl DaemonArgs {
@@ -227,6 +230,7 @@ impl DaemonArgs {
         set(&mut limits.idle_timeout, self.limits.idle_timeout);
         set(&mut limits.request_timeout, self.limits.request_timeout);
         set(&mut limits.min_rate, self.limits.min_rate);
+        set(&mut limits.drain_timeout, self.limits.drain_timeout);
         self.privileges.apply(config, cwd)
     }
 }
@@ -393,6 +397,7 @@ pub(crate) fn current(config: &Config, key: &str) -> Option<Vec<String>> {
         "idle-timeout" => secs(l.idle_timeout),
         "request-timeout" => secs(l.request_timeout),
         "min-rate" => one(l.min_rate.to_string()),
+        "drain-timeout" => secs(l.drain_timeout),
         _ => return None,
     })
 }

@@ -137,6 +137,9 @@ pub enum ParseError {
 impl ParseError {
     /// Prints it: help to stdout, errors to stderr.
     pub fn print(&self) -> std::io::Result<()> {
+        // A new binary started by an upgrade says it to the old daemon too (its stderr is a
+        // log nobody is reading at that moment).
+        crate::process::upgrade::report_failure(&self.to_string());
         match self {
             ParseError::Usage(e) => e.print(),
             ParseError::Config { name, error } => {

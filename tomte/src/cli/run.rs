@@ -16,7 +16,7 @@ pub(super) const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// tomte's commands, the subcommands of every daemon binary. comodojo's flags name two of
 /// them: `-d` is `start`, `-f` is `run`, and `-s` is `start --hard`.
-#[derive(clap::Subcommand, Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(clap::Subcommand, Clone, Debug, PartialEq, Eq)]
 #[command(about = None, long_about = None)]
 pub enum Command {
     /// Detach and run in the background; return once ready (comodojo: -d)
@@ -37,6 +37,17 @@ pub enum Command {
     Reload,
     /// Print the effective configuration as TOML, each value's source in a comment
     Config,
+    /// Replace the running daemon by a new process of its binary without refusing a
+    /// connection (as SIGUSR2 does); exit 0 once the new one serves, 1 if it failed (the old
+    /// one serves on)
+    Upgrade {
+        /// The new binary [default: the path the running daemon was started from]
+        #[arg(long, value_name = "PATH")]
+        binary: Option<std::path::PathBuf>,
+        /// Also wait for the old process to finish what it started and exit, showing each step
+        #[arg(long)]
+        wait: bool,
+    },
 }
 
 /// Does what `command` says with `daemon`, configured by `args` (see [`DaemonArgs::config`]),
@@ -47,9 +58,12 @@ pub enum Command {
 /// not running; the others 0 on success and 1 on failure (with the reason on stderr); 2 when a
 /// path cannot be resolved.
 pub fn run_command<S: 'static>(daemon: Daemon<S>, command: &Command, args: &DaemonArgs) -> i32 {
+    // Before a detach moves the daemon to `/`: an upgrade starts the new binary from here.
+    process::upgrade::remember_origin();
     match args.config(daemon.name()) {
         Ok(config) => run_with_config(daemon, command, &config),
         Err(why) => {
+            process::upgrade::report_failure(&why);
             eprintln!("{}: {why}", daemon.name());
             2
         }
@@ -59,11 +73,19 @@ pub fn run_command<S: 'static>(daemon: Daemon<S>, command: &Command, args: &Daem
 /// As [`run_command`], with the daemon's [`Config`] already made (from [`DaemonArgs::apply`],
 /// or by hand).
 pub fn run_with_config<S: 'static>(daemon: Daemon<S>, command: &Command, config: &Config) -> i32 {
+    process::upgrade::remember_origin();
     let name = daemon.name().to_owned();
     // The files of a daemon that drops to --user may be that user's (see process::privileges).
     config.privileges.trust_files();
-    match *command {
-        Command::Start { hard } => {
+    if std::env::var_os(process::upgrade::ENV).is_some() && matches!(command, Command::Start { .. } | Command::Restart)
+    {
+        // Started by an upgrading daemon: take over from it, in place (no detach, no check
+        // for a running instance: the pid file's lock is the old one's, shared).
+        return take_over(daemon, config);
+    }
+    match command {
+        Command::Upgrade { binary, wait } => upgrade(&name, config, binary.as_deref(), *wait),
+        &Command::Start { hard } => {
             if hard {
                 hard_clean(&name, config);
             }
@@ -260,6 +282,131 @@ fn start<S: 'static>(daemon: Daemon<S>, config: &Config) -> i32 {
     }
 }
 
+/// The new process of an upgrade, started as `start` or `restart`: runs as the detached daemon
+/// it replaces (in `/`, its standard streams already the old one's), reporting to it.
+fn take_over<S: 'static>(daemon: Daemon<S>, config: &Config) -> i32 {
+    let _ = std::env::set_current_dir("/");
+    match daemon.run(config, Mode::Detached(process::ReadyPipe::unused())) {
+        Ok(()) => 0,
+        Err(_) => 1,
+    }
+}
+
+/// `upgrade`: asks the running daemon over its unix socket (or with SIGUSR2 when it cannot be
+/// asked) to start `binary` in its place; with `wait`, follows the old process to its end.
+fn upgrade(name: &str, config: &Config, binary: Option<&Path>, wait: bool) -> i32 {
+    let old = match running(config) {
+        Ok(Some(pid)) => pid,
+        Ok(None) => {
+            eprintln!("{name} is not running");
+            return 3;
+        }
+        Err(e) => {
+            eprintln!("{name}: not upgrading: {e}");
+            return 1;
+        }
+    };
+    let binary = match binary.map(std::path::absolute).transpose() {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("{name}: --binary: {e}");
+            return 2;
+        }
+    };
+    let shown = binary.as_ref().map(|b| format!(" to {}", b.display())).unwrap_or_default();
+    println!("{name}: upgrading pid {old}{shown}");
+    let started = Instant::now();
+    let code = match ask_upgrade(name, old, config, binary.as_deref(), wait) {
+        Some(code) => code,
+        None if binary.is_some() => {
+            eprintln!("{name}: cannot reach pid {old} over a unix socket to hand it --binary");
+            return 1;
+        }
+        None => signal_upgrade(name, old, config),
+    };
+    if code != 0 || !wait {
+        return code;
+    }
+    let patience = config.limits.drain_timeout + STOP_TIMEOUT;
+    let deadline = Instant::now() + patience;
+    while !exited(old) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    if !exited(old) {
+        eprintln!("{name}: old pid {old} still running after {patience:?}");
+        return 1;
+    }
+    println!("  old pid {old} gone ({:.0?} in all)", started.elapsed());
+    0
+}
+
+/// `daemon.upgrade` over the daemon's own unix socket: the exit code, or `None` when it cannot
+/// be asked. With `wait`, the old process's drain is followed through its `daemon.drained`.
+fn ask_upgrade(name: &str, old: Pid, config: &Config, binary: Option<&Path>, wait: bool) -> Option<i32> {
+    use crate::client::{Client, Protocol, Trust};
+    let addr = config.sockets.iter().find(|a| matches!(a.transport, Transport::Unix(_)))?;
+    let mut client = Client::connect_checked(addr, Protocol::for_address(addr), &Trust::own()).ok()?;
+    client.set_timeout(Some(START_TIMEOUT + Duration::from_secs(5))).ok()?;
+    let followed = wait && matches!(client.subscribe(&["daemon.drained"]), Ok(Ok(_)));
+    let args = match binary {
+        Some(b) => tomte_rpc::Args::Named(vec![("binary".to_owned(), tomte_rpc::Value::from(b.display().to_string()))]),
+        None => tomte_rpc::Args::default(),
+    };
+    let report = match client.call("daemon.upgrade", &args).ok()? {
+        Ok(report) => report,
+        Err(fault) if fault.code == crate::faults::UPGRADE_FAILED => {
+            let why = fault.data.as_ref().and_then(|d| d.as_str()).unwrap_or(&fault.message);
+            eprintln!("{name}: upgrade failed, pid {old} serves on: {why}");
+            return Some(1);
+        }
+        Err(fault) if fault.code == crate::faults::PERMISSION_DENIED => return None,
+        Err(fault) => {
+            eprintln!("{name}: upgrade refused: {}", fault.message);
+            return Some(1);
+        }
+    };
+    let field = |k: &str| report.get(k).and_then(|v| v.as_i64()).unwrap_or(0);
+    let bin = report.get("binary").and_then(|v| v.as_str()).unwrap_or("?");
+    println!("  new pid {} ready in {} ms ({bin}); old pid {old} draining", field("new_pid"), field("ms"));
+    if followed {
+        client.set_timeout(Some(config.limits.drain_timeout + STOP_TIMEOUT)).ok()?;
+        while let Ok(Some(n)) = client.next_notification() {
+            let data = n.params.get("data");
+            if n.params.get("name").and_then(|v| v.as_str()) == Some("daemon.drained") {
+                let ms = data.and_then(|d| d.get("ms")).and_then(|v| v.as_i64()).unwrap_or(0);
+                println!("  old pid {old} drained in {ms} ms");
+                break;
+            }
+        }
+    }
+    Some(0)
+}
+
+/// SIGUSR2, for a daemon that cannot be asked over a socket: the new process is ready once the
+/// pid file names it.
+fn signal_upgrade(name: &str, old: Pid, config: &Config) -> i32 {
+    if let Err(e) = kill_process(old, Signal::USR2) {
+        eprintln!("{name}: cannot signal pid {old}: {e}");
+        return 1;
+    }
+    let deadline = Instant::now() + START_TIMEOUT + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        match running(config) {
+            Ok(Some(pid)) if pid != old => {
+                println!("  new pid {pid} ready (asked with SIGUSR2); old pid {old} draining");
+                return 0;
+            }
+            Ok(None) => {
+                eprintln!("{name}: no daemon is running any more (see its log)");
+                return 1;
+            }
+            _ => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
+    eprintln!("{name}: pid {old} did not upgrade (asked with SIGUSR2): see its log for why; it serves on");
+    1
+}
+
 fn stop(name: &str, config: &Config) -> i32 {
     let pid = match running(config) {
         Ok(Some(pid)) => pid,
@@ -276,11 +423,13 @@ fn stop(name: &str, config: &Config) -> i32 {
         eprintln!("{name}: cannot signal pid {pid}: {e}");
         return 1;
     }
-    if wait_gone(config, pid, STOP_TIMEOUT) {
+    // The drain, then the workers' stop, have their own bounds: SIGKILL only past both.
+    let patience = STOP_TIMEOUT.max(config.limits.drain_timeout + STOP_TIMEOUT);
+    if wait_gone(config, pid, patience) {
         println!("{name} stopped (pid {pid})");
         return 0;
     }
-    eprintln!("{name}: pid {pid} still running after {}s: killing it", STOP_TIMEOUT.as_secs());
+    eprintln!("{name}: pid {pid} still running after {patience:?}: killing it");
     let _ = kill_process(pid, Signal::KILL);
     if !wait_gone(config, pid, Duration::from_secs(5)) {
         eprintln!("{name}: pid {pid} survived SIGKILL");

@@ -2,7 +2,7 @@
 //! (registered even before any worker exists), plus `daemon.status` and `daemon.reload`.
 //!
 //! What they require: `daemon.status`, `worker.list` and `worker.status` `read`;
-//! `daemon.shutdown`, `daemon.reload`, `daemon.loglevel` and
+//! `daemon.shutdown`, `daemon.reload`, `daemon.upgrade`, `daemon.loglevel` and
 //! `worker.{pause,resume,start,stop,restart}` `control`.
 
 use std::cell::RefCell;
@@ -115,6 +115,29 @@ pub(super) fn install<S: 'static>(r: &mut Registry<Ctx<S>>) {
              file:line) when the file is refused: then nothing changed",
         )
         .returns(Type::Struct)
+        .requires(Permission::Control),
+        Method::new_async("daemon.upgrade", |p, ctx: &mut Ctx<S>| {
+            let binary = p.value("binary").map(|_| p.get::<String>("binary")).transpose();
+            let wait = ReloadWait::default();
+            match binary {
+                Ok(binary) => {
+                    ctx.upgrade(binary.map(std::path::PathBuf::from));
+                    ctx.upgrade_waits.push(wait.clone());
+                }
+                Err(fault) => wait.deliver(Err(fault)),
+            }
+            wait
+        })
+        .description(
+            "Replace this daemon by a new process of its binary (or of binary, an absolute path), as SIGUSR2 \
+             does: it takes over the listening sockets and the pid file; once it is ready this daemon finishes \
+             what it started and exits. Answers {old_pid, new_pid, binary, ms} once the new process serves, or \
+             fault -32021 with the new process's own error: then nothing changed",
+        )
+        .returns(Type::Struct)
+        .signature()
+        .returns(Type::Struct)
+        .param(Type::String, "binary")
         .requires(Permission::Control),
         Method::new("daemon.loglevel", |p, ctx: &mut Ctx<S>| {
             let current = crate::logging::level();

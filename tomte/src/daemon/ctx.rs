@@ -42,6 +42,10 @@ pub struct Ctx<S = ()> {
     pub(crate) auth_failed: bool,
     /// `daemon.reload` calls waiting for the reload's report.
     pub(crate) reload_waits: Vec<super::builtins::ReloadWait>,
+    /// An upgrade asked for, with the binary when it is not the default one.
+    pub(crate) upgrade: Option<Option<std::path::PathBuf>>,
+    /// `daemon.upgrade` calls waiting for the new process to be ready, or to fail.
+    pub(crate) upgrade_waits: Vec<super::builtins::ReloadWait>,
     /// The application's metrics (see [`Ctx::metrics`]).
     pub(crate) metrics: crate::metrics::Metrics,
     /// Connection figures, counted by the loop.
@@ -93,6 +97,8 @@ impl<S> Ctx<S> {
             auth: None,
             auth_failed: false,
             reload_waits: Vec::new(),
+            upgrade: None,
+            upgrade_waits: Vec::new(),
             metrics: crate::metrics::Metrics::default(),
             net: crate::metrics::NetStats::default(),
             calls: Rc::default(),
@@ -164,6 +170,16 @@ impl<S> Ctx<S> {
     /// and applied, the log reopened, and `daemon.reload` emitted.
     pub fn reload(&mut self) {
         self.reload = true;
+    }
+
+    /// Asks for a binary upgrade, at the end of the loop's turn: `binary` (the one the daemon
+    /// was started from when `None`) is started with the listening sockets and the pid file,
+    /// and once it reports ready this daemon drains and exits; if it fails, nothing changes
+    /// (see [Upgrades](crate#upgrades)). What SIGUSR2 does.
+    pub fn upgrade(&mut self, binary: Option<std::path::PathBuf>) {
+        if self.upgrade.is_none() {
+            self.upgrade = Some(binary);
+        }
     }
 
     /// Queues an event; its listeners run once the current handler or listener returns.

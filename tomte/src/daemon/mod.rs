@@ -306,6 +306,10 @@ impl<S: 'static> Daemon<S> {
         }
         d.events.on("daemon.posix.SIGHUP", 0, false, |_: &Event, ctx: &mut Ctx<S>| ctx.reload());
         d.events.on("daemon.posix.SIGUSR1", 0, false, |_: &Event, _: &mut Ctx<S>| crate::logging::reopen());
+        d.events.on("daemon.posix.SIGUSR2", 0, false, |_: &Event, ctx: &mut Ctx<S>| {
+            log::info!("SIGUSR2 received: upgrading");
+            ctx.upgrade(None);
+        });
         d.events.on("daemon.posix.SIGCHLD", 0, false, |_: &Event, ctx: &mut Ctx<S>| {
             crate::process::reaper::on_sigchld(&mut ctx.workers)
         });

@@ -18,6 +18,7 @@ use crate::access::{Auth, Caller, DaemonGate, Policy};
 use crate::event::{names, Event, EventBus};
 use crate::logging::Throttle;
 use crate::net::{Budget, Conn, Drive, Limits, Listener, PeerKey, Service};
+use crate::process::upgrade::{self, Outcome, Successor};
 use crate::process::{self, PidFile, ReadyPipe};
 use crate::task::Tasks;
 use crate::worker::supervisor::TOKEN_BASE as WORKER_BASE;
@@ -25,6 +26,8 @@ use crate::worker::supervisor::TOKEN_BASE as WORKER_BASE;
 const SIGNALS: Token = Token(0);
 /// A future woken from another thread.
 const TASKS: Token = Token(CONN_BASE - 1);
+/// The readiness pipe of the new binary an upgrade starts.
+const SUCCESSOR: Token = Token(CONN_BASE - 2);
 const LISTENER_BASE: usize = 1;
 const CONN_BASE: usize = 1 << 16;
 
@@ -104,6 +107,7 @@ impl<S: 'static> Daemon<S> {
     /// Runs the daemon until it is asked to stop. In [`Mode::Detached`], readiness or the
     /// reason for failing is reported to the command that started it.
     pub fn run(self, config: &Config, mode: Mode) -> Result<(), DaemonError> {
+        crate::process::upgrade::remember_origin();
         let (mut pipe, foreground) = match mode {
             Mode::Foreground => (None, true),
             Mode::Detached(p) => (Some(p), false),
@@ -114,9 +118,19 @@ impl<S: 'static> Daemon<S> {
                 let at = config.logging.syslog.as_deref().unwrap_or(std::path::Path::new("")).display();
                 DaemonError::Io { what: format!("cannot log to syslog at {at}"), source }
             });
+        // A new binary taking over from an old daemon reports to it, not to a `start`.
+        let inherited = crate::process::upgrade::inherited();
+        let took_over = inherited.as_ref().map(|i| i.old);
+        let handed_pidfile = inherited.and_then(|i| {
+            pipe = Some(i.ready);
+            i.pidfile
+        });
         crate::process::reaper::setup(self.subreaper && !self.workers.is_empty());
         let systemd = if foreground { Systemd::from_env() } else { Systemd::off() };
-        let started = match logged.and_then(|()| Running::start(self, config, systemd)) {
+        let started = logged
+            .and_then(|()| Running::start(self, config, systemd, handed_pidfile))
+            .and_then(|mut r| r.take_over(took_over).map(|()| r));
+        let mut running = match started {
             Ok(r) => r,
             Err(e) => {
                 log::error!("{e}");
@@ -129,16 +143,25 @@ impl<S: 'static> Daemon<S> {
                 return Err(e);
             }
         };
-        let mut running = started;
         let where_ = running.listeners.iter().map(|l| l.address().to_string()).collect::<Vec<_>>().join(", ");
-        log::info!("{} ready (pid {}) on {where_}", running.ctx.name, std::process::id());
+        match took_over {
+            Some(old) => log::info!(
+                "{} ready (pid {}) on {where_}, taking over from pid {old}",
+                running.ctx.name,
+                std::process::id()
+            ),
+            None => log::info!("{} ready (pid {}) on {where_}", running.ctx.name, std::process::id()),
+        }
         if let Some(p) = &mut pipe {
             p.ready();
         }
-        running.systemd.ready();
+        running.systemd.ready(took_over.is_some());
+        running.store_sockets();
         running.emit(Event::new(names::READY, Value::Nil));
         let result = running.run_loop();
-        running.systemd.stopping();
+        if !running.handed_over {
+            running.systemd.stopping();
+        }
         running.shutdown();
         result
     }
@@ -194,7 +217,77 @@ struct Running<S> {
     subscribers: Subscribers,
     /// Subscribers dropped for not reading, logged at most once per interval.
     drops: Throttle,
-    _pidfile: Option<PidFile>,
+    pidfile: Option<PidFile>,
+    /// Each listener's name when handed to a new binary or stored by systemd
+    /// ([`upgrade::fd_name`] of its configured address, or the name systemd gave it).
+    listener_names: Vec<String>,
+    /// The new binary being started (an upgrade), until it is ready or has failed.
+    successor: Option<Successor>,
+    /// Since when, and until when, the daemon drains (it is stopping, or upgraded).
+    drain: Option<Drain>,
+    /// The daemon handed its sockets and pid file to a new process, which serves now.
+    handed_over: bool,
+}
+
+/// A daemon that drains: it accepts nothing more and finishes what it started.
+struct Drain {
+    since: Instant,
+    deadline: Instant,
+}
+
+/// The listening sockets: those systemd passed (socket activation), which replace the
+/// configured ones; or for each configured address the socket an old daemon handed over (an
+/// upgrade) or systemd kept in its store under that address's name, else a new one bound.
+/// With each, the name it is handed on under.
+fn listen(config: &Config) -> Result<(Vec<Listener>, Vec<String>), DaemonError> {
+    let io_err = |what: &str| {
+        let what = what.to_owned();
+        move |source| DaemonError::Io { what, source }
+    };
+    let (mut handed, activated): (Vec<_>, Vec<_>) =
+        crate::sys::process::take_activated_sockets().into_iter().partition(|(_, name)| upgrade::is_tomte_name(name));
+    let mut listeners = Vec::with_capacity(config.sockets.len());
+    let mut names = Vec::with_capacity(config.sockets.len());
+    if !activated.is_empty() {
+        log::info!("using {} socket(s) passed by systemd instead of --socket", activated.len());
+        for (fd, name) in activated {
+            listeners.push(Listener::from_activated(fd).map_err(io_err("cannot use a socket passed by systemd"))?);
+            names.push(name);
+        }
+        return Ok((listeners, names));
+    }
+    for addr in &config.sockets {
+        let name = upgrade::fd_name(&addr.to_string());
+        let listener = match handed.iter().position(|(_, n)| *n == name) {
+            Some(i) => {
+                let (fd, _) = handed.swap_remove(i);
+                Listener::from_handed(fd, addr)
+                    .map_err(io_err(&format!("cannot use the socket handed over for {addr}")))?
+            }
+            None => {
+                let listener = Listener::bind(addr)?;
+                if config.socket_mode != 0o600 || config.socket_group.is_some() {
+                    listener.set_access(config.socket_mode, config.socket_group)?;
+                }
+                listener
+            }
+        };
+        listeners.push(listener);
+        names.push(name);
+    }
+    for (_, name) in handed {
+        log::info!("closing the socket handed over as {name}: no longer configured");
+    }
+    if config.socket_mode & 0o002 != 0
+        && config.sockets.iter().any(|a| matches!(a.transport, crate::net::Transport::Unix(_)))
+    {
+        log::warn!(
+            "--socket-mode {:04o}: every local user may connect (and hold connections); only the rules decide what \
+             they may call",
+            config.socket_mode
+        );
+    }
+    Ok((listeners, names))
 }
 
 /// Why `addr` may not be served as configured: other hosts can reach it (a non-loopback TCP
@@ -216,13 +309,23 @@ fn unauthenticated(addr: &crate::net::Address, config: &Config) -> Option<Daemon
 const TRIM_AFTER: Duration = Duration::from_secs(1);
 /// A connection idle (or stuck mid-message) this long may be closed to make room for a new one.
 const EVICTABLE_AFTER: Duration = Duration::from_secs(1);
-/// How long a stopping daemon keeps serving what its clients had already sent.
-const DRAIN: Duration = Duration::from_secs(2);
+/// How long a new binary has to report ready before the upgrade is given up (and it killed).
+const UPGRADE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a draining daemon keeps an idle HTTP keep-alive connection, so that the client's
+/// next request is answered (with `Connection: close`) rather than met by a closed socket.
+const HTTP_IDLE_GRACE: Duration = Duration::from_secs(1);
+/// How long a drained daemon gives its subscribers to take their last events.
+const LAST_EVENTS: Duration = Duration::from_millis(200);
 /// At most one line per interval for warnings that clients can trigger.
 const WARN_EVERY: Duration = Duration::from_secs(10);
 
 impl<S: 'static> Running<S> {
-    fn start(mut d: Daemon<S>, config: &Config, systemd: Systemd) -> Result<Running<S>, DaemonError> {
+    fn start(
+        mut d: Daemon<S>,
+        config: &Config,
+        systemd: Systemd,
+        handed_pidfile: Option<std::os::fd::OwnedFd>,
+    ) -> Result<Running<S>, DaemonError> {
         // The file's worker and application sections, checked before anything is started.
         let (settings, app_sections) = reload::Settings::prepare(&mut d, config)?;
         let io_err = |what: &str| {
@@ -242,34 +345,17 @@ impl<S: 'static> Running<S> {
                 log::warn!("{why}: served anyway (--insecure)");
             }
         }
-        let pidfile = config.pidfile.as_deref().map(PidFile::acquire).transpose()?;
+        // An upgrade's new process shares the old one's pid file (and its lock); one whose
+        // configuration names another pid file takes that one.
+        let pidfile = match (config.pidfile.as_deref(), handed_pidfile) {
+            (Some(path), Some(fd)) => match PidFile::adopt(fd, path) {
+                Ok(p) => Some(p),
+                Err(_) => Some(PidFile::acquire(path)?),
+            },
+            (path, _) => path.map(PidFile::acquire).transpose()?,
+        };
         let poll = Poll::new().map_err(io_err("cannot create the poll"))?;
-        // Sockets passed by systemd (socket activation) replace the configured ones.
-        let activated = crate::sys::process::take_activated_sockets();
-        let mut listeners = Vec::with_capacity(config.sockets.len());
-        if activated.is_empty() {
-            for addr in &config.sockets {
-                let listener = Listener::bind(addr)?;
-                if config.socket_mode != 0o600 || config.socket_group.is_some() {
-                    listener.set_access(config.socket_mode, config.socket_group)?;
-                }
-                listeners.push(listener);
-            }
-            if config.socket_mode & 0o002 != 0
-                && config.sockets.iter().any(|a| matches!(a.transport, crate::net::Transport::Unix(_)))
-            {
-                log::warn!(
-                    "--socket-mode {:04o}: every local user may connect (and hold connections); \
-                     only the rules decide what they may call",
-                    config.socket_mode
-                );
-            }
-        } else {
-            log::info!("using {} socket(s) passed by systemd instead of --socket", activated.len());
-            for fd in activated {
-                listeners.push(Listener::from_activated(fd).map_err(io_err("cannot use a socket passed by systemd"))?);
-            }
-        }
+        let (mut listeners, listener_names) = listen(config)?;
         // Read before any client can come: a missing or bad file fails the start, naming it.
         let tls = match listeners.iter().find(|l| l.is_tls()) {
             None => None,
@@ -362,7 +448,11 @@ impl<S: 'static> Running<S> {
             systemd,
             subscribers: Subscribers::default(),
             drops: Throttle::new(WARN_EVERY),
-            _pidfile: pidfile,
+            pidfile,
+            listener_names,
+            successor: None,
+            drain: None,
+            handed_over: false,
         };
         if running.events.has(names::START) {
             running.systemd.extend("daemon.start listeners");
@@ -382,7 +472,7 @@ impl<S: 'static> Running<S> {
         // What the start allocated and freed (the command line, the configuration file, the
         // workers' forks) goes back once the loop is quiet, even if no client ever comes.
         self.trim_at = Some(Instant::now() + TRIM_AFTER);
-        while !self.ctx.stop {
+        while !self.drained() {
             // What was logged in the last turn goes to its subscribers before the loop sleeps.
             self.publish_logs();
             let now = Instant::now();
@@ -400,6 +490,10 @@ impl<S: 'static> Running<S> {
                 self.penalties.iter().map(|p| p.0).min(),
                 self.trim_at,
                 self.systemd.next_deadline(),
+                self.successor.as_ref().map(|s| s.deadline),
+                self.drain.as_ref().map(|d| {
+                    Some(d.since + HTTP_IDLE_GRACE).filter(|&t| t > now).map_or(d.deadline, |t| t.min(d.deadline))
+                }),
             ]
             .into_iter()
             .flatten()
@@ -419,6 +513,7 @@ impl<S: 'static> Running<S> {
                 match ev.token() {
                     SIGNALS => self.signals(),
                     TASKS => {}
+                    SUCCESSOR => self.successor_said(),
                     Token(t) if t >= CONN_BASE => {
                         let key = t - CONN_BASE;
                         // A client gone for good (hang-up both ways) while its call waits for a
@@ -481,6 +576,12 @@ impl<S: 'static> Running<S> {
                 self.systemd.reloading();
                 self.reload();
                 self.systemd.reloaded();
+            }
+            if self.ctx.upgrade.is_some() {
+                self.start_upgrade();
+            }
+            if self.successor.as_ref().is_some_and(|s| s.deadline <= now) {
+                self.successor_said();
             }
             let (ctx, now) = (&self.ctx, Instant::now());
             self.systemd.tick(now, || Counts {
@@ -1047,45 +1148,260 @@ impl<S: 'static> Running<S> {
         }
     }
 
-    /// Graceful end: `daemon.stop`; every request the clients already sent is served and its
-    /// answer written (for [`DRAIN`] at most); then listeners and the pid file removed as they drop.
+    /// The end, once drained: the subscribers get their last events, the workers stop (all at
+    /// once, each with its grace), then the listeners and the pid file go as they drop (left in
+    /// place for the new process after an upgrade).
     fn shutdown(&mut self) {
-        log::info!("{} stopping", self.ctx.name);
-        self.emit(Event::new(names::STOP, Value::Nil));
-        let deadline = Instant::now() + DRAIN;
-        let mut rpc = rpc!(self, usize::MAX);
-        // A connection is done once it has read everything sent so far (closing with unread
-        // input would reset it, losing the answers it has not read yet), answered every complete
-        // request in it and written the answers. One that waits for a worker is not served: the
-        // workers stop next.
-        let mut open: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
-        while !open.is_empty() && Instant::now() < deadline {
-            open.retain(|&key| {
-                let conn = &mut self.conns[key];
-                rpc.ctx.caller = self.callers.get(key).cloned();
-                rpc.owner = (key, self.serials[key]);
-                let drive = conn.drive(&mut rpc, &self.limits);
-                rpc.ctx.caller = None;
-                match drive {
-                    Drive::Closed => false,
-                    Drive::MoreWork => true,
-                    Drive::Starved => {
-                        conn.refuse_budget(&self.limits);
-                        true
-                    }
-                    // Queued events are not owed: a subscriber that does not read them does
-                    // not hold the stop.
-                    Drive::Open => !conn.is_waiting() && conn.owes_output(),
-                }
-            });
+        let until = Instant::now() + LAST_EVENTS;
+        let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
+        let mut open = keys.clone();
+        while !open.is_empty() && Instant::now() < until {
+            open.retain(|&key| self.conns.get_mut(key).is_some_and(|c| c.flush_events()));
             if !open.is_empty() {
                 std::thread::sleep(Duration::from_millis(1));
             }
         }
-        self.conns.clear();
-        self.callers.clear();
+        for key in keys {
+            self.close(key);
+        }
         self.ctx.workers.stop_all();
         self.listeners.clear();
+        if let Some(s) = self.successor.take() {
+            // Stopped while a new binary was starting: it must not take over a stopped daemon.
+            s.kill();
+        }
         log::info!("{} stopped", self.ctx.name);
+    }
+
+    /// Whether the loop is done: drained, or past the drain's deadline (what was cut short is
+    /// logged). A stop asked for starts the drain.
+    fn drained(&mut self) -> bool {
+        if self.ctx.stop && self.drain.is_none() {
+            self.begin_drain();
+        }
+        let Some((since, deadline)) = self.drain.as_ref().map(|d| (d.since, d.deadline)) else { return false };
+        let now = Instant::now();
+        let grace_over = now >= since + HTTP_IDLE_GRACE;
+        let idle: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.idle_since().is_some() && (grace_over || !c.speaks_http()))
+            .map(|(key, _)| key)
+            .collect();
+        for key in idle {
+            self.close(key);
+        }
+        if self.conns.iter().all(|(_, c)| c.only_listening()) {
+            let took = now.saturating_duration_since(since);
+            log::info!("{} drained in {took:.0?}", self.ctx.name);
+            self.emit(Event::new(names::DRAINED, Value::structure([("ms", Value::from(took.as_millis() as u64))])));
+            return true;
+        }
+        if now >= deadline {
+            let cut: Vec<&Conn> = self.conns.iter().map(|(_, c)| c).filter(|c| !c.only_listening()).collect();
+            let waiting = cut.iter().filter(|c| c.is_waiting()).count();
+            let unsent = cut.iter().filter(|c| c.owes_output()).count();
+            log::warn!(
+                "drain timeout ({:?}): cutting short {} connections ({waiting} waiting for an answer, {unsent} with \
+                 answers unsent, the others with a request arriving)",
+                self.limits.drain_timeout,
+                cut.len()
+            );
+            return true;
+        }
+        false
+    }
+
+    /// Stops accepting (the listeners close: their sockets stay open for the new process after
+    /// an upgrade, and in systemd's store), and has every connection closed once it is owed
+    /// nothing: HTTP answers say `Connection: close` from now on.
+    fn begin_drain(&mut self) {
+        log::info!(
+            "{} stopping: draining {} connections (at most {:?})",
+            self.ctx.name,
+            self.conns.len(),
+            self.limits.drain_timeout
+        );
+        let now = Instant::now();
+        self.drain = Some(Drain { since: now, deadline: now + self.limits.drain_timeout });
+        for l in &mut self.listeners {
+            let _ = self.poll.registry().deregister(l.source());
+            if self.handed_over || self.systemd.is_on() {
+                // The socket lives on (the new process's, or in systemd's store for the next
+                // start): its file must stay where clients find it.
+                l.disown();
+            }
+        }
+        self.listeners.clear();
+        self.accept_retry = None;
+        for (_, c) in self.conns.iter_mut() {
+            c.set_draining();
+        }
+        if let Some(s) = self.successor.take() {
+            log::warn!("stopping while upgrading: killing the new process (pid {})", s.pid());
+            let _ =
+                self.poll.registry().deregister(&mut mio::unix::SourceFd(&std::os::fd::AsRawFd::as_raw_fd(&s.pipe())));
+            s.kill();
+            crate::process::reaper::spare(None);
+            self.upgrade_failed(&s, "the daemon is stopping".to_owned());
+        }
+        self.emit(Event::new(names::STOP, Value::Nil));
+    }
+
+    /// An adopted pid file and handed-over sockets become this process's, once it is ready to
+    /// take over from daemon `old` (an upgrade), before it says so.
+    fn take_over(&mut self, old: Option<u32>) -> Result<(), DaemonError> {
+        if old.is_none() {
+            return Ok(());
+        }
+        if let Some(p) = &mut self.pidfile {
+            p.confirm()?;
+        }
+        for l in &mut self.listeners {
+            l.own();
+        }
+        Ok(())
+    }
+
+    /// Under systemd, keeps the sockets the daemon bound in systemd's descriptor store.
+    fn store_sockets(&mut self) {
+        if !self.systemd.is_on() {
+            return;
+        }
+        let ours: Vec<(std::os::fd::BorrowedFd<'_>, String)> = self
+            .listeners
+            .iter()
+            .zip(&self.listener_names)
+            .filter(|(_, n)| upgrade::is_tomte_name(n))
+            .map(|(l, n)| (l.fd(), n.clone()))
+            .collect();
+        if !ours.is_empty() {
+            self.systemd.store(&ours);
+        }
+    }
+
+    /// Starts the new binary an upgrade asked for, handing it the listeners and the pid file;
+    /// one already starting takes the new callers too.
+    fn start_upgrade(&mut self) {
+        let Some(binary) = self.ctx.upgrade.take() else { return };
+        if self.successor.is_some() || self.drain.is_some() {
+            if self.drain.is_some() {
+                let fault = tomte_rpc::Fault::new(crate::faults::UPGRADE_FAILED, "Upgrade failed")
+                    .with_data("the daemon is stopping".to_owned());
+                for wait in std::mem::take(&mut self.ctx.upgrade_waits) {
+                    wait.deliver(Err(fault.clone()));
+                }
+            }
+            return;
+        }
+        let binary = match binary.or_else(upgrade::default_binary) {
+            Some(b) => b,
+            None => return self.refuse_upgrade("cannot tell which binary this daemon runs: give one".to_owned()),
+        };
+        if let Err(why) = upgrade::check_binary(&binary) {
+            return self.refuse_upgrade(why);
+        }
+        let sockets: Vec<(std::os::fd::BorrowedFd<'_>, String)> =
+            self.listeners.iter().zip(&self.listener_names).map(|(l, n)| (l.fd(), n.clone())).collect();
+        let pidfile = self.pidfile.as_ref().map(PidFile::fd);
+        let timeout = UPGRADE_TIMEOUT;
+        match Successor::spawn(&binary, &sockets, pidfile, timeout) {
+            Ok(s) => {
+                log::info!("upgrading: started {} as pid {}", binary.display(), s.pid());
+                crate::process::reaper::spare(rustix::process::Pid::from_raw(s.pid() as i32));
+                let fd = std::os::fd::AsRawFd::as_raw_fd(&s.pipe());
+                if let Err(e) =
+                    self.poll.registry().register(&mut mio::unix::SourceFd(&fd), SUCCESSOR, Interest::READABLE)
+                {
+                    log::warn!("cannot watch the new process's readiness ({e}): looking every turn");
+                }
+                let data = self.upgrade_data(&s, "started", None);
+                self.successor = Some(s);
+                self.emit(Event::new(names::UPGRADE, data));
+            }
+            Err(e) => self.refuse_upgrade(format!("cannot start {}: {e}", binary.display())),
+        }
+    }
+
+    /// The event data of an upgrade's `phase`.
+    fn upgrade_data(&self, s: &Successor, phase: &str, error: Option<String>) -> Value {
+        let mut fields = vec![
+            ("phase", Value::from(phase)),
+            ("old_pid", Value::from(std::process::id())),
+            ("new_pid", Value::from(s.pid())),
+            ("binary", Value::from(s.binary.display().to_string())),
+            ("ms", Value::from(s.started.elapsed().as_millis() as u64)),
+        ];
+        if let Some(e) = error {
+            fields.push(("error", Value::from(e)));
+        }
+        Value::structure(fields)
+    }
+
+    /// An upgrade that could not even start: said to its callers and in the log.
+    fn refuse_upgrade(&mut self, why: String) {
+        log::error!("upgrade failed, still serving: {why}");
+        let fault = tomte_rpc::Fault::new(crate::faults::UPGRADE_FAILED, "Upgrade failed").with_data(why);
+        for wait in std::mem::take(&mut self.ctx.upgrade_waits) {
+            wait.deliver(Err(fault.clone()));
+        }
+    }
+
+    /// What the new binary said, if anything yet: ready (this daemon drains and exits), or
+    /// failed (this daemon serves on as before).
+    fn successor_said(&mut self) {
+        let Some(s) = &mut self.successor else { return };
+        let outcome = s.poll(Instant::now());
+        if outcome == Outcome::Pending {
+            return;
+        }
+        let s = self.successor.take().expect("checked above");
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&s.pipe());
+        let _ = self.poll.registry().deregister(&mut mio::unix::SourceFd(&fd));
+        crate::process::reaper::spare(None);
+        match outcome {
+            Outcome::Ready(pid) => {
+                log::info!(
+                    "upgraded: pid {pid} ({}) serves now, ready in {:.0?}; this daemon drains and exits",
+                    s.binary.display(),
+                    s.started.elapsed()
+                );
+                let data = self.upgrade_data(&s, "ready", None);
+                for wait in std::mem::take(&mut self.ctx.upgrade_waits) {
+                    wait.deliver(Ok(Value::structure([
+                        ("old_pid", Value::from(std::process::id())),
+                        ("new_pid", Value::from(pid)),
+                        ("binary", Value::from(s.binary.display().to_string())),
+                        ("ms", Value::from(s.started.elapsed().as_millis() as u64)),
+                    ])));
+                }
+                if let Some(p) = &mut self.pidfile {
+                    p.hand_over();
+                }
+                self.handed_over = true;
+                self.systemd.hand_over();
+                self.emit(Event::new(names::UPGRADE, data));
+                self.ctx.stop();
+            }
+            Outcome::Failed(why) => self.upgrade_failed(&s, why),
+            Outcome::Pending => unreachable!("returned above"),
+        }
+    }
+
+    /// The new binary failed before it was ready: this daemon keeps everything.
+    fn upgrade_failed(&mut self, s: &Successor, why: String) {
+        log::error!("upgrade to {} failed, still serving: {why}", s.binary.display());
+        if let Some(p) = &mut self.pidfile {
+            // It may have written its pid before it failed.
+            if let Err(e) = p.take_back() {
+                log::error!("{e}");
+            }
+        }
+        let data = self.upgrade_data(s, "failed", Some(why.clone()));
+        let fault = tomte_rpc::Fault::new(crate::faults::UPGRADE_FAILED, "Upgrade failed").with_data(why);
+        for wait in std::mem::take(&mut self.ctx.upgrade_waits) {
+            wait.deliver(Err(fault.clone()));
+        }
+        self.emit(Event::new(names::UPGRADE, data));
     }
 }

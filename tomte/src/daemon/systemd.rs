@@ -97,10 +97,42 @@ impl Systemd {
         self.status_at = Some(Instant::now());
     }
 
-    /// The daemon is ready: `READY=1`, and the watchdog's pings start.
-    pub(crate) fn ready(&mut self) {
-        self.send("READY=1");
+    /// The daemon is ready: `READY=1`, and the watchdog's pings start. A daemon that took
+    /// over from an old one (an upgrade) says `MAINPID=` too, so that systemd follows it
+    /// (which needs `NotifyAccess=all`: it is not the main process until then).
+    pub(crate) fn ready(&mut self, took_over: bool) {
+        match took_over {
+            true => self.send(&format!("MAINPID={}\nREADY=1", std::process::id())),
+            false => self.send("READY=1"),
+        }
         self.next_ping = self.ping_every.map(|every| Instant::now() + every);
+    }
+
+    /// Whether the daemon is under systemd (it has a notify socket).
+    pub(crate) fn is_on(&self) -> bool {
+        self.notifier.is_some()
+    }
+
+    /// Keeps the listening sockets in systemd's descriptor store (`FDSTORE=1`, one message per
+    /// socket with its `FDNAME=`), so that the next start of the unit gets them back (with
+    /// `FileDescriptorStoreMax=` in the unit; otherwise systemd refuses them, which is said
+    /// once in the log). Sockets already stored are not stored twice (systemd compares them).
+    pub(crate) fn store(&mut self, sockets: &[(std::os::fd::BorrowedFd<'_>, String)]) {
+        let Some(n) = &self.notifier else { return };
+        for (fd, name) in sockets {
+            if let Err(e) = n.send_fds(&format!("FDSTORE=1\nFDNAME={name}"), &[*fd]) {
+                let at = n.address().to_owned();
+                self.failures.warn(|| format!("cannot store a socket in systemd's store at {at}: {e}"));
+            }
+        }
+    }
+
+    /// The daemon handed over to a new process, which systemd follows now: nothing more is
+    /// sent (no `STOPPING=1`, which would be taken as the service's).
+    pub(crate) fn hand_over(&mut self) {
+        self.notifier = None;
+        self.next_ping = None;
+        self.status_due = None;
     }
 
     /// A reload begins: `RELOADING=1` with the monotonic clock, as `Type=notify-reload` needs.
@@ -203,7 +235,7 @@ mod tests {
         let t0 = Instant::now();
         s.tick(t0 + Duration::from_secs(5), counts);
         assert!(!received(&server).iter().any(|m| m == "WATCHDOG=1"), "no ping before ready");
-        s.ready();
+        s.ready(false);
         let first = s.next_deadline().expect("a ping is due");
         s.tick(first - Duration::from_millis(1), counts);
         s.tick(first, counts);
@@ -247,7 +279,7 @@ mod tests {
     #[test]
     fn off_sends_nothing_and_never_wakes_the_loop() {
         let mut s = Systemd::off();
-        s.ready();
+        s.ready(false);
         s.extend("x");
         s.tick(Instant::now(), || panic!("counts are not read when off"));
         assert_eq!(s.next_deadline(), None);

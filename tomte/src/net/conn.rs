@@ -144,6 +144,8 @@ pub struct Conn {
     scratch: Vec<u8>,
     continue_sent: bool,
     close_after_flush: bool,
+    /// The daemon is draining (stopping, or upgraded): HTTP answers say `Connection: close`.
+    draining: bool,
     /// The client has finished sending (it may still read): once everything it sent is
     /// answered — which an owed answer postpones — the connection closes after the flush.
     read_closed: bool,
@@ -240,6 +242,7 @@ impl Conn {
             scratch: Vec::new(),
             continue_sent: false,
             close_after_flush: false,
+            draining: false,
             read_closed: false,
             waiting: None,
             head: None,
@@ -319,6 +322,7 @@ impl Conn {
         self.last_active = Instant::now();
         match w.http_keep_alive {
             Some((keep_alive, answers)) => {
+                let keep_alive = keep_alive && !self.draining;
                 self.scratch.clear();
                 w.pending.complete(result, &mut self.scratch);
                 let ctype = if w.pending.is_xml() { XML } else { JSON };
@@ -366,6 +370,32 @@ impl Conn {
     /// Whether it waits for a deferred answer.
     pub fn is_waiting(&self) -> bool {
         self.waiting.is_some()
+    }
+
+    /// Writes what it can of its unsent output (a drained daemon's last events): whether some
+    /// is left to write.
+    pub fn flush_events(&mut self) -> bool {
+        matches!(self.flush(), Ok(false)) && self.has_output()
+    }
+
+    /// The daemon drains: from now on each HTTP answer closes its connection.
+    pub fn set_draining(&mut self) {
+        self.draining = true;
+    }
+
+    /// Whether it speaks HTTP (or has not said yet what it speaks).
+    pub fn speaks_http(&self) -> bool {
+        matches!(self.framing, Framing::Http | Framing::Sniff)
+    }
+
+    /// Whether nothing is owed to it but events: a subscriber with no request arriving, none
+    /// waiting for its answer and no answer unsent (what a draining daemon need not wait for).
+    pub fn only_listening(&self) -> bool {
+        self.subscribed
+            && self.waiting.is_none()
+            && self.start == self.end
+            && !self.close_after_flush
+            && !self.owes_output()
     }
 
     /// Whether answers (or TLS records) are waiting to be written.
@@ -1085,7 +1115,10 @@ impl Conn {
                 self.backlog = true;
                 return;
             }
-            let Some(head) = self.http_head(limits) else { return };
+            let Some(mut head) = self.http_head(limits) else { return };
+            // A draining daemon answers each request, then closes: the client's next request
+            // goes to the new process (or finds the daemon stopped).
+            head.keep_alive &= !self.draining;
             let len = head.content_length.unwrap_or(0);
             let body_start = self.start + head.head_len;
             if self.end - body_start < len {

@@ -151,6 +151,63 @@ impl Listener {
         }
     }
 
+    /// A listener from a socket an old daemon handed over (an upgrade), or that systemd kept
+    /// in its store, configured as `configured`: it keeps that address's dialect and TLS, with
+    /// the port the socket is bound to. A unix socket's file is not this process's to remove
+    /// until [`Listener::own`].
+    pub fn from_handed(fd: std::os::fd::OwnedFd, configured: &Address) -> io::Result<Listener> {
+        let family = rustix::net::getsockname(&fd)?.address_family();
+        match &configured.transport {
+            Transport::Unix(path) if family == rustix::net::AddressFamily::UNIX => {
+                let std = std::os::unix::net::UnixListener::from(fd);
+                std.set_nonblocking(true)?;
+                let inode = files::parent(path).ok().and_then(|at| at.stat_name(path).ok().flatten());
+                Ok(Listener(Bound::Unix {
+                    socket: UnixListener::from_std(std),
+                    path: path.clone(),
+                    address: configured.clone(),
+                    owned: false,
+                    inode: inode.map(|st| (st.st_dev, st.st_ino)),
+                }))
+            }
+            Transport::Tcp(_) | Transport::Tls { .. } if family != rustix::net::AddressFamily::UNIX => {
+                let std = std::net::TcpListener::from(fd);
+                std.set_nonblocking(true)?;
+                let bound = std.local_addr()?;
+                let transport = match &configured.transport {
+                    Transport::Tls { host, .. } => Transport::Tls { addr: bound, host: host.clone() },
+                    _ => Transport::Tcp(bound),
+                };
+                let address = Address { transport, dialect: configured.dialect };
+                Ok(Listener(Bound::Tcp { socket: TcpListener::from_std(std), address }))
+            }
+            _ => Err(io::Error::other(format!("the socket handed over for {configured} is of another kind"))),
+        }
+    }
+
+    /// Makes a handed-over unix socket's file this process's: removed when it drops.
+    pub fn own(&mut self) {
+        if let Bound::Unix { owned, inode: Some(_), .. } = &mut self.0 {
+            *owned = true;
+        }
+    }
+
+    /// Leaves the socket's file in place when it drops: a new binary serves it now.
+    pub fn disown(&mut self) {
+        if let Bound::Unix { owned, .. } = &mut self.0 {
+            *owned = false;
+        }
+    }
+
+    /// The listening socket's descriptor, to hand to a new binary.
+    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        match &self.0 {
+            Bound::Unix { socket, .. } => socket.as_fd(),
+            Bound::Tcp { socket, .. } => socket.as_fd(),
+        }
+    }
+
     /// Its address; for TCP, with the port the kernel picked when port 0 was asked for.
     pub fn address(&self) -> &Address {
         match &self.0 {

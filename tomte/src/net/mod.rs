@@ -107,6 +107,10 @@ pub struct Limits {
     pub max_buffered: usize,
     /// Answers a client has not read, past which the daemon serves it nothing more until it reads.
     pub max_unsent: usize,
+    /// How long a stopping (or upgraded) daemon goes on serving what it had started: requests
+    /// already received, answers owed by workers and async handlers, answers unsent. What is
+    /// left then is cut short, and logged.
+    pub drain_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -121,6 +125,7 @@ impl Default for Limits {
             min_rate: 64 << 10,
             max_buffered: 256 << 20,
             max_unsent: 4 << 20,
+            drain_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -139,6 +144,7 @@ impl Limits {
             ("min_rate", Value::from(self.min_rate)),
             ("max_buffered", Value::from(self.max_buffered)),
             ("max_unsent", Value::from(self.max_unsent)),
+            ("drain_timeout", Value::Double(self.drain_timeout.as_secs_f64())),
         ])
     }
 }

@@ -135,6 +135,18 @@ pub struct ReadyPipe {
 }
 
 impl ReadyPipe {
+    /// The pipe at `fd`: where an upgraded daemon reports to the old one (see
+    /// [`upgrade`](super::upgrade)).
+    pub(crate) fn from_fd(fd: OwnedFd) -> ReadyPipe {
+        ReadyPipe { pipe: Some(File::from(fd)) }
+    }
+
+    /// A pipe to nobody: for a daemon whose readiness goes elsewhere (an upgrade's new process
+    /// reports on the pipe it inherited).
+    pub(crate) fn unused() -> ReadyPipe {
+        ReadyPipe { pipe: None }
+    }
+
     /// Tells the waiting command that the daemon is ready; the pipe is closed.
     pub fn ready(&mut self) {
         if let Some(mut p) = self.pipe.take() {

@@ -1,6 +1,6 @@
 //! Process-level set-up: detaching (double fork with a readiness pipe), the pid file,
-//! niceness, privileges and limits, systemd's notify socket, and the reaping of orphans (PID 1,
-//! subreaper).
+//! niceness, privileges and limits, systemd's notify socket, the reaping of orphans (PID 1,
+//! subreaper), and the hand-over to a new binary (upgrade).
 
 mod detach;
 pub mod files;
@@ -8,6 +8,7 @@ pub(crate) mod notify;
 pub mod pidfile;
 pub mod privileges;
 pub(crate) mod reaper;
+pub mod upgrade;
 
 pub use detach::{detach, redirect_stderr, DetachError, Detached, LogError, ReadyPipe, ReadyWait};
 pub use files::PathError;

@@ -21,6 +21,8 @@ pub(crate) struct Notifier {
     addr: SocketAddr,
     /// The address as `NOTIFY_SOCKET` gave it, for messages.
     shown: String,
+    /// The same, as given, for sending descriptors.
+    raw: std::ffi::OsString,
 }
 
 impl Notifier {
@@ -49,12 +51,30 @@ impl Notifier {
         };
         let sock = UnixDatagram::unbound()?;
         sock.set_nonblocking(true)?;
-        Ok(Notifier { sock, addr, shown: path.to_string_lossy().into_owned() })
+        Ok(Notifier { sock, addr, shown: path.to_string_lossy().into_owned(), raw: path.to_owned() })
     }
 
     /// Sends `state`: one or more `KEY=VALUE` lines (`READY=1`, `STATUS=…`), in one datagram.
     pub(crate) fn send(&self, state: &str) -> io::Result<()> {
         self.sock.send_to_addr(state.as_bytes(), &self.addr).map(drop)
+    }
+
+    /// Sends `state` with descriptors `fds` attached (`SCM_RIGHTS`), as `FDSTORE=1` needs.
+    pub(crate) fn send_fds(&self, state: &str, fds: &[std::os::fd::BorrowedFd<'_>]) -> io::Result<()> {
+        use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags, SocketAddrUnix};
+        let bytes = self.raw.as_encoded_bytes();
+        let addr = match bytes.strip_prefix(b"@") {
+            Some(name) => SocketAddrUnix::new_abstract_name(name)?,
+            None => SocketAddrUnix::new(std::path::Path::new(&self.raw))?,
+        };
+        let mut space = vec![std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(fds.len()))];
+        let mut control = SendAncillaryBuffer::new(&mut space);
+        if !control.push(SendAncillaryMessage::ScmRights(fds)) {
+            return Err(io::Error::other("too many descriptors for one message"));
+        }
+        let iov = [io::IoSlice::new(state.as_bytes())];
+        rustix::net::sendmsg_addr(&self.sock, &addr, &iov, &mut control, SendFlags::empty())?;
+        Ok(())
     }
 
     /// The address, as `NOTIFY_SOCKET` gave it.

@@ -8,7 +8,7 @@
 //! stranger.
 
 use std::fs::File;
-use std::io::{self, Read, Seek, Write};
+use std::io::{self, Read, Seek};
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{flock, FlockOperation};
@@ -72,12 +72,16 @@ fn refused(path: &Path) -> impl Fn(PathError) -> PidFileError + '_ {
     }
 }
 
-/// A held pid file. Dropping it removes the file and releases the lock.
+/// A held pid file. Dropping it removes the file and releases the lock (unless it was handed
+/// to a new binary, see [`PidFile::hand_over`]).
 #[derive(Debug)]
 pub struct PidFile {
     file: File,
     at: Parent,
     path: PathBuf,
+    /// Whether dropping it leaves the file and its lock alone: it is shared with another
+    /// process (the old daemon's until this one is ready, or the new one's once handed over).
+    shared: bool,
 }
 
 impl PidFile {
@@ -98,13 +102,65 @@ impl PidFile {
     }
 
     fn write_pid(mut self) -> Result<PidFile, PidFileError> {
-        let path = self.path.clone();
-        let io_err = |source| PidFileError::Io { path: path.clone(), source };
-        self.file.set_len(0).map_err(io_err)?;
-        self.file.rewind().map_err(io_err)?;
-        writeln!(self.file, "{}", std::process::id()).map_err(io_err)?;
-        self.file.sync_data().ok();
+        self.rewrite_pid()?;
         Ok(self)
+    }
+
+    /// Writes this process's pid into the file, over what it held, so that a reader never sees
+    /// it empty or garbled: the new text, padded with blanks to the old length, then the file
+    /// cut to the new text (both states read as the new pid once trimmed).
+    pub fn rewrite_pid(&mut self) -> Result<(), PidFileError> {
+        use std::os::unix::fs::FileExt;
+        let io_err = |source| PidFileError::Io { path: self.path.clone(), source };
+        let text = format!("{}\n", std::process::id());
+        let old = self.file.metadata().map_err(io_err)?.len() as usize;
+        let mut padded = text.clone().into_bytes();
+        padded.resize(old.max(text.len()), b' ');
+        self.file.write_all_at(&padded, 0).map_err(io_err)?;
+        self.file.set_len(text.len() as u64).map_err(io_err)?;
+        self.file.sync_data().ok();
+        Ok(())
+    }
+
+    /// The pid file whose locked descriptor the old daemon handed this process (an upgrade):
+    /// checked to be the file at `path`. It stays the old daemon's (dropping it changes
+    /// nothing) until [`PidFile::confirm`] writes this process's pid into it.
+    pub fn adopt(fd: std::os::fd::OwnedFd, path: &Path) -> Result<PidFile, PidFileError> {
+        let at = files::parent(path).map_err(refused(path))?;
+        let held = PidFile { file: File::from(fd), at, path: path.to_owned(), shared: true };
+        if !held.still_named() {
+            return Err(PidFileError::Io {
+                path: path.to_owned(),
+                source: io::Error::other("the pid file handed over by the old daemon is no longer at this path"),
+            });
+        }
+        Ok(held)
+    }
+
+    /// Makes an adopted pid file this process's: its pid written in, removed when dropped.
+    pub fn confirm(&mut self) -> Result<(), PidFileError> {
+        self.rewrite_pid()?;
+        self.shared = false;
+        Ok(())
+    }
+
+    /// The descriptor that carries the lock, to hand to a new binary.
+    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.file.as_fd()
+    }
+
+    /// Gives the file to the new binary that has its descriptor: dropping it from now on
+    /// neither removes the file nor releases the lock (which the new process's descriptor of
+    /// the same open file carries on).
+    pub fn hand_over(&mut self) {
+        self.shared = true;
+    }
+
+    /// Takes the file back after a new binary failed: this process's pid written in again.
+    pub fn take_back(&mut self) -> Result<(), PidFileError> {
+        self.shared = false;
+        self.rewrite_pid()
     }
 
     fn try_acquire(path: &Path) -> Result<PidFile, PidFileError> {
@@ -117,7 +173,7 @@ impl PidFile {
             }
             return Err(PidFileError::Io { path: path.to_owned(), source: e.into() });
         }
-        Ok(PidFile { file, at, path: path.to_owned() })
+        Ok(PidFile { file, at, path: path.to_owned(), shared: false })
     }
 
     /// Whether the path still names the open file (same device and inode).
@@ -133,6 +189,10 @@ impl PidFile {
 
 impl Drop for PidFile {
     fn drop(&mut self) {
+        if self.shared {
+            // Another process holds the same open file: its lock, and the file, are its own.
+            return;
+        }
         // Remove while still holding the lock, so no second instance can take the path between;
         // and only our own file, never one another instance made since.
         if self.still_named() {
@@ -248,6 +308,7 @@ fn listed_in_proc_locks(locks: &str, pid: i32, st: &rustix::fs::Stat) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
 
     #[test]
     fn second_acquire_fails_and_leaves_the_first_alone() {

@@ -91,8 +91,19 @@ pub(crate) fn on_sigchld(workers: &mut Supervisor) {
     }
 }
 
-/// Reaps every exited child that is not a worker, leaving the workers to `workers`; returns how
-/// many it reaped.
+thread_local! {
+    /// A child that is not an orphan nor a worker, and that its owner reaps (the new binary of
+    /// an upgrade, until it is ready).
+    static SPARED: std::cell::Cell<Option<Pid>> = const { std::cell::Cell::new(None) };
+}
+
+/// Leaves child `pid` (none: no child) to the code that started it: the reaper never reaps it.
+pub(crate) fn spare(pid: Option<Pid>) {
+    SPARED.with(|s| s.set(pid));
+}
+
+/// Reaps every exited child that is not a worker, leaving the workers to `workers` (and the
+/// child [`spare`]d to its owner); returns how many it reaped.
 pub(crate) fn reap_orphans(children: &mut impl Children, workers: &mut impl Workers) -> usize {
     let mut reaped = 0;
     let mut last_worker = None;
@@ -105,6 +116,10 @@ pub(crate) fn reap_orphans(children: &mut impl Children, workers: &mut impl Work
                 return reaped;
             }
         };
+        if SPARED.with(|s| s.get()) == Some(pid) {
+            // Its owner reaps it (and looks at it before any other child is seen again).
+            return reaped;
+        }
         if workers.owns(pid) {
             // A worker that exited after the supervisor looked: its status is the supervisor's.
             if last_worker == Some(pid) {
@@ -130,7 +145,7 @@ pub(crate) fn reap_orphans(children: &mut impl Children, workers: &mut impl Work
     }
 }
 
-fn describe(status: WaitStatus) -> String {
+pub(crate) fn describe(status: WaitStatus) -> String {
     match (status.exit_status(), status.terminating_signal()) {
         (Some(code), _) => format!("exited {code}"),
         (_, Some(sig)) => format!("killed by {}", crate::signal::name(sig)),

@@ -240,28 +240,115 @@ pub(crate) fn spawn_worker(
     Ok((pid, channel))
 }
 
-/// Takes ownership of the listening sockets systemd passed (`LISTEN_PID` is this process,
-/// `LISTEN_FDS` counts them from descriptor 3), once: the variables are removed, so a second
-/// call, or a child, finds none.
-pub(crate) fn take_activated_sockets() -> Vec<std::os::fd::OwnedFd> {
+/// Starts `program` as a child that inherits `fds`, at descriptors 3, 4, … in that order
+/// (close-on-exec cleared on those alone; every other descriptor above stderr is closed), with
+/// `env` added to (and `unset` removed from) this process's environment, `LISTEN_PID` set to
+/// the child's own pid, and `cwd` as its working directory; `argv` is its whole argument list,
+/// the program's name first. Signals are back at their defaults and unblocked in the child
+/// before the exec. When the exec fails, the child writes `ERROR cannot execute PROGRAM: why`
+/// to descriptor `report` (a number among 3, 4, …, as the child sees it) and exits 127.
+///
+/// The process must have one thread (checked: an error otherwise), as for every fork here.
+pub(crate) fn spawn_exec(
+    program: &std::path::Path,
+    argv: &[std::ffi::OsString],
+    cwd: &std::path::Path,
+    env: &[(String, String)],
+    unset: &[&str],
+    fds: &[std::os::fd::BorrowedFd<'_>],
+    report: Option<i32>,
+) -> io::Result<Pid> {
+    use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+    use std::os::unix::process::CommandExt;
+    let first = 3 + fds.len() as i32;
+    // Copies above the range the child fills, so that no dup2 there overwrites a source.
+    let high: Vec<OwnedFd> = fds
+        .iter()
+        .map(|fd| rustix::io::fcntl_dupfd_cloexec(fd, first + 16).map_err(io::Error::from))
+        .collect::<io::Result<_>>()?;
+    let mut cmd = std::process::Command::new(program);
+    if let Some((name, rest)) = argv.split_first() {
+        cmd.arg0(name).args(rest);
+    }
+    cmd.current_dir(cwd);
+    for key in unset {
+        cmd.env_remove(key);
+    }
+    cmd.envs(env.iter().map(|(k, v)| (k, v)));
+    let mask = super::signals::block_all();
+    let forked = fork_alone();
+    if !matches!(forked, Ok(Forked::Child)) {
+        super::signals::restore(&mask);
+    }
+    match forked? {
+        Forked::Parent(pid) => Ok(pid),
+        Forked::Child => {
+            default_dispositions();
+            unblock_all();
+            for (i, fd) in high.iter().enumerate() {
+                // SAFETY: dup2 onto 3 + i: those numbers belong to nothing the child still uses
+                // (it only execs from here; the caller's objects are never dropped in it, as it
+                // leaves by exec or _exit), and the copy it makes has close-on-exec cleared.
+                if unsafe { libc::dup2(fd.as_fd().as_raw_fd(), 3 + i as i32) } < 0 {
+                    exit_now(127);
+                }
+            }
+            // SAFETY: the child only execs or _exits from here: no object of the caller's that
+            // owns a descriptor at or above `first` is used or dropped again in it.
+            unsafe { close_fds_except(&(3..first).collect::<Vec<_>>()) };
+            cmd.env("LISTEN_PID", std::process::id().to_string());
+            let why = cmd.exec();
+            if let Some(fd) = report.filter(|fd| (3..first).contains(fd)) {
+                // SAFETY: `fd` is one of the descriptors placed above, owned by nothing else in
+                // the child, which exits right after this write.
+                let mut pipe = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+                let _ = io::Write::write_all(
+                    &mut pipe,
+                    format!("ERROR cannot execute {}: {why}", program.display()).as_bytes(),
+                );
+            }
+            exit_now(127)
+        }
+    }
+}
+
+/// Takes ownership of the listening sockets systemd (or an upgrading daemon) passed
+/// (`LISTEN_PID` is this process, `LISTEN_FDS` counts them from descriptor 3), with their names
+/// from `LISTEN_FDNAMES` (`unknown` where none is given, as systemd says), once: the variables
+/// are removed, so a second call, or a child, finds none.
+pub(crate) fn take_activated_sockets() -> Vec<(std::os::fd::OwnedFd, String)> {
     let ours = std::env::var("LISTEN_PID").ok().and_then(|p| p.parse::<u32>().ok()) == Some(std::process::id());
     let count = std::env::var("LISTEN_FDS").ok().and_then(|n| n.parse::<i32>().ok()).unwrap_or(0);
+    let names = std::env::var("LISTEN_FDNAMES").unwrap_or_default();
     std::env::remove_var("LISTEN_PID");
     std::env::remove_var("LISTEN_FDS");
     std::env::remove_var("LISTEN_FDNAMES");
     if !ours {
         return Vec::new();
     }
+    let mut names = names.split(':');
     (3..3 + count.clamp(0, 1024))
-        .filter(|&fd| {
+        .map(|fd| (fd, names.next().filter(|n| !n.is_empty()).unwrap_or("unknown").to_owned()))
+        .filter(|&(fd, _)| {
             // SAFETY: F_GETFD only reads the descriptor's flags; an unused number gives EBADF.
             unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
         })
-        .map(|fd| {
+        .map(|(fd, name)| {
             // SAFETY: the socket-activation protocol hands these descriptors to this process
             // (LISTEN_PID checked above), nothing else in it owns them, and the variables are
             // gone, so each is taken once.
-            unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) }
+            (unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) }, name)
         })
         .collect()
+}
+
+/// Takes ownership of descriptor `fd` that a parent placed for this process (an upgrading
+/// daemon's hand-over, see `process::upgrade`); `None` when it is not open or is stdio.
+/// The caller takes each number once, and only one it was told about.
+pub(crate) fn take_inherited_fd(fd: i32) -> Option<std::os::fd::OwnedFd> {
+    // SAFETY: F_GETFD only reads the descriptor's flags; an unused number gives EBADF.
+    let open = fd > 2 && unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0;
+    // SAFETY: the descriptor is open, and by this function's contract it was placed for this
+    // process and nothing else in it owns it.
+    open.then(|| unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
 }

@@ -3,7 +3,7 @@
 //!
 //! | applied live | needs a restart |
 //! | --- | --- |
-//! | `verbose`, `log` (a new path is opened), the limits (`max-*`, `listener-reserve`, `idle-timeout`, `request-timeout`, `min-rate`), `allow`, `require`, `token-file` (re-read), `tls-cert`, `tls-key`, `tls-client-ca` (re-read), `[workers.NAME]` (a worker whose interval or hang timeout changes is restarted, one at a time), `[app]` (with [`Daemon::app_config`](crate::Daemon::app_config)) | `socket`, `pidfile`, `umask`, `nice`, `socket-mode`, `socket-group`, `insecure`, `log` set to none, the application's own flags, `[app]` read in `main` only, any other key |
+//! | `verbose`, `log` (a new path is opened), the limits (`max-*`, `listener-reserve`, `idle-timeout`, `request-timeout`, `min-rate`, `drain-timeout`), `allow`, `require`, `token-file` (re-read), `tls-cert`, `tls-key`, `tls-client-ca` (re-read), `[workers.NAME]` (a worker whose interval or hang timeout changes is restarted, one at a time), `[app]` (with [`Daemon::app_config`](crate::Daemon::app_config)) | `socket`, `pidfile`, `umask`, `nice`, `socket-mode`, `socket-group`, `insecure`, `log` set to none, the application's own flags, `[app]` read in `main` only, any other key |
 
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -30,6 +30,7 @@ const LIVE: &[&str] = &[
     "idle-timeout",
     "request-timeout",
     "min-rate",
+    "drain-timeout",
     "allow",
     "require",
     "token-file",
