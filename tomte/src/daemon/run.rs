@@ -1398,6 +1398,14 @@ impl<S: 'static> Running<S> {
         if let Err(why) = upgrade::check_binary(&binary) {
             return self.refuse_upgrade(why);
         }
+        if rustix::process::getpid().is_init() {
+            return self.refuse_upgrade(
+                "this daemon is PID 1 of its namespace (a container's entry point): its exit would end the \
+                 container and the new process with it; replace the container instead, or run the daemon \
+                 under an init (docker run --init)"
+                    .to_owned(),
+            );
+        }
         let sockets: Vec<(std::os::fd::BorrowedFd<'_>, String)> =
             self.listeners.iter().zip(&self.listener_names).map(|(l, n)| (l.fd(), n.clone())).collect();
         let pidfile = self.pidfile.as_ref().map(PidFile::fd);
@@ -1477,6 +1485,7 @@ impl<S: 'static> Running<S> {
                 }
                 self.heir = s.take_heir();
                 self.handed_over = true;
+                self.systemd.main_pid(pid);
                 self.systemd.hand_over();
                 self.emit(Event::new(names::UPGRADE, data));
                 self.ctx.stop();
