@@ -13,6 +13,7 @@ mod common;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -731,4 +732,101 @@ fn as_a_containers_pid_1_an_upgrade_is_refused_and_the_daemon_serves_on() {
     let v = json(&ndjson(&mut r, r#"{"jsonrpc":"2.0","method":"daemon.shutdown","id":3}"#));
     assert_eq!(v["result"], 0, "{v}");
     assert_eq!(d.wait_exit(Duration::from_secs(20)).0, Some(0), "{}", d.log());
+}
+
+#[test]
+fn under_systemd_socket_activate_the_passed_socket_goes_to_the_new_process() {
+    let _alone = alone();
+    let Some(activate) = ["/usr/bin/systemd-socket-activate", "/bin/systemd-socket-activate"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+    else {
+        eprintln!("SKIPPED: systemd-socket-activate is not installed (Debian's `systemd` package has it; .ci/run installs it)");
+        return;
+    };
+    let dir = TempDir::new("upsda");
+    let notify = Notify::new(&dir);
+    let port = free_port();
+    let pidfile = dir.path("d.pid");
+    let mut cmd = Command::new(activate);
+    for var in ["NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"] {
+        cmd.env_remove(var);
+    }
+    let child = cmd
+        .arg("-l")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg(format!("--setenv=NOTIFY_SOCKET={}", notify.path.display()))
+        .arg(binary("echo"))
+        .args(["run", "--pidfile"])
+        .arg(&pidfile)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.path("stderr")).unwrap())
+        .spawn()
+        .unwrap();
+    let mut d = Foreground { child, dir };
+    // The first connection starts the daemon, in the activator's process.
+    let mut first = None;
+    until("the activator's listener", Duration::from_secs(20), || {
+        first = TcpStream::connect(("127.0.0.1", port)).ok();
+        first.is_some()
+    });
+    let mut kept = BufReader::new(first.unwrap());
+    kept.get_mut().set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let pid_on = |r: &mut BufReader<TcpStream>| {
+        json(&ndjson(r, r#"{"jsonrpc":"2.0","method":"daemon.status","id":1}"#))["result"]["pid"].as_i64().unwrap()
+    };
+    assert_eq!(pid_on(&mut kept), i64::from(d.pid()));
+    let mut seen = Vec::new();
+    notify.until("READY=1", &mut seen);
+    // No unix socket to ask on: `upgrade` sends SIGUSR2 and watches the pid file.
+    let out = Command::new(binary("echo")).args(["upgrade", "--pidfile"]).arg(&pidfile).output().unwrap();
+    let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{said}\n{}", d.log());
+    assert!(said.contains("SIGUSR2"), "{said}");
+    let new: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+    assert_ne!(new, d.pid());
+    let _new = Reaper(vec![new]);
+    let (m, _) = notify.until("MAINPID=", &mut seen);
+    assert!(m.contains(&format!("MAINPID={new}")), "{m}");
+    // The old process (the activator's) exits 0; the passed socket and the kept connection are
+    // the new one's.
+    assert_eq!(d.wait_exit(Duration::from_secs(20)).0, Some(0), "{}", d.log());
+    assert_eq!(pid_on(&mut kept), i64::from(new));
+    let mut fresh = BufReader::new(TcpStream::connect(("127.0.0.1", port)).unwrap());
+    fresh.get_mut().set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    assert_eq!(pid_on(&mut fresh), i64::from(new));
+    assert!(d.log().contains("using 1 socket(s) passed by systemd"), "{}", d.log());
+    kill(new, libc::SIGTERM);
+    until("the new daemon gone", Duration::from_secs(20), || gone(new));
+}
+
+#[test]
+fn a_daemon_that_dropped_root_upgrades_as_its_user() {
+    let _alone = alone();
+    let dir = TempDir::new("upuser");
+    let run = dir.path("run");
+    let sock = format!("unix://{}", run.join("d.sock").display());
+    let pidfile = run.join("d.pid").display().to_string();
+    let log = dir.path("d.log").display().to_string();
+    let args = ["--socket", &sock, "--pidfile", &pidfile, "--log", &log, "--user", "nobody"];
+    let echo = binary("echo");
+    let out = Command::new(&echo).arg("start").args(args).output().unwrap();
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    let read_pid = || std::fs::read_to_string(&pidfile).ok().and_then(|p| p.trim().parse::<i32>().ok());
+    let old = read_pid().unwrap();
+    let _old = Reaper(vec![old]);
+    let out = Command::new(&echo).arg("upgrade").args(args).output().unwrap();
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    let new = read_pid().unwrap();
+    let _new = Reaper(vec![new]);
+    assert_ne!(new, old);
+    until("old pid gone", Duration::from_secs(10), || gone(old));
+    let mut r = BufReader::new(UnixStream::connect(run.join("d.sock")).unwrap());
+    let v = json(&ndjson(&mut r, r#"{"jsonrpc":"2.0","method":"daemon.status","id":1}"#));
+    assert_eq!(v["result"]["pid"], new, "{v}");
+    assert_eq!(v["result"]["user"]["name"], "nobody", "{v}");
+    let out = Command::new(&echo).arg("stop").args(args).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(!run.join("d.sock").exists() && !run.join("d.pid").exists(), "files left behind");
 }
