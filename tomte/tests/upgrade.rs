@@ -519,12 +519,10 @@ fn stop_finishes_what_it_started_within_the_drain_timeout() {
     late.get_mut()
         .write_all(b"{\"jsonrpc\":\"2.0\",\"method\":\"chaos.sleep\",\"params\":[20000],\"id\":2}\n")
         .unwrap();
-    // An idle HTTP keep-alive connection gets its next request answered, then closed.
+    // A kept-alive HTTP call in flight is answered, with `Connection: close`.
     let mut http = BufReader::new(d.connect());
-    http.get_mut()
-        .write_all(http_post("application/json", r#"{"jsonrpc":"2.0","method":"daemon.status","id":3}"#).as_bytes())
-        .unwrap();
-    assert_eq!(http_response(&mut http).0, 200);
+    let body = r#"{"jsonrpc":"2.0","method":"chaos.sleep","params":[800],"id":3}"#;
+    http.get_mut().write_all(http_post("application/json", body).as_bytes()).unwrap();
     std::thread::sleep(Duration::from_millis(100));
     let t = Instant::now();
     let stopper = {
@@ -534,11 +532,8 @@ fn stop_finishes_what_it_started_within_the_drain_timeout() {
     std::thread::sleep(Duration::from_millis(200));
     // Stopping: nothing new is accepted.
     assert!(UnixStream::connect(&d.sock).is_err(), "a stopping daemon accepted a connection");
-    http.get_mut()
-        .write_all(http_post("application/json", r#"{"jsonrpc":"2.0","method":"daemon.status","id":4}"#).as_bytes())
-        .unwrap();
-    let (status, headers, _) = http_response(&mut http);
-    assert_eq!(status, 200);
+    let (status, headers, body) = http_response(&mut http);
+    assert_eq!((status, json(&body)["result"].clone()), (200, serde_json::json!("slept")), "{body}");
     assert!(headers.iter().any(|(k, v)| k == "connection" && v == "close"), "{headers:?}");
     let mut line = String::new();
     nap.read_line(&mut line).unwrap();
