@@ -96,14 +96,17 @@ pub fn default_binary() -> Option<PathBuf> {
 }
 
 /// Why a binary may not be started as the daemon's successor: it must be an absolute path to
-/// an executable regular file that only the daemon's user or root may change (the daemon runs
-/// it with its own privileges, which may be root's).
+/// an executable regular file that only the daemon's user or root may change, in directories
+/// only they may change (or sticky ones, as `/tmp`): the daemon runs it with its own
+/// privileges, which may be root's. Links are followed first, and the file they lead to is the
+/// one checked.
 pub fn check_binary(path: &Path) -> Result<(), String> {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     if !path.is_absolute() {
         return Err(format!("binary {}: not an absolute path", path.display()));
     }
-    let meta = std::fs::metadata(path).map_err(|e| format!("binary {}: {e}", path.display()))?;
+    let real = std::fs::canonicalize(path).map_err(|e| format!("binary {}: {e}", path.display()))?;
+    let meta = std::fs::metadata(&real).map_err(|e| format!("binary {}: {e}", path.display()))?;
     if !meta.is_file() {
         return Err(format!("binary {}: not a regular file", path.display()));
     }
@@ -111,15 +114,28 @@ pub fn check_binary(path: &Path) -> Result<(), String> {
         return Err(format!("binary {}: not executable", path.display()));
     }
     let euid = rustix::process::geteuid().as_raw();
-    if meta.uid() != 0 && meta.uid() != euid {
+    let trusted = |uid: u32| uid == 0 || uid == euid;
+    if !trusted(meta.uid()) {
         return Err(format!(
             "binary {}: owned by uid {}, neither root nor the daemon's user",
-            path.display(),
+            real.display(),
             meta.uid()
         ));
     }
     if meta.permissions().mode() & 0o022 != 0 {
-        return Err(format!("binary {}: writable by its group or by others", path.display()));
+        return Err(format!("binary {}: writable by its group or by others", real.display()));
+    }
+    for dir in real.ancestors().skip(1) {
+        let m = std::fs::metadata(dir).map_err(|e| format!("binary {}: {}: {e}", real.display(), dir.display()))?;
+        let mode = m.permissions().mode();
+        let sticky = mode & 0o1000 != 0;
+        if !trusted(m.uid()) || (mode & 0o022 != 0 && !sticky) {
+            return Err(format!(
+                "binary {}: directory {} may be changed by another user: the file could be swapped",
+                real.display(),
+                dir.display()
+            ));
+        }
     }
     Ok(())
 }
@@ -455,6 +471,14 @@ mod tests {
         assert!(check_binary(&bin).unwrap_err().contains("writable"));
         std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
         assert_eq!(check_binary(&bin), Ok(()));
+        // In a directory others may write (not sticky), it could be swapped.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(check_binary(&bin).unwrap_err().contains("may be changed by another user"));
+        // A link leads to the file that is checked.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let link = dir.join("link");
+        std::os::unix::fs::symlink(&bin, &link).unwrap();
+        assert_eq!(check_binary(&link), Ok(()));
         std::fs::remove_dir_all(&dir).ok();
     }
 }
