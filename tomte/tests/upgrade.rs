@@ -825,3 +825,29 @@ fn a_daemon_that_dropped_root_upgrades_as_its_user() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(!run.join("d.sock").exists() && !run.join("d.pid").exists(), "files left behind");
 }
+
+#[test]
+fn another_users_status_names_the_new_daemon() {
+    let _alone = alone();
+    if !rustix::process::geteuid().is_root() || Command::new("setpriv").arg("--version").output().is_err() {
+        eprintln!("SKIPPED: needs root and util-linux's setpriv (CI has both)");
+        return;
+    }
+    // A pid file others may read: they ask /proc/locks, not the daemon's descriptors.
+    let mut d = Daemon::new("echo", &["--umask", "022"]).start();
+    let as_nobody = |d: &Daemon| {
+        let out = Command::new("setpriv")
+            .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+            .arg(&d.bin)
+            .arg("status")
+            .args(&d.args)
+            .output()
+            .unwrap();
+        (out.status.code(), format!("{}{}", text(&out.stdout), text(&out.stderr)))
+    };
+    let old = d.pid().unwrap();
+    assert_eq!(as_nobody(&d), (Some(0), format!("echo is running (pid {old})\n")));
+    let new = upgrade(&d, &["--wait"]);
+    d.pids.push(new);
+    assert_eq!(as_nobody(&d), (Some(0), format!("echo is running (pid {new})\n")));
+}
