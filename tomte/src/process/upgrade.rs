@@ -378,25 +378,28 @@ pub struct Migrant {
     pub listener: String,
     /// A comodojo connection whose greeter was sent already.
     pub greeted: bool,
+    /// What the old daemon had read from it and not served (part of a request).
+    pub unread: Vec<u8>,
     /// Its socket.
     pub fd: OwnedFd,
 }
 
 impl Heir {
-    /// Hands connection `conn`, accepted by listener `listener`, to the new process; the
-    /// caller then closes its own descriptor (which neither ends nor resets the connection:
-    /// the new process holds it). Never blocks: a full channel is an error, and the caller
-    /// closes the connection instead.
-    pub fn send(&self, conn: BorrowedFd<'_>, listener: &str, greeted: bool) -> io::Result<()> {
+    /// Hands connection `conn`, accepted by listener `listener`, to the new process with the
+    /// input `unread` it had not served; the caller then closes its own descriptor (which
+    /// neither ends nor resets the connection: the new process holds it). Never blocks: a full
+    /// channel is a `WouldBlock` error (try again once the new process has read some).
+    pub fn send(&self, conn: BorrowedFd<'_>, listener: &str, greeted: bool, unread: &[u8]) -> io::Result<()> {
         use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
-        let message = format!("{listener}\n{}", if greeted { "greeted" } else { "" });
+        let mut message = format!("{listener}\n{}\n", if greeted { "greeted" } else { "" }).into_bytes();
+        message.extend_from_slice(unread);
         let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
         let mut control = SendAncillaryBuffer::new(&mut space);
         let fds = [conn];
         if !control.push(SendAncillaryMessage::ScmRights(&fds)) {
             return Err(io::Error::other("no room for a descriptor"));
         }
-        let iov = [io::IoSlice::new(message.as_bytes())];
+        let iov = [io::IoSlice::new(&message)];
         rustix::net::sendmsg(&self.0, &iov, &mut control, SendFlags::DONTWAIT | SendFlags::NOSIGNAL)?;
         Ok(())
     }
@@ -405,7 +408,7 @@ impl Heir {
     /// once the old daemon has closed its end (it has handed over all it will).
     pub fn recv(&self) -> io::Result<Option<Migrant>> {
         use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
-        let mut buf = [0u8; 512];
+        let mut buf = vec![0u8; 1024 + crate::net::MAX_CARRIED];
         let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(4))];
         let mut control = RecvAncillaryBuffer::new(&mut space);
         let mut iov = [io::IoSliceMut::new(&mut buf)];
@@ -428,11 +431,13 @@ impl Heir {
         if got.bytes == 0 && fds.is_empty() {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
-        let text = String::from_utf8_lossy(&buf[..got.bytes]);
-        let (listener, flags) = text.split_once('\n').unwrap_or((&text, ""));
+        let mut parts = buf[..got.bytes].splitn(3, |&b| b == b'\n');
+        let listener = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
+        let greeted = parts.next() == Some(b"greeted");
+        let unread = parts.next().unwrap_or_default().to_vec();
         // One descriptor per message; more would be a mistake of the sender's: closed.
         let fd = fds.into_iter().next().ok_or_else(|| io::Error::other("a hand-over message without a connection"))?;
-        Ok(Some(Migrant { listener: listener.to_owned(), greeted: flags == "greeted", fd }))
+        Ok(Some(Migrant { listener, greeted, unread, fd }))
     }
 
     /// The channel's descriptor, to watch for readability.
