@@ -381,7 +381,7 @@ impl Conn {
     }
 
     /// Whether it can go to a new process now, and the input it read but has not served (part
-    /// of a request, at most [`MAX_CARRIED`]), which goes with it: nothing else may be under
+    /// of a request, at most 32 KiB), which goes with it: nothing else may be under
     /// way — no answer owed or unsent, no complete request waiting, not closing, not a
     /// subscriber, not TLS, no `100 Continue` sent.
     pub fn movable(&self) -> Option<&[u8]> {

@@ -16,11 +16,12 @@
 //! - the write end of a pipe, where the new process says `READY PID` or `ERROR why`, as a
 //!   detached daemon tells `start`: [`TOMTE_UPGRADE`](ENV) names the descriptors.
 //! - a socket pair ([`Heir`]) on which, once the new process is ready, the old one hands it
-//!   each connection that has nothing under way (no request arriving, no answer owed): the
-//!   client keeps its connection and never sees the change, and what it sends meanwhile waits
-//!   in the socket for the new process. Connections busy at that moment follow as soon as
-//!   their last answer is written; TLS sessions (whose state cannot travel) and connections
-//!   holding a token or a subscription are closed instead, once idle.
+//!   each connection that is owed nothing (no answer owed or unsent), with the bytes it had
+//!   read of a request not yet complete: the client keeps its connection and never sees the
+//!   change, and what it sends meanwhile waits in the socket for the new process. Connections
+//!   busy at that moment follow as soon as their last answer is written; TLS sessions (whose
+//!   state cannot travel) and connections holding a token or a subscription are closed
+//!   instead, once idle.
 
 use std::ffi::OsString;
 use std::fs::File;
