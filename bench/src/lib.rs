@@ -12,4 +12,5 @@ pub mod stress;
 pub mod subscribers;
 pub mod supervisord;
 pub mod tls;
+pub mod upgrade;
 pub mod workers;

@@ -1,6 +1,7 @@
 //! `tomte-bench compare` runs the side-by-side benchmark, `metrics` what metrics cost, `tls` the
-//! TLS figures, `workers` the worker figures, `ab OLD_DIR NEW_DIR` two builds side by side (see
-//! `tomte_bench::ab`); `floor-ndjson PATH` and `floor-http ADDR` run the floors `compare` spawns.
+//! TLS figures, `workers` the worker figures, `upgrade` what a binary upgrade costs (against a
+//! restart), `ab OLD_DIR NEW_DIR` two builds side by side (see `tomte_bench::ab`);
+//! `floor-ndjson PATH` and `floor-http ADDR` run the floors `compare` spawns.
 
 use anyhow::{bail, Context, Result};
 use tomte_bench::{compare, floor};
@@ -62,8 +63,18 @@ fn main() -> Result<()> {
             }
             Ok(())
         }
+        ["upgrade", rest @ ..] => {
+            let seconds = rest.first().map(|s| s.parse()).transpose().context("seconds of steady load")?.unwrap_or(1.5);
+            let exe = std::env::current_exe()?;
+            let bins =
+                tomte_bench::upgrade::Bins { echo: exe.with_file_name("echo"), pool: exe.with_file_name("pool") };
+            if !tomte_bench::upgrade::run(&bins, seconds)? {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         _ => {
-            bail!("usage: tomte-bench compare [SECONDS] | tls [SECONDS] | workers [SECONDS] | ab OLD_DIR NEW_DIR [SECONDS] | supervisord [--out PATH] | subscribers [SECONDS] | metrics [SECONDS] | floor-ndjson PATH | floor-http ADDR | pipelined PATH SECONDS")
+            bail!("usage: tomte-bench compare [SECONDS] | tls [SECONDS] | workers [SECONDS] | ab OLD_DIR NEW_DIR [SECONDS] | supervisord [--out PATH] | subscribers [SECONDS] | metrics [SECONDS] | upgrade [SECONDS] | floor-ndjson PATH | floor-http ADDR | pipelined PATH SECONDS")
         }
     }
 }
