@@ -125,7 +125,7 @@
 //! **The signal bridge** ([`signal`]) turns every catchable signal into two events, one by name
 //! and one by number (`daemon.posix.SIGTERM` and `daemon.posix.15`). [`Daemon::new`] hooks the
 //! defaults: SIGTERM and SIGINT stop gracefully, SIGHUP reloads, SIGUSR1 reopens the log
-//! (logrotate), SIGCHLD reaps and restarts
+//! (logrotate), SIGUSR2 [upgrades](#upgrades) to a new process of the binary, SIGCHLD reaps and restarts
 //! workers (the watchdog). The fault signals (SEGV, BUS, FPE, ILL) keep their default action,
 //! and SIGPIPE is ignored, so a vanished client is an I/O error on its connection and nothing
 //! more. Job control is an event like any other: Ctrl-Z (SIGTSTP), SIGTTIN and SIGTTOU have no
@@ -224,9 +224,13 @@
 //!   systemd](#under-systemd)).
 //! * **reload.** SIGHUP, `daemon.reload` or `NAME reload`: the log file is reopened (after
 //!   rotation) and `daemon.reload` emitted for the daemon's own hooks.
-//! * **stop.** SIGTERM, SIGINT, `daemon.shutdown` or [`Ctx::stop`] end the loop at the end of
-//!   its turn: `daemon.stop` is emitted, answers already computed are flushed (for at most two
-//!   seconds), every worker is sent `stop` at once (then, after its grace period, SIGTERM, and
+//! * **stop.** SIGTERM, SIGINT, `daemon.shutdown` or [`Ctx::stop`] start the **drain** at the
+//!   end of the loop's turn: the listeners close at once (nothing new is accepted),
+//!   `daemon.stop` is emitted, and the loop goes on serving what it had started — requests
+//!   already received, answers owed by workers and async handlers, answers unsent — for at most
+//!   `--drain-timeout` (5 s by default); each connection closes as soon as it is owed nothing,
+//!   HTTP answers say `Connection: close`, and what the timeout cuts short is logged. Then
+//!   `daemon.drained` is emitted, every worker is sent `stop` at once (then, after its grace period, SIGTERM, and
 //!   after another, SIGKILL) and reaped — from the moment the stop is asked for, no worker is
 //!   restarted and no exit counts as a crash — the listeners close and remove their socket files, and
 //!   the pid file is removed while its lock is still held, so no second instance can slip in
@@ -281,6 +285,40 @@
 //! # }
 //! ```
 //!
+//! # Upgrades
+//!
+//! `NAME upgrade [--binary PATH] [--wait]`, SIGUSR2 (as nginx) or `daemon.upgrade` (permission
+//! `control`) replace a running daemon by a new process of its binary — the path it was started
+//! from, which a package or a build may have replaced, or `--binary` (an absolute path to an
+//! executable only root or the daemon's user may change) — without refusing a connection or
+//! losing a call ([`process::upgrade`] has the mechanics):
+//!
+//! 1. The old daemon starts the binary with its own command line, environment and working
+//!    directory, handing it the listening sockets (as socket activation does: `LISTEN_FDS`,
+//!    `LISTEN_FDNAMES`, each named after its address, so that a changed configuration keeps
+//!    the sockets it still names and binds only new ones) and the pid file's locked descriptor:
+//!    the lock never lapses, so `status` always answers 0 and a second `start` never wins.
+//! 2. The new process reads its configuration, binds nothing it was handed, starts its own
+//!    workers and says ready (as `start` means it; a worker in back-off or `failed` does not
+//!    hold it), its pid now in the pid file. Both processes accept on the shared sockets.
+//! 3. The old one then stops accepting and drains: every call it had started is answered by it
+//!    (workers' and async ones included), and each connection, once nothing is under way on it,
+//!    **goes over to the new process** (its descriptor passed on a socket pair): the client
+//!    keeps its connection, kept-alive HTTP, NDJSON and comodojo alike, and never sees the
+//!    change. TLS sessions, whose state cannot travel, and connections holding a token or a
+//!    subscription close instead once idle; HTTP ones get a second for their next request,
+//!    answered with `Connection: close`. Then its workers stop and it exits.
+//!
+//! If the new binary fails before it is ready — it cannot be executed, its command line or
+//! configuration is refused, it crashes, or it is not ready within 30 s (then it is killed) —
+//! the old one serves on as if nothing happened, and `upgrade` exits 1 with the new process's
+//! own message (`daemon.upgrade`: fault −32021 with it as data). `upgrade` prints both pids and
+//! exits 0 once the new one serves; with `--wait` it also follows the old one to its drain and
+//! its exit. Progress is the `daemon.upgrade` event (`started`, `ready`, `failed`), then
+//! `daemon.drained`. Under systemd the old process sends `MAINPID=` of the new one and the new
+//! one `MAINPID=` with `READY=1` (`NotifyAccess=all` in the unit), so systemd follows it. A
+//! container's PID 1 refuses to upgrade: its exit would end the container.
+//!
 //! # Under systemd
 //!
 //! In `run` mode ([`Mode::Foreground`]) with `NOTIFY_SOCKET` set (a path, or `@name` for an
@@ -293,7 +331,9 @@
 //! | every half `WATCHDOG_USEC`, if set and `WATCHDOG_PID` is unset or this process | `WATCHDOG=1`, a deadline of the loop: a loop stuck in a handler stops pinging |
 //! | the connection count or the workers up change | `STATUS=12 connections, 2/2 workers up`, at most once a second |
 //! | SIGHUP, `daemon.reload` | `RELOADING=1` and `MONOTONIC_USEC=…` before, `READY=1` after (`Type=notify-reload`) |
-//! | the stop begins | `STOPPING=1` |
+//! | the daemon binds its own sockets (no socket activation) | `FDSTORE=1` with `FDNAME=` (the socket's address) for each listening socket: with `FileDescriptorStoreMax=` in the unit, systemd keeps them across `systemctl restart`, and the next start gets them back (`LISTEN_FDS`), so clients connecting in between wait in the backlog instead of being refused; unix socket files then stay in place at the stop |
+//! | an upgrade's new process is ready | from the old (main) process `MAINPID=` of the new one; from the new one `MAINPID=` and `READY=1` |
+//! | the stop begins | `STOPPING=1` (not from the old process of an upgrade) |
 //! | the start fails | `STATUS=cannot start: …`, then the exit (1) |
 //!
 //! Reading certificates and binding take milliseconds and are not announced; a `daemon.start`
@@ -315,9 +355,10 @@
 //!
 //! Nothing is forwarded: SIGTERM and SIGINT stop the daemon, which stops its workers itself
 //! (`stop`, grace, SIGTERM, grace, SIGKILL); SIGHUP reloads; any other signal is an event only;
-//! orphans are never signalled, and end with the namespace. A stop takes at most 2 s of
-//! draining clients plus twice the longest worker stop grace (5 s by default), 12 s in all —
-//! usually milliseconds: give the runtime's stop timeout more than that. Exit status of `run`:
+//! orphans are never signalled, and end with the namespace. A stop takes at most the drain
+//! timeout (`--drain-timeout`, 5 s by default) plus twice the longest worker stop grace (5 s by
+//! default), 15 s in all — usually milliseconds: give the runtime's stop timeout more than
+//! that. As PID 1 the daemon refuses to [upgrade](#upgrades) (replace the container instead). Exit status of `run`:
 //!
 //! | status | meaning |
 //! | --- | --- |

@@ -18,7 +18,7 @@ use crate::access::{Auth, Caller, DaemonGate, Policy};
 use crate::event::{names, Event, EventBus};
 use crate::logging::Throttle;
 use crate::net::{Budget, Conn, Drive, Limits, Listener, PeerKey, Service};
-use crate::process::upgrade::{self, Outcome, Successor};
+use crate::process::upgrade::{self, Heir, Outcome, Successor};
 use crate::process::{self, PidFile, ReadyPipe};
 use crate::task::Tasks;
 use crate::worker::supervisor::TOKEN_BASE as WORKER_BASE;
@@ -28,6 +28,8 @@ const SIGNALS: Token = Token(0);
 const TASKS: Token = Token(CONN_BASE - 1);
 /// The readiness pipe of the new binary an upgrade starts.
 const SUCCESSOR: Token = Token(CONN_BASE - 2);
+/// The connections an old daemon hands over (an upgrade).
+const HANDED: Token = Token(CONN_BASE - 3);
 const LISTENER_BASE: usize = 1;
 const CONN_BASE: usize = 1 << 16;
 
@@ -121,8 +123,10 @@ impl<S: 'static> Daemon<S> {
         // A new binary taking over from an old daemon reports to it, not to a `start`.
         let inherited = crate::process::upgrade::inherited();
         let took_over = inherited.as_ref().map(|i| i.old);
+        let mut handed_conns = None;
         let handed_pidfile = inherited.and_then(|i| {
             pipe = Some(i.ready);
+            handed_conns = i.conns;
             i.pidfile
         });
         crate::process::reaper::setup(self.subreaper && !self.workers.is_empty());
@@ -157,6 +161,7 @@ impl<S: 'static> Daemon<S> {
         }
         running.systemd.ready(took_over.is_some());
         running.store_sockets();
+        running.inherit_connections(handed_conns);
         running.emit(Event::new(names::READY, Value::Nil));
         let result = running.run_loop();
         if !running.handed_over {
@@ -227,6 +232,10 @@ struct Running<S> {
     drain: Option<Drain>,
     /// The daemon handed its sockets and pid file to a new process, which serves now.
     handed_over: bool,
+    /// Where idle connections go once the new process of an upgrade serves.
+    heir: Option<Heir>,
+    /// Where the old daemon's connections come from, in the new process of an upgrade.
+    inheritance: Option<Heir>,
 }
 
 /// A daemon that drains: it accepts nothing more and finishes what it started.
@@ -453,6 +462,8 @@ impl<S: 'static> Running<S> {
             successor: None,
             drain: None,
             handed_over: false,
+            heir: None,
+            inheritance: None,
         };
         if running.events.has(names::START) {
             running.systemd.extend("daemon.start listeners");
@@ -514,6 +525,7 @@ impl<S: 'static> Running<S> {
                     SIGNALS => self.signals(),
                     TASKS => {}
                     SUCCESSOR => self.successor_said(),
+                    HANDED => self.adopt_connections(),
                     Token(t) if t >= CONN_BASE => {
                         let key = t - CONN_BASE;
                         // A client gone for good (hang-up both ways) while its call waits for a
@@ -727,7 +739,6 @@ impl<S: 'static> Running<S> {
     fn accept(&mut self, index: usize) {
         loop {
             let Some(listener) = self.listeners.get(index) else { return };
-            let dialect = listener.dialect();
             let (stream, peer) = match listener.accept() {
                 Ok(s) => s,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -740,7 +751,6 @@ impl<S: 'static> Running<S> {
                     return;
                 }
             };
-            let host_rule = listener.host_rule();
             let stream = match (&self.tls, listener.is_tls()) {
                 (Some((_, config)), true) => match stream.into_tls(config) {
                     Ok(s) => s,
@@ -751,59 +761,70 @@ impl<S: 'static> Running<S> {
                 },
                 _ => stream,
             };
-            let mut peer = peer;
-            peer.listener = Some(listener.address().to_string());
-            let refusal = self.admit(index, peer.key);
-            let mut rpc = Rpc {
-                registry: &self.registry,
-                ctx: &mut self.ctx,
-                tasks: &mut self.tasks,
-                owner: (self.conns.vacant_key(), self.next_serial + 1),
-            };
-            let net = rpc.ctx.net.clone();
-            let mut conn = Conn::new(stream, peer, (index, dialect, host_rule), self.budget.clone(), net, &mut rpc);
-            if let Some((reason, why)) = refusal {
-                rpc.ctx.net.refused(reason);
-                let peer = conn.peer();
-                self.refusals.warn(|| format!("refusing a connection from {peer}: {why}"));
-                let fault = tomte_rpc::Fault::new(-32000, "Server busy").with_data(why);
-                let mut line = Vec::new();
-                jsonrpc::write_error(&mut line, "null", &fault);
-                line.push(b'\n');
-                conn.refuse(&line);
-                // Best effort, without registering: the socket is fresh, so the write fits.
-                let _ = conn.drive(&mut rpc, &self.limits);
-                continue;
-            }
-            let entry = self.conns.vacant_entry();
-            let key = entry.key();
-            if let Err(e) = self.poll.registry().register(
-                conn.source(),
-                Token(CONN_BASE + key),
-                Interest::READABLE | Interest::WRITABLE,
-            ) {
-                log::warn!("cannot watch a connection: {e}");
-                continue;
-            }
-            let grants = self.policy.grants(conn.peer(), self.owner);
-            let caller = Rc::new(Caller { peer: conn.peer().clone(), grants });
-            // A TLS connection is announced once its handshake is done (with its certificate).
-            let heard = self.events.has(names::CLIENT_CONNECT) || self.subscribers.wants(names::CLIENT_CONNECT);
-            let peer = (heard && !conn.is_tls()).then(|| caller.peer.to_value());
-            *self.per_peer.entry(conn.peer().key).or_default() += 1;
-            self.per_listener[index] += 1;
-            entry.insert(conn);
-            self.ctx.net.opened(index);
-            self.callers.insert(caller);
-            self.next_serial += 1;
-            self.serials.insert(self.next_serial);
-            self.ctx.connections = self.conns.len();
-            if let Some(peer) = peer {
-                self.emit(Event::new(names::CLIENT_CONNECT, peer));
-            }
-            // Data may already be there, and a comodojo greeter waits to go out.
-            self.drive(key);
+            self.open(index, stream, peer, false);
         }
+    }
+
+    /// Serves connection `stream` from `peer`, accepted by listener `index` (or handed over by
+    /// the old daemon of an upgrade, `greeted` when that one sent the comodojo greeter), if
+    /// the limits admit it; refused otherwise, with an error.
+    fn open(&mut self, index: usize, stream: crate::net::Stream, mut peer: crate::net::Peer, greeted: bool) {
+        let Some(listener) = self.listeners.get(index) else { return };
+        let (dialect, host_rule) = (listener.dialect(), listener.host_rule());
+        peer.listener = Some(listener.address().to_string());
+        let refusal = self.admit(index, peer.key);
+        let mut rpc = Rpc {
+            registry: &self.registry,
+            ctx: &mut self.ctx,
+            tasks: &mut self.tasks,
+            owner: (self.conns.vacant_key(), self.next_serial + 1),
+        };
+        let net = rpc.ctx.net.clone();
+        let mut conn = Conn::new(stream, peer, (index, dialect, host_rule), self.budget.clone(), net, &mut rpc);
+        if greeted {
+            conn.greeted_already();
+        }
+        if let Some((reason, why)) = refusal {
+            rpc.ctx.net.refused(reason);
+            let peer = conn.peer();
+            self.refusals.warn(|| format!("refusing a connection from {peer}: {why}"));
+            let fault = tomte_rpc::Fault::new(-32000, "Server busy").with_data(why);
+            let mut line = Vec::new();
+            jsonrpc::write_error(&mut line, "null", &fault);
+            line.push(b'\n');
+            conn.refuse(&line);
+            // Best effort, without registering: the socket is fresh, so the write fits.
+            let _ = conn.drive(&mut rpc, &self.limits);
+            return;
+        }
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        if let Err(e) = self.poll.registry().register(
+            conn.source(),
+            Token(CONN_BASE + key),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            log::warn!("cannot watch a connection: {e}");
+            return;
+        }
+        let grants = self.policy.grants(conn.peer(), self.owner);
+        let caller = Rc::new(Caller { peer: conn.peer().clone(), grants });
+        // A TLS connection is announced once its handshake is done (with its certificate).
+        let heard = self.events.has(names::CLIENT_CONNECT) || self.subscribers.wants(names::CLIENT_CONNECT);
+        let peer = (heard && !conn.is_tls()).then(|| caller.peer.to_value());
+        *self.per_peer.entry(conn.peer().key).or_default() += 1;
+        self.per_listener[index] += 1;
+        entry.insert(conn);
+        self.ctx.net.opened(index);
+        self.callers.insert(caller);
+        self.next_serial += 1;
+        self.serials.insert(self.next_serial);
+        self.ctx.connections = self.conns.len();
+        if let Some(peer) = peer {
+            self.emit(Event::new(names::CLIENT_CONNECT, peer));
+        }
+        // Data may already be there, and a comodojo greeter waits to go out.
+        self.drive(key);
     }
 
     fn drive(&mut self, key: usize) {
@@ -964,6 +985,12 @@ impl<S: 'static> Running<S> {
     }
 
     fn close(&mut self, key: usize) {
+        self.remove(key, true);
+    }
+
+    /// Forgets connection `key`, closing its socket (a hang-up, when `hangup`; not so for one
+    /// handed to a new process, whose descriptor keeps the connection open).
+    fn remove(&mut self, key: usize, hangup: bool) {
         let mut conn = self.conns.remove(key);
         if let Some(task) = conn.waiting_task() {
             // Nobody will read the answer: drop the future, and what it waits for with it.
@@ -984,7 +1011,7 @@ impl<S: 'static> Running<S> {
         self.per_listener[conn.listener()] -= 1;
         self.ctx.net.closed(conn.listener(), conn.dialect());
         // A TLS client whose handshake never finished was never announced either.
-        if self.heard(names::CLIENT_HANGUP) && !conn.is_handshaking() {
+        if hangup && self.heard(names::CLIENT_HANGUP) && !conn.is_handshaking() {
             self.emit(Event::new(names::CLIENT_HANGUP, caller.peer.to_value()));
         }
     }
@@ -1164,6 +1191,8 @@ impl<S: 'static> Running<S> {
         for key in keys {
             self.close(key);
         }
+        // The new process sees the end of what is handed over.
+        self.heir = None;
         self.ctx.workers.stop_all();
         self.listeners.clear();
         if let Some(s) = self.successor.take() {
@@ -1182,14 +1211,18 @@ impl<S: 'static> Running<S> {
         let Some((since, deadline)) = self.drain.as_ref().map(|d| (d.since, d.deadline)) else { return false };
         let now = Instant::now();
         let grace_over = now >= since + HTTP_IDLE_GRACE;
-        let idle: Vec<usize> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| c.idle_since().is_some() && (grace_over || !c.speaks_http()))
-            .map(|(key, _)| key)
-            .collect();
+        let idle: Vec<usize> =
+            self.conns.iter().filter(|(_, c)| c.idle_since().is_some()).map(|(key, _)| key).collect();
         for key in idle {
-            self.close(key);
+            if self.heir.is_some() && self.hand_over(key) {
+                continue;
+            }
+            // After an upgrade, an HTTP connection that cannot go over (TLS) gets a moment for
+            // its next request, answered with `Connection: close`; a stopping daemon has
+            // nothing to offer it.
+            if grace_over || !self.handed_over || !self.conns[key].speaks_http() {
+                self.close(key);
+            }
         }
         if self.conns.iter().all(|(_, c)| c.only_listening()) {
             let took = now.saturating_duration_since(since);
@@ -1234,8 +1267,11 @@ impl<S: 'static> Running<S> {
         }
         self.listeners.clear();
         self.accept_retry = None;
-        for (_, c) in self.conns.iter_mut() {
-            c.set_draining();
+        if self.heir.is_none() {
+            // Nobody to hand connections to: each HTTP answer closes its connection.
+            for (_, c) in self.conns.iter_mut() {
+                c.set_draining();
+            }
         }
         if let Some(s) = self.successor.take() {
             log::warn!("stopping while upgrading: killing the new process (pid {})", s.pid());
@@ -1246,6 +1282,67 @@ impl<S: 'static> Running<S> {
             self.upgrade_failed(&s, "the daemon is stopping".to_owned());
         }
         self.emit(Event::new(names::STOP, Value::Nil));
+    }
+
+    /// Hands idle connection `key` to the new process, if it can travel: a plain socket
+    /// (not TLS) whose connection holds no token (HTTP's are per request) and no subscription.
+    /// Whether it went.
+    fn hand_over(&mut self, key: usize) -> bool {
+        let (Some(heir), Some(conn)) = (&self.heir, self.conns.get(key)) else { return false };
+        let token = self.callers.get(key).is_some_and(|c| c.peer.token.is_some());
+        let Some(fd) = conn.plain_fd().filter(|_| !token || conn.speaks_http()) else { return false };
+        let name = &self.listener_names[conn.listener()];
+        match heir.send(fd, name, conn.speaks_comodojo()) {
+            Ok(()) => {
+                self.remove(key, false);
+                true
+            }
+            Err(e) => {
+                log::debug!("cannot hand a connection to the new process ({e}): closing it");
+                false
+            }
+        }
+    }
+
+    /// Watches the channel on which the old daemon of an upgrade hands over its connections.
+    fn inherit_connections(&mut self, heir: Option<Heir>) {
+        let Some(heir) = heir else { return };
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&heir.fd());
+        match self.poll.registry().register(&mut mio::unix::SourceFd(&fd), HANDED, Interest::READABLE) {
+            Ok(()) => self.inheritance = Some(heir),
+            Err(e) => log::warn!("cannot take the old daemon's connections ({e}): it closes them instead"),
+        }
+    }
+
+    /// Serves the connections the old daemon handed over, as if this one had accepted them.
+    fn adopt_connections(&mut self) {
+        loop {
+            let Some(heir) = &self.inheritance else { return };
+            let migrant = match heir.recv() {
+                Ok(Some(m)) => m,
+                Ok(None) => return,
+                Err(e) => {
+                    if e.kind() != io::ErrorKind::UnexpectedEof {
+                        log::warn!("the old daemon's connections: {e}");
+                    }
+                    let fd = std::os::fd::AsRawFd::as_raw_fd(&heir.fd());
+                    let _ = self.poll.registry().deregister(&mut mio::unix::SourceFd(&fd));
+                    self.inheritance = None;
+                    return;
+                }
+            };
+            let Some(index) = self.listener_names.iter().position(|n| *n == migrant.listener) else {
+                log::debug!(
+                    "a connection handed over from {}, which this daemon no longer serves: closed",
+                    migrant.listener
+                );
+                continue;
+            };
+            match crate::net::Stream::from_handed(migrant.fd) {
+                Ok((stream, peer)) => self.open(index, stream, peer, migrant.greeted),
+                Err(e) => log::debug!("a connection handed over is unusable ({e}): closed"),
+            }
+        }
     }
 
     /// An adopted pid file and handed-over sockets become this process's, once it is ready to
@@ -1301,6 +1398,14 @@ impl<S: 'static> Running<S> {
         if let Err(why) = upgrade::check_binary(&binary) {
             return self.refuse_upgrade(why);
         }
+        if rustix::process::getpid().is_init() {
+            return self.refuse_upgrade(
+                "this daemon is PID 1 of its namespace (a container's entry point): its exit would end the \
+                 container and the new process with it; replace the container instead, or run the daemon \
+                 under an init (docker run --init)"
+                    .to_owned(),
+            );
+        }
         let sockets: Vec<(std::os::fd::BorrowedFd<'_>, String)> =
             self.listeners.iter().zip(&self.listener_names).map(|(l, n)| (l.fd(), n.clone())).collect();
         let pidfile = self.pidfile.as_ref().map(PidFile::fd);
@@ -1355,7 +1460,7 @@ impl<S: 'static> Running<S> {
         if outcome == Outcome::Pending {
             return;
         }
-        let s = self.successor.take().expect("checked above");
+        let mut s = self.successor.take().expect("checked above");
         let fd = std::os::fd::AsRawFd::as_raw_fd(&s.pipe());
         let _ = self.poll.registry().deregister(&mut mio::unix::SourceFd(&fd));
         crate::process::reaper::spare(None);
@@ -1378,7 +1483,9 @@ impl<S: 'static> Running<S> {
                 if let Some(p) = &mut self.pidfile {
                     p.hand_over();
                 }
+                self.heir = s.take_heir();
                 self.handed_over = true;
+                self.systemd.main_pid(pid);
                 self.systemd.hand_over();
                 self.emit(Event::new(names::UPGRADE, data));
                 self.ctx.stop();

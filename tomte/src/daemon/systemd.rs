@@ -127,6 +127,13 @@ impl Systemd {
         }
     }
 
+    /// The new process of an upgrade is ready: systemd is told from this, the main process,
+    /// that `pid` is the main one now (which `NotifyAccess=main`, the default, accepts; the new
+    /// process says it too, for `NotifyAccess=all`).
+    pub(crate) fn main_pid(&mut self, pid: u32) {
+        self.send(&format!("MAINPID={pid}"));
+    }
+
     /// The daemon handed over to a new process, which systemd follows now: nothing more is
     /// sent (no `STOPPING=1`, which would be taken as the service's).
     pub(crate) fn hand_over(&mut self) {

@@ -372,6 +372,22 @@ impl Conn {
         self.waiting.is_some()
     }
 
+    /// Its plain socket, to hand to a new binary (see [`Stream::plain_fd`]).
+    pub fn plain_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.stream.plain_fd()
+    }
+
+    /// Whether it speaks comodojo's protocol (its greeter was sent).
+    pub fn speaks_comodojo(&self) -> bool {
+        self.framing == Framing::Comodojo
+    }
+
+    /// A comodojo connection handed over by an old daemon was greeted there: no second
+    /// greeter.
+    pub fn greeted_already(&mut self) {
+        self.out.clear();
+    }
+
     /// Writes what it can of its unsent output (a drained daemon's last events): whether some
     /// is left to write.
     pub fn flush_events(&mut self) -> bool {

@@ -392,6 +392,35 @@ impl Stream {
         }
     }
 
+    /// The plain socket's descriptor, to hand the connection to a new binary (an upgrade);
+    /// `None` for a TLS session, whose state cannot travel.
+    pub fn plain_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        match &self.0 {
+            Socket::Unix(s) => Some(s.as_fd()),
+            Socket::Tcp(s) => Some(s.as_fd()),
+            Socket::Tls(_) => None,
+        }
+    }
+
+    /// A connection an old daemon handed over (an upgrade), with who its client is.
+    pub fn from_handed(fd: std::os::fd::OwnedFd) -> io::Result<(Stream, Peer)> {
+        if rustix::net::getsockname(&fd)?.address_family() == rustix::net::AddressFamily::UNIX {
+            let std = std::os::unix::net::UnixStream::from(fd);
+            std.set_nonblocking(true)?;
+            let s = UnixStream::from_std(std);
+            let peer = Peer::of_unix(&s);
+            Ok((Stream(Socket::Unix(s)), peer))
+        } else {
+            let std = std::net::TcpStream::from(fd);
+            std.set_nonblocking(true)?;
+            let addr = std.peer_addr()?;
+            let s = TcpStream::from_std(std);
+            let _ = s.set_nodelay(true);
+            Ok((Stream(Socket::Tcp(s)), Peer::of_tcp(addr)))
+        }
+    }
+
     /// Whether a TLS session holds records not yet sent.
     pub fn has_pending(&self) -> bool {
         matches!(&self.0, Socket::Tls(s) if s.has_pending())

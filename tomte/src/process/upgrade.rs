@@ -14,7 +14,13 @@
 //!   the two processes at every moment, so a second `start` never wins and `status` never says
 //!   "not running". The new process writes its pid over the old one once it is ready.
 //! - the write end of a pipe, where the new process says `READY PID` or `ERROR why`, as a
-//!   detached daemon tells `start`: [`TOMTE_UPGRADE`](ENV) names both descriptors.
+//!   detached daemon tells `start`: [`TOMTE_UPGRADE`](ENV) names the descriptors.
+//! - a socket pair ([`Heir`]) on which, once the new process is ready, the old one hands it
+//!   each connection that has nothing under way (no request arriving, no answer owed): the
+//!   client keeps its connection and never sees the change, and what it sends meanwhile waits
+//!   in the socket for the new process. Connections busy at that moment follow as soon as
+//!   their last answer is written; TLS sessions (whose state cannot travel) and connections
+//!   holding a token or a subscription are closed instead, once idle.
 
 use std::ffi::OsString;
 use std::fs::File;
@@ -28,8 +34,8 @@ use rustix::process::{Pid, WaitOptions};
 
 use super::ReadyPipe;
 
-/// The variable that tells a new process it takes over from an old one: `old=PID ready=FD`
-/// and, when there is a pid file, ` pidfile=FD`.
+/// The variable that tells a new process it takes over from an old one: `old=PID ready=FD
+/// conns=FD` and, when there is a pid file, ` pidfile=FD`.
 pub const ENV: &str = "TOMTE_UPGRADE";
 
 /// The prefix of the names of the sockets tomte hands over (or stores in systemd's store).
@@ -127,6 +133,8 @@ pub struct Inherited {
     pub ready: ReadyPipe,
     /// The pid file's locked descriptor, when the old daemon had one.
     pub pidfile: Option<OwnedFd>,
+    /// Where the old daemon hands over its connections.
+    pub conns: Option<Heir>,
 }
 
 /// What the old daemon handed this process, once ([`ENV`] is removed, so that a worker or a
@@ -138,11 +146,13 @@ pub fn inherited() -> Option<Inherited> {
     let mut old = None;
     let mut ready = None;
     let mut pidfile = None;
+    let mut conns = None;
     for word in text.split_whitespace() {
         match word.split_once('=') {
             Some(("old", v)) => old = v.parse::<u32>().ok(),
             Some(("ready", v)) => ready = v.parse::<i32>().ok(),
             Some(("pidfile", v)) => pidfile = v.parse::<i32>().ok(),
+            Some(("conns", v)) => conns = v.parse::<i32>().ok(),
             _ => {}
         }
     }
@@ -159,7 +169,7 @@ pub fn inherited() -> Option<Inherited> {
     // above), and the variable is gone, so each is taken once.
     let take = crate::sys::process::take_inherited_fd;
     let ready = ReadyPipe::from_fd(take(ready)?);
-    Some(Inherited { old, ready, pidfile: pidfile.and_then(take) })
+    Some(Inherited { old, ready, pidfile: pidfile.and_then(take), conns: conns.and_then(take).map(Heir) })
 }
 
 /// Tells the old daemon that this process, its upgrade, cannot start, and why (a command line
@@ -196,6 +206,7 @@ pub struct Successor {
     pub binary: PathBuf,
     /// When it was started.
     pub started: Instant,
+    heir: Option<Heir>,
 }
 
 impl Successor {
@@ -216,6 +227,15 @@ impl Successor {
             handover.push_str(&format!(" pidfile={}", 3 + fds.len()));
             fds.push(fd);
         }
+        let (ours, theirs) = rustix::net::socketpair(
+            rustix::net::AddressFamily::UNIX,
+            rustix::net::SocketType::SEQPACKET,
+            rustix::net::SocketFlags::CLOEXEC | rustix::net::SocketFlags::NONBLOCK,
+            None,
+        )
+        .map_err(io::Error::from)?;
+        handover.push_str(&format!(" conns={}", 3 + fds.len()));
+        fds.push(theirs.as_fd());
         let ready = 3 + fds.len() as i32;
         handover.push_str(&format!(" ready={ready}"));
         fds.push(write.as_fd());
@@ -230,6 +250,7 @@ impl Successor {
         let unset = ["WATCHDOG_PID"];
         let pid = crate::sys::process::spawn_exec(binary, &argv, &cwd, &env, &unset, &fds, Some(ready))?;
         drop(write);
+        drop(theirs);
         rustix::io::ioctl_fionbio(&read, true).map_err(io::Error::from)?;
         let now = Instant::now();
         Ok(Successor {
@@ -239,7 +260,13 @@ impl Successor {
             deadline: now + timeout,
             binary: binary.to_owned(),
             started: now,
+            heir: Some(Heir(ours)),
         })
+    }
+
+    /// The channel to hand connections on, once it is ready (taken once).
+    pub fn take_heir(&mut self) -> Option<Heir> {
+        self.heir.take()
     }
 
     /// Its pid.
@@ -319,6 +346,82 @@ impl Successor {
     pub fn kill(&self) {
         let _ = rustix::process::kill_process(self.pid, rustix::process::Signal::KILL);
         let _ = rustix::process::waitpid(Some(self.pid), WaitOptions::empty());
+    }
+}
+
+/// One end of the channel an old daemon hands its connections to the new one on (a
+/// `SOCK_SEQPACKET` socket pair: one message per connection, its descriptor attached, the
+/// name of the listener that accepted it in the message).
+#[derive(Debug)]
+pub struct Heir(OwnedFd);
+
+/// A connection handed over.
+#[derive(Debug)]
+pub struct Migrant {
+    /// The [`fd_name`] of the listener that accepted it.
+    pub listener: String,
+    /// A comodojo connection whose greeter was sent already.
+    pub greeted: bool,
+    /// Its socket.
+    pub fd: OwnedFd,
+}
+
+impl Heir {
+    /// Hands connection `conn`, accepted by listener `listener`, to the new process; the
+    /// caller then closes its own descriptor (which neither ends nor resets the connection:
+    /// the new process holds it). Never blocks: a full channel is an error, and the caller
+    /// closes the connection instead.
+    pub fn send(&self, conn: BorrowedFd<'_>, listener: &str, greeted: bool) -> io::Result<()> {
+        use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+        let message = format!("{listener}\n{}", if greeted { "greeted" } else { "" });
+        let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+        let mut control = SendAncillaryBuffer::new(&mut space);
+        let fds = [conn];
+        if !control.push(SendAncillaryMessage::ScmRights(&fds)) {
+            return Err(io::Error::other("no room for a descriptor"));
+        }
+        let iov = [io::IoSlice::new(message.as_bytes())];
+        rustix::net::sendmsg(&self.0, &iov, &mut control, SendFlags::DONTWAIT | SendFlags::NOSIGNAL)?;
+        Ok(())
+    }
+
+    /// The next connection handed over: `Ok(None)` when none waits, an `UnexpectedEof` error
+    /// once the old daemon has closed its end (it has handed over all it will).
+    pub fn recv(&self) -> io::Result<Option<Migrant>> {
+        use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
+        let mut buf = [0u8; 512];
+        let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(4))];
+        let mut control = RecvAncillaryBuffer::new(&mut space);
+        let mut iov = [io::IoSliceMut::new(&mut buf)];
+        let got = match rustix::net::recvmsg(
+            &self.0,
+            &mut iov,
+            &mut control,
+            RecvFlags::DONTWAIT | RecvFlags::CMSG_CLOEXEC,
+        ) {
+            Ok(got) => got,
+            Err(e) if e == rustix::io::Errno::AGAIN => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let mut fds: Vec<OwnedFd> = Vec::new();
+        for m in control.drain() {
+            if let RecvAncillaryMessage::ScmRights(rights) = m {
+                fds.extend(rights);
+            }
+        }
+        if got.bytes == 0 && fds.is_empty() {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        let text = String::from_utf8_lossy(&buf[..got.bytes]);
+        let (listener, flags) = text.split_once('\n').unwrap_or((&text, ""));
+        // One descriptor per message; more would be a mistake of the sender's: closed.
+        let fd = fds.into_iter().next().ok_or_else(|| io::Error::other("a hand-over message without a connection"))?;
+        Ok(Some(Migrant { listener: listener.to_owned(), greeted: flags == "greeted", fd }))
+    }
+
+    /// The channel's descriptor, to watch for readability.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
     }
 }
 
