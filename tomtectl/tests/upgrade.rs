@@ -30,11 +30,15 @@ struct Echo {
 
 impl Echo {
     fn start(tag: &str) -> Echo {
+        Echo::start_with(tag, &[])
+    }
+
+    fn start_with(tag: &str, extra: &[&str]) -> Echo {
         let dir = PathBuf::from(format!("/tmp/tcu-{}-{tag}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let mut echo = Echo { sock: dir.join("d.sock"), pidfile: dir.join("d.pid"), dir, pids: Vec::new() };
-        let out = Command::new(echo_binary()).arg("start").args(echo.args()).output().unwrap();
+        let out = Command::new(echo_binary()).arg("start").args(echo.args()).args(extra).output().unwrap();
         assert!(out.status.success(), "start: {}{}", text(&out.stdout), text(&out.stderr));
         let pid = echo.pid();
         echo.pids.push(pid);
@@ -172,4 +176,39 @@ fn an_upgrade_to_a_binary_that_fails_exits_1_with_the_message_and_the_old_pid_se
     let out = d.ctl(&["upgrade", "--wait", "--binary", "/bin/false"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     assert_eq!(d.served_by(), i64::from(old));
+}
+
+#[test]
+fn a_client_holding_a_token_calls_on_after_an_upgrade_through_a_new_connection() {
+    use std::os::unix::fs::PermissionsExt;
+    use tomte::client::{Client, Protocol, Trust};
+    use tomte_rpc::{Args, Value};
+    // A connection holding a token is not handed to the new process: the old one closes it
+    // once idle, and the client's next call goes on a new connection, the token presented again.
+    let dir = PathBuf::from(format!("/tmp/tcu-{}-tokens", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let tokens = dir.join("tokens");
+    std::fs::write(&tokens, "ops 0123456789abcdef0123\n").unwrap();
+    std::fs::set_permissions(&tokens, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let mut d = Echo::start_with("token", &["--token-file", &tokens.display().to_string()]);
+    let old = d.pid();
+    let address = format!("unix://{}", d.sock.display()).parse().unwrap();
+    let mut c = Client::connect_checked(&address, Protocol::Json, &Trust::own()).unwrap();
+    c.set_timeout(Some(Duration::from_secs(20))).unwrap();
+    let auth = c.call("daemon.auth", &Args::Positional(vec![Value::from("0123456789abcdef0123")])).unwrap();
+    assert_eq!(auth, Ok(Value::Bool(true)));
+    let status = |c: &mut Client| c.call("daemon.status", &Args::default()).unwrap().unwrap();
+    let identity = |v: &Value| v.member("you").and_then(|y| y.member("identity")).cloned();
+    let before = status(&mut c);
+    assert_eq!(before.member("pid").and_then(Value::as_i64), Some(i64::from(old)));
+
+    let out = d.ctl(&["upgrade", "--wait"]);
+    assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
+    let new = d.pid();
+    d.pids.push(new);
+    assert!(!alive(old));
+    let after = status(&mut c);
+    assert_eq!(after.member("pid").and_then(Value::as_i64), Some(i64::from(new)), "{after:?}");
+    assert_eq!(identity(&after), identity(&before), "the token's identity on the new connection: {after:?}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
