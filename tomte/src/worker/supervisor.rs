@@ -666,11 +666,6 @@ impl Supervisor {
         Ok(true)
     }
 
-    /// Whether a rolling restart is going on: one worker restarting, or some queued.
-    pub fn rolling(&self) -> bool {
-        self.rolling_now.is_some() || !self.rolling.is_empty()
-    }
-
     /// Moves the rolling restart on: once the worker restarting has looped again (or did not
     /// come back in time), the next is stopped, and restarted at once (with its new settings,
     /// for a reload).
