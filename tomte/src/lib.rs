@@ -302,8 +302,9 @@
 //!    workers and says ready (as `start` means it; a worker in back-off or `failed` does not
 //!    hold it), its pid now in the pid file. Both processes accept on the shared sockets.
 //! 3. The old one then stops accepting and drains: every call it had started is answered by it
-//!    (workers' and async ones included), and each connection, once nothing is under way on it,
-//!    **goes over to the new process** (its descriptor passed on a socket pair): the client
+//!    (workers' and async ones included), and each connection, once it is owed nothing,
+//!    **goes over to the new process** (its descriptor passed on a socket pair, with what was
+//!    read of a request not yet complete): the client
 //!    keeps its connection, kept-alive HTTP, NDJSON and comodojo alike, and never sees the
 //!    change. TLS sessions, whose state cannot travel, and connections holding a token or a
 //!    subscription close instead once idle; HTTP ones get a second for their next request,

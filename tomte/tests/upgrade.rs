@@ -825,3 +825,94 @@ fn a_daemon_that_dropped_root_upgrades_as_its_user() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(!run.join("d.sock").exists() && !run.join("d.pid").exists(), "files left behind");
 }
+
+#[test]
+fn another_users_status_names_the_new_daemon() {
+    let _alone = alone();
+    if !rustix::process::geteuid().is_root() || Command::new("setpriv").arg("--version").output().is_err() {
+        eprintln!("SKIPPED: needs root and util-linux's setpriv (CI has both)");
+        return;
+    }
+    // A pid file others may read: they ask /proc/locks, not the daemon's descriptors.
+    let mut d = Daemon::new("echo", &["--umask", "022"]).start();
+    let as_nobody = |d: &Daemon| {
+        let out = Command::new("setpriv")
+            .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+            .arg(&d.bin)
+            .arg("status")
+            .args(&d.args)
+            .output()
+            .unwrap();
+        (out.status.code(), format!("{}{}", text(&out.stdout), text(&out.stderr)))
+    };
+    let old = d.pid().unwrap();
+    assert_eq!(as_nobody(&d), (Some(0), format!("echo is running (pid {old})\n")));
+    let new = upgrade(&d, &["--wait"]);
+    d.pids.push(new);
+    assert_eq!(as_nobody(&d), (Some(0), format!("echo is running (pid {new})\n")));
+}
+
+#[test]
+fn a_half_sent_request_and_a_pipelining_client_go_over_whole() {
+    let _alone = alone();
+    let mut d = Daemon::new("echo", &[]).start();
+    let old = d.pid().unwrap();
+    // Half a request: its first bytes read by the old process, the rest sent to the new one.
+    let mut half = BufReader::new(d.connect());
+    half.get_mut().write_all(br#"{"jsonrpc":"2.0","method":"daemon.st"#).unwrap();
+    // HTTP too: a head without its body yet.
+    let mut http = BufReader::new(d.connect());
+    let body = r#"{"jsonrpc":"2.0","method":"daemon.status","id":5}"#;
+    let request = http_post("application/json", body);
+    let (head, rest) = request.split_at(request.len() - body.len() + 10);
+    http.get_mut().write_all(head.as_bytes()).unwrap();
+    // A client that sends 3000 requests at once and reads the answers as they come.
+    let mut pipe = d.connect();
+    let reader = pipe.try_clone().unwrap();
+    // Every 50th asks daemon.status: the pids the answers come from, in order.
+    let writer = std::thread::spawn(move || {
+        for i in 0..3000 {
+            let line = match i % 50 {
+                0 => format!("{{\"jsonrpc\":\"2.0\",\"method\":\"daemon.status\",\"id\":{i}}}\n"),
+                _ => format!("{{\"jsonrpc\":\"2.0\",\"method\":\"my.echo\",\"params\":[\"p{i}\"],\"id\":{i}}}\n"),
+            };
+            pipe.write_all(line.as_bytes()).unwrap();
+            if i % 100 == 99 {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        pipe
+    });
+    std::thread::sleep(Duration::from_millis(60));
+    let new = upgrade(&d, &[]);
+    d.pids.push(new);
+    half.get_mut().write_all(b"atus\",\"id\":1}\n").unwrap();
+    let v = json(&ndjson_answer(&mut half));
+    assert_eq!(v["result"]["pid"], new, "{v}");
+    http.get_mut().write_all(rest.as_bytes()).unwrap();
+    let (status, _, answer) = http_response(&mut http);
+    assert_eq!((status, json(&answer)["result"]["pid"].clone()), (200, serde_json::json!(new)), "{answer}");
+    let mut answers = BufReader::new(reader);
+    let mut pids = Vec::new();
+    for i in 0..3000 {
+        let v = json(&ndjson_answer(&mut answers));
+        assert_eq!(v["id"], i, "{v}");
+        match i % 50 {
+            0 => pids.push(v["result"]["pid"].as_i64().unwrap()),
+            _ => assert_eq!(v["result"], format!("p{i}"), "{v}"),
+        }
+    }
+    // Answered by the old process, then by the new one, on the same connection.
+    let switch = pids.iter().position(|&p| p == i64::from(new)).expect("no answer from the new process");
+    assert!(switch > 0 && pids[..switch].iter().all(|&p| p == i64::from(old)), "{pids:?}");
+    assert!(pids[switch..].iter().all(|&p| p == i64::from(new)), "{pids:?}");
+    drop(writer.join().unwrap());
+    until("old pid gone", Duration::from_secs(10), || gone(old));
+}
+
+/// The next answer line.
+fn ndjson_answer<R: Read>(r: &mut BufReader<R>) -> String {
+    let mut line = String::new();
+    r.read_line(&mut line).expect("an answer");
+    line
+}

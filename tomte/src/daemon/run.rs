@@ -236,6 +236,17 @@ struct Running<S> {
     heir: Option<Heir>,
     /// Where the old daemon's connections come from, in the new process of an upgrade.
     inheritance: Option<Heir>,
+    /// A connection waits to be handed over: the channel was full.
+    retry_handover: bool,
+}
+
+/// Whether a connection went to the new process of an upgrade.
+enum Moved {
+    Yes,
+    /// Not now: the channel is full.
+    Later,
+    /// It cannot (TLS, a token), or not yet (something is under way on it).
+    No,
 }
 
 /// A daemon that drains: it accepts nothing more and finishes what it started.
@@ -464,6 +475,7 @@ impl<S: 'static> Running<S> {
             handed_over: false,
             heir: None,
             inheritance: None,
+            retry_handover: false,
         };
         if running.events.has(names::START) {
             running.systemd.extend("daemon.start listeners");
@@ -502,6 +514,7 @@ impl<S: 'static> Running<S> {
                 self.trim_at,
                 self.systemd.next_deadline(),
                 self.successor.as_ref().map(|s| s.deadline),
+                self.retry_handover.then(|| now + Duration::from_millis(2)),
                 self.drain.as_ref().map(|d| {
                     Some(d.since + HTTP_IDLE_GRACE).filter(|&t| t > now).map_or(d.deadline, |t| t.min(d.deadline))
                 }),
@@ -761,14 +774,21 @@ impl<S: 'static> Running<S> {
                 },
                 _ => stream,
             };
-            self.open(index, stream, peer, false);
+            self.open(index, stream, peer, (false, &[]));
         }
     }
 
     /// Serves connection `stream` from `peer`, accepted by listener `index` (or handed over by
-    /// the old daemon of an upgrade, `greeted` when that one sent the comodojo greeter), if
-    /// the limits admit it; refused otherwise, with an error.
-    fn open(&mut self, index: usize, stream: crate::net::Stream, mut peer: crate::net::Peer, greeted: bool) {
+    /// the old daemon of an upgrade: `greeted` when that one sent the comodojo greeter, with
+    /// the input it had read and not served), if the limits admit it; refused otherwise, with
+    /// an error.
+    fn open(
+        &mut self,
+        index: usize,
+        stream: crate::net::Stream,
+        mut peer: crate::net::Peer,
+        (greeted, unread): (bool, &[u8]),
+    ) {
         let Some(listener) = self.listeners.get(index) else { return };
         let (dialect, host_rule) = (listener.dialect(), listener.host_rule());
         peer.listener = Some(listener.address().to_string());
@@ -784,6 +804,7 @@ impl<S: 'static> Running<S> {
         if greeted {
             conn.greeted_already();
         }
+        conn.preload(unread);
         if let Some((reason, why)) = refusal {
             rpc.ctx.net.refused(reason);
             let peer = conn.peer();
@@ -1211,16 +1232,24 @@ impl<S: 'static> Running<S> {
         let Some((since, deadline)) = self.drain.as_ref().map(|d| (d.since, d.deadline)) else { return false };
         let now = Instant::now();
         let grace_over = now >= since + HTTP_IDLE_GRACE;
-        let idle: Vec<usize> =
-            self.conns.iter().filter(|(_, c)| c.idle_since().is_some()).map(|(key, _)| key).collect();
-        for key in idle {
-            if self.heir.is_some() && self.hand_over(key) {
-                continue;
+        let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
+        self.retry_handover = false;
+        for key in keys {
+            if self.heir.is_some() {
+                match self.hand_over(key) {
+                    Moved::Yes => continue,
+                    Moved::Later => {
+                        self.retry_handover = true;
+                        continue;
+                    }
+                    Moved::No => {}
+                }
             }
             // After an upgrade, an HTTP connection that cannot go over (TLS) gets a moment for
             // its next request, answered with `Connection: close`; a stopping daemon has
             // nothing to offer it.
-            if grace_over || !self.handed_over || !self.conns[key].speaks_http() {
+            let conn = &self.conns[key];
+            if conn.idle_since().is_some() && (grace_over || !self.handed_over || !conn.speaks_http()) {
                 self.close(key);
             }
         }
@@ -1284,22 +1313,26 @@ impl<S: 'static> Running<S> {
         self.emit(Event::new(names::STOP, Value::Nil));
     }
 
-    /// Hands idle connection `key` to the new process, if it can travel: a plain socket
-    /// (not TLS) whose connection holds no token (HTTP's are per request) and no subscription.
-    /// Whether it went.
-    fn hand_over(&mut self, key: usize) -> bool {
-        let (Some(heir), Some(conn)) = (&self.heir, self.conns.get(key)) else { return false };
+    /// Hands connection `key` to the new process if it can go now (see [`Conn::movable`]) and
+    /// may travel at all: not one holding a token (HTTP's are per request).
+    fn hand_over(&mut self, key: usize) -> Moved {
+        let (Some(heir), Some(conn)) = (&self.heir, self.conns.get(key)) else { return Moved::No };
         let token = self.callers.get(key).is_some_and(|c| c.peer.token.is_some());
-        let Some(fd) = conn.plain_fd().filter(|_| !token || conn.speaks_http()) else { return false };
+        if token && !conn.speaks_http() {
+            return Moved::No;
+        }
+        let (Some(unread), Some(fd)) = (conn.movable(), conn.plain_fd()) else { return Moved::No };
         let name = &self.listener_names[conn.listener()];
-        match heir.send(fd, name, conn.speaks_comodojo()) {
+        match heir.send(fd, name, conn.speaks_comodojo(), unread) {
             Ok(()) => {
                 self.remove(key, false);
-                true
+                Moved::Yes
             }
+            // The new process has not read the ones before yet.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Moved::Later,
             Err(e) => {
-                log::debug!("cannot hand a connection to the new process ({e}): closing it");
-                false
+                log::debug!("cannot hand a connection to the new process ({e}): closing it once idle");
+                Moved::No
             }
         }
     }
@@ -1339,7 +1372,7 @@ impl<S: 'static> Running<S> {
                 continue;
             };
             match crate::net::Stream::from_handed(migrant.fd) {
-                Ok((stream, peer)) => self.open(index, stream, peer, migrant.greeted),
+                Ok((stream, peer)) => self.open(index, stream, peer, (migrant.greeted, &migrant.unread)),
                 Err(e) => log::debug!("a connection handed over is unusable ({e}): closed"),
             }
         }

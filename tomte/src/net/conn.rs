@@ -31,6 +31,9 @@ const KEEP_BUF: usize = 64 << 10;
 /// Bytes already written that [`Conn::compact_out`] keeps before the unsent ones (at least the
 /// longest frame separator, see [`Conn::drop_subscriber`]).
 const SENT_TAIL: usize = 16;
+/// The most unserved input a connection carries to a new process (an upgrade): a request
+/// partly read. A connection with more is served here until it has less.
+pub(crate) const MAX_CARRIED: usize = 32 << 10;
 /// How long a closing connection's late input is read and dropped, and how much of it.
 const LINGER: Duration = Duration::from_secs(2);
 const LINGER_READS: usize = 256;
@@ -375,6 +378,39 @@ impl Conn {
     /// Its plain socket, to hand to a new binary (see [`Stream::plain_fd`]).
     pub fn plain_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
         self.stream.plain_fd()
+    }
+
+    /// Whether it can go to a new process now, and the input it read but has not served (part
+    /// of a request, at most 32 KiB), which goes with it: nothing else may be under
+    /// way — no answer owed or unsent, no complete request waiting, not closing, not a
+    /// subscriber, not TLS, no `100 Continue` sent.
+    pub fn movable(&self) -> Option<&[u8]> {
+        let quiet = self.waiting.is_none()
+            && !self.has_output()
+            && !self.backlog
+            && !self.close_after_flush
+            && !self.handshaking
+            && !self.subscribed
+            && !self.streaming
+            && !self.continue_sent
+            && self.stream.plain_fd().is_some();
+        quiet.then(|| &self.buf[self.start..self.end]).filter(|unread| unread.len() <= MAX_CARRIED)
+    }
+
+    /// Input an old daemon had read from this connection and not served (an upgrade): it is
+    /// served as if read here.
+    pub fn preload(&mut self, input: &[u8]) {
+        if input.is_empty() {
+            return;
+        }
+        let size = input.len().max(INITIAL_BUF).next_power_of_two();
+        let _ = self.budget.take(size, usize::MAX);
+        self.budget.give(self.buf.len());
+        self.buf = vec![0; size];
+        self.buf[..input.len()].copy_from_slice(input);
+        (self.start, self.end, self.scanned) = (0, input.len(), 0);
+        self.msg_started = Some(Instant::now());
+        self.backlog = true;
     }
 
     /// Whether it speaks comodojo's protocol (its greeter was sent).

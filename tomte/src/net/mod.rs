@@ -15,6 +15,7 @@ use std::time::Duration;
 pub use tomte_rpc::Served;
 
 pub use addr::{Address, AddressError, Dialect, Transport};
+pub(crate) use conn::MAX_CARRIED;
 pub use conn::{Budget, Conn, Drive};
 pub use listener::{BindError, HostRule, Listener, Stream};
 pub use peer::{Peer, PeerKey};

@@ -260,7 +260,12 @@ fn holds_flock(pid: i32, st: &rustix::fs::Stat) -> io::Result<bool> {
         // No such process: it cannot hold anything.
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
         Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
-            return Ok(listed_in_proc_locks(&std::fs::read_to_string("/proc/locks")?, pid, st))
+            // /proc/locks names the process that took the lock: after an upgrade that is the
+            // first daemon's pid, while the lock lives on in its successor's descriptor of the
+            // same open file. So a lock taken by a pid that is gone counts for the live pid in
+            // the file: the file is root's or the user's, and no stranger's (checked before).
+            let locks = std::fs::read_to_string("/proc/locks")?;
+            return Ok(listed_in_proc_locks(&locks, pid, st) || locked_by_the_gone(&locks, st) && alive(pid));
         }
         Err(e) => return Err(e),
     };
@@ -285,6 +290,21 @@ fn holds_flock(pid: i32, st: &rustix::fs::Stat) -> io::Result<bool> {
         }
     }
     Ok(false)
+}
+
+/// Whether `locks` lists an exclusive flock on the file `st` describes taken by a process that
+/// no longer exists (its open file lives on in another process: an upgrade's successor).
+fn locked_by_the_gone(locks: &str, st: &rustix::fs::Stat) -> bool {
+    locks
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(4)?.parse::<i32>().ok())
+        .any(|holder| listed_in_proc_locks(locks, holder, st) && !alive(holder))
+}
+
+/// Whether process `pid` exists and has not exited (a zombie has).
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|stat| stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])))
 }
 
 /// Whether `locks` (the text of `/proc/locks`) has `pid` holding an exclusive flock on the file

@@ -16,11 +16,12 @@
 //! - the write end of a pipe, where the new process says `READY PID` or `ERROR why`, as a
 //!   detached daemon tells `start`: [`TOMTE_UPGRADE`](ENV) names the descriptors.
 //! - a socket pair ([`Heir`]) on which, once the new process is ready, the old one hands it
-//!   each connection that has nothing under way (no request arriving, no answer owed): the
-//!   client keeps its connection and never sees the change, and what it sends meanwhile waits
-//!   in the socket for the new process. Connections busy at that moment follow as soon as
-//!   their last answer is written; TLS sessions (whose state cannot travel) and connections
-//!   holding a token or a subscription are closed instead, once idle.
+//!   each connection that is owed nothing (no answer owed or unsent), with the bytes it had
+//!   read of a request not yet complete: the client keeps its connection and never sees the
+//!   change, and what it sends meanwhile waits in the socket for the new process. Connections
+//!   busy at that moment follow as soon as their last answer is written; TLS sessions (whose
+//!   state cannot travel) and connections holding a token or a subscription are closed
+//!   instead, once idle.
 
 use std::ffi::OsString;
 use std::fs::File;
@@ -96,14 +97,17 @@ pub fn default_binary() -> Option<PathBuf> {
 }
 
 /// Why a binary may not be started as the daemon's successor: it must be an absolute path to
-/// an executable regular file that only the daemon's user or root may change (the daemon runs
-/// it with its own privileges, which may be root's).
+/// an executable regular file that only the daemon's user or root may change, in directories
+/// only they may change (or sticky ones, as `/tmp`): the daemon runs it with its own
+/// privileges, which may be root's. Links are followed first, and the file they lead to is the
+/// one checked.
 pub fn check_binary(path: &Path) -> Result<(), String> {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     if !path.is_absolute() {
         return Err(format!("binary {}: not an absolute path", path.display()));
     }
-    let meta = std::fs::metadata(path).map_err(|e| format!("binary {}: {e}", path.display()))?;
+    let real = std::fs::canonicalize(path).map_err(|e| format!("binary {}: {e}", path.display()))?;
+    let meta = std::fs::metadata(&real).map_err(|e| format!("binary {}: {e}", path.display()))?;
     if !meta.is_file() {
         return Err(format!("binary {}: not a regular file", path.display()));
     }
@@ -111,15 +115,28 @@ pub fn check_binary(path: &Path) -> Result<(), String> {
         return Err(format!("binary {}: not executable", path.display()));
     }
     let euid = rustix::process::geteuid().as_raw();
-    if meta.uid() != 0 && meta.uid() != euid {
+    let trusted = |uid: u32| uid == 0 || uid == euid;
+    if !trusted(meta.uid()) {
         return Err(format!(
             "binary {}: owned by uid {}, neither root nor the daemon's user",
-            path.display(),
+            real.display(),
             meta.uid()
         ));
     }
     if meta.permissions().mode() & 0o022 != 0 {
-        return Err(format!("binary {}: writable by its group or by others", path.display()));
+        return Err(format!("binary {}: writable by its group or by others", real.display()));
+    }
+    for dir in real.ancestors().skip(1) {
+        let m = std::fs::metadata(dir).map_err(|e| format!("binary {}: {}: {e}", real.display(), dir.display()))?;
+        let mode = m.permissions().mode();
+        let sticky = mode & 0o1000 != 0;
+        if !trusted(m.uid()) || (mode & 0o022 != 0 && !sticky) {
+            return Err(format!(
+                "binary {}: directory {} may be changed by another user: the file could be swapped",
+                real.display(),
+                dir.display()
+            ));
+        }
     }
     Ok(())
 }
@@ -362,25 +379,28 @@ pub struct Migrant {
     pub listener: String,
     /// A comodojo connection whose greeter was sent already.
     pub greeted: bool,
+    /// What the old daemon had read from it and not served (part of a request).
+    pub unread: Vec<u8>,
     /// Its socket.
     pub fd: OwnedFd,
 }
 
 impl Heir {
-    /// Hands connection `conn`, accepted by listener `listener`, to the new process; the
-    /// caller then closes its own descriptor (which neither ends nor resets the connection:
-    /// the new process holds it). Never blocks: a full channel is an error, and the caller
-    /// closes the connection instead.
-    pub fn send(&self, conn: BorrowedFd<'_>, listener: &str, greeted: bool) -> io::Result<()> {
+    /// Hands connection `conn`, accepted by listener `listener`, to the new process with the
+    /// input `unread` it had not served; the caller then closes its own descriptor (which
+    /// neither ends nor resets the connection: the new process holds it). Never blocks: a full
+    /// channel is a `WouldBlock` error (try again once the new process has read some).
+    pub fn send(&self, conn: BorrowedFd<'_>, listener: &str, greeted: bool, unread: &[u8]) -> io::Result<()> {
         use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
-        let message = format!("{listener}\n{}", if greeted { "greeted" } else { "" });
+        let mut message = format!("{listener}\n{}\n", if greeted { "greeted" } else { "" }).into_bytes();
+        message.extend_from_slice(unread);
         let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
         let mut control = SendAncillaryBuffer::new(&mut space);
         let fds = [conn];
         if !control.push(SendAncillaryMessage::ScmRights(&fds)) {
             return Err(io::Error::other("no room for a descriptor"));
         }
-        let iov = [io::IoSlice::new(message.as_bytes())];
+        let iov = [io::IoSlice::new(&message)];
         rustix::net::sendmsg(&self.0, &iov, &mut control, SendFlags::DONTWAIT | SendFlags::NOSIGNAL)?;
         Ok(())
     }
@@ -389,7 +409,7 @@ impl Heir {
     /// once the old daemon has closed its end (it has handed over all it will).
     pub fn recv(&self) -> io::Result<Option<Migrant>> {
         use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
-        let mut buf = [0u8; 512];
+        let mut buf = vec![0u8; 1024 + crate::net::MAX_CARRIED];
         let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(4))];
         let mut control = RecvAncillaryBuffer::new(&mut space);
         let mut iov = [io::IoSliceMut::new(&mut buf)];
@@ -412,11 +432,13 @@ impl Heir {
         if got.bytes == 0 && fds.is_empty() {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
-        let text = String::from_utf8_lossy(&buf[..got.bytes]);
-        let (listener, flags) = text.split_once('\n').unwrap_or((&text, ""));
+        let mut parts = buf[..got.bytes].splitn(3, |&b| b == b'\n');
+        let listener = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
+        let greeted = parts.next() == Some(b"greeted");
+        let unread = parts.next().unwrap_or_default().to_vec();
         // One descriptor per message; more would be a mistake of the sender's: closed.
         let fd = fds.into_iter().next().ok_or_else(|| io::Error::other("a hand-over message without a connection"))?;
-        Ok(Some(Migrant { listener: listener.to_owned(), greeted: flags == "greeted", fd }))
+        Ok(Some(Migrant { listener, greeted, unread, fd }))
     }
 
     /// The channel's descriptor, to watch for readability.
@@ -455,6 +477,14 @@ mod tests {
         assert!(check_binary(&bin).unwrap_err().contains("writable"));
         std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
         assert_eq!(check_binary(&bin), Ok(()));
+        // In a directory others may write (not sticky), it could be swapped.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(check_binary(&bin).unwrap_err().contains("may be changed by another user"));
+        // A link leads to the file that is checked.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let link = dir.join("link");
+        std::os::unix::fs::symlink(&bin, &link).unwrap();
+        assert_eq!(check_binary(&link), Ok(()));
         std::fs::remove_dir_all(&dir).ok();
     }
 }
