@@ -82,7 +82,8 @@ fn a_rolling_restart_replaces_every_worker_one_at_a_time() {
     let t = Instant::now();
     let answer = call(&d, "worker.restart", r#"{"rolling":true}"#);
     assert_eq!(answer["result"], serde_json::json!({"alpha": true, "beta": true}), "{answer}");
-    assert!(t.elapsed() < Duration::from_secs(2), "answered at once, not after the restarts: {:?}", t.elapsed());
+    // At once: not after the restarts (bounded loosely, for a loaded machine).
+    assert!(t.elapsed() < Duration::from_secs(10), "answered at once, not after the restarts: {:?}", t.elapsed());
 
     until("both workers looping with new pids", LIMIT, || {
         let ws = workers(&d);
@@ -100,13 +101,18 @@ fn a_rolling_restart_replaces_every_worker_one_at_a_time() {
     for e in &events {
         let name = e["worker"].as_str().unwrap().to_owned();
         let s = e["state"].as_str().unwrap().to_owned();
+        if e["pid"] == before[&name] && s != "spindown" {
+            // The old process's start, told late (the daemon reports what it notices): it was
+            // looping already.
+            continue;
+        }
         if s != "looping" && state[&name] == "looping" {
             went_down.push(name.clone());
         }
         state.insert(name, s);
         let down: Vec<&String> =
             state.iter().filter(|(_, s)| *s != "looping" && *s != "paused").map(|(n, _)| n).collect();
-        assert!(down.len() <= 1, "{down:?} down at once; the events:\n{events:#?}");
+        assert!(down.len() <= 1, "{down:?} down at once; the events:\n{events:#?}\n{}", d.log_text());
     }
     assert_eq!(went_down, ["alpha", "beta"], "each went down once, in order: {events:#?}");
     for (name, old) in &before {
@@ -229,7 +235,12 @@ fn a_worker_stuck_in_back_off_is_waited_for_its_hang_timeout_only() {
     let waited = t.elapsed();
     assert!(waited >= Duration::from_millis(900), "moved on after {waited:?}, before crasher's hang timeout");
     assert!(waited < Duration::from_secs(6), "the queue waited {waited:?}");
-    assert_ne!(worker(&d, "crasher")["state"], "failed", "moved on while crasher was still in back-off");
+    assert_ne!(
+        worker(&d, "crasher")["state"],
+        "failed",
+        "moved on while crasher was still in back-off\n{}",
+        d.log_text()
+    );
     let log = d.log_text();
     // Its state then: spinup still (printing its panic's backtrace), or back-off.
     let said = log.lines().find(|l| l.contains("rolling restart: worker crasher has not looped within 1s (state "));
@@ -248,7 +259,7 @@ fn tomtectl_restarts_all_workers_rolling_and_prints_each_as_it_comes_back() {
     let (alpha, beta) = (pid_of(&d, "alpha"), pid_of(&d, "beta"));
     let out = ctl(&d, &["worker", "restart", "--rolling", "all", "--wait"]);
     let stdout = text(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}\n{}", text(&out.stderr), d.log_text());
     let _reaper = pids(&d);
     let (alpha2, beta2) = (pid_of(&d, "alpha"), pid_of(&d, "beta"));
     assert_eq!(

@@ -2,7 +2,8 @@
 //! events until each is back (looping or paused with a new pid) or known not to come back.
 //!
 //! A worker is back once an event says it loops (or is paused) with a pid other than the one
-//! it had before the restart. It did not come back when it is told `failed` or `exited` after it
+//! it had before the restart; its old process told in spinup, looping or paused (late: the
+//! daemon reports a state when it notices it) does not count as down. It did not come back when it is told `failed` or `exited` after it
 //! went down, or — in a rolling restart, which takes the workers in the answer's order — when a
 //! worker after it goes down while it is not back: the daemon moved on without it. Every other
 //! wait is bounded by the caller (no progress for a while).
@@ -77,6 +78,10 @@ impl Tracker {
         let (_, was, progress) = &mut self.workers[at];
         let was = *was;
         let up = matches!(state, "looping" | "paused");
+        if was.is_some() && pid == was && matches!(state, "spinup" | "looping" | "paused") {
+            // The old process, told late (a daemon reports states as it notices them): not down.
+            return changes;
+        }
         match progress.clone() {
             Progress::Back(_) | Progress::Lost(_) => return changes,
             Progress::Waiting | Progress::Down(_) if up && pid.is_some() && pid != was => {
@@ -125,7 +130,9 @@ mod tests {
     #[test]
     fn a_worker_is_back_once_it_loops_with_a_new_pid() {
         let mut t = Tracker::new(vec![("alpha".into(), Some(10)), ("beta".into(), Some(11))], true);
-        // Its old process still looping: nothing yet.
+        // Its old process, told late: nothing yet, and beta's does not pass alpha over.
+        assert_eq!(t.event(&state("alpha", "spinup", Some(10))), []);
+        assert_eq!(t.event(&state("beta", "spinup", Some(11))), []);
         assert_eq!(t.event(&state("alpha", "looping", Some(10))), []);
         assert_eq!(t.event(&state("alpha", "spindown", Some(10))), []);
         assert_eq!(t.event(&state("alpha", "backoff", None)), []);

@@ -636,6 +636,8 @@ impl Supervisor {
         let Ok(i) = self.find(name) else { return false };
         let slot = &mut self.slots[i];
         t.set_daemon_side(&mut slot.spec);
+        // The next back-off within the new bounds (it starts from the minimum).
+        slot.backoff = slot.backoff.min(t.backoff_max).max(t.backoff_min);
         if let Some(queued) = self.rolling.iter_mut().find(|(j, t)| *j == i && t.is_none()) {
             // Restarted on request anyway: it restarts with them.
             queued.1 = Some(t);
