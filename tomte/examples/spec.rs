@@ -26,6 +26,8 @@ fn main() {
     let (t, u) = (ticks.clone(), usr1.clone());
     d.every(Duration::from_millis(20), move |_| t.set(t.get() + 1));
     d.on("daemon.posix.SIGUSR1", move |_: &Event, _: &mut Ctx| u.set(u.get() + 1));
+    // SIGUSR2 is the application's here: without the default listener, it does not upgrade.
+    d.clear("daemon.posix.SIGUSR2");
     d.on("daemon.posix.12", |_: &Event, ctx: &mut Ctx| ctx.emit("spec.usr2", Value::Nil));
     let usr2 = Rc::new(Cell::new(0i64));
     let u2 = usr2.clone();

@@ -208,7 +208,7 @@ fn a_missing_file_and_a_file_others_may_write_are_refused_naming_them() {
 fn reload_applies_log_level_and_limits_and_keeps_the_old_configuration_on_a_broken_file() {
     let (mut d, file) = with_file("echo", "idle-timeout = 300\n");
     let pid = start(&mut d, &[]);
-    kill(pid, libc::SIGUSR2);
+    kill(pid, libc::SIGWINCH);
     assert!(!d.log_text().contains("DEBUG"), "debug lines before -v: {}", d.log_text());
 
     // A new level, a new limit, and a new socket mode (which needs a restart).
@@ -221,9 +221,9 @@ fn reload_applies_log_level_and_limits_and_keeps_the_old_configuration_on_a_brok
     assert_eq!(r["restart_needed"], serde_json::json!(["socket-mode"]), "{report}");
     assert_eq!(call(&d, "daemon.status", "[]")["result"]["limits"]["idle_timeout"], 7.0);
     // Debug lines now: the signal is logged at debug level.
-    kill(pid, libc::SIGUSR2);
+    kill(pid, libc::SIGWINCH);
     until("a debug line", Duration::from_secs(10), || {
-        d.log_text().contains("DEBUG") && d.log_text().contains("SIGUSR2")
+        d.log_text().contains("DEBUG") && d.log_text().contains("SIGWINCH")
     });
     let log = d.log_text();
     assert!(log.contains("applied verbose, idle-timeout"), "{log}");

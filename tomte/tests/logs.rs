@@ -139,20 +139,20 @@ fn the_level_changes_at_run_time_for_the_daemon_and_its_workers() {
     let out = tomtectl(&d, &["loglevel"]);
     assert_eq!((out.status.code(), text(&out.stdout).trim()), (Some(0), "info"), "{}", text(&out.stderr));
     // Debug lines are not written at info: the daemon's (a signal) nor a worker's (a command).
-    kill(d.pid().unwrap(), libc::SIGUSR2);
+    kill(d.pid().unwrap(), libc::SIGWINCH);
     assert_eq!(call(&d, "worker.pause", r#"["alpha"]"#)["result"], true);
     until("alpha paused", Duration::from_secs(20), || worker(&d, "alpha")["state"] == "paused");
     let log = d.log_text();
-    assert!(!log.contains("signal SIGUSR2") && !log.contains("command pause"), "{log}");
+    assert!(!log.contains("signal SIGWINCH") && !log.contains("command pause"), "{log}");
 
     let v = call(&d, "daemon.loglevel", r#"["debug"]"#);
     assert_eq!(v["result"], "info", "answers the previous level: {v}");
-    kill(d.pid().unwrap(), libc::SIGUSR2);
+    kill(d.pid().unwrap(), libc::SIGWINCH);
     assert_eq!(call(&d, "worker.resume", r#"["alpha"]"#)["result"], true);
     until("debug lines, the daemon's and alpha's", Duration::from_secs(20), || {
         let log = d.log_text();
         log.contains("DEBUG pool[")
-            && log.contains("signal SIGUSR2 (12)")
+            && log.contains("signal SIGWINCH (28)")
             && log.contains(&format!("DEBUG alpha[{alpha}] worker alpha: command resume"))
     });
     let out = tomtectl(&d, &["loglevel"]);

@@ -1331,7 +1331,13 @@ impl<S: 'static> Running<S> {
             // The new process has not read the ones before yet.
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Moved::Later,
             Err(e) => {
-                log::debug!("cannot hand a connection to the new process ({e}): closing it once idle");
+                // The new process is gone or refuses: nothing more goes over, and the
+                // connections close as a stopping daemon's do.
+                log::warn!("cannot hand connections to the new process any more ({e}): closing them once idle");
+                self.heir = None;
+                for (_, c) in self.conns.iter_mut() {
+                    c.set_draining();
+                }
                 Moved::No
             }
         }
