@@ -47,6 +47,13 @@
 //!   server answered, so it is returned as a fault: code −32300 (transport error, as the
 //!   fault-code interoperability spec names it), message "Transport error", and the server's text
 //!   as the fault's data (so [`Fault::full_message`] shows it).
+//!
+//! A connection kept across a daemon's upgrade or restart may be closed under it: an upgrade
+//! hands idle connections to the new process, but closes those holding a TLS session, a token
+//! or a subscription once idle. A call the daemon closes the connection on before any byte of
+//! its answer arrived, on a connection that had already answered an earlier call, is sent once
+//! more on a new connection (see [`Client::call`] for why that is safe; a subscribed connection
+//! is not replaced).
 
 use std::collections::VecDeque;
 use std::io::{self, BufRead, BufReader, Read as _, Write};
@@ -342,6 +349,32 @@ pub struct Client {
     input: Vec<u8>,
     /// Notifications read while waiting for an answer, not yet taken.
     pending: VecDeque<Notification>,
+    /// How to connect again, for a call the daemon closed the connection on unread.
+    redial: Redial,
+    /// Calls answered on this connection.
+    answered: u64,
+    /// Whether this connection subscribed to events: it is never replaced (its subscription
+    /// would not follow).
+    subscribed: bool,
+    /// The `daemon.auth` call that was answered on this connection, sent again first on a new
+    /// one.
+    auth: Option<Args>,
+}
+
+/// What [`Client::open`] was given: enough to open the same kind of connection again.
+struct Redial {
+    address: Address,
+    trust: Trust,
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+}
+
+/// How a call ended when it did not get its answer.
+enum Unanswered {
+    /// The daemon closed the connection before any byte of the answer arrived (end of file, or
+    /// a reset, after the request or while it was written): it never read the request.
+    Unread(ClientError),
+    /// Any other failure: part of an answer, a timeout, a protocol error.
+    Failed(ClientError),
 }
 
 impl Client {
@@ -439,6 +472,10 @@ impl Client {
             request: Vec::new(),
             input: Vec::new(),
             pending: VecDeque::new(),
+            redial: Redial { address: address.clone(), trust: trust.clone(), tls: tls.cloned() },
+            answered: 0,
+            subscribed: false,
+            auth: None,
         };
         if protocol.is_comodojo() {
             client.greet()?;
@@ -463,15 +500,72 @@ impl Client {
     }
 
     /// Calls `method`: `Ok(Ok(value))` for a result, `Ok(Err(fault))` for an RPC error.
+    ///
+    /// When the daemon closes the connection before any byte of the answer arrived, and this
+    /// connection had already answered an earlier call, the call is sent once more on a new
+    /// connection (to the same address, with the same checks; a `daemon.auth` answered on the
+    /// old one is presented again first). That is what a connection kept across an upgrade or a
+    /// restart meets: an idle connection the old process closed. It is safe because of the
+    /// daemon's drain rule: a draining tomte daemon closes an NDJSON or comodojo connection only
+    /// when it has read nothing it has not answered, and an HTTP one after an answer that said
+    /// `Connection: close`, so a request it closed on was never read, never run. A connection
+    /// that subscribed to events is not replaced (its subscription would not follow): there the
+    /// error is returned. The one case the rule does not cover: a daemon that dies (killed,
+    /// crashed) while it runs a call closes the connection the same way, and that call is then
+    /// run again by whoever serves the address next.
     pub fn call(&mut self, method: &str, args: &Args) -> Result<Result<Value, Fault>, ClientError> {
+        match self.call_once(method, args) {
+            Ok(answer) => Ok(answer),
+            Err(Unanswered::Unread(e)) if self.answered == 0 || self.subscribed => Err(e),
+            Err(Unanswered::Unread(_)) => {
+                self.reconnect()?;
+                self.call_once(method, args).map_err(|(Unanswered::Unread(e) | Unanswered::Failed(e))| e)
+            }
+            Err(Unanswered::Failed(e)) => Err(e),
+        }
+    }
+
+    /// Replaces the connection by a new one to the same address, with this one's timeout and
+    /// authentication.
+    fn reconnect(&mut self) -> Result<(), ClientError> {
+        let Redial { address, trust, tls } = &self.redial;
+        let mut fresh = Client::open(address, self.protocol, trust, tls.as_ref())?;
+        fresh.set_timeout(self.timeout).map_err(|source| fresh.io_err(source))?;
+        fresh.next_id = self.next_id;
+        if let Some(auth) = self.auth.take() {
+            fresh.call("daemon.auth", &auth)?.map_err(|fault| ClientError::Protocol {
+                addr: fresh.addr.clone(),
+                why: format!("the new connection refused the token: {}", fault.full_message()),
+            })?;
+        }
+        *self = fresh;
+        Ok(())
+    }
+
+    fn call_once(&mut self, method: &str, args: &Args) -> Result<Result<Value, Fault>, Unanswered> {
+        let answer = self.exchange(method, args)?;
+        self.answered += 1;
+        if method == "daemon.auth" && matches!(answer, Ok(Value::Bool(true))) {
+            self.auth = Some(args.clone());
+        }
+        if method == "daemon.subscribe" && answer.is_ok() {
+            self.subscribed = true;
+        }
+        Ok(answer)
+    }
+
+    /// One request written and its answer read.
+    fn exchange(&mut self, method: &str, args: &Args) -> Result<Result<Value, Fault>, Unanswered> {
+        let failed = Unanswered::Failed;
         let id = self.next_id;
         self.next_id += 1;
         self.payload.clear();
         if self.protocol.is_xml() {
             let Args::Positional(params) = args else {
-                return Err(self.encode_err("XML-RPC has no named parameters: pass them by position".into()));
+                return Err(failed(self.encode_err("XML-RPC has no named parameters: pass them by position".into())));
             };
-            xmlrpc::encode_call(method, params, &mut self.payload).map_err(|e| self.encode_err(e.to_string()))?;
+            xmlrpc::encode_call(method, params, &mut self.payload)
+                .map_err(|e| failed(self.encode_err(e.to_string())))?;
         } else {
             jsonrpc::encode_request(method, args, Some(id), &mut self.payload);
         }
@@ -496,23 +590,43 @@ impl Client {
         }
         let socket = self.reader.get_mut();
         let written = socket.write_all(&self.request).and_then(|()| socket.flush());
+        // Did any byte of an answer come, or did the connection end first?
+        let gone = |kind: io::ErrorKind| {
+            matches!(kind, io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe | io::ErrorKind::NotConnected)
+        };
+        let nothing = loop {
+            match self.reader.fill_buf() {
+                Ok(bytes) => break bytes.is_empty(),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if gone(e.kind()) => break true,
+                // A timeout, say: reading again would wait as long once more.
+                Err(e) => return Err(failed(self.io_err(e))),
+            }
+        };
+        if nothing && written.as_ref().err().is_none_or(|e| gone(e.kind())) {
+            let e = match written {
+                Err(source) => self.io_err(source),
+                Ok(()) => ClientError::Closed { addr: self.addr.clone() },
+            };
+            return Err(Unanswered::Unread(e));
+        }
         let answer = self.read_answer();
         if let Err(source) = written {
             // A daemon refusing a request (too large, say) may answer why before it closes, while
             // the rest was still being written: its answer says more than a broken pipe.
             if !matches!(answer, Ok(_) | Err(ClientError::Http { .. })) {
-                return Err(self.io_err(source));
+                return Err(failed(self.io_err(source)));
             }
         }
-        if let Some(fault) = answer? {
+        if let Some(fault) = answer.map_err(failed)? {
             return Ok(Err(fault));
         }
         if self.protocol.is_xml() {
-            return xmlrpc::decode_response(&self.input).map_err(|f| self.protocol_err(f.full_message()));
+            return xmlrpc::decode_response(&self.input).map_err(|f| failed(self.protocol_err(f.full_message())));
         }
-        let resp = jsonrpc::decode_response(&self.input).map_err(|e| self.protocol_err(e.to_string()))?;
+        let resp = jsonrpc::decode_response(&self.input).map_err(|e| failed(self.protocol_err(e.to_string())))?;
         if resp.id != Value::Int(id as i64) && resp.id != Value::Nil {
-            return Err(self.protocol_err(format!("answer for id {:?}, expected {id}", resp.id)));
+            return Err(failed(self.protocol_err(format!("answer for id {:?}, expected {id}", resp.id))));
         }
         Ok(resp.outcome)
     }
@@ -815,5 +929,167 @@ impl Client {
 
     fn encode_err(&self, why: String) -> ClientError {
         ClientError::Encode { addr: self.addr.clone(), why }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The call sent again on a new connection, against a scripted server: a unix socket this
+    //! test serves, closing connections where a draining daemon would (and where it would not).
+
+    use std::io::{BufRead, BufReader, Write};
+    use std::os::unix::net::{UnixListener, UnixStream};
+    use std::path::PathBuf;
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    /// A socket in a fresh directory; each connection is handed to the next script, in order.
+    struct Server {
+        dir: PathBuf,
+        address: Address,
+        thread: Option<std::thread::JoinHandle<usize>>,
+    }
+
+    type Script = Box<dyn FnOnce(BufReader<UnixStream>) + Send>;
+
+    impl Server {
+        fn new(tag: &str, scripts: Vec<Script>) -> Server {
+            let dir = PathBuf::from(format!("/tmp/tcl-{}-{tag}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            let sock = dir.join("s.sock");
+            let listener = UnixListener::bind(&sock).unwrap();
+            listener.set_nonblocking(true).unwrap();
+            let thread = std::thread::spawn(move || {
+                let mut served = 0;
+                let mut scripts = scripts.into_iter();
+                // Connections until the scripts end, and a little after, to count a surplus one.
+                let mut deadline = Instant::now() + Duration::from_secs(20);
+                while Instant::now() < deadline {
+                    match listener.accept() {
+                        Ok((s, _)) => {
+                            served += 1;
+                            s.set_nonblocking(false).unwrap();
+                            s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+                            match scripts.next() {
+                                Some(script) => script(BufReader::new(s)),
+                                None => drop(s),
+                            }
+                            if scripts.len() == 0 {
+                                deadline = deadline.min(Instant::now() + Duration::from_millis(300));
+                            }
+                        }
+                        Err(_) => std::thread::sleep(Duration::from_millis(2)),
+                    }
+                }
+                served
+            });
+            let address = format!("unix://{}", sock.display()).parse().unwrap();
+            Server { dir, address, thread: Some(thread) }
+        }
+
+        /// How many connections came.
+        fn connections(mut self) -> usize {
+            self.thread.take().unwrap().join().unwrap()
+        }
+    }
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    /// Reads one request line: its method and id.
+    fn request(r: &mut BufReader<UnixStream>) -> (String, i64) {
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+        (v["method"].as_str().unwrap_or("").to_owned(), v["id"].as_i64().unwrap_or(0))
+    }
+
+    fn answer(r: &mut BufReader<UnixStream>, id: i64, result: &str) {
+        let line = format!("{{\"jsonrpc\":\"2.0\",\"result\":{result},\"id\":{id}}}\n");
+        r.get_mut().write_all(line.as_bytes()).unwrap();
+    }
+
+    fn call(c: &mut Client, method: &str) -> Result<Result<Value, Fault>, ClientError> {
+        c.call(method, &Args::default())
+    }
+
+    #[test]
+    fn a_call_closed_unread_on_a_used_connection_is_sent_again_on_a_new_one_after_the_token() {
+        let server = Server::new(
+            "again",
+            vec![
+                Box::new(|mut r| {
+                    assert_eq!(request(&mut r), ("daemon.auth".to_owned(), 1));
+                    answer(&mut r, 1, "true");
+                    assert_eq!(request(&mut r), ("first".to_owned(), 2));
+                    answer(&mut r, 2, "\"one\"");
+                    // Idle, nothing unread: closed, as a draining daemon does.
+                }),
+                Box::new(|mut r| {
+                    let (method, id) = request(&mut r);
+                    assert_eq!(method, "daemon.auth", "the token first on the new connection");
+                    answer(&mut r, id, "true");
+                    let (method, id) = request(&mut r);
+                    assert_eq!(method, "second");
+                    answer(&mut r, id, "\"two\"");
+                }),
+            ],
+        );
+        let mut c = Client::connect(&server.address).unwrap();
+        c.call("daemon.auth", &Args::Positional(vec![Value::from("secret")])).unwrap().unwrap();
+        assert_eq!(call(&mut c, "first").unwrap().unwrap(), Value::from("one"));
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(call(&mut c, "second").unwrap().unwrap(), Value::from("two"));
+        assert_eq!(server.connections(), 2);
+    }
+
+    #[test]
+    fn a_fresh_connection_closed_is_an_error_and_not_tried_again() {
+        let server = Server::new("fresh", vec![Box::new(drop)]);
+        let mut c = Client::connect(&server.address).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        let e = call(&mut c, "first").unwrap_err();
+        assert!(matches!(e, ClientError::Closed { .. } | ClientError::Io { .. }), "{e}");
+        assert_eq!(server.connections(), 1);
+    }
+
+    #[test]
+    fn a_call_whose_answer_began_is_not_sent_again() {
+        let server = Server::new(
+            "partial",
+            vec![Box::new(|mut r| {
+                assert_eq!(request(&mut r).0, "first");
+                answer(&mut r, 1, "1");
+                assert_eq!(request(&mut r).0, "second");
+                // Read, and half answered: it may have run.
+                r.get_mut().write_all(b"{\"jsonrpc\":\"2.0\",").unwrap();
+            })],
+        );
+        let mut c = Client::connect(&server.address).unwrap();
+        assert_eq!(call(&mut c, "first").unwrap().unwrap(), Value::Int(1));
+        let e = call(&mut c, "second").unwrap_err();
+        assert!(matches!(e, ClientError::Closed { .. }), "{e}");
+        assert_eq!(server.connections(), 1);
+    }
+
+    #[test]
+    fn a_subscribed_connection_is_not_replaced() {
+        let server = Server::new(
+            "subscribed",
+            vec![Box::new(|mut r| {
+                assert_eq!(request(&mut r).0, "daemon.subscribe");
+                answer(&mut r, 1, "{\"subscribed\":[\"*\"]}");
+            })],
+        );
+        let mut c = Client::connect(&server.address).unwrap();
+        assert_eq!(c.subscribe(&["*"]).unwrap().unwrap(), ["*"]);
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(call(&mut c, "second").is_err());
+        assert_eq!(server.connections(), 1);
     }
 }

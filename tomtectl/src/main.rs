@@ -12,6 +12,11 @@
 //! socket (a native listener serves HTTP too) and shows the main figures as a table.
 //! `completions SHELL` and `man [COMMAND]` print a completion script and a man page.
 //!
+//! Replacing: `upgrade` calls `daemon.upgrade` and prints both pids (`--wait`: the old one's
+//! drain and end too; exit 1 with the new process's message when it failed); `worker restart
+//! --rolling all|NAME...` replaces workers one at a time, and `--wait` prints each as it comes
+//! back (exit 1 when one does not).
+//!
 //! Protocols: NDJSON JSON-RPC by default; `--xml` speaks XML-RPC over HTTP; `--comodojo` speaks
 //! comodojo/daemon's framing (JSON-RPC inside, or XML-RPC with `--xml` too), which a
 //! `comodojo+unix://` or `comodojo+tcp://` address implies.
@@ -20,8 +25,11 @@ mod exposition;
 mod follow;
 mod health;
 mod metrics;
+mod restart;
+mod upgrade;
 
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use clap::{CommandFactory as _, Parser, Subcommand};
@@ -88,11 +96,44 @@ enum Command {
     Shutdown,
     /// Show the daemon's workers: name, pid, state, restarts, iterations, uptime
     Workers,
-    /// Act on worker NAME: pause, resume, start, stop or restart
+    /// Act on workers: pause, resume, start, stop or restart NAME..., or `all`
+    ///
+    /// `all` is every worker. `restart --rolling` replaces the workers one at a time, each new
+    /// one looping before the next old one is stopped (worker.restart with rolling: true); the
+    /// daemon answers at once. `restart --wait` follows the daemon.worker.state events (on an
+    /// NDJSON connection) and prints each worker as it comes back, `NAME back: pid NEW (was
+    /// OLD)`; it exits 1 when one does not (failed, stopped, or passed over by the rolling
+    /// restart), naming it on stderr.
     Worker {
         #[arg(value_parser = ["pause", "resume", "start", "stop", "restart"])]
         action: String,
-        name: String,
+        /// Worker names, or `all`
+        #[arg(required = true, value_name = "NAME")]
+        names: Vec<String>,
+        /// restart: one worker at a time, each looping again before the next is stopped
+        #[arg(long)]
+        rolling: bool,
+        /// restart: wait for every worker to be back, printing each as it comes
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Replace the daemon by a new process of its binary, without refusing a connection
+    ///
+    /// Calls daemon.upgrade: the new process takes over the listening sockets and the pid
+    /// file, and once it is ready the old one finishes what it started and exits. Prints `old
+    /// pid X -> new pid Y ready in N ms (BINARY)` (the arrow a Unicode one, U+2192). When the new process fails (it exits, its
+    /// configuration is refused, it is not ready in time), its message goes to stderr, the old
+    /// one serves on unchanged, and the exit code is 1. --wait also prints `old pid X drained
+    /// in N ms` (its daemon.drained event, subscribed to first on the NDJSON connection) and,
+    /// for a daemon on a unix socket, `old pid X gone` once the process has ended.
+    Upgrade {
+        /// The new binary (an absolute path on the daemon's machine; a relative one is made
+        /// absolute here for a unix socket) [default: the daemon's own]
+        #[arg(long, value_name = "PATH")]
+        binary: Option<String>,
+        /// Wait for the old process to drain (and, on a unix socket, to end)
+        #[arg(long)]
+        wait: bool,
     },
     /// Show the daemon's log level, or set it (for its workers too) and show the previous one
     Loglevel {
@@ -174,6 +215,7 @@ could not be reached, the socket is served by an untrusted user, or the command 
 Environment: TOMTE_SOCKET is the socket used when --socket is not given.";
 
 /// Prints a line; a closed stdout (`| head`) ends the program quietly instead of panicking.
+#[macro_export]
 macro_rules! say {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
@@ -284,6 +326,20 @@ fn run(cli: &Cli, socket: &str) -> anyhow::Result<ExitCode> {
             })?;
             return Ok(stream_end(end));
         }
+        Command::Upgrade { binary, wait } => {
+            let local = matches!(address.transport, tomte::net::Transport::Unix(_));
+            let binary = match binary {
+                Some(b) if local && std::path::Path::new(b).is_relative() => {
+                    Some(std::path::absolute(b)?.display().to_string())
+                }
+                other => other.clone(),
+            };
+            let ask = upgrade::Ask { binary: binary.as_deref(), wait: *wait, local, json: cli.json };
+            return upgrade::run(&mut client, &ask);
+        }
+        Command::Worker { action, names, rolling, wait } => {
+            return worker(&mut client, action, names, *rolling, *wait, cli.json);
+        }
         Command::Health { verbose } => {
             let answer = client.call("daemon.health", &Args::default())??;
             let (ready, lines) = health::report(&answer, *verbose);
@@ -348,13 +404,6 @@ fn run(cli: &Cli, socket: &str) -> anyhow::Result<ExitCode> {
             }
             print_workers(&list);
         }
-        Command::Worker { action, name } => {
-            let done = call(&format!("worker.{action}"), Args::Positional(vec![Value::from(name.as_str())]))?;
-            match done {
-                Value::Bool(true) => say!("{action}: {name}"),
-                _ => say!("{action}: {name}: nothing to do"),
-            }
-        }
         Command::Loglevel { level } => {
             let args = Args::Positional(level.iter().map(|l| Value::from(l.as_str())).collect());
             let answer = call("daemon.loglevel", args)?;
@@ -370,6 +419,8 @@ fn run(cli: &Cli, socket: &str) -> anyhow::Result<ExitCode> {
             say!("shutting down");
         }
         Command::Events { .. }
+        | Command::Upgrade { .. }
+        | Command::Worker { .. }
         | Command::Logs { .. }
         | Command::Health { .. }
         | Command::Metrics { .. }
@@ -377,6 +428,137 @@ fn run(cli: &Cli, socket: &str) -> anyhow::Result<ExitCode> {
         | Command::Man { .. } => unreachable!("handled above"),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// How long `worker restart --wait` waits without any progress of the workers it follows: a
+/// rolling restart moves on from a worker after 30 s at most, plus its old process's stop.
+const NO_PROGRESS: Duration = Duration::from_secs(60);
+
+/// `worker ACTION NAME...|all [--rolling] [--wait]`.
+fn worker(
+    client: &mut Client,
+    action: &str,
+    names: &[String],
+    rolling: bool,
+    wait: bool,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    if action != "restart" && (rolling || wait) {
+        bail!("--rolling and --wait go with `worker restart` only");
+    }
+    let all = names.iter().any(|n| n == "all");
+    if all && names.len() > 1 {
+        bail!("`all` is every worker: name workers, or say all, not both");
+    }
+    let method = format!("worker.{action}");
+    if action != "restart" {
+        // One call a name (a single name is what comodojo's daemons take), or one for all.
+        let calls: Vec<Option<&String>> = if all { vec![None] } else { names.iter().map(Some).collect() };
+        for name in calls {
+            let args = Args::Positional(name.iter().map(|n| Value::from(n.as_str())).collect());
+            let answer = client.call(&method, &args)??;
+            print_done(action, name.map(String::as_str), &answer, json);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if wait && client.protocol() != Protocol::Json {
+        bail!("worker restart --wait follows daemon.worker.state events: it needs an NDJSON connection (not --xml or comodojo)");
+    }
+    // Before the restart: the pids to tell the new processes by, and the events from now on.
+    let before: Vec<(String, Option<i64>)> = if wait {
+        let Value::Array(list) = client.call("worker.list", &Args::default())?? else {
+            bail!("worker.list did not return an array");
+        };
+        list.iter()
+            .filter_map(|w| Some((w.member("name")?.as_str()?.to_owned(), w.member("pid").and_then(Value::as_i64))))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    if wait {
+        client.subscribe(&["daemon.worker.state"])??;
+    }
+    let mut params = Vec::new();
+    match names {
+        _ if all => {}
+        [one] => params.push(Value::from(one.as_str())),
+        many => params.push(Value::Array(many.iter().map(|n| Value::from(n.as_str())).collect())),
+    }
+    if rolling {
+        params.push(Value::Bool(true));
+    }
+    let answer = client.call(&method, &Args::Positional(params))??;
+    let single = (!all && names.len() == 1).then(|| names[0].as_str());
+    print_done(action, single, &answer, json);
+    if !wait {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let restarted: Vec<String> = match (&answer, single) {
+        (Value::Bool(true), Some(name)) => vec![name.to_owned()],
+        (Value::Struct(members), _) => {
+            members.iter().filter(|(_, v)| *v == Value::Bool(true)).map(|(n, _)| n.clone()).collect()
+        }
+        _ => Vec::new(),
+    };
+    let followed = restarted
+        .into_iter()
+        .map(|n| (n.clone(), before.iter().find(|(b, _)| *b == n).and_then(|(_, p)| *p)))
+        .collect();
+    let mut tracker = restart::Tracker::new(followed, rolling);
+    client.set_timeout(Some(NO_PROGRESS))?;
+    let mut progress = Instant::now();
+    while !tracker.done() {
+        if progress.elapsed() > NO_PROGRESS {
+            break;
+        }
+        let n = match client.next_notification() {
+            Ok(Some(n)) => n,
+            Ok(None) => bail!("the daemon closed the connection before the workers were back"),
+            // Nothing for NO_PROGRESS: said below.
+            Err(ClientError::Io { source, .. })
+                if matches!(source.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) =>
+            {
+                break
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let follow::Pushed::Event { name: "daemon.worker.state", data, .. } = follow::classify(&n) else { continue };
+        for change in tracker.event(data) {
+            progress = Instant::now();
+            match change {
+                restart::Change::Back { name, pid, was: Some(was) } => say!("{name} back: pid {pid} (was {was})"),
+                restart::Change::Back { name, pid, was: None } => say!("{name} back: pid {pid}"),
+                restart::Change::Lost { name, state } => {
+                    eprintln!("tomtectl: worker {name} did not come back (state {state})");
+                }
+            }
+        }
+    }
+    for (name, state) in tracker.pending() {
+        eprintln!("tomtectl: worker {name} not back after {NO_PROGRESS:?} without progress (state {state})");
+    }
+    Ok(if tracker.all_back() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// A worker command's answer: `ACTION: NAME` per worker it acted on, `ACTION: NAME: nothing to
+/// do` per other (`--json`: the answer as sent).
+fn print_done(action: &str, name: Option<&str>, answer: &Value, json: bool) {
+    if json {
+        return print_value(answer, true);
+    }
+    match (answer, name) {
+        (Value::Struct(members), _) => {
+            for (n, done) in members {
+                print_done(action, Some(n), done, false);
+            }
+            if members.is_empty() {
+                say!("{action}: (no workers)");
+            }
+        }
+        (Value::Bool(true), Some(name)) => say!("{action}: {name}"),
+        (_, Some(name)) => say!("{action}: {name}: nothing to do"),
+        (_, None) => say!("{action}: nothing to do"),
+    }
 }
 
 /// The exit code for a followed stream's end; a dropped subscriber is told why on stderr.
@@ -507,7 +689,7 @@ fn print_workers(list: &[Value]) {
     }
 }
 
-fn print_value(v: &Value, raw: bool) {
+pub(crate) fn print_value(v: &Value, raw: bool) {
     let text = if raw { serde_json::to_string(v) } else { serde_json::to_string_pretty(v) };
     say!("{}", text.expect("a Value always serializes"));
 }

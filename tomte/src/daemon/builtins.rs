@@ -78,7 +78,7 @@ pub(super) fn install<S: 'static>(r: &mut Registry<Ctx<S>>) {
         worker_command("worker.resume", "Resume a paused worker, or every worker", |w, n| w.command(n, "resume")),
         worker_command("worker.start", "Start a stopped or failed worker, or every worker", |w, n| w.start(n)),
         worker_command("worker.stop", "Stop a worker (it is not restarted), or every worker", |w, n| w.stop(n, false)),
-        worker_command("worker.restart", "Restart a worker, or every worker", |w, n| w.stop(n, true)),
+        worker_restart(),
         Method::new("daemon.status", |_, ctx: &mut Ctx<S>| {
             let [user, group, rlimits] = crate::process::privileges::status();
             Ok(Value::structure([
@@ -281,6 +281,62 @@ fn worker_command<S: 'static>(
         .returns(Type::Boolean)
         .param(Type::String, "name")
         .requires(Permission::Control)
+}
+
+/// `worker.restart`: one worker (a bool), every worker or an array of names (a struct name →
+/// bool); with `rolling: true`, through the supervisor's rolling queue, one at a time.
+fn worker_restart<S: 'static>() -> Method<Ctx<S>> {
+    Method::new("worker.restart", |p, ctx: &mut Ctx<S>| {
+        let rolling = p.value("rolling").map(|_| p.get::<bool>("rolling")).transpose()?.unwrap_or(false);
+        let f: fn(&mut crate::worker::supervisor::Supervisor, &str) -> Result<bool, Fault> =
+            if rolling { |w, n| w.restart_rolling(n) } else { |w, n| w.stop(n, true) };
+        match p.value("name") {
+            Some(Value::Array(_)) => {
+                let names: Vec<String> = p.get("name")?;
+                let known = ctx.workers.names();
+                // Every name checked before any worker is touched.
+                if let Some(unknown) = names.iter().find(|n| !known.contains(n)) {
+                    return Err(crate::faults::unknown_worker(unknown));
+                }
+                let mut all = Vec::new();
+                for name in names {
+                    if all.iter().any(|(n, _)| *n == name) {
+                        continue;
+                    }
+                    let done = f(&mut ctx.workers, &name).unwrap_or(false);
+                    all.push((name, Value::Bool(done)));
+                }
+                Ok(Value::Struct(all))
+            }
+            _ => each_worker(&p, ctx, f),
+        }
+    })
+    .description(
+        "Restart a worker, the workers named in an array, or every worker (a bool for one name, else a struct \
+         name -> bool). With rolling: true they are replaced one at a time, each new one looping before the \
+         next old one is stopped; the answer comes at once, progress as daemon.worker.state events. A worker \
+         that does not come back (failed, or not looping within its hang timeout, 30 s at most) is logged and \
+         the next one goes on",
+    )
+    .returns(Type::Struct)
+    .signature()
+    .returns(Type::Boolean)
+    .param(Type::String, "name")
+    .signature()
+    .returns(Type::Struct)
+    .param(Type::Array, "name")
+    .signature()
+    .returns(Type::Boolean)
+    .param(Type::String, "name")
+    .param(Type::Boolean, "rolling")
+    .signature()
+    .returns(Type::Struct)
+    .param(Type::Array, "name")
+    .param(Type::Boolean, "rolling")
+    .signature()
+    .returns(Type::Struct)
+    .param(Type::Boolean, "rolling")
+    .requires(Permission::Control)
 }
 
 /// The caller as `daemon.status` shows it: its identity and its grants.

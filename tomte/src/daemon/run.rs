@@ -1248,8 +1248,11 @@ impl<S: 'static> Running<S> {
             // After an upgrade, an HTTP connection that cannot go over (TLS) gets a moment for
             // its next request, answered with `Connection: close`; a stopping daemon has
             // nothing to offer it.
+            // What a client has sent is served before its connection closes: closing with input
+            // unread would reset it, its last answers lost.
             let conn = &self.conns[key];
-            if conn.idle_since().is_some() && (grace_over || !self.handed_over || !conn.speaks_http()) {
+            let idle = conn.idle_since().is_some() && !conn.input_waiting();
+            if idle && (grace_over || !self.handed_over || !conn.speaks_http()) {
                 self.close(key);
             }
         }
@@ -1434,9 +1437,11 @@ impl<S: 'static> Running<S> {
             Some(b) => b,
             None => return self.refuse_upgrade("cannot tell which binary this daemon runs: give one".to_owned()),
         };
-        if let Err(why) = upgrade::check_binary(&binary) {
-            return self.refuse_upgrade(why);
-        }
+        // The resolved path is what runs: no link to swap after the check.
+        let binary = match upgrade::check_binary(&binary) {
+            Ok(b) => b,
+            Err(why) => return self.refuse_upgrade(why),
+        };
         if rustix::process::getpid().is_init() {
             return self.refuse_upgrade(
                 "this daemon is PID 1 of its namespace (a container's entry point): its exit would end the \
@@ -1451,6 +1456,11 @@ impl<S: 'static> Running<S> {
         let timeout = UPGRADE_TIMEOUT;
         match Successor::spawn(&binary, &sockets, pidfile, timeout) {
             Ok(s) => {
+                // The copy of its descriptor made for the new process is closed: that dropped
+                // this process's mark on the pid file.
+                if let Some(p) = &self.pidfile {
+                    p.mark();
+                }
                 log::info!("upgrading: started {} as pid {}", binary.display(), s.pid());
                 crate::process::reaper::spare(rustix::process::Pid::from_raw(s.pid() as i32));
                 let fd = std::os::fd::AsRawFd::as_raw_fd(&s.pipe());

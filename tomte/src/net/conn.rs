@@ -325,7 +325,8 @@ impl Conn {
         self.last_active = Instant::now();
         match w.http_keep_alive {
             Some((keep_alive, answers)) => {
-                let keep_alive = keep_alive && !self.draining;
+                let keep_alive =
+                    keep_alive && !(self.draining && self.start == self.end && !self.stream.input_waiting());
                 self.scratch.clear();
                 w.pending.complete(result, &mut self.scratch);
                 let ctype = if w.pending.is_xml() { XML } else { JSON };
@@ -433,6 +434,12 @@ impl Conn {
     /// The daemon drains: from now on each HTTP answer closes its connection.
     pub fn set_draining(&mut self) {
         self.draining = true;
+    }
+
+    /// Whether its client sent bytes not read yet: a draining daemon does not close it then
+    /// (they are requests already sent; closing would reset the connection).
+    pub fn input_waiting(&self) -> bool {
+        self.stream.input_waiting()
     }
 
     /// Whether it speaks HTTP (or has not said yet what it speaks).
@@ -1168,9 +1175,10 @@ impl Conn {
                 return;
             }
             let Some(mut head) = self.http_head(limits) else { return };
-            // A draining daemon answers each request, then closes: the client's next request
-            // goes to the new process (or finds the daemon stopped).
-            head.keep_alive &= !self.draining;
+            // A draining daemon closes after the last request the client has sent: those it
+            // pipelined are answered first.
+            let last = self.start + head.head_len + head.content_length.unwrap_or(0) >= self.end;
+            head.keep_alive &= !(self.draining && last && !self.stream.input_waiting());
             let len = head.content_length.unwrap_or(0);
             let body_start = self.start + head.head_len;
             if self.end - body_start < len {

@@ -403,6 +403,12 @@ impl Stream {
         }
     }
 
+    /// Whether bytes the client sent wait in the socket, unread (a plain socket's; a TLS
+    /// session says no).
+    pub fn input_waiting(&self) -> bool {
+        self.plain_fd().is_some_and(|fd| rustix::io::ioctl_fionread(fd).is_ok_and(|n| n > 0))
+    }
+
     /// A connection an old daemon handed over (an upgrade), with who its client is.
     pub fn from_handed(fd: std::os::fd::OwnedFd) -> io::Result<(Stream, Peer)> {
         if rustix::net::getsockname(&fd)?.address_family() == rustix::net::AddressFamily::UNIX {

@@ -119,7 +119,18 @@ impl PidFile {
         self.file.write_all_at(&padded, 0).map_err(io_err)?;
         self.file.set_len(text.len() as u64).map_err(io_err)?;
         self.file.sync_data().ok();
+        self.mark();
         Ok(())
+    }
+
+    /// Marks the file as this process's in `/proc/locks` (see `holds_flock`): a byte lock at
+    /// the offset of our pid, which no other holder's can overlap. Closing any descriptor of
+    /// the file drops it (POSIX locks are so): mark again after that.
+    pub fn mark(&self) {
+        use std::os::fd::AsFd;
+        if let Err(e) = crate::sys::locks::lock_byte(self.file.as_fd(), i64::from(std::process::id())) {
+            log::debug!("cannot mark pid file {} with this pid's lock: {e}", self.path.display());
+        }
     }
 
     /// The pid file whose locked descriptor the old daemon handed this process (an upgrade):
@@ -127,7 +138,18 @@ impl PidFile {
     /// nothing) until [`PidFile::confirm`] writes this process's pid into it.
     pub fn adopt(fd: std::os::fd::OwnedFd, path: &Path) -> Result<PidFile, PidFileError> {
         let at = files::parent(path).map_err(refused(path))?;
-        let held = PidFile { file: File::from(fd), at, path: path.to_owned(), shared: true };
+        let mut held = PidFile { file: File::from(fd), at, path: path.to_owned(), shared: true };
+        // The descriptor must carry the lock: locking it again is then a no-op, while a
+        // descriptor of another open file of the same path (a forged hand-over) is refused,
+        // since the real daemon's lock holds it off.
+        if let Err(e) = flock(&held.file, FlockOperation::NonBlockingLockExclusive) {
+            return Err(match e {
+                rustix::io::Errno::WOULDBLOCK => {
+                    PidFileError::Running { path: path.to_owned(), pid: read_pid(&mut held.file).unwrap_or(0) }
+                }
+                e => PidFileError::Io { path: path.to_owned(), source: e.into() },
+            });
+        }
         if !held.still_named() {
             return Err(PidFileError::Io {
                 path: path.to_owned(),
@@ -260,12 +282,13 @@ fn holds_flock(pid: i32, st: &rustix::fs::Stat) -> io::Result<bool> {
         // No such process: it cannot hold anything.
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
         Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
-            // /proc/locks names the process that took the lock: after an upgrade that is the
-            // first daemon's pid, while the lock lives on in its successor's descriptor of the
-            // same open file. So a lock taken by a pid that is gone counts for the live pid in
-            // the file: the file is root's or the user's, and no stranger's (checked before).
+            // /proc/locks names the process that took the flock: after an upgrade that is the
+            // first daemon, whose open file lives on in its successor. So the holder also marks
+            // itself with a byte lock, listed under its own pid (see `rewrite_pid`): a flock on
+            // the file, and that mark by the pid in it, say it holds the lock.
             let locks = std::fs::read_to_string("/proc/locks")?;
-            return Ok(listed_in_proc_locks(&locks, pid, st) || locked_by_the_gone(&locks, st) && alive(pid));
+            return Ok(listed_in_proc_locks(&locks, pid, st)
+                || listed(&locks, "POSIX", Some(pid), st) && listed(&locks, "FLOCK", None, st));
         }
         Err(e) => return Err(e),
     };
@@ -292,36 +315,27 @@ fn holds_flock(pid: i32, st: &rustix::fs::Stat) -> io::Result<bool> {
     Ok(false)
 }
 
-/// Whether `locks` lists an exclusive flock on the file `st` describes taken by a process that
-/// no longer exists (its open file lives on in another process: an upgrade's successor).
-fn locked_by_the_gone(locks: &str, st: &rustix::fs::Stat) -> bool {
-    locks
-        .lines()
-        .filter_map(|l| l.split_whitespace().nth(4)?.parse::<i32>().ok())
-        .any(|holder| listed_in_proc_locks(locks, holder, st) && !alive(holder))
-}
-
-/// Whether process `pid` exists and has not exited (a zombie has).
-fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|stat| stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])))
-}
-
 /// Whether `locks` (the text of `/proc/locks`) has `pid` holding an exclusive flock on the file
 /// `st` describes. A line: `1: FLOCK  ADVISORY  WRITE 9030 fe:00:10011042 0 EOF` (device
 /// numbers in hex); waiters (`1: -> FLOCK …`) do not count.
 fn listed_in_proc_locks(locks: &str, pid: i32, st: &rustix::fs::Stat) -> bool {
+    listed(locks, "FLOCK", Some(pid), st)
+}
+
+/// Whether `locks` lists a write lock of `kind` (`FLOCK`, `POSIX`) on the file `st` describes,
+/// held by `pid` (any holder when `None`).
+fn listed(locks: &str, kind: &str, pid: Option<i32>, st: &rustix::fs::Stat) -> bool {
     let (major, minor) = (rustix::fs::major(st.st_dev), rustix::fs::minor(st.st_dev));
-    let want = (pid.to_string(), major, minor, st.st_ino.to_string());
+    let ino = st.st_ino.to_string();
     locks.lines().any(|line| {
         let w: Vec<&str> = line.split_whitespace().collect();
-        if w.len() < 6 || w[1] != "FLOCK" || w[3] != "WRITE" {
+        if w.len() < 6 || w[1] != kind || w[3] != "WRITE" {
             return false;
         }
         let mut id = w[5].split(':');
-        let (Some(maj), Some(min), Some(ino)) = (id.next(), id.next(), id.next()) else { return false };
+        let (Some(maj), Some(min), Some(i)) = (id.next(), id.next(), id.next()) else { return false };
         let hex = |t: &str| u32::from_str_radix(t, 16).ok();
-        w[4] == want.0 && hex(maj) == Some(want.1) && hex(min) == Some(want.2) && ino == want.3
+        pid.is_none_or(|p| w[4] == p.to_string()) && hex(maj) == Some(major) && hex(min) == Some(minor) && i == ino
     })
 }
 

@@ -96,12 +96,29 @@ pub fn default_binary() -> Option<PathBuf> {
     })
 }
 
-/// Why a binary may not be started as the daemon's successor: it must be an absolute path to
-/// an executable regular file that only the daemon's user or root may change, in directories
-/// only they may change (or sticky ones, as `/tmp`): the daemon runs it with its own
-/// privileges, which may be root's. Links are followed first, and the file they lead to is the
-/// one checked.
-pub fn check_binary(path: &Path) -> Result<(), String> {
+/// The binary to start as the daemon's successor, checked: an absolute path to an executable
+/// regular file that only the daemon's user or root may change, in directories only they may
+/// change (or sticky ones, as `/tmp`), since the daemon runs it with its own privileges, which
+/// may be root's. Links are resolved first, and the path answered is the resolved one, which
+/// is what is executed: no link left that another user could swap between the check and the
+/// exec. A script's interpreter (`#!`) is held to the same rules. The reason, when refused.
+pub fn check_binary(path: &Path) -> Result<PathBuf, String> {
+    let real = trusted_file(path)?;
+    // A script runs its interpreter with the daemon's privileges: it must be as safe.
+    let mut head = [0u8; 256];
+    let n = std::fs::File::open(&real).and_then(|mut f| f.read(&mut head)).unwrap_or(0);
+    if let Some(line) = head[..n].strip_prefix(b"#!") {
+        let line = line.split(|&b| b == b'\n').next().unwrap_or_default();
+        let text = String::from_utf8_lossy(line);
+        let interpreter = text.split_whitespace().next().unwrap_or("");
+        trusted_file(Path::new(interpreter))
+            .map_err(|why| format!("binary {}: its interpreter: {why}", real.display()))?;
+    }
+    Ok(real)
+}
+
+/// `path` resolved, when it is a file [`check_binary`] may run.
+fn trusted_file(path: &Path) -> Result<PathBuf, String> {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     if !path.is_absolute() {
         return Err(format!("binary {}: not an absolute path", path.display()));
@@ -138,7 +155,7 @@ pub fn check_binary(path: &Path) -> Result<(), String> {
             ));
         }
     }
-    Ok(())
+    Ok(real)
 }
 
 /// What a new process got from the daemon it takes over from.
@@ -476,7 +493,7 @@ mod tests {
         std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o777)).unwrap();
         assert!(check_binary(&bin).unwrap_err().contains("writable"));
         std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
-        assert_eq!(check_binary(&bin), Ok(()));
+        assert_eq!(check_binary(&bin), Ok(bin.clone()));
         // In a directory others may write (not sticky), it could be swapped.
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
         assert!(check_binary(&bin).unwrap_err().contains("may be changed by another user"));
@@ -484,7 +501,16 @@ mod tests {
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
         let link = dir.join("link");
         std::os::unix::fs::symlink(&bin, &link).unwrap();
-        assert_eq!(check_binary(&link), Ok(()));
+        // ... and is what runs.
+        assert_eq!(check_binary(&link), Ok(bin.clone()));
+        // A script whose interpreter another user may change is refused.
+        let loose = dir.join("loose");
+        std::fs::write(&loose, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&loose, std::fs::Permissions::from_mode(0o777)).unwrap();
+        std::fs::write(&bin, format!("#!{} -e\n", loose.display())).unwrap();
+        assert!(check_binary(&bin).unwrap_err().contains("its interpreter"));
+        std::fs::write(&bin, "#!/bin/sh -e\n").unwrap();
+        assert_eq!(check_binary(&bin), Ok(bin.clone()));
         std::fs::remove_dir_all(&dir).ok();
     }
 }

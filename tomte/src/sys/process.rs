@@ -337,7 +337,11 @@ pub(crate) fn take_activated_sockets() -> Vec<(std::os::fd::OwnedFd, String)> {
             // SAFETY: the socket-activation protocol hands these descriptors to this process
             // (LISTEN_PID checked above), nothing else in it owns them, and the variables are
             // gone, so each is taken once.
-            (unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) }, name)
+            let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+            // Ours alone from now on: not inherited by what the daemon runs (as sd_listen_fds
+            // does).
+            let _ = rustix::io::fcntl_setfd(&fd, rustix::io::FdFlags::CLOEXEC);
+            (fd, name)
         })
         .collect()
 }
@@ -350,5 +354,9 @@ pub(crate) fn take_inherited_fd(fd: i32) -> Option<std::os::fd::OwnedFd> {
     let open = fd > 2 && unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0;
     // SAFETY: the descriptor is open, and by this function's contract it was placed for this
     // process and nothing else in it owns it.
-    open.then(|| unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
+    let fd = open.then(|| unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })?;
+    // Not inherited by what the daemon runs: a child that outlived it would hold the pid
+    // file's lock, or a listening socket.
+    let _ = rustix::io::fcntl_setfd(&fd, rustix::io::FdFlags::CLOEXEC);
+    Some(fd)
 }

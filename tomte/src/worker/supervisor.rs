@@ -190,9 +190,23 @@ impl Slot {
     }
 }
 
-/// How long a rolling restart waits for a restarted worker to loop before it gives up on the
-/// workers still to restart.
-const ROLL_WAIT: Duration = Duration::from_secs(30);
+/// How long a rolling restart waits, at most, for a restarted worker to loop again once its old
+/// process has ended, before it moves on to the next: the worker's hang timeout, or this
+/// without one (and never more than this).
+pub(crate) const ROLL_WAIT: Duration = Duration::from_secs(30);
+
+/// The worker a rolling restart is replacing now.
+#[derive(Clone, Copy, Debug)]
+struct Roll {
+    /// Its slot.
+    i: usize,
+    /// When it was asked to stop: a process started since is its new one.
+    since: Instant,
+    /// When its old process was seen gone: the wait for the new one counts from then.
+    old_gone: Option<Instant>,
+    /// Whether it restarts for new settings (a reload) rather than on request.
+    retuned: bool,
+}
 
 /// The settings of a worker that a configuration file may change (`[workers.NAME]`).
 #[derive(Clone, Debug, PartialEq)]
@@ -269,10 +283,10 @@ pub struct Supervisor {
     frame: Vec<u8>,
     /// The daemon is stopping: nothing is restarted any more, and exits are not judged.
     halting: bool,
-    /// Workers to restart for new settings, one at a time, and the one restarting now (since
-    /// when): the next is stopped once it loops again.
-    rolling: VecDeque<(usize, Tuning)>,
-    rolling_now: Option<(usize, Instant)>,
+    /// Workers to restart one at a time — with new settings (a reload), or without (a rolling
+    /// `worker.restart`) — and the one restarting now: the next is stopped once it loops again.
+    rolling: VecDeque<(usize, Option<Tuning>)>,
+    rolling_now: Option<Roll>,
 }
 
 impl std::fmt::Debug for Supervisor {
@@ -607,72 +621,117 @@ impl Supervisor {
     /// Worker `name`'s settings (those it will have once restarted, when it waits for it).
     pub(crate) fn tuning(&self, name: &str) -> Option<Tuning> {
         let i = self.find(name).ok()?;
-        match self.rolling.iter().find(|(j, _)| *j == i) {
-            Some((_, t)) => Some(t.clone()),
+        match self.rolling.iter().find_map(|(j, t)| t.as_ref().filter(|_| *j == i)) {
+            Some(t) => Some(t.clone()),
             None => Some(Tuning::of(&self.slots[i].spec)),
         }
     }
 
     /// Gives worker `name` settings `t`. What the daemon uses (policy, back-off, stop grace)
     /// applies at once; a running worker whose interval or hang timeout changes is restarted
-    /// for them, one worker at a time: the next is stopped only once the one before loops
-    /// again. True when a restart was queued.
+    /// for them, in the rolling restart's queue (see [`Supervisor::restart_rolling`]): one
+    /// worker at a time, the next stopped only once the one before loops again. True when a
+    /// restart was queued.
     pub(crate) fn retune(&mut self, name: &str, t: Tuning) -> bool {
         let Ok(i) = self.find(name) else { return false };
         let slot = &mut self.slots[i];
         t.set_daemon_side(&mut slot.spec);
+        // The next back-off within the new bounds (it starts from the minimum).
+        slot.backoff = slot.backoff.min(t.backoff_max).max(t.backoff_min);
+        if let Some(queued) = self.rolling.iter_mut().find(|(j, t)| *j == i && t.is_none()) {
+            // Restarted on request anyway: it restarts with them.
+            queued.1 = Some(t);
+            return true;
+        }
         self.rolling.retain(|(j, _)| *j != i);
         if slot.run.is_none() || !t.needs_restart(&Tuning::of(&slot.spec)) {
             // Not running: it starts with them.
             t.set(&mut slot.spec);
             return false;
         }
-        self.rolling.push_back((i, t));
+        self.rolling.push_back((i, Some(t)));
         true
     }
 
-    /// Moves the rolling restart on: once the worker restarting has looped again, the next is
-    /// stopped (and restarted at once, with its new settings).
+    /// Queues worker `name` for a rolling restart: workers queued so are restarted one at a
+    /// time, in order, each stopped only once the one before it loops again (or is paused) with
+    /// its new process. A worker that does not come back — it fails, is stopped meanwhile, or
+    /// has not looped within its hang timeout (30 s without one, and at most) of its old
+    /// process's end — is logged and the queue moves on. A worker that is not running is
+    /// started in its turn. `Ok(true)`: queued (or queued already); reload's restarts for new
+    /// settings share the queue.
+    pub fn restart_rolling(&mut self, name: &str) -> Result<bool, Fault> {
+        let i = self.find(name)?;
+        if !self.rolling.iter().any(|(j, _)| *j == i) {
+            self.rolling.push_back((i, None));
+        }
+        Ok(true)
+    }
+
+    /// Moves the rolling restart on: once the worker restarting has looped again (or did not
+    /// come back in time), the next is stopped, and restarted at once (with its new settings,
+    /// for a reload).
     fn roll_on(&mut self, now: Instant) {
         if self.halting {
             self.rolling.clear();
             self.rolling_now = None;
             return;
         }
-        if let Some((i, since)) = self.rolling_now {
-            let slot = &self.slots[i];
-            let looping = slot.run.as_ref().is_some_and(|r| {
-                r.started >= since && r.stopping.is_none() && matches!(r.end.status(), child::LOOPING | child::PAUSED)
-            });
+        if let Some(roll) = self.rolling_now.as_mut() {
+            let slot = &self.slots[roll.i];
+            let new = slot.run.as_ref().filter(|r| r.started >= roll.since);
+            if roll.old_gone.is_none() && (slot.run.is_none() || new.is_some()) {
+                roll.old_gone = Some(now);
+            }
+            let looping =
+                new.is_some_and(|r| r.stopping.is_none() && matches!(r.end.status(), child::LOOPING | child::PAUSED));
             let given_up = slot.run.is_none() && (!slot.wanted || slot.down == State::Failed);
+            let wait = slot.spec.hang_timeout.unwrap_or(ROLL_WAIT).min(ROLL_WAIT);
+            let late = roll.old_gone.is_some_and(|t| now.duration_since(t) > wait);
+            let roll = *roll;
+            let name = &slot.spec.name;
             if looping {
-                log::info!("worker {} is looping with its new settings", slot.spec.name);
+                if roll.retuned {
+                    log::info!("worker {name} is looping with its new settings");
+                } else {
+                    log::info!("worker {name} is looping again (rolling restart)");
+                }
                 self.rolling_now = None;
-            } else if given_up || now.duration_since(since) > ROLL_WAIT {
-                let state = self.info(&slot.spec.name).map(|i| i.state.as_str()).unwrap_or("gone");
-                let left: Vec<String> = self.rolling.drain(..).map(|(j, _)| self.slots[j].spec.name.clone()).collect();
+                // Said before the next one is said to go down.
+                self.note_state(roll.i);
+            } else if given_up || late {
+                let state = slot.state().as_str();
+                let why = if late { format!("has not looped within {wait:?}") } else { "did not come back".to_owned() };
+                let next = self.rolling.front().map(|(j, _)| self.slots[*j].spec.name.clone());
                 log::error!(
-                    "rolling restart stopped: worker {} does not loop with its new settings (state {state}); \
-                     not restarting {}",
-                    self.slots[i].spec.name,
-                    if left.is_empty() { "any other".to_owned() } else { left.join(", ") }
+                    "rolling restart: worker {name} {why} (state {state}); moving on{}",
+                    next.map(|n| format!(" to worker {n}")).unwrap_or_default()
                 );
                 self.rolling_now = None;
-                return;
             } else {
                 return;
             }
         }
         while let Some((i, t)) = self.rolling.pop_front() {
-            t.set(&mut self.slots[i].spec);
-            if self.slots[i].run.is_none() {
-                // Ended meanwhile: it starts with its new settings.
-                continue;
+            let retuned = t.is_some();
+            if let Some(t) = t {
+                t.set(&mut self.slots[i].spec);
+                if self.slots[i].run.is_none() {
+                    // Ended meanwhile: it starts with its new settings.
+                    continue;
+                }
             }
             let name = self.slots[i].spec.name.clone();
-            log::info!("restarting worker {name} for its new settings ({} more after it)", self.rolling.len());
-            let _ = self.stop(&name, true);
-            self.rolling_now = Some((i, now));
+            let more = self.rolling.len();
+            if retuned {
+                log::info!("restarting worker {name} for its new settings ({more} more after it)");
+            } else {
+                log::info!("rolling restart: restarting worker {name} ({more} more after it)");
+            }
+            self.rolling_now = Some(Roll { i, since: now, old_gone: None, retuned });
+            if let Err(f) = self.stop(&name, true) {
+                log::error!("rolling restart: cannot restart worker {name}: {}", f.message);
+            }
             return;
         }
     }
