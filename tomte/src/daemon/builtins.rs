@@ -121,8 +121,9 @@ pub(super) fn install<S: 'static>(r: &mut Registry<Ctx<S>>) {
             let wait = ReloadWait::default();
             match binary {
                 Ok(binary) => {
-                    ctx.upgrade(binary.map(std::path::PathBuf::from));
-                    ctx.upgrade_waits.push(wait.clone());
+                    let binary = binary.map(std::path::PathBuf::from);
+                    ctx.upgrade(binary.clone());
+                    ctx.upgrade_waits.push((binary, wait.clone()));
                 }
                 Err(fault) => wait.deliver(Err(fault)),
             }

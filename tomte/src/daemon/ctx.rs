@@ -44,8 +44,9 @@ pub struct Ctx<S = ()> {
     pub(crate) reload_waits: Vec<super::builtins::ReloadWait>,
     /// An upgrade asked for, with the binary when it is not the default one.
     pub(crate) upgrade: Option<Option<std::path::PathBuf>>,
-    /// `daemon.upgrade` calls waiting for the new process to be ready, or to fail.
-    pub(crate) upgrade_waits: Vec<super::builtins::ReloadWait>,
+    /// `daemon.upgrade` calls waiting for the new process to be ready, or to fail, with the
+    /// binary each asked for.
+    pub(crate) upgrade_waits: Vec<(Option<std::path::PathBuf>, super::builtins::ReloadWait)>,
     /// The application's metrics (see [`Ctx::metrics`]).
     pub(crate) metrics: crate::metrics::Metrics,
     /// Connection figures, counted by the loop.

@@ -1427,7 +1427,7 @@ impl<S: 'static> Running<S> {
             if self.drain.is_some() {
                 let fault = tomte_rpc::Fault::new(crate::faults::UPGRADE_FAILED, "Upgrade failed")
                     .with_data("the daemon is stopping".to_owned());
-                for wait in std::mem::take(&mut self.ctx.upgrade_waits) {
+                for (_, wait) in std::mem::take(&mut self.ctx.upgrade_waits) {
                     wait.deliver(Err(fault.clone()));
                 }
             }
@@ -1496,7 +1496,7 @@ impl<S: 'static> Running<S> {
     fn refuse_upgrade(&mut self, why: String) {
         log::error!("upgrade failed, still serving: {why}");
         let fault = tomte_rpc::Fault::new(crate::faults::UPGRADE_FAILED, "Upgrade failed").with_data(why);
-        for wait in std::mem::take(&mut self.ctx.upgrade_waits) {
+        for (_, wait) in std::mem::take(&mut self.ctx.upgrade_waits) {
             wait.deliver(Err(fault.clone()));
         }
     }
@@ -1521,7 +1521,20 @@ impl<S: 'static> Running<S> {
                     s.started.elapsed()
                 );
                 let data = self.upgrade_data(&s, "ready", None);
-                for wait in std::mem::take(&mut self.ctx.upgrade_waits) {
+                for (asked, wait) in std::mem::take(&mut self.ctx.upgrade_waits) {
+                    // A caller who asked for another binary than the one started learns so.
+                    let other = asked.filter(|b| std::fs::canonicalize(b).ok().as_ref() != Some(&s.binary));
+                    if let Some(b) = other {
+                        let why = format!(
+                            "not {}: an upgrade to {} was under way, and it is done",
+                            b.display(),
+                            s.binary.display()
+                        );
+                        wait.deliver(Err(
+                            tomte_rpc::Fault::new(crate::faults::UPGRADE_FAILED, "Upgrade failed").with_data(why)
+                        ));
+                        continue;
+                    }
                     wait.deliver(Ok(Value::structure([
                         ("old_pid", Value::from(std::process::id())),
                         ("new_pid", Value::from(pid)),
@@ -1546,7 +1559,10 @@ impl<S: 'static> Running<S> {
 
     /// The new binary failed before it was ready: this daemon keeps everything.
     fn upgrade_failed(&mut self, s: &Successor, why: String) {
-        log::error!("upgrade to {} failed, still serving: {why}", s.binary.display());
+        match self.drain {
+            Some(_) => log::warn!("upgrade to {} abandoned: {why}", s.binary.display()),
+            None => log::error!("upgrade to {} failed, still serving: {why}", s.binary.display()),
+        }
         if let Some(p) = &mut self.pidfile {
             // It may have written its pid before it failed.
             if let Err(e) = p.take_back() {
@@ -1555,7 +1571,7 @@ impl<S: 'static> Running<S> {
         }
         let data = self.upgrade_data(s, "failed", Some(why.clone()));
         let fault = tomte_rpc::Fault::new(crate::faults::UPGRADE_FAILED, "Upgrade failed").with_data(why);
-        for wait in std::mem::take(&mut self.ctx.upgrade_waits) {
+        for (_, wait) in std::mem::take(&mut self.ctx.upgrade_waits) {
             wait.deliver(Err(fault.clone()));
         }
         self.emit(Event::new(names::UPGRADE, data));
