@@ -4,7 +4,7 @@
 //! * **upgrade → new process serving**: `daemon.upgrade` sent over the unix socket, then fresh
 //!   connections call `daemon.status` every 0.2 ms until one is answered by another pid: the
 //!   time from the send to that answer, for the echo daemon (target ≤ 50 ms) and for the pool
-//!   example (≤ 100 ms; its two workers are checked to run under the new pid), [`UPGRADES`]
+//!   example (≤ 100 ms; its two workers are checked to run under the new pid), `UPGRADES`
 //!   upgrades of each, interleaved: median and max. Each waits for the old process (and its
 //!   workers) to be gone.
 //! * **under load**: 64 clients, each calling `my.echo` in a closed loop on its own connection
