@@ -119,7 +119,10 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        for &pid in &self.pids {
+        // A daemon that replaced itself (an upgrade, SIGUSR2) runs under the pid its pid file
+        // names now: that one goes too, and its workers with it (they die with their parent).
+        let current = self.pid().filter(|p| !self.pids.contains(p));
+        for pid in self.pids.iter().copied().chain(current) {
             kill(pid, libc::SIGKILL);
         }
     }
