@@ -580,6 +580,18 @@ impl Notify {
         (text(&buf[..got.bytes]), fds)
     }
 
+    /// The messages already sent, without waiting for more.
+    fn drain(&self) -> Vec<String> {
+        self.sock.set_nonblocking(true).unwrap();
+        let mut rest = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = self.sock.recv(&mut buf) {
+            rest.push(text(&buf[..n]));
+        }
+        self.sock.set_nonblocking(false).unwrap();
+        rest
+    }
+
     /// Messages until one contains `what` (each other one is kept in `seen`).
     fn until(&self, what: &str, seen: &mut Vec<String>) -> (String, Vec<std::os::fd::OwnedFd>) {
         loop {
@@ -631,7 +643,8 @@ fn under_systemd_the_new_process_is_the_main_pid_and_the_sockets_are_stored() {
     assert!(said.iter().all(|m| m.contains(&format!("MAINPID={new}"))), "{said:?}");
     assert!(said.iter().any(|m| m.contains("READY=1")), "{said:?}");
     assert_eq!(child.wait().unwrap().code(), Some(0), "the old process exits 0");
-    // The old one said nothing that systemd would take as the service's stop.
+    // The old one said nothing that systemd would take as the service's stop, to its end.
+    seen.extend(notify.drain());
     assert!(!seen.iter().any(|m| m.contains("STOPPING=1")), "{seen:?}");
     assert_ne!(first, new);
     let mut r = BufReader::new(TcpStream::connect(("127.0.0.1", port)).unwrap());

@@ -156,10 +156,7 @@ pub fn run_with_config<S: 'static>(daemon: Daemon<S>, command: &Command, config:
 /// prints what it applied and what needs a restart: the exit code, or `None` when it cannot
 /// be asked (no unix socket, not reachable, not allowed), for SIGHUP to do it.
 fn ask_reload(name: &str, pid: Pid, config: &Config) -> Option<i32> {
-    use crate::client::{Client, Protocol, Trust};
-    let addr = config.sockets.iter().find(|a| matches!(a.transport, Transport::Unix(_)))?;
-    let mut client = Client::connect_checked(addr, Protocol::for_address(addr), &Trust::own()).ok()?;
-    client.set_timeout(Some(START_TIMEOUT)).ok()?;
+    let mut client = own_socket(config, START_TIMEOUT)?;
     let list = |v: &tomte_rpc::Value, key: &str| -> String {
         let items: Vec<&str> =
             v.get(key).and_then(|l| l.as_array()).unwrap_or(&[]).iter().filter_map(|k| k.as_str()).collect();
@@ -185,6 +182,16 @@ fn ask_reload(name: &str, pid: Pid, config: &Config) -> Option<i32> {
         }
         Err(_) => None,
     }
+}
+
+/// A client of the daemon's own unix socket, served by root or this user, calls bounded by
+/// `timeout`; `None` when there is no such socket or it cannot be reached.
+fn own_socket(config: &Config, timeout: Duration) -> Option<crate::client::Client> {
+    use crate::client::{Client, Protocol, Trust};
+    let addr = config.sockets.iter().find(|a| matches!(a.transport, Transport::Unix(_)))?;
+    let mut client = Client::connect_checked(addr, Protocol::for_address(addr), &Trust::own()).ok()?;
+    client.set_timeout(Some(timeout)).ok()?;
+    Some(client)
 }
 
 /// SIGHUP: the daemon reloads (and logs what it did).
@@ -343,10 +350,7 @@ fn upgrade(name: &str, config: &Config, binary: Option<&Path>, wait: bool) -> i3
 /// `daemon.upgrade` over the daemon's own unix socket: the exit code, or `None` when it cannot
 /// be asked. With `wait`, the old process's drain is followed through its `daemon.drained`.
 fn ask_upgrade(name: &str, old: Pid, config: &Config, binary: Option<&Path>, wait: bool) -> Option<i32> {
-    use crate::client::{Client, Protocol, Trust};
-    let addr = config.sockets.iter().find(|a| matches!(a.transport, Transport::Unix(_)))?;
-    let mut client = Client::connect_checked(addr, Protocol::for_address(addr), &Trust::own()).ok()?;
-    client.set_timeout(Some(START_TIMEOUT + Duration::from_secs(5))).ok()?;
+    let mut client = own_socket(config, START_TIMEOUT + Duration::from_secs(5))?;
     let followed = wait && matches!(client.subscribe(&["daemon.drained"]), Ok(Ok(_)));
     let args = match binary {
         Some(b) => tomte_rpc::Args::Named(vec![("binary".to_owned(), tomte_rpc::Value::from(b.display().to_string()))]),

@@ -1177,8 +1177,10 @@ impl Conn {
             let Some(mut head) = self.http_head(limits) else { return };
             // A draining daemon closes after the last request the client has sent: those it
             // pipelined are answered first.
-            let last = self.start + head.head_len + head.content_length.unwrap_or(0) >= self.end;
-            head.keep_alive &= !(self.draining && last && !self.stream.input_waiting());
+            if self.draining {
+                let last = self.start + head.head_len + head.content_length.unwrap_or(0) >= self.end;
+                head.keep_alive &= !last || self.stream.input_waiting();
+            }
             let len = head.content_length.unwrap_or(0);
             let body_start = self.start + head.head_len;
             if self.end - body_start < len {
