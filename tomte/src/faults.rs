@@ -40,3 +40,13 @@ pub fn unknown_worker(name: &str) -> Fault {
 pub fn worker_unavailable(why: String) -> Fault {
     Fault::new(WORKER_UNAVAILABLE, "Worker unavailable").with_data(why)
 }
+
+/// −32000 `title` ("Pool busy", "Worker busy") with the reason: back-pressure, try again later.
+pub fn busy(title: &str, why: String) -> Fault {
+    Fault::new(SERVER_BUSY, title).with_data(why)
+}
+
+/// −32003 "Timed out" with the reason.
+pub fn timed_out(why: String) -> Fault {
+    Fault::new(TIMED_OUT, "Timed out").with_data(why)
+}

@@ -46,6 +46,8 @@ pub(crate) struct Reactor {
     /// Requests of asks polled for the first time, for the loop to send: (ticket, worker,
     /// request).
     outbox: RefCell<Vec<(u64, String, Value)>>,
+    /// Tickets of asks sent whose future was dropped unanswered, for the loop to forget.
+    cancelled: RefCell<Vec<u64>>,
     next_ticket: Cell<u64>,
     sleeps: RefCell<BTreeMap<(Instant, u64), Waker>>,
     next_sleep: Cell<u64>,
@@ -73,6 +75,11 @@ impl Reactor {
     /// The requests to send to workers, each with the ticket its answer will carry.
     pub(crate) fn take_outbox(&self) -> Vec<(u64, String, Value)> {
         std::mem::take(&mut *self.outbox.borrow_mut())
+    }
+
+    /// The asks whose caller went away before their answer came.
+    pub(crate) fn take_cancelled(&self) -> Vec<u64> {
+        std::mem::take(&mut *self.cancelled.borrow_mut())
     }
 
     /// The nearest deadline a [`Sleep`] waits for.
@@ -193,7 +200,10 @@ impl Future for Ask {
 impl Drop for Ask {
     fn drop(&mut self) {
         if let AskState::Waiting { ticket, reactor } = &self.state {
-            reactor.asks.borrow_mut().remove(ticket);
+            let slot = reactor.asks.borrow_mut().remove(ticket);
+            if slot.is_some_and(|s| s.result.is_none()) {
+                reactor.cancelled.borrow_mut().push(*ticket);
+            }
         }
     }
 }

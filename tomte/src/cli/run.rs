@@ -217,7 +217,7 @@ fn show<S: 'static>(daemon: &Daemon<S>, config: &Config) -> Result<String, crate
     for check in &daemon.app_config {
         drop(check(file)?);
     }
-    let names = daemon.workers.names();
+    let names = daemon.workers.units();
     let sections = file.map(|f| crate::config::workers::sections(f, &names)).transpose()?.unwrap_or_default();
     let workers: Vec<WorkerView> = names
         .iter()

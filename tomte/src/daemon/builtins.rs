@@ -45,19 +45,16 @@ pub(super) fn install<S: 'static>(r: &mut Registry<Ctx<S>>) {
         .description("Stop daemon closing workers")
         .returns(Type::Int)
         .requires(Permission::Control),
-        Method::new("worker.list", |_, ctx: &mut Ctx<S>| {
-            let names = ctx.workers.names();
-            let infos: Result<Vec<Value>, Fault> =
-                names.iter().map(|n| ctx.workers.info(n).map(|i| i.to_value())).collect();
-            Ok(Value::Array(infos?))
-        })
+        Method::new("worker.list", |_, ctx: &mut Ctx<S>| ctx.workers.list())
         .description(
-            "The installed workers: name, pid, state, interval_ms, policy, restarts, iterations, last_exit, uptime",
+            "The installed workers: name, pid, state, interval_ms, policy, restarts, iterations, last_exit, uptime, \
+             asks (answered), in_flight; a pool as one entry with pool: true, size, queued, min, max, the sums of \
+             its instances and the instances themselves",
         )
         .returns(Type::Array)
         .requires(Permission::Read),
         Method::new("worker.status", |p, ctx: &mut Ctx<S>| match p.value("name") {
-            Some(_) => Ok(Value::from(ctx.workers.info(&p.get::<String>("name")?)?.state.as_str())),
+            Some(_) => Ok(Value::from(ctx.workers.state_of(&p.get::<String>("name")?)?.as_str())),
             None => {
                 let names = ctx.workers.names();
                 let mut all = Vec::new();
@@ -68,7 +65,7 @@ pub(super) fn install<S: 'static>(r: &mut Registry<Ctx<S>>) {
                 Ok(Value::Struct(all))
             }
         })
-        .description("The state of one worker, or of every worker by name")
+        .description("The state of one worker, instance or pool (its liveliest instance's), or of every worker by name")
         .returns(Type::Struct)
         .signature()
         .returns(Type::String)
@@ -79,6 +76,22 @@ pub(super) fn install<S: 'static>(r: &mut Registry<Ctx<S>>) {
         worker_command("worker.start", "Start a stopped or failed worker, or every worker", |w, n| w.start(n)),
         worker_command("worker.stop", "Stop a worker (it is not restarted), or every worker", |w, n| w.stop(n, false)),
         worker_restart(),
+        Method::new("worker.scale", |p, ctx: &mut Ctx<S>| {
+            let name: String = p.get("name")?;
+            let n: i64 = p.get("instances")?;
+            let n = usize::try_from(n)
+                .map_err(|_| Fault::invalid_params(format!("parameter 'instances': {n} is not a number of instances")))?;
+            let (from, to) = ctx.workers.scale(&name, n)?;
+            Ok(Value::structure([("name", Value::from(name)), ("from", Value::from(from)), ("to", Value::from(to))]))
+        })
+        .description(
+            "Grow or shrink pool NAME to INSTANCES workers: new ones start at once; idle ones stop first, busy ones \
+             answer what they hold before they stop. Answers {name, from, to}",
+        )
+        .returns(Type::Struct)
+        .param(Type::String, "name")
+        .param(Type::Int, "instances")
+        .requires(Permission::Control),
         Method::new("daemon.status", |_, ctx: &mut Ctx<S>| {
             let [user, group, rlimits] = crate::process::privileges::status();
             Ok(Value::structure([
@@ -295,8 +308,9 @@ fn worker_restart<S: 'static>() -> Method<Ctx<S>> {
             Some(Value::Array(_)) => {
                 let names: Vec<String> = p.get("name")?;
                 let known = ctx.workers.names();
+                let pools = ctx.workers.pools();
                 // Every name checked before any worker is touched.
-                if let Some(unknown) = names.iter().find(|n| !known.contains(n)) {
+                if let Some(unknown) = names.iter().find(|n| !known.contains(n) && !pools.contains(n)) {
                     return Err(crate::faults::unknown_worker(unknown));
                 }
                 let mut all = Vec::new();

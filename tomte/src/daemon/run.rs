@@ -573,6 +573,10 @@ impl<S: 'static> Running<S> {
             if self.tasks.has_ready() {
                 self.run_tasks();
             }
+            // Asks whose caller went away: out of a pool's queue, or their answer dropped.
+            for ticket in self.ctx.reactor.take_cancelled() {
+                self.ctx.workers.cancel(ticket);
+            }
             if !self.penalties.is_empty() {
                 let (due, later): (Vec<_>, Vec<_>) = self.penalties.drain(..).partition(|p| p.0 <= now);
                 self.penalties = later;

@@ -46,7 +46,7 @@
 mod app;
 mod daemon;
 mod net;
-mod process;
+pub(crate) mod process;
 pub(crate) mod text;
 pub(crate) mod workers;
 

@@ -33,7 +33,7 @@ fn parse_stat(text: &str) -> Option<Stat> {
 }
 
 /// `VmRSS` of `/proc/self/status`, in bytes (the kernel writes kB).
-fn parse_rss(status: &str) -> Option<u64> {
+pub(crate) fn parse_rss(status: &str) -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     let kb: u64 = line["VmRSS:".len()..].trim().trim_end_matches("kB").trim().parse().ok()?;
     Some(kb * 1024)

@@ -64,7 +64,7 @@ use std::time::Duration;
 
 use tomte_rpc::{Fault, Value};
 
-pub use supervisor::{Policy, State, Supervisor, WorkerInfo};
+pub use supervisor::{Policy, PoolInfo, State, Supervisor, WorkerInfo};
 
 /// A worker's behaviour. Only `loop` (one iteration) is required.
 ///
@@ -145,7 +145,9 @@ impl WorkerCtx {
 /// descriptor itself (see [`WorkerSpec::new`], "Descriptors").
 pub type Factory = std::rc::Rc<dyn Fn() -> Box<dyn Worker>>;
 
-/// How a worker is installed on the daemon.
+/// How a worker is installed on the daemon: one process, or a pool of identical ones
+/// ([`WorkerSpec::instances`]).
+#[derive(Clone)]
 pub struct WorkerSpec {
     pub(crate) name: String,
     pub(crate) interval: Duration,
@@ -159,7 +161,28 @@ pub struct WorkerSpec {
     pub(crate) stop_grace: Duration,
     pub(crate) ring_bytes: usize,
     pub(crate) privileges: crate::process::privileges::WorkerPrivileges,
+    pub(crate) pool: Option<PoolSpec>,
+    pub(crate) max_in_flight: Option<usize>,
+    pub(crate) ask_timeout: Option<Duration>,
+    pub(crate) max_requests: Option<u64>,
+    pub(crate) max_memory: Option<u64>,
 }
+
+/// What makes a spec a pool: its size and how its queue behaves.
+#[derive(Clone, Debug)]
+pub(crate) struct PoolSpec {
+    pub(crate) instances: usize,
+    pub(crate) queue_limit: usize,
+    /// Automatic scaling between these bounds (see [`WorkerSpec::autoscale`]).
+    pub(crate) autoscale: Option<(usize, usize)>,
+}
+
+/// The most instances a pool may have.
+pub const MAX_INSTANCES: usize = 1024;
+/// How long an ask waits for its answer, by default (see [`WorkerSpec::ask_timeout`]).
+pub const ASK_TIMEOUT: Duration = Duration::from_secs(30);
+/// How many asks may wait in a pool's queue, by default (see [`WorkerSpec::queue_limit`]).
+pub const QUEUE_LIMIT: usize = 64;
 
 impl WorkerSpec {
     /// A worker called `name`, iterating every `interval` (sub-second allowed), built by
@@ -190,7 +213,80 @@ impl WorkerSpec {
             stop_grace: Duration::from_secs(5),
             ring_bytes: 64 << 10,
             privileges: Default::default(),
+            pool: None,
+            max_in_flight: None,
+            ask_timeout: Some(ASK_TIMEOUT),
+            max_requests: None,
+            max_memory: None,
         }
+    }
+
+    // Pools.
+
+    /// Makes the spec a pool of `n` identical workers, `NAME.0` … `NAME.{n-1}`, each supervised
+    /// as a worker is (restart, back-off, crash-loop limit and hang detection per instance).
+    /// [`Ctx::ask`](crate::Ctx::ask) of `NAME` sends the request to the live instance with the
+    /// fewest asks in flight (ties: round-robin); when every one holds
+    /// [`max_in_flight`](Self::max_in_flight) asks, requests wait in the pool's queue
+    /// ([`queue_limit`](Self::queue_limit)), past which an ask fails at once with −32000 "pool
+    /// busy". An ask of `NAME.2` goes to that instance. `n` may be 0 (a pool grown later with
+    /// `worker.scale`), at most [`MAX_INSTANCES`].
+    pub fn instances(mut self, n: usize) -> Self {
+        let n = n.min(MAX_INSTANCES);
+        match &mut self.pool {
+            Some(pool) => pool.instances = n,
+            None => self.pool = Some(PoolSpec { instances: n, queue_limit: QUEUE_LIMIT, autoscale: None }),
+        }
+        self
+    }
+    /// How many asks one process holds at once (default: 1 in a pool, for CPU-bound work; a
+    /// worker that answers later may take more). A worker that is not a
+    /// pool has no limit by default: its asks wait in its channel, in order.
+    pub fn max_in_flight(mut self, n: usize) -> Self {
+        self.max_in_flight = Some(n.max(1));
+        self
+    }
+    /// How many asks may wait in the pool's queue while every instance is at its limit (default
+    /// [`QUEUE_LIMIT`]); one more fails at once with −32000 "pool busy": back-pressure, not memory.
+    pub fn queue_limit(mut self, n: usize) -> Self {
+        self = if self.pool.is_none() { self.instances(1) } else { self };
+        if let Some(pool) = &mut self.pool {
+            pool.queue_limit = n;
+        }
+        self
+    }
+    /// The deadline of every ask to this worker, counted from the ask, queue included (default
+    /// [`ASK_TIMEOUT`]; `None`: none). Past it the call fails with −32003 "Timed out" and a late
+    /// answer is dropped; a worker stuck on it is killed by hang detection later.
+    pub fn ask_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.ask_timeout = timeout;
+        self
+    }
+    /// Recycles a process after it answered `n` asks (as gunicorn's and PHP-FPM's `max_requests`
+    /// do against leaks): it takes no more, answers those it holds, stops and is started again.
+    pub fn max_requests(mut self, n: Option<u64>) -> Self {
+        self.max_requests = n.map(|n| n.max(1));
+        self
+    }
+    /// Recycles a process whose resident memory (`VmRSS`, pages shared with the daemon
+    /// included) is above `bytes`, checked every second (PM2's `max_memory_restart`): it takes no
+    /// more asks, answers those it holds, stops and is started again.
+    pub fn max_memory(mut self, bytes: Option<u64>) -> Self {
+        self.max_memory = bytes;
+        self
+    }
+    /// Lets the pool size itself between `min` and `max` instances (PHP-FPM's dynamic mode):
+    /// while asks wait in its queue it grows by one instance every 200 ms (up to `max`); once no
+    /// instance has held an ask and none has waited for 10 s, it shrinks by one (down to `min`),
+    /// then again every 10 s. It starts with [`instances`](Self::instances) clamped to the
+    /// bounds (`min` without it); `worker.scale` moves it within them.
+    pub fn autoscale(mut self, min: usize, max: usize) -> Self {
+        let max = max.clamp(min.max(1), MAX_INSTANCES);
+        let min = min.min(max);
+        let pool = self.pool.get_or_insert(PoolSpec { instances: min, queue_limit: QUEUE_LIMIT, autoscale: None });
+        pool.instances = pool.instances.clamp(min, max);
+        pool.autoscale = Some((min, max));
+        self
     }
 
     /// What happens when the worker's process ends (default [`Policy::Always`]).

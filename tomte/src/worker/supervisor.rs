@@ -113,6 +113,13 @@ pub struct WorkerInfo {
     pub last_exit: Option<String>,
     /// How long its process has run, while one runs.
     pub uptime: Option<Duration>,
+    /// The asks it answered, all its processes together.
+    pub asks: u64,
+    /// The asks sent to its process and not answered yet (those past their deadline too, while
+    /// it still works on them).
+    pub in_flight: usize,
+    /// The pool it is an instance of, if it is one.
+    pub pool: Option<String>,
 }
 
 impl WorkerInfo {
@@ -136,6 +143,9 @@ impl WorkerInfo {
             ("iterations", Value::from(self.iterations)),
             ("last_exit", Value::from(self.last_exit.clone())),
             ("uptime", Value::from(self.uptime.map(|u| (u.as_secs_f64() * 1000.0).round() / 1000.0))),
+            ("asks", Value::from(self.asks)),
+            ("in_flight", Value::from(self.in_flight)),
+            ("pool", Value::from(self.pool.clone())),
         ])
     }
 }
@@ -147,8 +157,15 @@ struct Run {
     started: Instant,
     /// Since when it has been asked to stop, and whether SIGTERM went already.
     stopping: Option<(Instant, bool)>,
-    /// Tickets of requests it has not answered yet.
-    asks: Vec<u64>,
+    /// Requests it has not answered yet: their tickets and deadlines.
+    asks: Vec<(u64, Option<Instant>)>,
+    /// Tickets of requests it holds past their deadline (answered as timed out already): their
+    /// late answers are dropped.
+    late: Vec<u64>,
+    /// The asks this process answered.
+    served: u64,
+    /// When its memory was last checked against `max_memory`.
+    memory_checked: Instant,
     /// Why the daemon killed it, if it did (a hang).
     killed_for: Option<String>,
     /// Its stdout and stderr.
@@ -173,9 +190,25 @@ struct Slot {
     iterations: u64,
     /// The state last told in a `daemon.worker.state` event.
     reported: Option<State>,
+    /// The pool it belongs to (an index in `Supervisor::pools`).
+    pool: Option<usize>,
+    /// Scaled away: it takes no asks, is not restarted, and is left out once its process ended.
+    retired: bool,
+    /// The asks it answered, all its processes together.
+    answered: u64,
 }
 
 impl Slot {
+    /// Whether it is listed: not scaled away, or still ending.
+    fn visible(&self) -> bool {
+        !self.retired || self.run.is_some()
+    }
+
+    /// Asks its process holds, late ones included (it still works on them).
+    fn busy(&self) -> usize {
+        self.run.as_ref().map_or(0, |r| r.asks.len() + r.late.len())
+    }
+
     /// Its state now: from its process's status word while one runs.
     fn state(&self) -> State {
         match &self.run {
@@ -276,6 +309,11 @@ impl Tuning {
 #[derive(Default)]
 pub struct Supervisor {
     slots: Vec<Slot>,
+    /// The pools, and what was installed in order: plain workers and pools.
+    pools: Vec<pool::Pool>,
+    units: Vec<Unit>,
+    /// Those waiting for a worker to be running, or down ([`Supervisor::when_settled`]).
+    settles: Vec<Settle>,
     registry: Option<mio::Registry>,
     answers: Vec<(u64, Result<Value, Fault>)>,
     events: Vec<Event>,
@@ -289,6 +327,21 @@ pub struct Supervisor {
     rolling_now: Option<Roll>,
 }
 
+/// One thing installed: a plain worker (its slot) or a pool.
+#[derive(Clone, Copy, Debug)]
+enum Unit {
+    Worker(usize),
+    Pool(usize),
+}
+
+/// A wait for workers to be running, or down.
+struct Settle {
+    slots: Vec<usize>,
+    running: bool,
+    deadline: Instant,
+    done: Box<dyn FnOnce(bool)>,
+}
+
 impl std::fmt::Debug for Supervisor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Supervisor").field("workers", &self.names()).finish()
@@ -297,7 +350,37 @@ impl std::fmt::Debug for Supervisor {
 
 impl Supervisor {
     pub(crate) fn install(&mut self, spec: WorkerSpec) {
-        assert!(self.slots.iter().all(|s| s.spec.name != spec.name), "worker '{}' is already installed", spec.name);
+        let name = spec.name.clone();
+        let taken = self.slots.iter().any(|s| s.spec.name == name) || self.pools.iter().any(|p| p.name == name);
+        assert!(!taken, "worker '{name}' is already installed");
+        match spec.pool.clone() {
+            None => {
+                if let Some((pool, _)) = pool::instance_name(&name) {
+                    assert!(self.pool_index(pool).is_none(), "worker '{name}' would be an instance of pool '{pool}'");
+                }
+                let i = self.add_slot(spec, None);
+                self.units.push(Unit::Worker(i));
+            }
+            Some(p) => {
+                let clash =
+                    self.slots.iter().find(|s| pool::instance_name(&s.spec.name).is_some_and(|(q, _)| q == name));
+                assert!(
+                    clash.is_none(),
+                    "pool '{name}' would have an instance named as worker '{}'",
+                    clash.map_or("", |s| &s.spec.name)
+                );
+                let at = self.pools.len();
+                self.pools.push(pool::Pool::new(spec, &p));
+                self.units.push(Unit::Pool(at));
+                for _ in 0..p.instances {
+                    self.add_instance(at).expect("checked: within the limits");
+                }
+            }
+        }
+    }
+
+    /// Adds a slot for `spec`; its process starts with the others, or at `spawn`.
+    fn add_slot(&mut self, spec: WorkerSpec, pool: Option<usize>) -> usize {
         assert!(self.slots.len() < MAX_WORKERS, "more than {MAX_WORKERS} workers");
         let backoff = spec.backoff_min;
         self.slots.push(Slot {
@@ -313,29 +396,47 @@ impl Supervisor {
             last_exit: None,
             iterations: 0,
             reported: None,
+            pool,
+            retired: false,
+            answered: 0,
         });
+        self.slots.len() - 1
     }
 
-    /// How many workers are installed (running or not).
+    /// How many workers are installed (running or not), each instance of a pool counted.
     pub fn len(&self) -> usize {
-        self.slots.len()
+        self.slots.iter().filter(|s| s.visible()).count()
     }
-    /// Whether the daemon has no worker.
+    /// Whether the daemon has no worker and no pool.
     pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
+        self.units.is_empty()
     }
 
     /// Starts every worker; the daemon calls it before it reports ready.
     pub(crate) fn start_all(&mut self, registry: mio::Registry) -> std::io::Result<()> {
         self.registry = Some(registry);
         for i in 0..self.slots.len() {
-            self.spawn(i)?;
+            if !self.slots[i].retired {
+                self.spawn(i)?;
+            }
         }
         Ok(())
     }
 
+    /// The slot of worker or instance `name`.
     fn find(&self, name: &str) -> Result<usize, Fault> {
-        self.slots.iter().position(|s| s.spec.name == name).ok_or_else(|| crate::faults::unknown_worker(name))
+        self.slots
+            .iter()
+            .position(|s| s.visible() && s.spec.name == name)
+            .ok_or_else(|| crate::faults::unknown_worker(name))
+    }
+
+    /// The slots `name` stands for: a worker or instance, or every instance of a pool.
+    fn targets(&self, name: &str) -> Result<Vec<usize>, Fault> {
+        match self.pool_index(name) {
+            Some(p) => Ok(self.pools[p].members.iter().copied().filter(|&i| !self.slots[i].retired).collect()),
+            None => self.find(name).map(|i| vec![i]),
+        }
     }
 
     fn spawn(&mut self, i: usize) -> std::io::Result<()> {
@@ -367,6 +468,9 @@ impl Supervisor {
             started: Instant::now(),
             stopping: None,
             asks: Vec::new(),
+            late: Vec::new(),
+            served: 0,
+            memory_checked: Instant::now(),
             killed_for: None,
             output,
             metrics: None,
@@ -393,10 +497,12 @@ impl Supervisor {
         }
         slot.reported = Some(state);
         let pid = slot.run.as_ref().map(|r| r.pid.as_raw_nonzero().get());
+        let pool = slot.pool.map_or(Value::Nil, |p| Value::from(self.pools[p].name.as_str()));
         self.events.push(Event::new(
             crate::event::names::WORKER_STATE,
             Value::structure([
                 ("worker", Value::from(slot.spec.name.as_str())),
+                ("pool", pool),
                 ("state", Value::from(state.as_str())),
                 ("pid", pid.map_or(Value::Nil, Value::from)),
                 ("last_exit", slot.last_exit.as_deref().map_or(Value::Nil, Value::from)),
@@ -452,6 +558,14 @@ impl Supervisor {
             match Frame::decode(&self.buf) {
                 Some(Frame::Answer(ticket, result)) if claim_ask(&mut run.asks, ticket) => {
                     self.answers.push((ticket, result));
+                    run.served += 1;
+                    slot.answered += 1;
+                }
+                Some(Frame::Answer(ticket, _)) if claim_late(&mut run.late, ticket) => {
+                    // Answered as timed out already: the caller has had its answer.
+                    log::debug!("worker {}: late answer to ticket {ticket} dropped", slot.spec.name);
+                    run.served += 1;
+                    slot.answered += 1;
                 }
                 Some(Frame::Answer(ticket, _)) => {
                     // Tickets are sequential: a worker that answered this one could answer the
@@ -519,7 +633,7 @@ impl Supervisor {
                 (_, Some(sig), _) => format!("killed by {}", crate::signal::name(sig)),
                 _ => "ended".to_owned(),
             };
-            for ticket in run.asks.drain(..) {
+            for (ticket, _) in run.asks.drain(..) {
                 let why = format!("worker '{}' ended before answering ({how})", slot.spec.name);
                 self.answers.push((ticket, Err(crate::faults::worker_unavailable(why))));
             }
@@ -613,6 +727,7 @@ impl Supervisor {
         }
         self.restart_due(now);
         self.roll_on(now);
+        self.tend_pools(now);
         for i in 0..self.slots.len() {
             self.note_state(i);
         }
@@ -620,6 +735,9 @@ impl Supervisor {
 
     /// Worker `name`'s settings (those it will have once restarted, when it waits for it).
     pub(crate) fn tuning(&self, name: &str) -> Option<Tuning> {
+        if let Some(p) = self.pool_index(name) {
+            return Some(self.pools[p].tuning());
+        }
         let i = self.find(name).ok()?;
         match self.rolling.iter().find_map(|(j, t)| t.as_ref().filter(|_| *j == i)) {
             Some(t) => Some(t.clone()),
@@ -632,8 +750,18 @@ impl Supervisor {
     /// for them, in the rolling restart's queue (see [`Supervisor::restart_rolling`]): one
     /// worker at a time, the next stopped only once the one before loops again. True when a
     /// restart was queued.
+    /// A pool's settings are its instances': each is retuned (new ones are made with them).
     pub(crate) fn retune(&mut self, name: &str, t: Tuning) -> bool {
+        if let Some(p) = self.pool_index(name) {
+            self.pools[p].retune(&t);
+            let members = self.pools[p].members.clone();
+            return members.into_iter().fold(false, |queued, i| self.retune_slot(i, t.clone()) | queued);
+        }
         let Ok(i) = self.find(name) else { return false };
+        self.retune_slot(i, t)
+    }
+
+    fn retune_slot(&mut self, i: usize, t: Tuning) -> bool {
         let slot = &mut self.slots[i];
         t.set_daemon_side(&mut slot.spec);
         // The next back-off within the new bounds (it starts from the minimum).
@@ -660,10 +788,12 @@ impl Supervisor {
     /// process's end — is logged and the queue moves on. A worker that is not running is
     /// started in its turn. `Ok(true)`: queued (or queued already); reload's restarts for new
     /// settings share the queue.
+    /// `name` may be a pool: its instances, one after the other.
     pub fn restart_rolling(&mut self, name: &str) -> Result<bool, Fault> {
-        let i = self.find(name)?;
-        if !self.rolling.iter().any(|(j, _)| *j == i) {
-            self.rolling.push_back((i, None));
+        for i in self.targets(name)? {
+            if !self.rolling.iter().any(|(j, _)| *j == i) {
+                self.rolling.push_back((i, None));
+            }
         }
         Ok(true)
     }
@@ -761,6 +891,7 @@ impl Supervisor {
             // A restarted worker's state is in the shared mapping: look often while rolling.
             earliest(Instant::now() + Duration::from_millis(10));
         }
+        self.pools_deadline(&mut earliest);
         for slot in &self.slots {
             if let Some(t) = slot.restart_at {
                 earliest(t);
@@ -798,18 +929,34 @@ impl Supervisor {
         !self.answers.is_empty() || !self.events.is_empty()
     }
 
-    /// Sends `request` to worker `name`; its answer will carry `ticket`.
+    /// Sends `request` to worker `name` — to the least busy instance of a pool, or into its
+    /// queue — or fails at once; the answer will carry `ticket`.
     pub(crate) fn ask(&mut self, ticket: u64, name: &str, request: Value) -> Result<(), Fault> {
+        if let Some(p) = self.pool_index(name) {
+            return self.ask_pool(p, ticket, request);
+        }
         let i = self.find(name)?;
-        Frame::Request(ticket, request).encode(&mut self.frame);
-        let slot = &mut self.slots[i];
-        let sent = match slot.run.as_mut().filter(|r| r.stopping.is_none()) {
+        let deadline = self.slots[i].spec.ask_timeout.map(|d| Instant::now() + d);
+        let slot = &self.slots[i];
+        match slot.run.as_ref().filter(|r| r.stopping.is_none()) {
             None => Err(crate::faults::worker_unavailable(format!(
                 "worker '{name}' is not running ({})",
                 slot.down.as_str()
             ))),
-            Some(run) => send(&mut run.end, &self.frame, name).map(|()| run.asks.push(ticket)),
-        };
+            Some(_) if slot.spec.max_in_flight.is_some_and(|m| slot.busy() >= m) => Err(crate::faults::busy(
+                "Worker busy",
+                format!("worker '{name}' is busy: it holds {} asks, its max_in_flight", slot.busy()),
+            )),
+            Some(_) => self.send_ask(i, ticket, request, deadline),
+        }
+    }
+
+    /// Sends an ask to slot `i`'s process, which must run.
+    fn send_ask(&mut self, i: usize, ticket: u64, request: Value, deadline: Option<Instant>) -> Result<(), Fault> {
+        Frame::Request(ticket, request).encode(&mut self.frame);
+        let slot = &mut self.slots[i];
+        let run = slot.run.as_mut().expect("a running worker");
+        let sent = send(&mut run.end, &self.frame, &slot.spec.name).map(|()| run.asks.push((ticket, deadline)));
         // A client's big request (too big for the channel, say) does not keep its memory.
         if self.frame.capacity() > 64 << 10 {
             self.frame = Vec::new();
@@ -820,13 +967,18 @@ impl Supervisor {
     /// Sends a command word to worker `name` (`pause`, `resume`, `stop`, or a word of its own,
     /// for [`Worker::on_command`](super::Worker::on_command)): `Ok(false)` when it is not
     /// running.
+    /// `name` may be a pool: the word goes to each of its instances (`Ok(true)` when one ran).
     pub fn command(&mut self, name: &str, word: &str) -> Result<bool, Fault> {
-        let i = self.find(name)?;
         Frame::Command(word.to_owned()).encode(&mut self.frame);
-        match self.slots[i].run.as_mut() {
-            Some(run) => send(&mut run.end, &self.frame, name).map(|()| true),
-            None => Ok(false),
+        let mut any = false;
+        for i in self.targets(name)? {
+            let slot = &mut self.slots[i];
+            if let Some(run) = slot.run.as_mut() {
+                send(&mut run.end, &self.frame, &slot.spec.name)?;
+                any = true;
+            }
         }
+        Ok(any)
     }
 
     /// Sets the log level of every running worker to `level` (those started later inherit the
@@ -844,15 +996,25 @@ impl Supervisor {
 
     /// Asks worker `name` to stop (stop command, then SIGTERM, then SIGKILL after the grace
     /// periods); it is not restarted. With `restart`, it is started again once it has exited.
+    /// `name` may be a pool: each of its instances. The asks a worker holds are answered
+    /// before it stops (they come before the stop command in its channel).
     pub fn stop(&mut self, name: &str, restart: bool) -> Result<bool, Fault> {
-        let i = self.find(name)?;
+        let mut any = false;
+        for i in self.targets(name)? {
+            any |= self.stop_slot(i, restart)?;
+        }
+        Ok(any)
+    }
+
+    fn stop_slot(&mut self, i: usize, restart: bool) -> Result<bool, Fault> {
         let slot = &mut self.slots[i];
+        let name = &slot.spec.name;
         slot.wanted = restart;
         slot.restart_now = restart;
         slot.restart_at = None;
         let Some(run) = slot.run.as_mut() else {
             if restart {
-                self.start(name)?;
+                self.start_slot(i)?;
             } else if slot.down == State::Backoff {
                 slot.down = State::Exited;
             }
@@ -871,16 +1033,28 @@ impl Supervisor {
 
     /// Starts worker `name` if it is not running (a failed worker too): `Ok(false)` when it
     /// already runs.
+    /// `name` may be a pool: each of its instances (`Ok(true)` when one was started).
     pub fn start(&mut self, name: &str) -> Result<bool, Fault> {
-        let i = self.find(name)?;
+        let mut any = false;
+        for i in self.targets(name)? {
+            any |= self.start_slot(i)?;
+        }
+        Ok(any)
+    }
+
+    fn start_slot(&mut self, i: usize) -> Result<bool, Fault> {
         let slot = &mut self.slots[i];
+        if slot.retired {
+            return Err(crate::faults::worker_unavailable(format!("instance '{}' was scaled away", slot.spec.name)));
+        }
         slot.wanted = true;
         if slot.run.is_some() {
             return Ok(false);
         }
         slot.recent.clear();
         slot.backoff = slot.spec.backoff_min;
-        self.spawn(i).map_err(|e| Fault::internal(format!("cannot start worker '{name}': {e}")))?;
+        self.spawn(i)
+            .map_err(|e| Fault::internal(format!("cannot start worker '{}': {e}", self.slots[i].spec.name)))?;
         Ok(true)
     }
 
@@ -895,9 +1069,36 @@ impl Supervisor {
         self.slots.iter().filter(|s| s.run.as_ref().is_some_and(|r| r.stopping.is_none())).count()
     }
 
-    /// Every worker's name, in installation order.
+    /// Every worker's name, in installation order, a pool's instances (`NAME.0`, …) in its
+    /// place.
     pub fn names(&self) -> Vec<String> {
-        self.slots.iter().map(|s| s.spec.name.clone()).collect()
+        let mut names = Vec::with_capacity(self.slots.len());
+        for unit in &self.units {
+            match *unit {
+                Unit::Worker(i) => names.push(self.slots[i].spec.name.clone()),
+                Unit::Pool(p) => names.extend(
+                    self.pools[p]
+                        .members
+                        .iter()
+                        .map(|&i| &self.slots[i])
+                        .filter(|s| s.visible())
+                        .map(|s| s.spec.name.clone()),
+                ),
+            }
+        }
+        names
+    }
+
+    /// What a configuration file's `[workers.NAME]` sections name: each worker that is not in a
+    /// pool, and each pool (its settings are its instances').
+    pub(crate) fn units(&self) -> Vec<String> {
+        self.units
+            .iter()
+            .map(|u| match *u {
+                Unit::Worker(i) => self.slots[i].spec.name.clone(),
+                Unit::Pool(p) => self.pools[p].name.clone(),
+            })
+            .collect()
     }
 
     /// Worker `name` as `worker.list` shows it.
@@ -918,6 +1119,9 @@ impl Supervisor {
             iterations,
             last_exit: slot.last_exit.clone(),
             uptime,
+            asks: slot.answered,
+            in_flight: slot.busy(),
+            pool: slot.pool.map(|p| self.pools[p].name.clone()),
         })
     }
 
@@ -956,9 +1160,17 @@ fn send(end: &mut Endpoint, frame: &[u8], name: &str) -> Result<(), Fault> {
 
 /// Whether `ticket` is one of `asks` — sent to this worker and not answered yet — which it
 /// then no longer is.
-fn claim_ask(asks: &mut Vec<u64>, ticket: u64) -> bool {
-    let Some(i) = asks.iter().position(|&t| t == ticket) else { return false };
+fn claim_ask(asks: &mut Vec<(u64, Option<Instant>)>, ticket: u64) -> bool {
+    let Some(i) = asks.iter().position(|&(t, _)| t == ticket) else { return false };
     asks.remove(i);
+    true
+}
+
+/// Whether `ticket` is one of `late` — timed out, still held by the worker — which it then no
+/// longer is.
+fn claim_late(late: &mut Vec<u64>, ticket: u64) -> bool {
+    let Some(i) = late.iter().position(|&t| t == ticket) else { return false };
+    late.swap_remove(i);
     true
 }
 
@@ -973,15 +1185,18 @@ mod tests {
 
     #[test]
     fn only_an_ask_made_of_this_worker_and_not_answered_yet_takes_an_answer() {
-        let mut asks = vec![3, 7, 9];
+        let mut asks = vec![(3, None), (7, None), (9, None)];
         // Another worker's ticket (or one never issued): not this worker's to answer.
         assert!(!claim_ask(&mut asks, 8));
         assert!(claim_ask(&mut asks, 7));
         // Answered already: a second answer is refused.
         assert!(!claim_ask(&mut asks, 7));
-        assert_eq!(asks, [3, 9]);
+        assert_eq!(asks, [(3, None), (9, None)]);
     }
 }
 
 #[path = "metrics.rs"]
 pub(crate) mod metrics;
+#[path = "pool.rs"]
+mod pool;
+pub use pool::PoolInfo;

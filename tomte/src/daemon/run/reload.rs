@@ -67,7 +67,7 @@ impl<S> Settings<S> {
     /// application's sections are applied by the caller once the context exists.
     pub(super) fn prepare(d: &mut Daemon<S>, config: &Config) -> Result<(Settings<S>, Vec<Apply<S>>), DaemonError> {
         let file = config.sources.as_deref().and_then(Sources::file);
-        let names = d.workers.names();
+        let names = d.workers.units();
         let code_tunings: Vec<(String, Tuning)> =
             names.iter().filter_map(|n| Some((n.clone(), d.workers.tuning(n)?))).collect();
         if let Some(f) = file {
@@ -144,7 +144,7 @@ impl<S: 'static> Running<S> {
             None => old.clone(),
         };
         let file = new.sources.as_deref().and_then(Sources::file);
-        let names = self.ctx.workers.names();
+        let names = self.ctx.workers.units();
         let sections = file.map(|f| workers::sections(f, &names)).transpose()?.unwrap_or_default();
         let apps = self.settings.app.iter().map(|hook| hook(file)).collect::<Result<Vec<_>, _>>()?;
 
