@@ -288,7 +288,12 @@ impl Drop for Reaper {
 }
 
 pub fn pids(d: &Daemon) -> Reaper {
-    Reaper(workers(d).iter().filter_map(|w| w["pid"].as_i64()).map(|p| p as i32).collect())
+    // A pool's instances are listed under it.
+    let all = workers(d).into_iter().flat_map(|w| match w["instances"].as_array() {
+        Some(instances) => instances.clone(),
+        None => vec![w],
+    });
+    Reaper(all.filter_map(|w| w["pid"].as_i64()).map(|p| p as i32).collect())
 }
 
 pub fn until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
