@@ -4,7 +4,9 @@
 //!   then answers `{worker, pid, n}` (`n`: the asks its process answered, this one included);
 //! * `crew.hang() -> nil`: the instance never answers (a loop without end, no heartbeat);
 //! * `crew.grow(mib: int) -> int`: the instance allocates and keeps `mib` MiB more (at most 256
-//!   at once), and answers its resident memory in KiB.
+//!   at once), and answers its resident memory in KiB;
+//! * `crew.solo(ms: int) -> struct`: as `crew.work`, asked of `solo`, a worker of the same kind
+//!   that is not a pool (the benchmark compares the two).
 //!
 //! Its settings come from the environment, so one binary serves every test:
 //! `CREW_INSTANCES` (default 4), `CREW_MAX_IN_FLIGHT`, `CREW_QUEUE`, `CREW_ASK_TIMEOUT_MS`,
@@ -113,12 +115,20 @@ fn main() {
     }
     let mut daemon = Daemon::new("crew");
     daemon.worker(spec);
+    daemon.worker(WorkerSpec::new("solo", Duration::from_millis(200), Hand::default));
     daemon
         .method(
             Method::typed_async("crew.work", |Ms { ms }, ctx| {
                 ctx.ask("crew", Value::Array(vec!["work".into(), ms.into()]))
             })
             .description("An instance sleeps MS, then answers {worker, pid, n}")
+            .returns(Type::Struct),
+        )
+        .method(
+            Method::typed_async("crew.solo", |Ms { ms }, ctx| {
+                ctx.ask("solo", Value::Array(vec!["work".into(), ms.into()]))
+            })
+            .description("Worker solo (not a pool) sleeps MS, then answers {worker, pid, n}")
             .returns(Type::Struct),
         )
         .method(
