@@ -87,6 +87,15 @@ fn a_pool_of_4_answers_10_000_asks_from_32_clients_spread_over_every_instance() 
         // Least busy first with 32 clients on 4 instances: none is starved.
         assert!(i["asks"].as_u64().unwrap() > 500, "{name} did little: {by_worker:?}");
     }
+    // The same counts in /metrics, with the pool's size.
+    let mut s = d.connect();
+    std::io::Write::write_all(&mut s, b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    let (status, _, body) = http_response(&mut BufReader::new(s));
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("tomte_pool_instances{pool=\"crew\"} 4\n"), "{body}");
+    assert!(body.contains("tomte_pool_queued{pool=\"crew\"} 0\n"), "{body}");
+    let asks = format!("tomte_worker_asks_total{{worker=\"crew.0\"}} {}\n", by_worker["crew.0"]);
+    assert!(body.contains(&asks), "{asks} in {body}");
     // An instance answers by its own name too.
     let one = call(&d, "worker.status", r#"{"name":"crew.2"}"#);
     assert_eq!(one["result"], "looping", "{one}");
@@ -273,7 +282,13 @@ fn worker_commands_act_on_a_whole_pool_or_one_instance() {
     let refused = call(&d, "crew.work", r#"{"ms":0}"#);
     assert_eq!(refused["error"]["code"], -32011, "{refused}");
     assert!(refused["error"]["data"].as_str().unwrap().contains("no instance running"), "{refused}");
+    // Not ready with no instance serving; ready again once one does.
+    let health = call(&d, "daemon.health", "[]")["result"].clone();
+    assert_eq!(health["ready"], false, "{health}");
+    let check = health["checks"].as_array().unwrap().iter().find(|c| c["name"] == "pool:crew").cloned();
+    assert_eq!(check.map(|c| c["ok"].clone()), Some(Json::Bool(false)), "{health}");
     assert_eq!(call(&d, "worker.start", r#"{"name":"crew"}"#)["result"], true);
+    until("ready again", Duration::from_secs(20), || call(&d, "daemon.health", "[]")["result"]["ready"] == true);
     until("all looping again", Duration::from_secs(20), || looping(&d, 3));
     let restarted = call(&d, "worker.restart", r#"{"name":["crew.0","crew"]}"#);
     assert!(restarted["result"].is_object(), "a pool and an instance in one restart: {restarted}");

@@ -231,13 +231,26 @@ pub(crate) fn readiness<S>(ctx: &Ctx<S>) -> (bool, Vec<Check>) {
         ok: !ctx.stop,
         detail: if ctx.stop { "the daemon is stopping" } else { "not stopping" }.to_owned(),
     });
+    let serving = |s: State| matches!(s, State::Looping | State::Paused);
     for name in ctx.workers.names() {
         let Ok(info) = ctx.workers.info(&name) else { continue };
-        if info.policy != Policy::Always {
+        if info.policy != Policy::Always || info.pool.is_some() {
             continue;
         }
-        let ok = matches!(info.state, State::Looping | State::Paused);
+        let ok = serving(info.state);
         checks.push(Check { name: format!("worker:{name}"), ok, detail: info.state.as_str().to_owned() });
+    }
+    // A pool is ready while one of its instances serves (one restarting, or a new one spinning
+    // up, does not make the daemon unready); a pool scaled to 0 has nothing to wait for.
+    for name in ctx.workers.pools() {
+        let Ok(pool) = ctx.workers.pool_info(&name) else { continue };
+        if pool.instances.first().is_some_and(|i| i.policy != Policy::Always) {
+            continue;
+        }
+        let up = pool.instances.iter().filter(|i| serving(i.state)).count();
+        let ok = up > 0 || pool.size == 0;
+        let detail = format!("{up} of {} instances looping", pool.instances.len());
+        checks.push(Check { name: format!("pool:{name}"), ok, detail });
     }
     for (name, check) in ctx.ready_checks.iter() {
         let run = std::panic::AssertUnwindSafe(|| check(ctx));

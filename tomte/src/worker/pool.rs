@@ -86,6 +86,10 @@ impl Pool {
         self.template.max_in_flight.unwrap_or(1)
     }
 
+    pub(super) fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
     pub(super) fn tuning(&self) -> super::Tuning {
         super::Tuning::of(&self.template)
     }
@@ -222,7 +226,7 @@ impl Supervisor {
     }
 
     /// How many instances pool `p` has (those being scaled away not counted).
-    fn size(&self, p: usize) -> usize {
+    pub(super) fn size(&self, p: usize) -> usize {
         self.pools[p].members.iter().filter(|&&i| !self.slots[i].retired).count()
     }
 
