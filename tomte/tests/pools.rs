@@ -316,3 +316,29 @@ fn an_autoscaled_pool_grows_while_asks_wait_and_shrinks_when_idle() {
     // Idle: one instance fewer every 10 s, down to the minimum.
     until("the pool shrunk back", Duration::from_secs(60), || pool(&d)["size"] == 1 && instances(&d).len() == 1);
 }
+
+#[test]
+fn a_pool_is_sized_by_its_configuration_file_and_resized_by_a_reload() {
+    let base = Daemon::new("crew", &[]);
+    let file = base.dir.path("crew.toml");
+    std::fs::write(&file, "[workers.crew]\ninstances = 3\n").unwrap();
+    let d = base.add_args(&["--config", file.to_str().unwrap()]).start();
+    let _reaper = pids(&d);
+    until("3 instances looping", Duration::from_secs(20), || looping(&d, 3));
+    let shown = d.cmd("config");
+    let shown = text(&shown.stdout);
+    let line = shown.lines().find(|l| l.starts_with("instances = ")).unwrap_or_default();
+    assert!(line.starts_with("instances = 3 ") && line.ends_with(&format!("# file {}:2", file.display())), "{shown}");
+    std::fs::write(&file, "[workers.crew]\ninstances = 5\n").unwrap();
+    let report = call(&d, "daemon.reload", "[]");
+    let applied = report["result"]["applied"].as_array().cloned().unwrap_or_default();
+    assert!(applied.contains(&Json::from("workers.crew.instances")), "{report}");
+    until("5 instances looping", Duration::from_secs(20), || looping(&d, 5));
+    let _grown = pids(&d);
+    // Only a pool has instances: said with the file's line, and the running daemon keeps its 5.
+    std::fs::write(&file, "[workers.solo]\ninterval = 1\ninstances = 2\n").unwrap();
+    let refused = call(&d, "daemon.reload", "[]");
+    let why = refused["error"]["data"].to_string();
+    assert!(why.contains("crew.toml:3") && why.contains("'solo' is not a pool"), "{refused}");
+    assert_eq!(pool(&d)["size"], 5);
+}

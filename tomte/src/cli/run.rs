@@ -218,7 +218,10 @@ fn show<S: 'static>(daemon: &Daemon<S>, config: &Config) -> Result<String, crate
         drop(check(file)?);
     }
     let names = daemon.workers.units();
-    let sections = file.map(|f| crate::config::workers::sections(f, &names)).transpose()?.unwrap_or_default();
+    let sections = file
+        .map(|f| crate::config::workers::sections(f, &names, &daemon.workers.pools()))
+        .transpose()?
+        .unwrap_or_default();
     let workers: Vec<WorkerView> = names
         .iter()
         .filter_map(|n| {

@@ -85,6 +85,9 @@ pub(crate) fn render(
         let hang = t.hang_timeout.map_or_else(|| "0".to_owned(), seconds);
         line(&mut out, &format!("hang-timeout = {hang}"), &from("hang-timeout"));
         line(&mut out, &format!("stop-grace = {}", seconds(t.stop_grace)), &from("stop-grace"));
+        if let Some(n) = t.instances {
+            line(&mut out, &format!("instances = {n}"), &from("instances"));
+        }
     }
     if let Some(app) = sources.and_then(app_section) {
         out.push('\n');

@@ -1,5 +1,5 @@
 //! The `[workers.NAME]` sections: a worker's interval, restart policy, back-off, hang timeout
-//! and stop grace, over what the code installed it with.
+//! and stop grace, over what the code installed it with; a pool's also its `instances`.
 
 use std::time::Duration;
 
@@ -28,6 +28,9 @@ pub(crate) struct WorkerSection {
     hang_timeout: Option<Duration>,
     #[serde(default, deserialize_with = "seconds")]
     stop_grace: Option<Duration>,
+    /// A pool's size (pools only).
+    #[serde(default, deserialize_with = "instances")]
+    instances: Option<usize>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -48,6 +51,7 @@ impl WorkerSection {
             "backoff-max" => self.backoff_max.is_some(),
             "hang-timeout" => self.hang_timeout.is_some(),
             "stop-grace" => self.stop_grace.is_some(),
+            "instances" => self.instances.is_some(),
             _ => false,
         }
     }
@@ -78,13 +82,21 @@ impl WorkerSection {
         if let Some(g) = self.stop_grace {
             t.stop_grace = g;
         }
+        if let (Some(n), Some(_)) = (self.instances, base.instances) {
+            t.instances = Some(n);
+        }
         t
     }
 }
 
-/// The file's worker sections, each checked: `names` are the daemon's workers; another name is
-/// an error at its line. With its line, by worker name.
-pub(crate) fn sections(file: &File, names: &[String]) -> Result<Vec<(String, WorkerSection, usize)>, ConfigError> {
+/// The file's worker sections, each checked: `names` are the daemon's workers and pools (those
+/// in `pools`, the only ones that take `instances`); another name is an error at its line. With
+/// its line, by worker name.
+pub(crate) fn sections(
+    file: &File,
+    names: &[String],
+    pools: &[String],
+) -> Result<Vec<(String, WorkerSection, usize)>, ConfigError> {
     let doc = file.parse()?;
     let Some(workers) = doc.get_ref().get(WORKERS) else { return Ok(Vec::new()) };
     let toml::de::DeValue::Table(t) = workers.get_ref() else {
@@ -100,6 +112,16 @@ pub(crate) fn sections(file: &File, names: &[String]) -> Result<Vec<(String, Wor
             return Err(file.error(k.span(), Some(key), format!("no such worker (the daemon has: {have})")));
         }
         let section: WorkerSection = file.deserialize(&doc, v.clone(), &key)?;
+        if section.instances.is_some() && !pools.contains(&name) {
+            let at = match v.get_ref() {
+                toml::de::DeValue::Table(t) => {
+                    t.iter().find(|(k, _)| k.get_ref() == "instances").map(|(k, _)| k.span())
+                }
+                _ => None,
+            };
+            let why = format!("worker '{name}' is not a pool: only a pool has instances");
+            return Err(file.error(at.unwrap_or(k.span()), Some(format!("{key}.instances")), why));
+        }
         out.push((name, section, file.line_column(k.span().start).0));
     }
     Ok(out)
@@ -114,6 +136,14 @@ fn seconds<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error
         return Err(serde::de::Error::custom("must be more than 0 and at most a year of seconds"));
     }
     Ok(Some(Duration::from_secs_f64(secs)))
+}
+
+fn instances<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+    let n = u64::deserialize(d)?;
+    match usize::try_from(n).ok().filter(|&n| n <= crate::worker::MAX_INSTANCES) {
+        Some(n) => Ok(Some(n)),
+        None => Err(serde::de::Error::custom(format!("must be from 0 to {}", crate::worker::MAX_INSTANCES))),
+    }
 }
 
 fn seconds_or_zero<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {

@@ -94,9 +94,13 @@ impl Pool {
         super::Tuning::of(&self.template)
     }
 
-    /// New instances are made with `t`.
-    pub(super) fn retune(&mut self, t: &super::Tuning) {
+    /// New instances are made with `t`; the size it sets, when it changed.
+    pub(super) fn retune(&mut self, t: &super::Tuning) -> Option<usize> {
         t.set(&mut self.template);
+        let spec = self.template.pool.as_mut()?;
+        let n = t.instances.filter(|&n| n != spec.instances)?;
+        spec.instances = n;
+        Some(self.autoscale.map_or(n, |(min, max)| n.clamp(min, max)))
     }
 }
 

@@ -250,11 +250,14 @@ pub(crate) struct Tuning {
     pub(crate) backoff_max: Duration,
     pub(crate) hang_timeout: Option<Duration>,
     pub(crate) stop_grace: Duration,
+    /// A pool's size (`None`: not a pool).
+    pub(crate) instances: Option<usize>,
 }
 
 impl Tuning {
     fn of(spec: &WorkerSpec) -> Tuning {
         Tuning {
+            instances: spec.pool.as_ref().map(|p| p.instances),
             interval: spec.interval,
             policy: spec.policy,
             backoff_min: spec.backoff_min,
@@ -298,6 +301,7 @@ impl Tuning {
         differ(self.backoff_max != other.backoff_max, "backoff-max");
         differ(self.hang_timeout != other.hang_timeout, "hang-timeout");
         differ(self.stop_grace != other.stop_grace, "stop-grace");
+        differ(self.instances != other.instances, "instances");
         keys
     }
 }
@@ -753,7 +757,11 @@ impl Supervisor {
     /// A pool's settings are its instances': each is retuned (new ones are made with them).
     pub(crate) fn retune(&mut self, name: &str, t: Tuning) -> bool {
         if let Some(p) = self.pool_index(name) {
-            self.pools[p].retune(&t);
+            if let Some(n) = self.pools[p].retune(&t) {
+                if let Err(f) = self.scale(name, n) {
+                    log::error!("pool {name}: cannot scale to {n} instances: {}", f.message);
+                }
+            }
             let members = self.pools[p].members.clone();
             return members.into_iter().fold(false, |queued, i| self.retune_slot(i, t.clone()) | queued);
         }

@@ -71,7 +71,7 @@ impl<S> Settings<S> {
         let code_tunings: Vec<(String, Tuning)> =
             names.iter().filter_map(|n| Some((n.clone(), d.workers.tuning(n)?))).collect();
         if let Some(f) = file {
-            for (name, section, _) in workers::sections(f, &names)? {
+            for (name, section, _) in workers::sections(f, &names, &d.workers.pools())? {
                 if let Some((_, base)) = code_tunings.iter().find(|(n, _)| *n == name) {
                     d.workers.retune(&name, section.over(base));
                 }
@@ -145,7 +145,8 @@ impl<S: 'static> Running<S> {
         };
         let file = new.sources.as_deref().and_then(Sources::file);
         let names = self.ctx.workers.units();
-        let sections = file.map(|f| workers::sections(f, &names)).transpose()?.unwrap_or_default();
+        let sections =
+            file.map(|f| workers::sections(f, &names, &self.ctx.workers.pools())).transpose()?.unwrap_or_default();
         let apps = self.settings.app.iter().map(|hook| hook(file)).collect::<Result<Vec<_>, _>>()?;
 
         let mut applied: Vec<String> = Vec::new();
