@@ -51,6 +51,52 @@
 //! a last line without a newline is logged too. A worker blocks in its write while the daemon
 //! cannot keep up (a full pipe), as it would on a slow terminal.
 //!
+//! # Pools
+//!
+//! [`WorkerSpec::instances`] makes a spec a pool: `n` identical workers `NAME.0` … `NAME.{n-1}`,
+//! each supervised as a worker is. [`Ctx::ask`](crate::Ctx::ask) of `NAME` goes to the least
+//! busy live instance; of `NAME.2`, to that one. How asks are dispatched, queued, timed out and
+//! spread over a pool that grows or shrinks:
+//!
+//! | setting | default | what it does |
+//! | --- | --- | --- |
+//! | [`instances`](WorkerSpec::instances) | not a pool | the pool's size; `worker.scale NAME N` and `[workers.NAME] instances` change it at run time |
+//! | [`max_in_flight`](WorkerSpec::max_in_flight) | 1 in a pool, none otherwise | the asks one process holds at once; the instance with the fewest gets the next ask, ties round-robin |
+//! | [`queue_limit`](WorkerSpec::queue_limit) | 64 | asks waiting while every instance is at its limit; one more fails at once with −32000 "Pool busy" |
+//! | [`ask_timeout`](WorkerSpec::ask_timeout) | 30 s, every worker | the deadline of an ask, queue included: −32003, the late answer dropped |
+//! | [`max_requests`](WorkerSpec::max_requests), [`max_memory`](WorkerSpec::max_memory) | none | recycle a process after N asks, or above an RSS (checked every second) |
+//! | [`autoscale`](WorkerSpec::autoscale) | none | grow while asks wait (one instance per 200 ms), shrink after 10 s idle (one per 10 s) |
+//!
+//! An instance that dies fails the asks it held (−32011 naming it) and no other; the rest of the
+//! pool serves meanwhile, and its replacement takes asks once started. A pool is `failed` only
+//! when every instance is; it is ready (`/readyz`) while one instance serves. Shrinking stops
+//! instances not running first, then idle ones, then the least busy; a stopped instance answers
+//! the asks it holds before it ends, so a scale-down fails no call. `worker.pause`, `resume`,
+//! `start`, `stop` and `restart` act on a pool's every instance, or on one (`NAME.2`);
+//! `worker.list` shows a pool as one entry with its instances, each with its `asks` answered and
+//! `in_flight`. A plain worker (not a pool) keeps its asks in its channel, in order, and refuses
+//! them while it is not running; to restart or recycle without refusing a call, make it a pool.
+//! Per-process limits ([`nice`](WorkerSpec::nice), [`limit_nofile`](WorkerSpec::limit_nofile),
+//! [`user`](WorkerSpec::user), …) apply to each instance.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use tomte::worker::{WorkerCtx, WorkerSpec};
+//! use tomte::{Daemon, Fault, Method, Value};
+//!
+//! struct Hasher;
+//! impl tomte::worker::Worker for Hasher {
+//!     fn r#loop(&mut self, _ctx: &mut WorkerCtx) {}
+//!     fn on_message(&mut self, request: Value, _ctx: &mut WorkerCtx) -> Result<Value, Fault> {
+//!         Ok(request) // the work, in its own process
+//!     }
+//! }
+//!
+//! let mut daemon = Daemon::new("hash");
+//! daemon.worker(WorkerSpec::new("hasher", Duration::from_secs(1), || Hasher).instances(2).max_requests(Some(10_000)));
+//! daemon.method(Method::new_async("hash.echo", |mut p, ctx| ctx.ask("hasher", p.take::<Value>("v").unwrap_or_default())));
+//! ```
+//!
 //! The command words that start with `tomte.` are the daemon's (`tomte.loglevel=debug` sets a
 //! worker's log level, as `daemon.loglevel` does); [`Worker::on_command`] does not see them.
 
