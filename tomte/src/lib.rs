@@ -78,6 +78,13 @@
 //! both counts, or each one's error, within 2 s; `examples/pool.rs` sends any value to a
 //! worker and back: the channel keeps every type (bytes, dates, NaN).
 //!
+//! **5b. Pools.** [`WorkerSpec::instances`](worker::WorkerSpec::instances) makes `n` identical
+//! workers behind one name: an ask goes to the least busy instance, waits in a bounded queue
+//! when all are busy, has a deadline, and the pool is scaled at run time (`worker.scale`,
+//! automatic scaling) and recycled against leaks (`max_requests`, `max_memory`); see
+//! [`worker`'s Pools](worker#pools). `examples/hash.rs` spreads CPU-bound hashing over two
+//! processes; `examples/fetch.rs` answers many slow asks at once from each process.
+//!
 //! **6. Who may call what.** Methods require [`Permission::Call`] unless
 //! [`Method::requires`] says otherwise; the daemon's own user holds everything on its unix
 //! socket; [`Daemon::allow`] and `--allow` grant more (see [`access`]).

@@ -287,7 +287,8 @@ impl WorkerSpec {
     }
     /// How many asks one process holds at once (default: 1 in a pool, for CPU-bound work; a
     /// worker that answers later may take more). A worker that is not a
-    /// pool has no limit by default: its asks wait in its channel, in order.
+    /// pool has no limit by default: its asks wait in its channel, in order; given one, it
+    /// refuses an ask past it at once with −32000 "Worker busy" (it has no queue).
     pub fn max_in_flight(mut self, n: usize) -> Self {
         self.max_in_flight = Some(n.max(1));
         self
