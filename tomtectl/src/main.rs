@@ -117,7 +117,7 @@ enum Command {
         #[arg(value_parser = ["pause", "resume", "start", "stop", "restart", "scale"])]
         action: String,
         /// Worker, pool or instance names, or `all`; scale: the pool and its number of instances
-        #[arg(required = true, value_name = "NAME")]
+        #[arg(required = true, value_name = "NAME", allow_negative_numbers = true)]
         names: Vec<String>,
         /// restart: one worker at a time, each looping again before the next is stopped
         #[arg(long)]
