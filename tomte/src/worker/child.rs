@@ -10,7 +10,9 @@
 //! iteration, runs `spindown`, and the process exits 0. A worker busy in its own `loop` sees
 //! it when the iteration returns.
 
+use std::collections::HashSet;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tomte_rpc::Fault;
@@ -36,8 +38,19 @@ pub(crate) fn main(name: String, interval: Duration, beat: Duration, worker: Box
     // The daemon's free heap came along with the fork: give it back, so that a worker holds
     // only what it uses (and what it still shares with the daemon).
     crate::sys::mem::trim_heap();
-    let mut ctx = WorkerCtx { name, iterations: 0, up: Vec::new(), stop: false, metrics: Default::default() };
+    let queue = super::reply::Replies::new(Some(end.wake_eventfd()));
+    let mut ctx = WorkerCtx {
+        name,
+        iterations: 0,
+        up: Vec::new(),
+        stop: false,
+        metrics: Default::default(),
+        replies: Vec::new(),
+        queue: std::sync::Arc::clone(&queue),
+    };
     let mut run = Run {
+        pending: HashSet::new(),
+        queue,
         worker,
         end,
         paused: false,
@@ -56,7 +69,14 @@ pub(crate) fn main(name: String, interval: Duration, beat: Duration, worker: Box
     }
 }
 
+/// How long asks still pending when the worker stops may take to be answered.
+const PENDING_GRACE: Duration = Duration::from_secs(5);
+
 struct Run {
+    /// Asks left for later (`on_ask` answered `None`), not answered yet.
+    pending: HashSet<u64>,
+    /// Answers from repliers on other threads.
+    queue: Arc<super::reply::Replies>,
     worker: Box<dyn Worker>,
     end: Endpoint,
     paused: bool,
@@ -116,13 +136,17 @@ impl Run {
             self.set_status(if self.paused { PAUSED } else { LOOPING });
             self.end.beat();
             let wait = if self.paused { self.beat } else { (next - now).min(self.beat) };
-            if let Err(e) = self.end.wait_unless(wait, || crate::sys::signals::stop_signal().is_some()) {
+            let queue = &self.queue;
+            if let Err(e) =
+                self.end.wait_unless(wait, || crate::sys::signals::stop_signal().is_some() || queue.waiting())
+            {
                 log::error!("worker {}: cannot wait on its channel: {e}", ctx.name);
                 return 2;
             }
         }
         self.set_status(SPINDOWN);
         self.end.beat();
+        self.finish_pending(ctx);
         self.worker.spindown(ctx);
         self.send_metrics(ctx, true);
         let _ = self.flush_up(ctx);
@@ -156,21 +180,77 @@ impl Run {
                     self.worker.on_command(&word, ctx);
                 }
                 Some(Frame::Request(ticket, request)) => {
-                    let answer = catch_unwind(AssertUnwindSafe(|| self.worker.on_message(request, ctx)))
-                        .unwrap_or_else(|_| Err(Fault::internal(format!("worker {} panicked answering", ctx.name))));
-                    if let Err(why) = self.send(&Frame::Answer(ticket, answer)) {
-                        // An answer the channel cannot carry is an error answer, not a dead worker.
-                        let fault = Fault::internal(format!("worker {}: cannot send its answer: {why}", ctx.name));
-                        self.send(&Frame::Answer(ticket, Err(fault)))?;
+                    let ask = super::AskId(ticket);
+                    let answer = catch_unwind(AssertUnwindSafe(|| self.worker.on_ask(ask, request, ctx)))
+                        .unwrap_or_else(|_| {
+                            Some(Err(Fault::internal(format!("worker {} panicked answering", ctx.name))))
+                        });
+                    match answer {
+                        Some(answer) => self.answer(ticket, answer, ctx)?,
+                        None => {
+                            self.pending.insert(ticket);
+                        }
                     }
                 }
                 _ => return Err("malformed frame from the daemon".to_owned()),
             }
         }
+        self.flush_replies(ctx)?;
         self.flush_up(ctx)?;
         self.send_metrics(ctx, false);
         self.end.notify().map_err(|e| e.to_string())?;
         Ok(())
+    }
+
+    /// Sends one answer.
+    fn answer(&mut self, ticket: u64, answer: Result<tomte_rpc::Value, Fault>, ctx: &WorkerCtx) -> Result<(), String> {
+        if let Err(why) = self.send(&Frame::Answer(ticket, answer)) {
+            // An answer the channel cannot carry is an error answer, not a dead worker.
+            let fault = Fault::internal(format!("worker {}: cannot send its answer: {why}", ctx.name));
+            self.send(&Frame::Answer(ticket, Err(fault)))?;
+        }
+        Ok(())
+    }
+
+    /// Sends the answers given later, each to an ask still pending.
+    fn flush_replies(&mut self, ctx: &mut WorkerCtx) -> Result<(), String> {
+        let mut replies = std::mem::take(&mut ctx.replies);
+        replies.extend(self.queue.take());
+        for (ask, answer) in replies {
+            if self.pending.remove(&ask.0) {
+                self.answer(ask.0, answer, ctx)?;
+            } else {
+                log::debug!(
+                    "worker {}: a second answer, or one to an ask it was not given ({ask:?}): dropped",
+                    ctx.name
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// At stop: serves what comes in (answers given later among it) until no ask is pending,
+    /// for at most [`PENDING_GRACE`].
+    fn finish_pending(&mut self, ctx: &mut WorkerCtx) {
+        let until = Instant::now() + PENDING_GRACE;
+        while !self.pending.is_empty() && Instant::now() < until {
+            if let Err(why) = self.messages(ctx) {
+                log::error!("worker {}: {why}", ctx.name);
+                return;
+            }
+            if self.pending.is_empty() {
+                break;
+            }
+            self.end.beat();
+            let wait = until.saturating_duration_since(Instant::now()).min(self.beat);
+            let queue = &self.queue;
+            if self.end.wait_unless(wait, || queue.waiting()).is_err() {
+                return;
+            }
+        }
+        if !self.pending.is_empty() {
+            log::warn!("worker {}: {} asks still unanswered as it stops", ctx.name, self.pending.len());
+        }
     }
 
     /// Sends a snapshot of the worker's metrics, when it has some and the last went a second

@@ -103,6 +103,7 @@
 pub mod channel;
 pub(crate) mod child;
 pub(crate) mod output;
+mod reply;
 pub(crate) mod supervisor;
 pub(crate) mod wire;
 
@@ -110,6 +111,7 @@ use std::time::Duration;
 
 use tomte_rpc::{Fault, Value};
 
+pub use reply::{AskId, Replier};
 pub use supervisor::{Policy, PoolInfo, State, Supervisor, WorkerInfo};
 
 /// A worker's behaviour. Only `loop` (one iteration) is required.
@@ -129,6 +131,19 @@ pub trait Worker {
     fn on_message(&mut self, _request: Value, ctx: &mut WorkerCtx) -> Result<Value, Fault> {
         Err(Fault::internal(format!("worker '{}' takes no messages", ctx.name())))
     }
+    /// A request from the daemon, answered now (`Some`, by default what
+    /// [`on_message`](Worker::on_message) answers) or later (`None`): then the worker answers
+    /// it with [`WorkerCtx::reply`], or from another thread with a [`Replier`], and meanwhile
+    /// takes the next asks — as many at once as the spec's
+    /// [`max_in_flight`](WorkerSpec::max_in_flight) lets the daemon send it.
+    ///
+    /// Asks not answered yet when the worker is asked to stop get up to 5 s more (the
+    /// iterations stop, the answers are still sent) before `spindown` runs; those left then
+    /// fail with −32011 once the process ends.
+    fn on_ask(&mut self, ask: AskId, request: Value, ctx: &mut WorkerCtx) -> Option<Result<Value, Fault>> {
+        let _ = ask;
+        Some(self.on_message(request, ctx))
+    }
 }
 
 /// A closure is a worker whose iteration is the closure.
@@ -146,6 +161,9 @@ pub struct WorkerCtx {
     pub(crate) up: Vec<Value>,
     pub(crate) stop: bool,
     pub(crate) metrics: crate::metrics::Metrics,
+    /// Answers given with [`WorkerCtx::reply`], and those from repliers.
+    pub(crate) replies: Vec<(AskId, Result<Value, Fault>)>,
+    pub(crate) queue: std::sync::Arc<reply::Replies>,
 }
 
 impl WorkerCtx {
@@ -183,6 +201,15 @@ impl WorkerCtx {
     /// Asks the worker's own loop to end (spindown runs, then the process exits 0).
     pub fn stop(&mut self) {
         self.stop = true;
+    }
+    /// Answers an ask that [`Worker::on_ask`] left for later; sent when the current callback
+    /// returns. Once per ask: a second answer is dropped.
+    pub fn reply(&mut self, ask: AskId, answer: Result<Value, Fault>) {
+        self.replies.push((ask, answer));
+    }
+    /// A handle that answers asks from any thread of this process (see [`Replier`]).
+    pub fn replier(&self) -> Replier {
+        Replier(std::sync::Arc::clone(&self.queue))
     }
 }
 
