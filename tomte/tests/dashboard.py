@@ -13,6 +13,10 @@ assertion about time, only a bound for a hang):
   {"op": "state", "worker": W, "state": S}         wait until row W's state cell reads S, and the
                                                    event stream has told S (data-event-state);
                                                    with "pid_not": P, and its pid is not P
+  {"op": "shows", "worker": W, "state": S}         wait until row W's state cell reads S (a pool's
+                                                   row: the liveliest of its instances' rows)
+  {"op": "no_row", "worker": W}                    wait until there is no row W
+  {"op": "table"}                                  every row in order: worker, kind, pool, cells
   {"op": "note", "worker": W, "contains": T}       wait until row W's note contains T
   {"op": "text", "id": I}                          the text of element #I
   {"op": "wait_text", "id": I, "contains": T}      wait until #I's text contains T
@@ -140,6 +144,11 @@ def row(driver, worker):
 def row_info(tr):
     cells = {c: tr.find_element(By.CSS_SELECTOR, f"td.{c}").text for c in ["name", "state", "pid", "restarts", "iterations", "uptime"]}
     cells["event_state"] = tr.get_attribute("data-event-state")
+    cells["kind"] = tr.get_attribute("data-kind")
+    cells["pool"] = tr.get_attribute("data-pool")
+    for c in ["asks", "in_flight"]:
+        found = tr.find_elements(By.CSS_SELECTOR, f"td.{c}")
+        cells[c] = found[0].text if found else None
     cells["note"] = tr.find_element(By.CSS_SELECTOR, ".note").text
     cells["note_code"] = tr.find_element(By.CSS_SELECTOR, ".note").get_attribute("data-code")
     return cells
@@ -174,6 +183,19 @@ def run(driver, cmd, console, servers):
                 return None
             return info if info["pid"] != cmd.get("pid_not") else None
         return until(f"{cmd['worker']} {cmd['state']} (cell and event) {cmd.get('pid_not', '')}", limit, there)
+    if op == "shows":
+        def shown():
+            tr = row(driver, cmd["worker"])
+            info = tr and row_info(tr)
+            return info if info and info["state"] == cmd["state"] else None
+        return until(f"{cmd['worker']} {cmd['state']} (cell)", limit, shown)
+    if op == "no_row":
+        return until(f"no row {cmd['worker']}", limit, lambda: row(driver, cmd["worker"]) is None)
+    if op == "table":
+        def table():
+            return [dict(row_info(tr), worker=tr.get_attribute("data-worker"))
+                    for tr in driver.find_elements(By.CSS_SELECTOR, "#workers-body tr[data-worker]")]
+        return until("the table", limit, table)
     if op == "note":
         def noted():
             tr = row(driver, cmd["worker"])

@@ -1,6 +1,7 @@
 //! The web dashboard (`--dashboard`) in a real browser: headless Chromium (Debian's `chromium`
 //! and `chromium-driver`) driven by Selenium (PyPI) through `tests/dashboard.py`, against the
-//! pool example on a loopback TCP port; and its HTTP headers, read with curl.
+//! pool example (and the hash example's pool `hasher`) on a loopback TCP port; and its HTTP
+//! headers, read with curl.
 //!
 //! What it needs, as `.ci/run` installs it:
 //!
@@ -398,6 +399,117 @@ fn the_dashboard_is_served_only_when_asked_with_its_security_headers() {
         let (status, _, _) = curl(&format!("http://127.0.0.1:{port}{path}"));
         assert_eq!(status, 404, "{path} with --dashboard");
     }
+}
+
+/// The hash example with a pool `hasher` of `n` instances, on loopback TCP `port` too, every
+/// instance looping.
+fn hasher(port: u16, n: usize) -> Daemon {
+    let tcp = format!("tcp://127.0.0.1:{port}");
+    let d = Daemon::new("hash", &["--socket", &tcp, "--dashboard", "--allow", "anonymous=all"])
+        .with_env("HASH_WORKERS", &n.to_string())
+        .start();
+    until(&format!("{n} instances looping"), Duration::from_secs(60), || looping(&d, n));
+    d
+}
+
+/// Pool `hasher`'s instances as worker.list has them.
+fn instances(d: &Daemon) -> Vec<J> {
+    worker(d, "hasher")["instances"].as_array().expect("a pool lists its instances").clone()
+}
+
+/// Whether `hasher` is hasher.0..n-1, each looping.
+fn looping(d: &Daemon, n: usize) -> bool {
+    let i = instances(d);
+    i.len() == n && i.iter().enumerate().all(|(k, w)| w["name"] == format!("hasher.{k}") && w["state"] == "looping")
+}
+
+fn instance(d: &Daemon, name: &str) -> J {
+    instances(d).into_iter().find(|w| w["name"] == name).unwrap_or_else(|| panic!("no instance {name}"))
+}
+
+/// The page's rows in order: (worker, kind, pool).
+fn order(b: &mut Browser) -> Vec<(String, String, Option<String>)> {
+    let table = b.cmd(json!({"op": "table"}));
+    let s = |v: &J| v.as_str().map(str::to_owned);
+    table
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (s(&r["worker"]).unwrap(), s(&r["kind"]).unwrap(), s(&r["pool"])))
+        .collect()
+}
+
+fn pool_rows(n: usize) -> Vec<(String, String, Option<String>)> {
+    let mut rows = vec![("hasher".to_owned(), "pool".to_owned(), None)];
+    rows.extend((0..n).map(|k| (format!("hasher.{k}"), "instance".to_owned(), Some("hasher".to_owned()))));
+    rows
+}
+
+#[test]
+fn a_pool_shows_its_instances_under_it_and_its_buttons_act_on_one_or_all() {
+    let port = free_port();
+    let d = hasher(port, 2);
+    let _reaper = pids(&d);
+    let mut b = Browser::new("1200x800");
+    b.open(&format!("http://127.0.0.1:{port}/"));
+    let rows = b.cmd(json!({"op": "rows", "names": ["hasher", "hasher.0", "hasher.1"]}));
+    assert_eq!(order(&mut b), pool_rows(2), "the pool's row, then its instances'");
+    assert_eq!(rows["hasher"]["pid"], "2 instances, 0 queued", "{}", rows["hasher"]);
+    assert_eq!(rows["hasher"]["state"], "looping");
+    for name in ["hasher.0", "hasher.1"] {
+        let w = instance(&d, name);
+        assert_eq!(rows[name]["pid"], w["pid"].to_string(), "{name}: {} against {w}", rows[name]);
+    }
+    // Asks answered show, per instance and summed for the pool.
+    for _ in 0..3 {
+        assert!(call(&d, "hash.sha256", r#"["abc", 1]"#)["result"].is_string());
+    }
+    b.cmd(json!({"op": "wait_text", "id": "workers-body", "contains": "instances"}));
+    until("the page to count 3 asks for the pool", Duration::from_secs(60), || {
+        order(&mut b).len() == 3 && b.cmd(json!({"op": "table"}))[0]["asks"] == "3"
+    });
+
+    // One instance: only it pauses; the pool stays looping (its liveliest instance's state).
+    b.click("hasher.1", "pause");
+    b.state("hasher.1", "paused");
+    assert_eq!(instance(&d, "hasher.1")["state"], "paused");
+    assert_eq!(instance(&d, "hasher.0")["state"], "looping");
+    b.cmd(json!({"op": "shows", "worker": "hasher", "state": "looping"}));
+    // The whole pool: both paused, then the pool's row; resume it all again.
+    b.click("hasher", "pause");
+    b.state("hasher.0", "paused");
+    let pool = b.cmd(json!({"op": "shows", "worker": "hasher", "state": "paused"}));
+    assert!(pool["note"].as_str().unwrap().contains("pause"), "{pool}");
+    assert_eq!(worker(&d, "hasher")["state"], "paused");
+    b.click("hasher", "resume");
+    b.state("hasher.0", "looping");
+    b.state("hasher.1", "looping");
+    b.cmd(json!({"op": "shows", "worker": "hasher", "state": "looping"}));
+    assert!(looping(&d, 2), "{:?}", instances(&d));
+
+    // Scaled by another client: the new instance's row appears under the pool, live.
+    assert_eq!(call(&d, "worker.scale", r#"["hasher", 3]"#)["result"]["to"], 3);
+    until("hasher.2 looping", Duration::from_secs(60), || looping(&d, 3));
+    let _reaper_too = pids(&d);
+    b.cmd(json!({"op": "rows", "names": ["hasher.2"]}));
+    b.cmd(json!({"op": "wait_text", "id": "workers-body", "contains": "3 instances"}));
+    until("the page to list hasher.0..2 in order", Duration::from_secs(60), || order(&mut b) == pool_rows(3));
+    // Restarted from its button: a new process, its pid in the row.
+    let old = instance(&d, "hasher.2")["pid"].as_i64().unwrap();
+    b.click("hasher.2", "restart");
+    let row = b.cmd(json!({"op": "state", "worker": "hasher.2", "state": "looping", "pid_not": old.to_string()}));
+    let new = instance(&d, "hasher.2")["pid"].as_i64().unwrap();
+    assert_ne!(new, old, "hasher.2 restarted");
+    assert_eq!(row["pid"], new.to_string(), "{row}");
+    let _reaper_three = pids(&d);
+
+    // Scaled down: the rows of the instances gone go too.
+    assert_eq!(call(&d, "worker.scale", r#"["hasher", 1]"#)["result"]["to"], 1);
+    b.cmd(json!({"op": "no_row", "worker": "hasher.2"}));
+    b.cmd(json!({"op": "no_row", "worker": "hasher.1"}));
+    until("the page to list hasher.0 alone", Duration::from_secs(60), || order(&mut b) == pool_rows(1));
+    b.cmd(json!({"op": "wait_text", "id": "workers-body", "contains": "1 instance, 0 queued"}));
+    b.no_csp_violation();
 }
 
 /// `docs/dashboard.png` for the README: the pool example under a varying load, one worker

@@ -94,21 +94,30 @@ enum Command {
     Status,
     /// Ask the daemon to stop
     Shutdown,
-    /// Show the daemon's workers: name, pid, state, restarts, iterations, uptime
-    Workers,
-    /// Act on workers: pause, resume, start, stop or restart NAME..., or `all`
+    /// Show the daemon's workers: name, state, pid, restarts, iterations, asks, in flight, uptime
     ///
+    /// A pool is one line (its state is its liveliest instance's; restarts, iterations, asks
+    /// and in flight are its instances' sums; `pool: N instances, Q queued`) with its instances
+    /// indented under it. --json prints worker.list's answer as sent.
+    Workers,
+    /// Act on workers: pause, resume, start, stop or restart NAME..., or `all`; scale a pool
+    ///
+    /// A NAME is a worker, a pool (every instance of it) or one instance of a pool (`hasher.2`);
     /// `all` is every worker. `restart --rolling` replaces the workers one at a time, each new
     /// one looping before the next old one is stopped (worker.restart with rolling: true); the
     /// daemon answers at once. `restart --wait` follows the daemon.worker.state events (on an
     /// NDJSON connection) and prints each worker as it comes back, `NAME back: pid NEW (was
-    /// OLD)`; it exits 1 when one does not (failed, stopped, or passed over by the rolling
-    /// restart), naming it on stderr.
+    /// OLD)` (for a pool, each of its instances); it exits 1 when one does not (failed,
+    /// stopped, or passed over by the rolling restart), naming it on stderr.
+    ///
+    /// `worker scale NAME N` grows or shrinks pool NAME to N instances (worker.scale) and
+    /// prints `NAME: FROM -> TO instances`; new instances start at once, idle ones stop first
+    /// and busy ones finish their asks before they stop.
     Worker {
-        #[arg(value_parser = ["pause", "resume", "start", "stop", "restart"])]
+        #[arg(value_parser = ["pause", "resume", "start", "stop", "restart", "scale"])]
         action: String,
-        /// Worker names, or `all`
-        #[arg(required = true, value_name = "NAME")]
+        /// Worker, pool or instance names, or `all`; scale: the pool and its number of instances
+        #[arg(required = true, value_name = "NAME", allow_negative_numbers = true)]
         names: Vec<String>,
         /// restart: one worker at a time, each looping again before the next is stopped
         #[arg(long)]
@@ -446,6 +455,9 @@ fn worker(
     if action != "restart" && (rolling || wait) {
         bail!("--rolling and --wait go with `worker restart` only");
     }
+    if action == "scale" {
+        return scale(client, names, json);
+    }
     let all = names.iter().any(|n| n == "all");
     if all && names.len() > 1 {
         bail!("`all` is every worker: name workers, or say all, not both");
@@ -464,17 +476,28 @@ fn worker(
     if wait && client.protocol() != Protocol::Json {
         bail!("worker restart --wait follows daemon.worker.state events: it needs an NDJSON connection (not --xml or comodojo)");
     }
-    // Before the restart: the pids to tell the new processes by, and the events from now on.
-    let before: Vec<(String, Option<i64>)> = if wait {
+    // Before the restart: the pids to tell the new processes by (a pool's are its instances'),
+    // and the events from now on.
+    let mut before: Vec<(String, Option<i64>)> = Vec::new();
+    let mut pools: Vec<(String, Vec<String>)> = Vec::new();
+    if wait {
         let Value::Array(list) = client.call("worker.list", &Args::default())?? else {
             bail!("worker.list did not return an array");
         };
-        list.iter()
-            .filter_map(|w| Some((w.member("name")?.as_str()?.to_owned(), w.member("pid").and_then(Value::as_i64))))
-            .collect()
-    } else {
-        Vec::new()
-    };
+        let entry = |w: &Value| Some((w.member("name")?.as_str()?.to_owned(), w.member("pid").and_then(Value::as_i64)));
+        for w in &list {
+            match w.member("instances") {
+                Some(Value::Array(instances)) => {
+                    let instances: Vec<_> = instances.iter().filter_map(entry).collect();
+                    if let Some(name) = w.member("name").and_then(Value::as_str) {
+                        pools.push((name.to_owned(), instances.iter().map(|(n, _)| n.clone()).collect()));
+                    }
+                    before.extend(instances);
+                }
+                _ => before.extend(entry(w)),
+            }
+        }
+    }
     if wait {
         client.subscribe(&["daemon.worker.state"])??;
     }
@@ -500,9 +523,16 @@ fn worker(
         }
         _ => Vec::new(),
     };
+    // A pool restarted is each of its instances, in order.
+    let restarted = restarted.into_iter().flat_map(|n| match pools.iter().find(|(p, _)| *p == n) {
+        Some((_, instances)) => instances.clone(),
+        None => vec![n],
+    });
     let followed = restarted
-        .into_iter()
-        .map(|n| (n.clone(), before.iter().find(|(b, _)| *b == n).and_then(|(_, p)| *p)))
+        .map(|n| {
+            let pid = before.iter().find(|(b, _)| *b == n).and_then(|(_, p)| *p);
+            (n, pid)
+        })
         .collect();
     let mut tracker = restart::Tracker::new(followed, rolling);
     client.set_timeout(Some(NO_PROGRESS))?;
@@ -538,6 +568,26 @@ fn worker(
         eprintln!("tomtectl: worker {name} not back after {NO_PROGRESS:?} without progress (state {state})");
     }
     Ok(if tracker.all_back() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// `worker scale NAME N`: worker.scale, printed as `NAME: FROM -> TO instances`.
+fn scale(client: &mut Client, names: &[String], json: bool) -> anyhow::Result<ExitCode> {
+    let [name, n] = names else {
+        bail!("worker scale takes a pool and a number of instances: `worker scale NAME N`");
+    };
+    let Some(n) = n.parse::<u32>().ok() else {
+        bail!("worker scale {name} {n}: the number of instances is a whole number (0 or more)");
+    };
+    let args = Args::Positional(vec![Value::from(name.as_str()), Value::from(i64::from(n))]);
+    let answer = client.call("worker.scale", &args)??;
+    if json {
+        print_value(&answer, true);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let count = |k: &str| answer.member(k).and_then(Value::as_i64).map_or_else(|| "?".to_owned(), |n| n.to_string());
+    let said = answer.member("name").and_then(Value::as_str).unwrap_or(name);
+    say!("{said}: {} -> {} instances", count("from"), count("to"));
+    Ok(ExitCode::SUCCESS)
 }
 
 /// A worker command's answer: `ACTION: NAME` per worker it acted on, `ACTION: NAME: nothing to
@@ -653,8 +703,15 @@ fn parse_params(params: &[String]) -> anyhow::Result<Args> {
     }
 }
 
-/// The `workers` table.
+/// The `workers` table: a worker a line; a pool's line, then its instances indented under it.
 fn print_workers(list: &[Value]) {
+    for line in workers_table(list) {
+        say!("{line}");
+    }
+}
+
+/// The lines of the `workers` table.
+fn workers_table(list: &[Value]) -> Vec<String> {
     let field = |w: &Value, k: &str| -> String {
         match w.member(k) {
             Some(Value::String(s)) => s.clone(),
@@ -663,33 +720,129 @@ fn print_workers(list: &[Value]) {
             _ => "-".to_owned(),
         }
     };
-    say!(
-        "{:<16} {:>8} {:<9} {:>8} {:>10} {:>10}  LAST EXIT",
-        "NAME",
-        "PID",
-        "STATE",
-        "RESTARTS",
-        "ITERATIONS",
-        "UPTIME"
-    );
+    let instances = |w: &Value| match w.member("instances") {
+        Some(Value::Array(i)) if w.member("pool") == Some(&Value::Bool(true)) => Some(i.clone()),
+        _ => None,
+    };
+    let name_len = |w: &Value| w.member("name").and_then(Value::as_str).map_or(1, |n| n.chars().count());
+    let mut width = 16;
     for w in list {
-        say!(
-            "{:<16} {:>8} {:<9} {:>8} {:>10} {:>10}  {}",
-            field(w, "name"),
-            field(w, "pid"),
+        width = width.max(name_len(w));
+        for i in instances(w).unwrap_or_default() {
+            width = width.max(name_len(&i) + 2);
+        }
+    }
+    let mut lines = vec![format!(
+        "{:<width$} {:<9} {:>8} {:>8} {:>10} {:>8} {:>9} {:>10}  LAST EXIT",
+        "NAME", "STATE", "PID", "RESTARTS", "ITERATIONS", "ASKS", "IN FLIGHT", "UPTIME"
+    )];
+    let line = |indent: &str, w: &Value, last: String| {
+        let name = format!("{indent}{}", field(w, "name"));
+        format!(
+            "{name:<width$} {:<9} {:>8} {:>8} {:>10} {:>8} {:>9} {:>10}  {last}",
             field(w, "state"),
+            field(w, "pid"),
             field(w, "restarts"),
             field(w, "iterations"),
+            field(w, "asks"),
+            field(w, "in_flight"),
             field(w, "uptime"),
-            field(w, "last_exit")
-        );
+        )
+    };
+    for w in list {
+        match instances(w) {
+            Some(members) => {
+                let size = field(w, "size");
+                let plural = if size == "1" { "" } else { "s" };
+                lines.push(line("", w, format!("pool: {size} instance{plural}, {} queued", field(w, "queued"))));
+                for i in &members {
+                    lines.push(line("  ", i, field(i, "last_exit")));
+                }
+            }
+            None => lines.push(line("", w, field(w, "last_exit"))),
+        }
     }
     if list.is_empty() {
-        say!("(no workers)");
+        lines.push("(no workers)".to_owned());
     }
+    lines
 }
 
 pub(crate) fn print_value(v: &Value, raw: bool) {
     let text = if raw { serde_json::to_string(v) } else { serde_json::to_string_pretty(v) };
     say!("{}", text.expect("a Value always serializes"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(members: &[(&str, Value)]) -> Value {
+        Value::Struct(members.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect())
+    }
+
+    fn instance(name: &str, pid: i64, asks: i64) -> Value {
+        entry(&[
+            ("name", Value::from(name)),
+            ("pid", Value::from(pid)),
+            ("state", Value::from("looping")),
+            ("restarts", Value::from(0)),
+            ("iterations", Value::from(7)),
+            ("last_exit", Value::Nil),
+            ("uptime", Value::Double(1.5)),
+            ("asks", Value::from(asks)),
+            ("in_flight", Value::from(1)),
+            ("pool", Value::from("hasher")),
+        ])
+    }
+
+    #[test]
+    fn a_pool_is_a_line_with_its_instances_indented_under_it() {
+        let plain = entry(&[
+            ("name", Value::from("alpha")),
+            ("pid", Value::from(10)),
+            ("state", Value::from("paused")),
+            ("restarts", Value::from(2)),
+            ("iterations", Value::from(5)),
+            ("last_exit", Value::from("signal 9")),
+            ("uptime", Value::Double(3.0)),
+            ("asks", Value::from(0)),
+            ("in_flight", Value::from(0)),
+        ]);
+        let pool = entry(&[
+            ("name", Value::from("hasher")),
+            ("pool", Value::Bool(true)),
+            ("size", Value::from(2)),
+            ("queued", Value::from(3)),
+            ("state", Value::from("looping")),
+            ("pid", Value::Nil),
+            ("restarts", Value::from(0)),
+            ("iterations", Value::from(14)),
+            ("asks", Value::from(9)),
+            ("in_flight", Value::from(2)),
+            ("uptime", Value::Nil),
+            ("instances", Value::Array(vec![instance("hasher.0", 11, 4), instance("hasher.1", 12, 5)])),
+        ]);
+        let lines = workers_table(&[plain, pool]);
+        let words: Vec<Vec<&str>> = lines.iter().map(|l| l.split_whitespace().collect()).collect();
+        assert_eq!(
+            words[0],
+            ["NAME", "STATE", "PID", "RESTARTS", "ITERATIONS", "ASKS", "IN", "FLIGHT", "UPTIME", "LAST", "EXIT"]
+        );
+        assert_eq!(words[1], ["alpha", "paused", "10", "2", "5", "0", "0", "3.0s", "signal", "9"]);
+        assert_eq!(
+            words[2],
+            ["hasher", "looping", "-", "0", "14", "9", "2", "-", "pool:", "2", "instances,", "3", "queued"]
+        );
+        assert!(lines[3].starts_with("  hasher.0 "), "{}", lines[3]);
+        assert_eq!(words[3], ["hasher.0", "looping", "11", "0", "7", "4", "1", "1.5s", "-"]);
+        assert_eq!(words[4][..3], ["hasher.1", "looping", "12"]);
+        assert_eq!(lines.len(), 5);
+        // The columns line up: every STATE starts where the header's does.
+        let at = lines[0].find("STATE").unwrap();
+        for l in &lines[1..] {
+            assert!(l[..at].ends_with(' ') && !l[at..].starts_with(' '), "{l}");
+        }
+        assert_eq!(workers_table(&[]), [lines[0].clone(), "(no workers)".to_owned()]);
+    }
 }

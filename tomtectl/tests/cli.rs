@@ -24,7 +24,9 @@ fn bad_addresses_and_arguments_exit_2_with_a_reason() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("bad socket address 'http://x'"));
     let out = tomtectl(&["worker", "explode", "alpha"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("possible values: pause, resume, start, stop, restart"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("possible values: pause, resume, start, stop, restart, scale")
+    );
 }
 
 #[test]

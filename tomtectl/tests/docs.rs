@@ -82,6 +82,11 @@ fn bash_parses_the_completions_and_they_complete_commands_and_values() {
     }
     let levels = bash_complete(&script, &["tomtectl", "logs", "--level", ""]);
     assert_eq!(levels, ["error", "warn", "info", "debug", "trace"]);
+    let actions = bash_complete(&script, &["tomtectl", "worker", ""]);
+    for action in ["pause", "resume", "start", "stop", "restart", "scale"] {
+        assert!(actions.contains(&action.to_owned()), "{action} missing from {actions:?}");
+    }
+    assert_eq!(bash_complete(&script, &["tomtectl", "worker", "sc"]), ["scale"]);
 }
 
 #[test]
@@ -104,6 +109,11 @@ fn zsh_and_fish_parse_theirs_when_installed() {
         assert!(ok, "fish: {err}");
         let names: Vec<&str> = out.lines().filter_map(|l| l.split('\t').next()).collect();
         assert_eq!(names, ["health", "help"], "{out}");
+        let prog = format!("source '{}'; complete -C 'tomtectl worker sc'", fish.display());
+        let (ok, out, err) = run(Command::new("fish").arg("--no-config").arg("-c").arg(prog));
+        assert!(ok, "fish: {err}");
+        let names: Vec<&str> = out.lines().filter_map(|l| l.split('\t').next()).collect();
+        assert_eq!(names, ["scale"], "{out}");
     } else {
         eprintln!("fish is not installed: its script is not parsed");
     }
@@ -156,6 +166,11 @@ fn the_man_pages_render_without_warnings() {
     let health = dir.0.join("tomtectl-health.1");
     let health_text = plain(groff(&health));
     assert!(health_text.contains("--verbose"), "{health_text}");
+    // Justified: one space between words to read it.
+    let worker_text = plain(groff(&dir.0.join("tomtectl-worker.1"))).split_whitespace().collect::<Vec<_>>().join(" ");
+    for needle in ["scale", "worker scale NAME N", "NAME: FROM -> TO instances", "hasher.2"] {
+        assert!(worker_text.contains(needle), "{needle} missing from tomtectl-worker(1):\n{worker_text}");
+    }
     if installed("man") {
         let (ok, out, err) = run(Command::new("man").arg("-l").arg(&page).env("MANPAGER", "cat").env("MANWIDTH", "80"));
         assert!(ok, "man -l: {err}");

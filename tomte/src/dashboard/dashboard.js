@@ -1,4 +1,4 @@
-// The tomte dashboard: the status, workers, calls/s and methods of the daemon that serves this
+// The tomte dashboard: the status, workers (pools with their instances), calls/s and methods of the daemon that serves this
 // page, read with its own JSON-RPC (POST /) and event stream (GET /events). Every string the
 // daemon sends goes into the page as text (textContent, attributes): none is parsed as HTML.
 // Actions are POSTs with Content-Type: application/json, which no cross-site form can send.
@@ -7,7 +7,9 @@
   const $ = (id) => document.getElementById(id);
   const TOKEN = 'tomte.token';
   const POINTS = 120; // sparkline: one point a second
-  const COLUMNS = ['name', 'state', 'pid', 'restarts', 'iterations', 'uptime'];
+  const COLUMNS = ['name', 'state', 'pid', 'restarts', 'iterations', 'asks', 'in_flight', 'uptime'];
+  // A pool's state is its liveliest instance's (as the daemon says it).
+  const LIVELY = ['looping', 'paused', 'spinup', 'spindown', 'backoff', 'exited', 'failed'];
   const ACTIONS = ['pause', 'resume', 'restart'];
   const PERMISSION_DENIED = -32001;
   let nextId = 1;
@@ -101,15 +103,19 @@
 
   // ---- workers ----
 
+  // A row a worker, a pool (data-kind="pool", the size in its pid cell) or a pool's instance
+  // (data-kind="instance", data-pool=POOL), each instance under its pool's row.
   const rows = new Map();
   let seq = 0; // events applied so far: a worker.list sent before an event must not undo it
   const cell = (tr, c) => tr.querySelector(`td.${c}`);
+  const members = (pool) => [...rows.values()].filter((tr) => tr.dataset.pool === pool);
 
-  function row(name) {
+  function row(name, kind, pool) {
     let tr = rows.get(name);
     if (tr) return tr;
-    tr = el('tr');
+    tr = el('tr', { 'data-kind': kind });
     tr.dataset.worker = name;
+    if (pool) tr.dataset.pool = pool;
     for (const c of COLUMNS) tr.append(el('td', { class: c }, '–'));
     cell(tr, 'name').textContent = name;
     const td = el('td', { class: 'actions' });
@@ -117,7 +123,10 @@
     td.append(el('span', { class: 'note', role: 'status' }));
     tr.append(td);
     rows.set(name, tr);
-    $('workers-body').append(tr);
+    // A new instance goes after its pool's last row (the next worker.list puts it in order).
+    const after = pool && [rows.get(pool), ...members(pool)].filter((r) => r && r !== tr).pop();
+    if (after) after.after(tr);
+    else $('workers-body').append(tr);
     $('workers-empty').hidden = true;
     return tr;
   }
@@ -125,16 +134,39 @@
   function setState(tr, state, pid) {
     tr.dataset.state = state;
     cell(tr, 'state').textContent = state;
-    cell(tr, 'pid').textContent = show(pid);
+    if (tr.dataset.kind !== 'pool') cell(tr, 'pid').textContent = show(pid);
     buttons(tr);
   }
 
+  // A pool's state and buttons from its instances' rows.
+  function poolState(pool) {
+    const tr = rows.get(pool);
+    if (!tr) return;
+    const states = members(pool).map((r) => r.dataset.state);
+    const best = states.map((s) => LIVELY.indexOf(s)).filter((i) => i >= 0);
+    if (best.length) setState(tr, LIVELY[Math.min(...best)]);
+    else buttons(tr);
+  }
+
   function buttons(tr) {
-    const busy = tr.dataset.busy === '1', state = tr.dataset.state;
+    const busy = tr.dataset.busy === '1';
+    // A pool can be paused while one of its instances is not, resumed while one is paused.
+    const states = tr.dataset.kind === 'pool' && tr.dataset.worker ? members(tr.dataset.worker).map((r) => r.dataset.state) : [];
+    if (!states.length) states.push(tr.dataset.state);
     for (const b of tr.querySelectorAll('button[data-action]')) {
       const a = b.dataset.action;
-      b.disabled = busy || (a === 'pause' && state === 'paused') || (a === 'resume' && state !== 'paused');
+      b.disabled = busy || (a === 'pause' && states.every((s) => s === 'paused')) || (a === 'resume' && !states.includes('paused'));
     }
+  }
+
+  function fill(tr, w, at) {
+    if ((Number(tr.dataset.seq) || 0) <= at) setState(tr, String(w.state), w.pid);
+    cell(tr, 'restarts').textContent = show(w.restarts);
+    cell(tr, 'iterations').textContent = show(w.iterations);
+    cell(tr, 'asks').textContent = show(w.asks);
+    cell(tr, 'in_flight').textContent = show(w.in_flight);
+    cell(tr, 'uptime').textContent = duration(w.uptime);
+    if (typeof w.last_exit === 'string') tr.title = `last exit: ${w.last_exit}`;
   }
 
   async function refreshWorkers() {
@@ -147,23 +179,38 @@
       return;
     }
     if (!Array.isArray(list)) return;
-    const seen = new Set();
+    const order = [];
     for (const w of list) {
       if (!w || typeof w.name !== 'string') continue;
-      seen.add(w.name);
-      const tr = row(w.name);
-      if ((Number(tr.dataset.seq) || 0) <= at) setState(tr, String(w.state), w.pid);
-      cell(tr, 'restarts').textContent = show(w.restarts);
-      cell(tr, 'iterations').textContent = show(w.iterations);
-      cell(tr, 'uptime').textContent = duration(w.uptime);
-      if (typeof w.last_exit === 'string') tr.title = `last exit: ${w.last_exit}`;
+      if (w.pool === true && Array.isArray(w.instances)) {
+        const tr = row(w.name, 'pool');
+        fill(tr, w, at);
+        tr.dataset.size = show(w.size);
+        tr.dataset.queued = show(w.queued);
+        cell(tr, 'pid').textContent = `${show(w.size)} instance${w.size === 1 ? '' : 's'}, ${show(w.queued)} queued`;
+        order.push(tr);
+        for (const i of w.instances) {
+          if (!i || typeof i.name !== 'string') continue;
+          const ir = row(i.name, 'instance', w.name);
+          fill(ir, i, at);
+          order.push(ir);
+        }
+        if (w.instances.length) poolState(w.name);
+      } else {
+        const tr = row(w.name, 'worker');
+        fill(tr, w, at);
+        order.push(tr);
+      }
     }
+    const seen = new Set(order);
     for (const [name, tr] of rows) {
-      if (!seen.has(name)) {
+      if (!seen.has(tr)) {
         tr.remove();
         rows.delete(name);
       }
     }
+    const body = $('workers-body');
+    if (order.some((tr, i) => body.children[i] !== tr)) body.append(...order);
     $('workers-empty').hidden = rows.size > 0;
   }
 
@@ -176,11 +223,15 @@
     }
     const d = ev && ev.data;
     if (ev.name !== 'daemon.worker.state' || !d || typeof d.worker !== 'string') return;
-    const tr = row(d.worker);
+    const pool = typeof d.pool === 'string' ? d.pool : '';
+    const ended = ['exited', 'backoff', 'failed'].includes(d.state);
+    // An instance scaled away tells its end after worker.list dropped it: no row again.
+    if (!rows.has(d.worker) && pool && ended) return;
+    const tr = row(d.worker, pool ? 'instance' : 'worker', pool);
     tr.dataset.seq = String(++seq);
     tr.dataset.eventState = String(d.state); // data-event-state: the last state the stream told
     setState(tr, String(d.state), d.pid);
-    const ended = ['exited', 'backoff', 'failed'].includes(d.state);
+    if (pool) poolState(pool);
     const exit = ended && typeof d.last_exit === 'string' ? ` (${d.last_exit})` : '';
     message(`${d.worker} ${d.state}${exit}`, 'event');
     $('live').dataset.events = String(seq);

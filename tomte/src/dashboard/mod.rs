@@ -5,8 +5,10 @@
 //! second, whose `calls` draw the calls/s sparkline — or, without that member, the sum of
 //! `tomte_rpc_calls_total` in `GET /metrics`; `worker.list` every three seconds;
 //! `system.listMethods` and one batch of `system.methodHelp`) and follows
-//! `GET /events?pattern=daemon.worker.*` for the workers' states. Its buttons call `worker.pause|resume|restart(name)` with the browser's own
-//! identity, so what the access policy refuses is refused, and shown as such.
+//! `GET /events?pattern=daemon.worker.*` for the workers' states. A pool is a row (its size and
+//! queue, its instances' sums, the liveliest of their states) with a row per instance under it.
+//! Its buttons call `worker.pause|resume|restart(name)` — a worker, a pool or one instance — with
+//! the browser's own identity, so what the access policy refuses is refused, and shown as such.
 //!
 //! Safe by construction:
 //! * every action is a `POST /` with `Content-Type: application/json`, a request no
