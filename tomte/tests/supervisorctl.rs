@@ -87,7 +87,10 @@ fn running_pid(description: &str) -> i64 {
     let (pid, uptime) = rest.split_once(", uptime ").unwrap_or_else(|| panic!("no uptime in {description}"));
     let clock: Vec<&str> = uptime.rsplit(", ").next().unwrap().split(':').collect();
     assert!(
-        clock.len() == 3 && clock[1].len() == 2 && clock[2].len() == 2 && clock.iter().all(|c| c.parse::<u32>().is_ok()),
+        clock.len() == 3
+            && clock[1].len() == 2
+            && clock[2].len() == 2
+            && clock.iter().all(|c| c.parse::<u32>().is_ok()),
         "uptime {uptime} is not H:MM:SS"
     );
     pid.parse().unwrap()
@@ -113,10 +116,10 @@ fn supervisorctl_drives_plain_workers() {
 
     // status: each worker RUNNING with its pid and uptime, exit code 0.
     let lines = status(&d);
-    assert_eq!(lines.iter().map(|l| (l.0.as_str(), l.1.as_str())).collect::<Vec<_>>(), [
-        ("alpha", "RUNNING"),
-        ("beta", "RUNNING")
-    ]);
+    assert_eq!(
+        lines.iter().map(|l| (l.0.as_str(), l.1.as_str())).collect::<Vec<_>>(),
+        [("alpha", "RUNNING"), ("beta", "RUNNING")]
+    );
     assert_eq!(running_pid(&lines[0].2), pid_of(&d, "alpha"));
     assert_eq!(running_pid(&lines[1].2), pid_of(&d, "beta"));
     assert_eq!(ctl(&d, &["status"]).code, 0);
@@ -266,11 +269,62 @@ fn without_the_flag_there_is_no_supervisor_interface() {
     let info = call(&d, "supervisor.getProcessInfo", r#"["alpha"]"#)["result"].clone();
     let keys: Vec<&str> = info.as_object().unwrap().keys().map(String::as_str).collect();
     for key in [
-        "name", "group", "description", "start", "stop", "now", "state", "statename", "spawnerr", "exitstatus",
-        "logfile", "stdout_logfile", "stderr_logfile", "pid",
+        "name",
+        "group",
+        "description",
+        "start",
+        "stop",
+        "now",
+        "state",
+        "statename",
+        "spawnerr",
+        "exitstatus",
+        "logfile",
+        "stdout_logfile",
+        "stderr_logfile",
+        "pid",
     ] {
         assert!(keys.contains(&key), "no {key} in {info}");
     }
     assert_eq!((info["state"].as_i64(), info["statename"].as_str()), (Some(20), Some("RUNNING")));
     assert_eq!(info["group"], "alpha");
+}
+
+#[test]
+fn supervisorctl_drives_the_hash_pool() {
+    let d = Daemon::new("hash", &["--supervisor-api"]).with_env("HASH_WORKERS", "2").start();
+    let _reaper = pids(&d);
+    let instances = || worker(&d, "hasher")["instances"].as_array().unwrap().clone();
+    until("the pool to loop", Duration::from_secs(20), || instances().iter().all(|i| i["state"] == "looping"));
+    let sha = |rounds: i64| call(&d, "hash.sha256", &format!(r#"{{"data":"abc","rounds":{rounds}}}"#));
+    // SHA-256("abc").
+    let abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+
+    let lines = status(&d);
+    let names: Vec<(&str, &str)> = lines.iter().map(|l| (l.0.as_str(), l.1.as_str())).collect();
+    assert_eq!(names, [("hasher:hasher.0", "RUNNING"), ("hasher:hasher.1", "RUNNING")]);
+    for (line, instance) in lines.iter().zip(instances()) {
+        assert_eq!(running_pid(&line.2), instance["pid"].as_i64().unwrap());
+    }
+
+    // One instance down: the pool still answers, from the other.
+    assert_eq!(ctl(&d, &["stop", "hasher:hasher.1"]).out, "hasher:hasher.1: stopped\n");
+    assert_eq!(instances()[1]["state"], "exited");
+    for _ in 0..4 {
+        assert_eq!(sha(1)["result"], abc);
+    }
+    assert_eq!(ctl(&d, &["start", "hasher:hasher.1"]).out, "hasher:hasher.1: started\n");
+    assert_eq!(ctl(&d, &["start", "hasher:hasher.1"]).out, "hasher:hasher.1: ERROR (already started)\n");
+
+    // restart all: both instances replaced, the pool answers again.
+    let before: Vec<i64> = instances().iter().map(|i| i["pid"].as_i64().unwrap()).collect();
+    let said = ctl(&d, &["restart", "all"]);
+    assert_eq!(
+        said.out,
+        "hasher:hasher.0: stopped\nhasher:hasher.1: stopped\nhasher:hasher.0: started\nhasher:hasher.1: started\n"
+    );
+    let after: Vec<i64> = instances().iter().map(|i| i["pid"].as_i64().unwrap()).collect();
+    assert!(before.iter().all(|p| !after.contains(p)), "{before:?} -> {after:?}");
+    assert!(instances().iter().all(|i| i["state"] == "looping"));
+    assert_eq!(sha(1)["result"], abc);
 }

@@ -248,9 +248,12 @@ fn methods<S: 'static>(book: &Shared, log: Option<PathBuf>) -> Vec<Method<Ctx<S>
         read("getAPIVersion", "The version of supervisord's API this interface follows: 3.0", Type::String, |_| {
             Ok(Value::from(API_VERSION))
         }),
-        read("getVersion", "As getAPIVersion (supervisord's deprecated name, which supervisorctl calls)", Type::String, |_| {
-            Ok(Value::from(API_VERSION))
-        }),
+        read(
+            "getVersion",
+            "As getAPIVersion (supervisord's deprecated name, which supervisorctl calls)",
+            Type::String,
+            |_| Ok(Value::from(API_VERSION)),
+        ),
         read("getSupervisorVersion", "The daemon's version (what daemon.status reports)", Type::String, |ctx| {
             Ok(Value::from(ctx.version()))
         }),
@@ -409,9 +412,7 @@ fn lookup(w: &Supervisor, spec: &str) -> Result<Found, Fault> {
         (Some(m), None) => Ok(Found::Group(m)),
         (Some(m), Some(p)) if m.iter().any(|n| n == p) => Ok(Found::Process(p.to_owned())),
         // `hasher` alone: the pool.
-        (Some(m), Some(p)) if p == group && w.pools().iter().any(|n| n == group) => {
-            Ok(Found::Group(m))
-        }
+        (Some(m), Some(p)) if p == group && w.pools().iter().any(|n| n == group) => Ok(Found::Group(m)),
         // `hasher.2` alone: the instance.
         (None, Some(p)) if p == group && w.pool_of(p).is_some() => Ok(Found::Process(p.to_owned())),
         _ => Err(bad()),
