@@ -4,7 +4,7 @@
 //! * `hash.sha256(data: string, rounds: int) -> string`: h₀ is `data`'s UTF-8 bytes,
 //!   hᵢ₊₁ = SHA-256(hᵢ) (the 32 raw bytes), and the answer is the lower-case hex of h_rounds —
 //!   so `rounds = 0` answers the hex of `data`. `rounds` is at most 10 000 000 (a few seconds
-//!   of work) and `data` at most 1 MiB; more is refused naming the parameter.
+//!   of work) and `data` at most 16 KiB; more is refused naming the parameter.
 //!
 //! ```text
 //! cargo run --example hash -- start
@@ -23,8 +23,9 @@ use tomte::{Daemon, Fault, Method, Type, Value};
 
 /// The most rounds one call may ask for.
 const MAX_ROUNDS: i64 = 10_000_000;
-/// The longest `data`, in bytes.
-const MAX_DATA: usize = 1 << 20;
+/// The longest `data`, in bytes: with its hex answer (twice as long), well within the
+/// channel's 64 KiB rings.
+const MAX_DATA: usize = 16 << 10;
 
 /// h_rounds of `data`, as lower-case hex.
 fn sha256_rounds(data: &[u8], rounds: u64) -> String {

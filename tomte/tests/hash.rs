@@ -70,7 +70,10 @@ fn hash_sha256_answers_what_hashlib_computes_from_every_instance_of_its_pool() {
         assert_eq!(refused["error"]["code"], -32602, "{params}: {refused}");
         assert!(refused["error"]["data"].as_str().unwrap().contains(names), "{params}: {refused}");
     }
-    let big = format!(r#"{{"data":"{}","rounds":1}}"#, "a".repeat((1 << 20) + 1));
+    // The longest data, its hex twice as long, crosses the channel both ways.
+    let longest = "a".repeat(16 << 10);
+    assert_eq!(sha256(&d, &longest, 0)["result"].as_str().map(str::len), Some(32 << 10));
+    let big = format!(r#"{{"data":"{}","rounds":1}}"#, "a".repeat((16 << 10) + 1));
     let refused = call(&d, "hash.sha256", &big);
     assert!(refused["error"]["data"].as_str().unwrap_or("").contains("'data'"), "{refused}");
 }

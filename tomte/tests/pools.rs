@@ -224,8 +224,10 @@ fn scale_2_to_8_to_1_under_load_loses_nothing() {
     let kept = instances(&d)[0]["pid"].as_i64().unwrap() as i32;
     until("the scaled-away processes ended", Duration::from_secs(20), || left.iter().all(|&p| p == kept || !alive(p)));
     // Clear errors for what cannot be scaled.
-    let plain = call(&d, "worker.scale", r#"{"name":"crew.0","instances":3}"#);
-    assert!(plain["error"]["data"].as_str().unwrap().contains("'crew.0' is not a pool"), "{plain}");
+    let left = instances(&d)[0]["name"].as_str().unwrap().to_owned();
+    let params = serde_json::json!({ "name": left, "instances": 3 }).to_string();
+    let plain = call(&d, "worker.scale", &params);
+    assert!(plain["error"]["data"].as_str().unwrap().contains(&format!("'{left}' is not a pool")), "{plain}");
     let unknown = call(&d, "worker.scale", r#"{"name":"nosuch","instances":3}"#);
     assert_eq!(unknown["error"]["code"], -32010, "{unknown}");
     let negative = call(&d, "worker.scale", r#"{"name":"crew","instances":-1}"#);

@@ -266,8 +266,13 @@ impl Supervisor {
             }
         };
         if self.registry.is_some() && !self.halting {
-            self.spawn(i)
-                .map_err(|e| Fault::internal(format!("cannot start worker '{}': {e}", self.slots[i].spec.name)))?;
+            if let Err(e) = self.spawn(i) {
+                // Not counted in the pool (its name is free for the next try).
+                let slot = &mut self.slots[i];
+                slot.retired = true;
+                slot.wanted = false;
+                return Err(Fault::internal(format!("cannot start worker '{}': {e}", slot.spec.name)));
+            }
         }
         Ok(i)
     }
@@ -452,13 +457,21 @@ impl Supervisor {
     /// Calls `done(true)` once `name` (a worker, an instance, or every instance of a pool) is
     /// running — a process past its spinup and not stopping — when `running`, or has no process
     /// when not; `done(false)` at `deadline`.
-    // Used by the supervisord interface (`daemon/supervisord.rs`).
-    #[allow(dead_code)]
     pub(crate) fn when_settled(&mut self, name: &str, running: bool, deadline: Instant, done: Box<dyn FnOnce(bool)>) {
         match self.targets(name) {
             Ok(slots) => self.settles.push(Settle { slots, running, deadline, done }),
             Err(_) => done(false),
         }
+    }
+
+    /// Whether a wait for running can only fail: one of its workers has no process and none is
+    /// coming (not in back-off, not restarting).
+    fn never_runs(&self, s: &Settle) -> bool {
+        s.running
+            && s.slots.iter().any(|&i| {
+                let slot = &self.slots[i];
+                slot.run.is_none() && slot.restart_at.is_none() && slot.down != State::Backoff
+            })
     }
 
     fn settled(&self, s: &Settle) -> bool {
@@ -483,12 +496,20 @@ impl Supervisor {
         }
         if !self.settles.is_empty() {
             for s in std::mem::take(&mut self.settles) {
-                if self.settled(&s) {
-                    (s.done)(true);
-                } else if now >= s.deadline {
-                    (s.done)(false);
-                } else {
-                    self.settles.push(s);
+                let verdict = match self.settled(&s) {
+                    true => Some(true),
+                    false if now >= s.deadline || self.never_runs(&s) => Some(false),
+                    false => None,
+                };
+                match verdict {
+                    // A callback that panics is logged; the supervisor goes on.
+                    Some(ok) => {
+                        let done = s.done;
+                        if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || done(ok))) {
+                            log::error!("a wait for a worker panicked: {}", tomte_rpc::fault::panic_text(&*panic));
+                        }
+                    }
+                    None => self.settles.push(s),
                 }
             }
         }
@@ -529,6 +550,17 @@ impl Supervisor {
     /// and answer those they hold first.
     fn recycle(&mut self, now: Instant) {
         for i in 0..self.slots.len() {
+            // One instance of a pool at a time: instances that took their asks in turn reach
+            // `max_requests` together, and the pool would have none serving.
+            if let Some(p) = self.slots[i].pool {
+                let recycling = |j: &usize| {
+                    let s = &self.slots[*j];
+                    *j != i && !s.retired && s.wanted && s.run.as_ref().is_none_or(|r| r.stopping.is_some())
+                };
+                if self.pools[p].members.iter().any(recycling) {
+                    continue;
+                }
+            }
             let slot = &mut self.slots[i];
             let Some(run) = slot.run.as_mut().filter(|r| r.stopping.is_none() && !slot.retired) else { continue };
             let mut why = None;

@@ -366,6 +366,12 @@ impl Supervisor {
                 self.units.push(Unit::Worker(i));
             }
             Some(p) => {
+                if let Some((pool, _)) = pool::instance_name(&name) {
+                    assert!(self.pool_index(pool).is_none(), "pool '{name}' would be an instance of pool '{pool}'");
+                }
+                let inner = self.pools.iter().find(|q| pool::instance_name(&q.name).is_some_and(|(o, _)| o == name));
+                let inner = inner.map_or("", |q| q.name.as_str());
+                assert!(inner.is_empty(), "pool '{name}' would have an instance named as pool '{inner}'");
                 let clash =
                     self.slots.iter().find(|s| pool::instance_name(&s.spec.name).is_some_and(|(q, _)| q == name));
                 assert!(
