@@ -6,6 +6,7 @@ pub mod compare;
 pub mod floor;
 pub mod load;
 pub mod metrics;
+pub mod pool;
 pub mod procfs;
 pub mod shm_floor;
 pub mod stress;

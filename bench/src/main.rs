@@ -1,7 +1,8 @@
 //! `tomte-bench compare` runs the side-by-side benchmark, `metrics` what metrics cost, `tls` the
 //! TLS figures, `workers` the worker figures, `upgrade` what a binary upgrade costs (against a
-//! restart), `ab OLD_DIR NEW_DIR` two builds side by side (see `tomte_bench::ab`);
-//! `floor-ndjson PATH` and `floor-http ADDR` run the floors `compare` spawns.
+//! restart), `pool` what worker pools give and cost, `ab OLD_DIR NEW_DIR` two builds side by
+//! side (see `tomte_bench::ab`); `floor-ndjson PATH` and `floor-http ADDR` run the floors
+//! `compare` spawns.
 
 use anyhow::{bail, Context, Result};
 use tomte_bench::{compare, floor};
@@ -44,6 +45,14 @@ fn main() -> Result<()> {
             }
             Ok(())
         }
+        ["pool", rest @ ..] => {
+            let seconds = rest.first().map(|s| s.parse()).transpose().context("seconds per round")?.unwrap_or(1.0);
+            let bins = tomte_bench::pool::Bins::beside(&std::env::current_exe()?)?;
+            if !tomte_bench::pool::run(&bins, std::time::Duration::from_secs_f64(seconds))? {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         ["supervisord", rest @ ..] => tomte_bench::supervisord::main(rest),
         ["metrics", rest @ ..] => {
             let seconds = rest.first().map(|s| s.parse()).transpose().context("seconds per round")?.unwrap_or(1.0);
@@ -74,7 +83,7 @@ fn main() -> Result<()> {
             Ok(())
         }
         _ => {
-            bail!("usage: tomte-bench compare [SECONDS] | tls [SECONDS] | workers [SECONDS] | ab OLD_DIR NEW_DIR [SECONDS] | supervisord [--out PATH] | subscribers [SECONDS] | metrics [SECONDS] | upgrade [SECONDS] | floor-ndjson PATH | floor-http ADDR | pipelined PATH SECONDS")
+            bail!("usage: tomte-bench compare [SECONDS] | tls [SECONDS] | workers [SECONDS] | ab OLD_DIR NEW_DIR [SECONDS] | supervisord [--out PATH] | subscribers [SECONDS] | metrics [SECONDS] | upgrade [SECONDS] | pool [SECONDS] | floor-ndjson PATH | floor-http ADDR | pipelined PATH SECONDS")
         }
     }
 }
