@@ -76,6 +76,9 @@ pub struct DaemonArgs {
     /// Do not record call statistics for /metrics (no clock read per call)
     #[arg(long)]
     pub no_metrics: bool,
+    /// Serve supervisord's XML-RPC interface, for supervisorctl -s unix:///path/to/daemon.sock
+    #[arg(long)]
+    pub supervisor_api: bool,
 }
 
 /// The access flags of [`DaemonArgs`] (see [`crate::access`]).
@@ -212,6 +215,7 @@ impl DaemonArgs {
         config.insecure |= self.access.insecure;
         config.metrics &= !self.no_metrics;
         config.dashboard |= self.access.dashboard;
+        config.supervisor_api |= self.supervisor_api;
         set(&mut config.nice, self.nice.map(Some));
         set(&mut config.umask, self.umask);
         for rule in &self.access.allow {

@@ -4,6 +4,7 @@ mod builtins;
 mod ctx;
 pub(crate) mod observe;
 mod run;
+mod supervisord;
 mod systemd;
 
 use std::path::{Path, PathBuf};
@@ -71,6 +72,9 @@ pub struct Config {
     /// Record call statistics for `/metrics` (default true; `--no-metrics` turns it off: no
     /// clock read per call).
     pub metrics: bool,
+    /// Serve supervisord's XML-RPC interface (`supervisor.*`), so that supervisorctl drives
+    /// the workers (`--supervisor-api`; [`Daemon::supervisor_api`] in code).
+    pub supervisor_api: bool,
 }
 
 impl Config {
@@ -103,6 +107,7 @@ impl Config {
             sources: None,
             privileges: Privileges::default(),
             metrics: true,
+            supervisor_api: false,
         }
     }
 }
@@ -254,6 +259,9 @@ pub struct Daemon<S = ()> {
     pub(crate) subreaper: bool,
     /// The application's readiness checks (see [`Daemon::ready_check`]).
     pub(crate) ready_checks: Vec<(String, observe::ReadyFn<S>)>,
+    /// Serve supervisord's interface whatever the configuration says (see
+    /// [`Daemon::supervisor_api`]).
+    pub(crate) supervisor_api: bool,
 }
 
 impl Daemon {
@@ -296,6 +304,7 @@ impl<S: 'static> Daemon<S> {
             app_config: Vec::new(),
             subreaper: true,
             ready_checks: Vec::new(),
+            supervisor_api: false,
         };
         builtins::install(&mut d.registry);
         for sig in ["daemon.posix.SIGTERM", "daemon.posix.SIGINT"] {
@@ -460,6 +469,22 @@ impl<S: 'static> Daemon<S> {
     /// ```
     pub fn ready_check(&mut self, name: &str, check: impl Fn(&Ctx<S>) -> Result<(), String> + 'static) -> &mut Self {
         self.ready_checks.push((name.to_owned(), Box::new(check)));
+        self
+    }
+
+    /// Serves supervisord's XML-RPC interface (API 3.0) beside the daemon's own methods, as
+    /// `--supervisor-api` does: `supervisor.getState`, `getAllProcessInfo`, `startProcess`,
+    /// `stopProcess`, `signalProcess`… with supervisord's names, state codes and fault codes,
+    /// so that `supervisorctl -s unix:///path/to/daemon.sock status|start|stop|restart NAME`
+    /// drives the workers. A pool instance `hasher.2` is process `hasher:hasher.2`. What is and
+    /// is not supported: `docs/supervisorctl.md`.
+    ///
+    /// ```no_run
+    /// let mut daemon = tomte::Daemon::new("app");
+    /// daemon.supervisor_api();
+    /// ```
+    pub fn supervisor_api(&mut self) -> &mut Self {
+        self.supervisor_api = true;
         self
     }
 

@@ -108,7 +108,10 @@ struct Timer<S> {
 impl<S: 'static> Daemon<S> {
     /// Runs the daemon until it is asked to stop. In [`Mode::Detached`], readiness or the
     /// reason for failing is reported to the command that started it.
-    pub fn run(self, config: &Config, mode: Mode) -> Result<(), DaemonError> {
+    pub fn run(mut self, config: &Config, mode: Mode) -> Result<(), DaemonError> {
+        if self.supervisor_api || config.supervisor_api {
+            super::supervisord::install(&mut self, config);
+        }
         crate::process::upgrade::remember_origin();
         let (mut pipe, foreground) = match mode {
             Mode::Foreground => (None, true),

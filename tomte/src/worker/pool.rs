@@ -312,11 +312,29 @@ impl Supervisor {
         // Those not running, then the least busy, the highest-numbered first among equals.
         active.sort_by_key(|&i| (self.slots[i].run.is_some(), self.slots[i].busy(), std::cmp::Reverse(i)));
         for &i in &active[..active.len() - n] {
-            self.slots[i].retired = true;
-            self.stop_slot(i, false)?;
+            let slot = &mut self.slots[i];
+            slot.retired = true;
+            slot.wanted = false;
+            slot.restart_at = None;
+            if slot.run.is_none() && slot.down == State::Backoff {
+                slot.down = State::Exited;
+            }
         }
+        // Each is stopped once it holds no ask (see `retire_idle`): a stop's grace periods
+        // would cut an ask longer than they are.
+        self.retire_idle();
         self.pump(p);
         Ok(())
+    }
+
+    /// Stops the instances scaled away that hold no ask any more.
+    fn retire_idle(&mut self) {
+        for i in 0..self.slots.len() {
+            let slot = &self.slots[i];
+            if slot.retired && slot.busy() == 0 && slot.run.as_ref().is_some_and(|r| r.stopping.is_none()) {
+                let _ = self.stop_slot(i, false);
+            }
+        }
     }
 
     /// Sends an ask to pool `p`, queues it, or fails it at once.
@@ -373,12 +391,22 @@ impl Supervisor {
     /// Why no ask of pool `p` can be answered, if none can: no instance runs nor will.
     fn hopeless(&self, p: usize) -> Option<String> {
         let pool = &self.pools[p];
-        let coming = |s: &Slot| !s.retired && (s.run.is_some() || (s.wanted && s.down == State::Backoff));
-        if self.halting {
-            return Some(format!("pool '{}' is stopping with the daemon", pool.name));
-        }
-        if pool.members.iter().any(|&i| coming(&self.slots[i])) || pool.autoscale.is_some_and(|(_, max)| max > 0) {
+        // While the daemon stops (and drains its connections), the instances still running
+        // serve what waits; nothing is restarted or grown any more.
+        let halting = self.halting;
+        let coming = |s: &Slot| {
+            !s.retired
+                && match &s.run {
+                    Some(run) => !halting || run.stopping.is_none(),
+                    None => !halting && s.wanted && s.down == State::Backoff,
+                }
+        };
+        let grows = !halting && pool.autoscale.is_some_and(|(_, max)| max > 0);
+        if pool.members.iter().any(|&i| coming(&self.slots[i])) || grows {
             return None;
+        }
+        if halting {
+            return Some(format!("pool '{}' is stopping with the daemon", pool.name));
         }
         Some(match self.size(p) {
             0 => format!("pool '{}' has no instances (scaled to 0)", pool.name),
@@ -448,6 +476,7 @@ impl Supervisor {
     pub(super) fn tend_pools(&mut self, now: Instant) {
         self.expire(now);
         self.recycle(now);
+        self.retire_idle();
         for p in 0..self.pools.len() {
             self.autoscale(p, now);
             self.pump(p);
@@ -549,14 +578,16 @@ impl Supervisor {
     /// The nearest moment the pools need the loop: a deadline of an ask, a memory check, an
     /// autoscaling step, a settle.
     pub(super) fn pools_deadline(&self, earliest: &mut impl FnMut(Instant)) {
-        for pool in &self.pools {
+        for (p, pool) in self.pools.iter().enumerate() {
             if let Some(d) = pool.queue.front().and_then(|w| w.deadline) {
                 earliest(d);
             }
-            if pool.autoscale.is_some() {
-                if !pool.queue.is_empty() {
+            // Only a step that can be taken: a pool at its bound has none to wait for.
+            if let (Some((min, max)), false) = (pool.autoscale, self.halting) {
+                let size = self.size(p);
+                if !pool.queue.is_empty() && size < max {
                     earliest(pool.scaled_at + GROW_EVERY);
-                } else {
+                } else if pool.queue.is_empty() && size > min {
                     earliest(pool.busy_at.max(pool.scaled_at) + SHRINK_AFTER);
                 }
             }
@@ -566,7 +597,8 @@ impl Supervisor {
             if let Some(d) = run.asks.iter().filter_map(|(_, d)| *d).min() {
                 earliest(d);
             }
-            if slot.spec.max_memory.is_some() {
+            // As `recycle` checks: a process being stopped is not.
+            if slot.spec.max_memory.is_some() && run.stopping.is_none() && !slot.retired {
                 earliest(run.memory_checked + MEMORY_EVERY);
             }
         }

@@ -1016,6 +1016,8 @@ impl Supervisor {
 
     fn stop_slot(&mut self, i: usize, restart: bool) -> Result<bool, Fault> {
         let slot = &mut self.slots[i];
+        // An instance scaled away is never started again (its name comes back with a scale-up).
+        let restart = restart && !slot.retired;
         let name = &slot.spec.name;
         slot.wanted = restart;
         slot.restart_now = restart;
