@@ -71,7 +71,8 @@ pub const LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
 /// What `logs -f` shows: records of these workers (any when empty), at least this severe.
 #[derive(Debug, Default)]
 pub struct LogFilter {
-    /// Only records of these workers (`--worker`, repeatable); all when empty.
+    /// Only records of these workers (`--worker`, repeatable; a pool's name takes in each of its
+    /// instances, `NAME.0`, `NAME.1`…); all when empty.
     pub workers: Vec<String>,
     /// Only records at this level or more severe (`--level`); all when `None`.
     pub level: Option<String>,
@@ -84,7 +85,12 @@ impl LogFilter {
         let get = |k: &str| data.member(k).and_then(Value::as_str);
         let level = get("level").unwrap_or("?");
         let worker = get("worker");
-        if !self.workers.is_empty() && !worker.is_some_and(|w| self.workers.iter().any(|x| x == w)) {
+        let instance_of = |w: &str, pool: &str| {
+            let k = w.strip_prefix(pool).and_then(|k| k.strip_prefix('.'));
+            k.is_some_and(|k| !k.is_empty() && k.bytes().all(|b| b.is_ascii_digit()))
+        };
+        let named = |w: &str| self.workers.iter().any(|x| x == w || instance_of(w, x));
+        if !self.workers.is_empty() && !worker.is_some_and(named) {
             return None;
         }
         if let Some(min) = &self.level {
@@ -168,6 +174,16 @@ mod tests {
         assert!(alpha.line("T", &record("info", Some("alpha"), "x")).is_some());
         assert!(alpha.line("T", &record("info", Some("beta"), "x")).is_none());
         assert!(alpha.line("T", &record("info", None, "x")).is_none(), "the daemon's own records are not alpha's");
+        // A pool's name: each of its instances, and only them.
+        let pool = LogFilter { workers: vec!["hasher".into()], level: None };
+        assert!(pool.line("T", &record("info", Some("hasher.0"), "x")).is_some());
+        assert!(pool.line("T", &record("info", Some("hasher.12"), "x")).is_some());
+        for other in ["hasher2", "hasher.", "hasher.x", "hash.0", "alpha"] {
+            assert!(pool.line("T", &record("info", Some(other), "x")).is_none(), "{other}");
+        }
+        let one = LogFilter { workers: vec!["hasher.1".into()], level: None };
+        assert!(one.line("T", &record("info", Some("hasher.1"), "x")).is_some());
+        assert!(one.line("T", &record("info", Some("hasher.0"), "x")).is_none());
 
         let warn = LogFilter { workers: Vec::new(), level: Some("warn".into()) };
         assert!(warn.line("T", &record("error", None, "x")).is_some());

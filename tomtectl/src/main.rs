@@ -170,7 +170,7 @@ enum Command {
         /// Follow: print each record as the daemon logs it (required: there is no history)
         #[arg(short = 'f', long)]
         follow: bool,
-        /// Only the records of worker NAME (repeatable)
+        /// Only the records of worker NAME (repeatable); a pool's name: each of its instances
         #[arg(long, value_name = "NAME")]
         worker: Vec<String>,
         /// Only records at level L or more severe (the daemon sends only what its own level lets

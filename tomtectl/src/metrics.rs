@@ -3,7 +3,8 @@
 //! Sections (each left out when the daemon exports none of its figures): calls per method and
 //! outcome with p50/p99 latency estimated from the histogram buckets; connections per
 //! listener (open now, accepted) and traffic (bytes in and out, refused connections, limit
-//! hits); workers (up, state, restarts, iterations); the process
+//! hits); workers (up, state, restarts, iterations, asks answered and in flight) and pools
+//! (instances, queued asks); the process
 //! (resident memory, CPU seconds, open fds, uptime).
 
 use std::collections::BTreeMap;
@@ -30,6 +31,7 @@ pub fn render(e: &Exposition, now: f64) -> String {
     connections(e, &mut out);
     traffic(e, &mut out);
     workers(e, &mut out);
+    pools(e, &mut out);
     process(e, now, &mut out);
     if out.is_empty() {
         out.push_str("(no tomte or process figures in this exposition: see --raw)\n");
@@ -150,11 +152,19 @@ fn workers(e: &Exposition, out: &mut String) {
         state: Option<String>,
         restarts: Option<f64>,
         iterations: Option<f64>,
+        asks: Option<f64>,
+        in_flight: Option<f64>,
     }
     let mut rows: BTreeMap<&str, Row> = BTreeMap::new();
     for s in &e.samples {
-        const NAMES: [&str; 4] =
-            ["tomte_worker_up", "tomte_worker_state", "tomte_worker_restarts_total", "tomte_worker_iterations_total"];
+        const NAMES: [&str; 6] = [
+            "tomte_worker_up",
+            "tomte_worker_state",
+            "tomte_worker_restarts_total",
+            "tomte_worker_iterations_total",
+            "tomte_worker_asks_total",
+            "tomte_worker_asks_in_flight",
+        ];
         let Some(worker) = s.label("worker").filter(|_| NAMES.contains(&s.name.as_str())) else { continue };
         let row = rows.entry(worker).or_default();
         match s.name.as_str() {
@@ -166,6 +176,8 @@ fn workers(e: &Exposition, out: &mut String) {
                 None => row.state = Some(count(s.value)),
             },
             "tomte_worker_restarts_total" => row.restarts = Some(s.value),
+            "tomte_worker_asks_total" => row.asks = Some(s.value),
+            "tomte_worker_asks_in_flight" => row.in_flight = Some(s.value),
             _ => row.iterations = Some(s.value),
         }
     }
@@ -173,7 +185,11 @@ fn workers(e: &Exposition, out: &mut String) {
         return;
     }
     let width = rows.keys().map(|w| w.len()).max().unwrap_or(0).max("WORKER".len());
-    let _ = writeln!(out, "{:<width$} {:>3}  {:<9} {:>9} {:>11}", "WORKER", "UP", "STATE", "RESTARTS", "ITERATIONS");
+    let _ = writeln!(
+        out,
+        "{:<width$} {:>3}  {:<9} {:>9} {:>11} {:>9} {:>9}",
+        "WORKER", "UP", "STATE", "RESTARTS", "ITERATIONS", "ASKS", "IN FLIGHT"
+    );
     let or_dash = |v: Option<f64>| v.map_or("-".to_owned(), count);
     for (worker, r) in &rows {
         let up = match r.up {
@@ -183,13 +199,36 @@ fn workers(e: &Exposition, out: &mut String) {
         };
         let _ = writeln!(
             out,
-            "{worker:<width$} {up:>3}  {:<9} {:>9} {:>11}",
+            "{worker:<width$} {up:>3}  {:<9} {:>9} {:>11} {:>9} {:>9}",
             r.state.as_deref().unwrap_or("-"),
             or_dash(r.restarts),
-            or_dash(r.iterations)
+            or_dash(r.iterations),
+            or_dash(r.asks),
+            or_dash(r.in_flight)
         );
     }
     out.push('\n');
+}
+
+/// `POOL NAME  N instances, Q queued`, a line per pool.
+fn pools(e: &Exposition, out: &mut String) {
+    let mut pools: BTreeMap<&str, (Option<f64>, Option<f64>)> = BTreeMap::new();
+    for s in &e.samples {
+        let Some(pool) = s.label("pool") else { continue };
+        match s.name.as_str() {
+            "tomte_pool_instances" => pools.entry(pool).or_default().0 = Some(s.value),
+            "tomte_pool_queued" => pools.entry(pool).or_default().1 = Some(s.value),
+            _ => {}
+        }
+    }
+    let or_dash = |v: Option<f64>| v.map_or("-".to_owned(), count);
+    for (pool, (instances, queued)) in &pools {
+        let plural = if *instances == Some(1.0) { "" } else { "s" };
+        let _ = writeln!(out, "POOL {pool}  {} instance{plural}, {} queued", or_dash(*instances), or_dash(*queued));
+    }
+    if !pools.is_empty() {
+        out.push('\n');
+    }
 }
 
 fn process(e: &Exposition, now: f64, out: &mut String) {
@@ -300,6 +339,10 @@ tomte_worker_state{worker="beta",state="failed"} 1
 tomte_worker_restarts_total{worker="alpha"} 0
 tomte_worker_restarts_total{worker="beta"} 4
 tomte_worker_iterations_total{worker="alpha"} 1234
+tomte_worker_asks_total{worker="alpha"} 17
+tomte_worker_asks_in_flight{worker="alpha"} 2
+tomte_pool_instances{pool="hasher"} 4
+tomte_pool_queued{pool="hasher"} 3
 process_resident_memory_bytes 2202009
 process_cpu_seconds_total 0.37
 process_open_fds 11
@@ -328,9 +371,10 @@ process_start_time_seconds 1000
             line(&table, "TRAFFIC"),
             ["TRAFFIC", "in", "1.5", "KiB", "out", "10", "B", "refused", "3", "limit", "hits", "0"]
         );
-        assert_eq!(line(&table, "WORKER"), ["WORKER", "UP", "STATE", "RESTARTS", "ITERATIONS"]);
-        assert_eq!(line(&table, "alpha"), ["alpha", "yes", "looping", "0", "1234"]);
-        assert_eq!(line(&table, "beta"), ["beta", "no", "failed", "4", "-"]);
+        assert_eq!(line(&table, "WORKER"), ["WORKER", "UP", "STATE", "RESTARTS", "ITERATIONS", "ASKS", "IN", "FLIGHT"]);
+        assert_eq!(line(&table, "alpha"), ["alpha", "yes", "looping", "0", "1234", "17", "2"]);
+        assert_eq!(line(&table, "beta"), ["beta", "no", "failed", "4", "-", "-", "-"]);
+        assert_eq!(line(&table, "POOL"), ["POOL", "hasher", "4", "instances,", "3", "queued"]);
         assert_eq!(
             line(&table, "PROCESS"),
             ["PROCESS", "RSS", "2.1", "MiB", "CPU", "0.37", "s", "open", "fds", "11", "up", "1h02m"]

@@ -354,7 +354,7 @@ fn metrics_shows_a_table_from_get_metrics() {
     assert_eq!(words("METHOD"), ["METHOD", "OK", "FAULT", "TOTAL", "P50", "P99"]);
     assert_eq!(words("daemon.status"), ["daemon.status", "12", "1", "13", "50µs", "99µs"]);
     assert_eq!(words("unix://"), ["unix:///run/d.sock", "2", "-"]);
-    assert_eq!(words("alpha"), ["alpha", "yes", "-", "3", "-"]);
+    assert_eq!(words("alpha"), ["alpha", "yes", "-", "3", "-", "-", "-"]);
     assert_eq!(words("PROCESS"), ["PROCESS", "open", "fds", "9"]);
 }
 

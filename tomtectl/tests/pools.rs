@@ -1,7 +1,7 @@
 //! `tomtectl worker scale` and `tomtectl workers` against a real pool: the hash example
 //! (`hasher`, `HASH_WORKERS` instances) started with `start`. Scaled 2 → 4, `workers` lists
 //! hasher.0..3 looping under the pool's line; commands reach one instance or the whole pool;
-//! scaled back to 1, the others' processes end; an unknown pool or a bad count is refused with
+//! scaled back to 1, the others' processes end; `metrics` shows the pool; an unknown pool or a bad count is refused with
 //! a reason and a non-zero exit code.
 //!
 //! Needs the hash example built: `cargo build -p tomte --examples` (this test finds it next
@@ -207,6 +207,12 @@ fn scale_grows_and_shrinks_the_pool_and_workers_lists_its_instances_under_it() {
     assert_eq!(entry["size"], 4, "{list}");
     assert_eq!(entry["instances"].as_array().map(Vec::len), Some(4), "{list}");
     assert_eq!(entry["asks"], 1, "{list}");
+    // `metrics` has the pool and its instances.
+    let metrics = d.ok(&["metrics"]);
+    assert!(metrics.contains("POOL hasher  4 instances, 0 queued"), "{metrics}");
+    for k in 0..4 {
+        assert!(metrics.lines().any(|l| l.starts_with(&format!("hasher.{k} ")) && l.contains("looping")), "{metrics}");
+    }
 
     // One instance, then the whole pool.
     assert_eq!(d.ok(&["worker", "pause", "hasher.2"]), "pause: hasher.2\n");
