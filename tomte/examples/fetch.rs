@@ -39,12 +39,20 @@ struct Target {
 }
 
 fn parse_url(url: &str) -> Result<Target, String> {
+    // Anywhere in the URL, a space or control character would let a client write its own
+    // request line or headers (`http://[::1]\r\nX-Injected: 1/`).
+    if url.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+        return Err("spaces or control characters in the URL".to_owned());
+    }
     let rest = url.strip_prefix("http://").ok_or("only http:// URLs")?;
     let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     let (host, port) = match authority.strip_prefix('[') {
         Some(v6) => {
             let (h, after) = v6.split_once(']').ok_or("an unclosed [")?;
-            (h, after.strip_prefix(':'))
+            match after {
+                "" => (h, None),
+                _ => (h, Some(after.strip_prefix(':').ok_or("only :PORT may follow [::1]")?)),
+            }
         }
         None => match authority.split_once(':') {
             Some((h, p)) => (h, Some(p)),
@@ -58,9 +66,6 @@ fn parse_url(url: &str) -> Result<Target, String> {
         "::1" => "::1",
         other => return Err(format!("{other:?} is not a loopback host (127.0.0.1, [::1], localhost)")),
     };
-    if path.bytes().any(|b| b.is_ascii_control() || b == b' ') {
-        return Err("spaces or control characters in the path".to_owned());
-    }
     let connect = if ip.contains(':') { format!("[{ip}]:{port}") } else { format!("{ip}:{port}") };
     Ok(Target {
         connect,
@@ -208,9 +213,16 @@ mod tests {
         assert_eq!((t.connect.as_str(), t.path.as_str()), ("127.0.0.1:8000", "/a?b"));
         assert_eq!(parse_url("http://[::1]:81").unwrap().connect, "[::1]:81");
         assert_eq!(parse_url("http://localhost").unwrap().connect, "127.0.0.1:80");
-        for bad in
-            ["https://127.0.0.1/", "http://10.0.0.1/", "http://127.0.0.1.evil/", "http://127.0.0.1:x/", "http://[::1/"]
-        {
+        for bad in [
+            "https://127.0.0.1/",
+            "http://10.0.0.1/",
+            "http://127.0.0.1.evil/",
+            "http://127.0.0.1:x/",
+            "http://[::1/",
+            "http://[::1]\r\nX-Injected: 1/",
+            "http://[::1]x/",
+            "http://127.0.0.1/a b",
+        ] {
             assert!(parse_url(bad).is_err(), "{bad}");
         }
     }

@@ -81,7 +81,14 @@ fn fetch_get_reads_a_loopback_http_server_and_refuses_any_other_host() {
     let missing =
         call(&d, "fetch.get", &serde_json::json!({ "url": format!("http://localhost:{port}/nope") }).to_string());
     assert_eq!(missing["result"]["status"], 404, "{missing}");
-    for url in ["http://192.0.2.1/", "https://127.0.0.1/", "http://example.com/", "http://127.0.0.1:1@evil/"] {
+    for url in [
+        "http://192.0.2.1/",
+        "https://127.0.0.1/",
+        "http://example.com/",
+        "http://127.0.0.1:1@evil/",
+        "http://[::1]\r\nX-Injected: 1/",
+        "http://[::1]evil/",
+    ] {
         let refused = call(&d, "fetch.get", &serde_json::json!({ "url": url }).to_string());
         assert_eq!(refused["error"]["code"], -32602, "{url}: {refused}");
         assert!(refused["error"]["data"].as_str().unwrap().contains("'url'"), "{url}: {refused}");
