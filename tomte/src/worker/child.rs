@@ -233,7 +233,11 @@ impl Run {
     /// for at most [`PENDING_GRACE`].
     fn finish_pending(&mut self, ctx: &mut WorkerCtx) {
         let until = Instant::now() + PENDING_GRACE;
-        while !self.pending.is_empty() && Instant::now() < until {
+        // The daemon's SIGTERM (its stop grace is over) ends the wait, so spindown still runs
+        // before its SIGKILL; a stop that began with the signal waits the 5 s at most.
+        let signalled = crate::sys::signals::stop_signal().is_some();
+        let signal_now = || !signalled && crate::sys::signals::stop_signal().is_some();
+        while !self.pending.is_empty() && Instant::now() < until && !signal_now() {
             if let Err(why) = self.messages(ctx) {
                 log::error!("worker {}: {why}", ctx.name);
                 return;
@@ -244,7 +248,7 @@ impl Run {
             self.end.beat();
             let wait = until.saturating_duration_since(Instant::now()).min(self.beat);
             let queue = &self.queue;
-            if self.end.wait_unless(wait, || queue.waiting()).is_err() {
+            if self.end.wait_unless(wait, || queue.waiting() || signal_now()).is_err() {
                 return;
             }
         }

@@ -138,8 +138,9 @@ pub trait Worker {
     /// [`max_in_flight`](WorkerSpec::max_in_flight) lets the daemon send it.
     ///
     /// Asks not answered yet when the worker is asked to stop get up to 5 s more (the
-    /// iterations stop, the answers are still sent) before `spindown` runs; those left then
-    /// fail with −32011 once the process ends.
+    /// iterations stop, the answers are still sent), or until the daemon's SIGTERM at the end
+    /// of the stop grace, before `spindown` runs; those left then fail with −32011 once the
+    /// process ends.
     fn on_ask(&mut self, ask: AskId, request: Value, ctx: &mut WorkerCtx) -> Option<Result<Value, Fault>> {
         let _ = ask;
         Some(self.on_message(request, ctx))
