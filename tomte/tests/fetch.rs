@@ -16,21 +16,26 @@ fn fetch() -> Daemon {
     d
 }
 
+/// `n` clients, each on its own connection calling `fetch.delay(ms)` once: their answers.
+fn delays(d: &Daemon, n: usize, ms: u64) -> Vec<std::thread::JoinHandle<serde_json::Value>> {
+    (0..n)
+        .map(|i| {
+            let stream = d.connect();
+            std::thread::spawn(move || {
+                let mut r = std::io::BufReader::new(stream);
+                let line = format!(r#"{{"jsonrpc":"2.0","method":"fetch.delay","params":{{"ms":{ms}}},"id":{i}}}"#);
+                json(&ndjson(&mut r, &line))
+            })
+        })
+        .collect()
+}
+
 #[test]
 fn a_pool_of_2_answers_100_concurrent_slow_asks_at_once() {
     let d = fetch();
     let _reaper = pids(&d);
     let started = Instant::now();
-    let clients: Vec<_> = (0..100)
-        .map(|i| {
-            let stream = d.connect();
-            std::thread::spawn(move || {
-                let mut r = std::io::BufReader::new(stream);
-                let line = format!(r#"{{"jsonrpc":"2.0","method":"fetch.delay","params":{{"ms":100}},"id":{i}}}"#);
-                json(&ndjson(&mut r, &line))
-            })
-        })
-        .collect();
+    let clients = delays(&d, 100, 100);
     for c in clients {
         let answer = c.join().unwrap();
         assert_eq!(answer["result"], 100, "{answer}");
@@ -99,16 +104,7 @@ fn fetch_get_reads_a_loopback_http_server_and_refuses_any_other_host() {
 fn an_instance_scaled_away_answers_the_asks_it_holds_before_it_ends() {
     let d = fetch();
     let reaper = pids(&d);
-    let clients: Vec<_> = (0..20)
-        .map(|i| {
-            let stream = d.connect();
-            std::thread::spawn(move || {
-                let mut r = std::io::BufReader::new(stream);
-                let line = format!(r#"{{"jsonrpc":"2.0","method":"fetch.delay","params":{{"ms":1500}},"id":{i}}}"#);
-                json(&ndjson(&mut r, &line))
-            })
-        })
-        .collect();
+    let clients = delays(&d, 20, 1500);
     until("both instances holding asks", Duration::from_secs(10), || {
         let pool = worker(&d, "fetcher");
         pool["instances"].as_array().unwrap().iter().all(|i| i["in_flight"].as_u64() > Some(0))
