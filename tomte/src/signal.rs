@@ -1,9 +1,9 @@
 //! The signal-to-event bridge: every catchable signal becomes the events
 //! `daemon.posix.SIGNAME` and `daemon.posix.NUMBER`.
 //!
-//! Nothing runs inside the signal handler: signal-hook's handler records the signal and writes
-//! to a self-pipe that the loop polls, so a signal that arrives while the loop is busy is acted
-//! on at the next turn, never lost. The fault signals (SEGV, BUS, FPE, ILL) keep their default
+//! Nothing runs inside the signal handler: it marks the signal pending and writes to an
+//! eventfd that the loop polls, so a signal that arrives while the loop is busy is acted on at
+//! the next turn, never lost (several of one kind meanwhile are one, as the kernel has them). The fault signals (SEGV, BUS, FPE, ILL) keep their default
 //! action (a handler that returns would re-run the faulting instruction), SIGKILL and SIGSTOP
 //! cannot be caught, and SIGPIPE stays ignored so that a vanished client is an I/O error.
 //!
@@ -18,9 +18,14 @@
 //! logs to: run it in the foreground, detached (`start`), or with stderr elsewhere.
 
 use std::io;
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
 
+use mio::unix::SourceFd;
+use mio::{Interest, Registry, Token};
 use signal_hook::consts::signal::*;
-use signal_hook_mio::v1_0::Signals;
+
+use crate::sys::eventfd::EventFd;
 
 /// The signals the bridge turns into events.
 pub fn bridged() -> Vec<i32> {
@@ -71,10 +76,39 @@ pub fn event_names(signal: i32) -> [String; 2] {
     [format!("daemon.posix.{}", name(signal)), format!("daemon.posix.{signal}")]
 }
 
-/// The bridge's source of signals, to register with the loop's poll.
-pub fn open() -> io::Result<Signals> {
+/// The bridge's source of signals, to register with the loop's poll: readable when a signal
+/// came.
+pub struct Bridge(Arc<EventFd>);
+
+impl Bridge {
+    /// The signals that came since the last call, in increasing number.
+    pub fn pending(&self) -> impl Iterator<Item = i32> {
+        // Drained first: a signal that comes after the drain is either taken now or makes
+        // the eventfd readable again, never neither.
+        let _ = self.0.drain();
+        crate::sys::signals::take_bridged()
+    }
+}
+
+impl mio::event::Source for Bridge {
+    fn register(&mut self, registry: &Registry, token: Token, interests: Interest) -> io::Result<()> {
+        SourceFd(&self.0.as_raw_fd()).register(registry, token, interests)
+    }
+
+    fn reregister(&mut self, registry: &Registry, token: Token, interests: Interest) -> io::Result<()> {
+        SourceFd(&self.0.as_raw_fd()).reregister(registry, token, interests)
+    }
+
+    fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
+        SourceFd(&self.0.as_raw_fd()).deregister(registry)
+    }
+}
+
+/// Catches every bridged signal (SIGPIPE ignored), once per process: the bridge to register
+/// with the loop's poll.
+pub fn open() -> io::Result<Bridge> {
     crate::sys::process::ignore_sigpipe();
-    Signals::new(bridged())
+    crate::sys::signals::install_bridge(&bridged()).map(Bridge)
 }
 
 #[cfg(test)]

@@ -184,7 +184,7 @@ struct Running<S> {
     /// The futures of answers that come later.
     tasks: Tasks,
     poll: Poll,
-    signals: signal_hook_mio::v1_0::Signals,
+    signals: crate::signal::Bridge,
     listeners: Vec<Listener>,
     conns: Slab<Conn>,
     /// Each connection's identity and grants, by the same key: set in the context while the
@@ -603,6 +603,7 @@ impl<S: 'static> Running<S> {
             if self.trim_at.is_some_and(|t| t <= now) {
                 self.trim_at = None;
                 crate::sys::mem::trim_heap();
+                crate::sys::mem::trim_stack();
             }
             if self.ctx.reload {
                 self.systemd.reloading();

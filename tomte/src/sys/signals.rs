@@ -1,4 +1,6 @@
-//! A worker process's signal dispositions, and the flag its stop signals raise.
+//! A worker process's signal dispositions, and the flag its stop signals raise; the daemon's
+//! own handler, which marks a signal pending for the bridge ([`crate::signal`]) to turn into
+//! events.
 //!
 //! A worker shares its process group with the daemon (and, under `run`, with the terminal's
 //! foreground job), so a signal meant for the daemon or sent to the whole group reaches it too:
@@ -26,10 +28,8 @@
 //! and again on each restarted read or write.
 //!
 //! Handlers are installed with `SA_RESTART`, so the worker's own code sees as few `EINTR`s as
-//! the kernel allows. signal-hook is not used here on purpose: its registry is process-global
-//! state copied from the daemon by `fork`, where it already holds TERM and INT (the daemon's
-//! bridge); registering there would add an action behind a disposition the fork reset to the
-//! default, and TERM would still kill.
+//! the kernel allows. In the daemon every bridged signal has [`install_bridge`]'s handler; the
+//! fork keeps that disposition until the child's own are set, while every signal is blocked.
 //!
 //! Between `fork` and these dispositions every signal is blocked ([`block_all`] in the daemon
 //! before the fork), so a signal sent to the group at that moment waits and meets the worker's
@@ -37,7 +37,7 @@
 
 use std::mem::MaybeUninit;
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use rustix::process::Signal;
@@ -168,4 +168,79 @@ pub(crate) fn wake_on_stop(wake: Arc<EventFd>) {
     if WAKE_KEEP.set(wake).is_ok() {
         WAKE.store(fd, Ordering::SeqCst);
     }
+}
+
+/// The signals the daemon's bridge received and the loop has not taken yet: bit `n - 1` for
+/// signal `n` (Linux numbers signals 1 to 64).
+static BRIDGED: AtomicU64 = AtomicU64::new(0);
+/// The eventfd the bridge's handler writes, to wake the loop's poll (-1: none yet).
+static BRIDGE_WAKE: AtomicI32 = AtomicI32::new(-1);
+/// Keeps that eventfd open for the rest of the process (see `WAKE_KEEP`).
+static BRIDGE_KEEP: OnceLock<Arc<EventFd>> = OnceLock::new();
+
+/// The daemon's bridge handler: marks the signal pending, then wakes the loop. Only an atomic
+/// read-modify-write, an atomic load and `write(2)`, all async-signal-safe; `errno` is kept.
+extern "C" fn on_bridged(signal: libc::c_int) {
+    if (1..=64).contains(&signal) {
+        BRIDGED.fetch_or(1 << (signal - 1), Ordering::SeqCst);
+    }
+    let fd = BRIDGE_WAKE.load(Ordering::SeqCst);
+    if fd >= 0 {
+        let one = 1u64.to_ne_bytes();
+        // SAFETY: as in `on_stop`: `fd` is kept open by `BRIDGE_KEEP`, `one` is a live buffer,
+        // and this thread's errno is saved and put back.
+        unsafe {
+            let errno = *libc::__errno_location();
+            libc::write(fd, one.as_ptr().cast(), one.len());
+            *libc::__errno_location() = errno;
+        }
+    }
+}
+
+/// Catches each of `signals` in the daemon's bridge: the handler only marks the signal pending
+/// (read with [`take_bridged`]) and makes the returned eventfd readable, for the loop to poll.
+/// Once per process: a second call catches its signals too, with the first call's eventfd.
+///
+/// Written here rather than through signal-hook's registry, which keeps an action table and
+/// the previous action per signal (about 25 kB of heap for the 55 signals the bridge takes,
+/// a twelfth of an idle daemon's anonymous memory, and copied into every worker by `fork`):
+/// the bridge needs no more than a bit per signal and a wake-up.
+pub(crate) fn install_bridge(signals: &[i32]) -> std::io::Result<Arc<EventFd>> {
+    let wake = match BRIDGE_KEEP.get() {
+        Some(wake) => Arc::clone(wake),
+        None => {
+            let wake = Arc::new(EventFd::new()?);
+            let fd = wake.as_raw_fd();
+            // Kept before its number is published, so the number never names another file.
+            let _ = BRIDGE_KEEP.set(Arc::clone(&wake));
+            BRIDGE_WAKE.store(fd, Ordering::SeqCst);
+            wake
+        }
+    };
+    for &signal in signals {
+        if !(1..=64).contains(&signal) {
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("no signal {signal}")));
+        }
+        // SAFETY: as in `set_action`: a zeroed sigaction with an emptied mask is valid, and
+        // the handler only does async-signal-safe work.
+        let done = unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_bridged as extern "C" fn(libc::c_int) as libc::sighandler_t;
+            action.sa_flags = libc::SA_RESTART;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(signal, &action, std::ptr::null_mut())
+        };
+        if done != 0 {
+            let why = std::io::Error::last_os_error();
+            return Err(std::io::Error::new(why.kind(), format!("cannot catch signal {signal}: {why}")));
+        }
+    }
+    Ok(wake)
+}
+
+/// The signals the bridge caught since the last call, in increasing number (each once, however
+/// often it arrived meanwhile, as the kernel does for a pending signal).
+pub(crate) fn take_bridged() -> impl Iterator<Item = i32> {
+    let bits = BRIDGED.swap(0, Ordering::SeqCst);
+    (1..=64).filter(move |n| bits & (1u64 << (n - 1)) != 0)
 }

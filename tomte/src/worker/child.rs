@@ -35,9 +35,10 @@ pub(crate) const LOG_LEVEL: &str = "tomte.loglevel=";
 /// `beat`: the longest sleep between heartbeats.
 pub(crate) fn main(name: String, interval: Duration, beat: Duration, worker: Box<dyn Worker>, end: Endpoint) -> i32 {
     crate::logging::set_tag(&name);
-    // The daemon's free heap came along with the fork: give it back, so that a worker holds
-    // only what it uses (and what it still shares with the daemon).
+    // The daemon's free heap and the deep end of its stack came along with the fork: give them
+    // back, so that a worker holds only what it uses (and what it still shares with the daemon).
     crate::sys::mem::trim_heap();
+    crate::sys::mem::trim_stack();
     let queue = super::reply::Replies::new(Some(end.wake_eventfd()));
     let mut ctx = WorkerCtx {
         name,
