@@ -9,7 +9,8 @@
 //! round, per side: launch → 20 children running (the driver polls `supervisor.getAllProcessInfo`
 //! or `worker.list` every millisecond until 20 are `RUNNING` or `looping`), idle memory of the
 //! manager and of each child from `/proc`, control calls/s (`supervisor.getState` or
-//! `daemon.status`, one at a time), calls/s of each side's own CLI (`supervisorctl status`,
+//! `daemon.status`, one at a time; then `supervisor.getState` on both, which the fleet answers
+//! with `--supervisor-api`: the same call and answer for the client to handle), calls/s of each side's own CLI (`supervisorctl status`,
 //! `tomtectl workers`: both list the 20 children), `kill -9` of a child → a replacement running,
 //! and SIGTERM to the manager → manager and children gone. A second kind of round launches with
 //! a driver hammering the control call the whole time.
@@ -231,7 +232,9 @@ impl Manager {
                     .arg(format!("unix://{}", sock.display()))
                     .arg("--pidfile")
                     .arg(bench.dir.join(format!("{tag}.pid")))
-                    .args(["--workers", &CHILDREN.to_string(), "--backoff-ms", "0", "--crash-limit", "1000000"]);
+                    .args(["--workers", &CHILDREN.to_string(), "--backoff-ms", "0", "--crash-limit", "1000000"])
+                    // supervisord's own interface too, for the same-method row (its memory counted).
+                    .arg("--supervisor-api");
                 cmd
             }
             Side::Supervisord => {
@@ -381,6 +384,8 @@ struct Round {
     idle_cpu: f64,
     memory: Memory,
     calls: f64,
+    /// Calls/s of python's client making the same call on both sides: `supervisor.getState`.
+    same_calls: f64,
     /// The manager's CPU time per call of `calls`, in microseconds.
     cpu_per_call: f64,
     /// Calls/s of a Rust client.
@@ -430,6 +435,8 @@ impl Bench {
         let (rate, count) = calls.split_once(' ').with_context(|| format!("calls/s {calls:?}"))?;
         let (calls, count): (f64, f64) = (rate.parse()?, count.parse()?);
         let cpu_per_call = cpu as f64 / 1e3 / count;
+        let same = self.python_output(["calls", &sock, "supervisor.getState", &self.options.seconds.to_string()])?;
+        let same_calls: f64 = same.split_once(' ').with_context(|| format!("calls/s {same:?}"))?.0.parse()?;
         let method_call = format!(
             "<?xml version=\"1.0\"?><methodCall><methodName>{}</methodName><params></params></methodCall>",
             side.status_method()
@@ -442,7 +449,7 @@ impl Bench {
         let kills = self.python_output(["kills", &sock, side.name(), &self.options.kills.to_string(), &first])?;
         let kills: Vec<f64> = serde_json::from_str(&kills).with_context(|| format!("kill times {kills:?}"))?;
         let stop = m.stop()?.as_secs_f64() * 1e3;
-        Ok(Round { launch, idle_cpu, memory, calls, cpu_per_call, raw_calls, cli, kills, stop })
+        Ok(Round { launch, idle_cpu, memory, calls, same_calls, cpu_per_call, raw_calls, cli, kills, stop })
     }
 
     /// Launch time with a driver calling the control method all along.
@@ -567,6 +574,13 @@ impl Bench {
             "control calls/s, python xmlrpc.client, unix socket (daemon.status / supervisor.getState)".to_owned(),
             med(0, &|r| r.calls),
             med(1, &|r| r.calls),
+            "/s",
+            false,
+        ));
+        rows.push((
+            "control calls/s, python xmlrpc.client, the same call on both (supervisor.getState)".to_owned(),
+            med(0, &|r| r.same_calls),
+            med(1, &|r| r.same_calls),
             "/s",
             false,
         ));
