@@ -487,6 +487,10 @@ impl<S: 'static> Running<S> {
         if !running.ctx.workers.is_empty() {
             running.systemd.extend(&format!("forking {} workers", running.ctx.workers.len()));
             let registry = running.poll.registry().try_clone().map_err(io_err("cannot share the poll"))?;
+            // What the start freed, and the deep end of its stack, are given back first, so
+            // that no worker's fork copies them.
+            crate::sys::mem::trim_heap();
+            crate::sys::mem::trim_stack();
             running.ctx.workers.start_all(registry).map_err(io_err("cannot start the workers"))?;
         }
         Ok(running)

@@ -46,8 +46,16 @@ pub(crate) fn trim_stack() {
     }
 }
 
-/// The bounds of the main thread's stack mapping, from `/proc/self/maps`.
+/// The bounds of the main thread's stack mapping, read from `/proc/self/maps` once per process
+/// (a forked worker inherits them with the rest of the memory): generating that file costs the
+/// kernel about 100 µs. The mapping only grows downwards, so the bounds read first are within
+/// it for the process's life; what it grew beyond them is simply not trimmed.
 fn main_stack() -> Option<(usize, usize)> {
+    static BOUNDS: std::sync::OnceLock<Option<(usize, usize)>> = std::sync::OnceLock::new();
+    *BOUNDS.get_or_init(read_main_stack)
+}
+
+fn read_main_stack() -> Option<(usize, usize)> {
     let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
     let line = maps.lines().find(|l| l.ends_with("[stack]"))?;
     let (low, high) = line.split_whitespace().next()?.split_once('-')?;
