@@ -101,7 +101,7 @@
 //! │ the daemon process: one thread, one mio::Poll                          │
 //! │  net      listeners → connections (state machines) → complete messages │
 //! │  rpc      tomte-rpc: decode → registry (validate, dispatch) → encode   │
-//! │  signals  signal-hook self-pipe → events → listeners                   │
+//! │  signals  a bit per signal + an eventfd → events → listeners           │
 //! │  timers   deadlines → the poll's timeout                               │
 //! │  workers  forked children; shared-memory rings + eventfds              │
 //! └────────────────────────────────────────────────────────────────────────┘
@@ -462,8 +462,8 @@
 //!   one. Processes that exist only to fork again or to report a failure leave through `_exit`,
 //!   and a worker's process `_exit`s when its loop ends, so no child runs its parent's
 //!   destructors.
-//! * **Nothing happens inside a signal handler.** signal-hook's handler records the signal and
-//!   writes a byte to a self-pipe; the loop drains the pipe and runs the listeners on its own
+//! * **Nothing happens inside a signal handler.** The daemon's handler marks the signal pending
+//!   and writes to an eventfd; the loop drains it and runs the listeners on its own
 //!   thread. A signal that arrives while the loop is busy is acted on at its next turn, never
 //!   lost. A forked worker puts every disposition back to its default, then sets its own
 //!   ([`worker`](worker#signals); the stop handler only stores a flag and writes to the worker's eventfd),

@@ -78,11 +78,11 @@ pub fn event_names(signal: i32) -> [String; 2] {
 
 /// The bridge's source of signals, to register with the loop's poll: readable when a signal
 /// came.
-pub struct Bridge(Arc<EventFd>);
+pub(crate) struct Bridge(Arc<EventFd>);
 
 impl Bridge {
     /// The signals that came since the last call, in increasing number.
-    pub fn pending(&self) -> impl Iterator<Item = i32> {
+    pub(crate) fn pending(&self) -> impl Iterator<Item = i32> {
         // Drained first: a signal that comes after the drain is either taken now or makes
         // the eventfd readable again, never neither.
         let _ = self.0.drain();
@@ -104,9 +104,14 @@ impl mio::event::Source for Bridge {
     }
 }
 
-/// Catches every bridged signal (SIGPIPE ignored), once per process: the bridge to register
-/// with the loop's poll.
-pub fn open() -> io::Result<Bridge> {
+/// Catches every bridged signal (SIGPIPE ignored): the bridge to register with the loop's poll.
+/// One per process (signals are process-wide); a second daemon run in the same process takes
+/// it over, with nothing left pending from the first.
+///
+/// The handlers replace whatever the application set for these signals before the daemon
+/// runs (use the `daemon.posix.*` events instead); one installed afterwards, by
+/// `signal_hook::low_level::register` say, runs before the bridge's, which it calls on.
+pub(crate) fn open() -> io::Result<Bridge> {
     crate::sys::process::ignore_sigpipe();
     crate::sys::signals::install_bridge(&bridged()).map(Bridge)
 }

@@ -199,7 +199,9 @@ extern "C" fn on_bridged(signal: libc::c_int) {
 
 /// Catches each of `signals` in the daemon's bridge: the handler only marks the signal pending
 /// (read with [`take_bridged`]) and makes the returned eventfd readable, for the loop to poll.
-/// Once per process: a second call catches its signals too, with the first call's eventfd.
+/// Numbers outside 1..=64 are skipped (no Linux signal on x86 or ARM has one). The eventfd is
+/// made once per process, and a call clears what an earlier one left pending. On an error no
+/// signal is left caught by it.
 ///
 /// Written here rather than through signal-hook's registry, which keeps an action table and
 /// the previous action per signal (about 25 kB of heap for the 55 signals the bridge takes,
@@ -210,32 +212,43 @@ pub(crate) fn install_bridge(signals: &[i32]) -> std::io::Result<Arc<EventFd>> {
         Some(wake) => Arc::clone(wake),
         None => {
             let wake = Arc::new(EventFd::new()?);
-            let fd = wake.as_raw_fd();
             // Kept before its number is published, so the number never names another file.
-            let _ = BRIDGE_KEEP.set(Arc::clone(&wake));
-            BRIDGE_WAKE.store(fd, Ordering::SeqCst);
-            wake
+            let kept = Arc::clone(BRIDGE_KEEP.get_or_init(|| wake));
+            BRIDGE_WAKE.store(kept.as_raw_fd(), Ordering::SeqCst);
+            kept
         }
     };
-    for &signal in signals {
-        if !(1..=64).contains(&signal) {
-            return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("no signal {signal}")));
-        }
-        // SAFETY: as in `set_action`: a zeroed sigaction with an emptied mask is valid, and
-        // the handler only does async-signal-safe work.
-        let done = unsafe {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = on_bridged as extern "C" fn(libc::c_int) as libc::sighandler_t;
-            action.sa_flags = libc::SA_RESTART;
-            libc::sigemptyset(&mut action.sa_mask);
-            libc::sigaction(signal, &action, std::ptr::null_mut())
-        };
-        if done != 0 {
-            let why = std::io::Error::last_os_error();
+    BRIDGED.store(0, Ordering::SeqCst);
+    wake.drain()?;
+    let signals: Vec<i32> = signals.iter().copied().filter(|s| (1..=64).contains(s)).collect();
+    for (done, &signal) in signals.iter().enumerate() {
+        let handler = on_bridged as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        if let Err(why) = catch(signal, handler) {
+            for &earlier in &signals[..done] {
+                let _ = catch(earlier, libc::SIG_DFL);
+            }
             return Err(std::io::Error::new(why.kind(), format!("cannot catch signal {signal}: {why}")));
         }
     }
     Ok(wake)
+}
+
+/// Sets `signal`'s action to `handler` (the bridge's, or SIG_DFL), with `SA_RESTART`.
+fn catch(signal: i32, handler: libc::sighandler_t) -> std::io::Result<()> {
+    // SAFETY: as in `set_action`: a zeroed sigaction with an emptied mask is valid, and the
+    // handler is SIG_DFL or `on_bridged`, which only does async-signal-safe work.
+    let done = unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = handler;
+        action.sa_flags = libc::SA_RESTART;
+        libc::sigemptyset(&mut action.sa_mask);
+        libc::sigaction(signal, &action, std::ptr::null_mut())
+    };
+    if done == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 /// The signals the bridge caught since the last call, in increasing number (each once, however
@@ -243,4 +256,31 @@ pub(crate) fn install_bridge(signals: &[i32]) -> std::io::Result<Arc<EventFd>> {
 pub(crate) fn take_bridged() -> impl Iterator<Item = i32> {
     let bits = BRIDGED.swap(0, Ordering::SeqCst);
     (1..=64).filter(move |n| bits & (1u64 << (n - 1)) != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bridged_signal_wakes_the_eventfd_and_is_taken_once() {
+        // 200 is no signal: skipped, not an error.
+        let wake = install_bridge(&[libc::SIGWINCH, 200]).expect("install the bridge");
+        // SAFETY: raise only delivers SIGWINCH to this thread, whose action is the bridge's.
+        unsafe {
+            libc::raise(libc::SIGWINCH);
+            libc::raise(libc::SIGWINCH);
+        }
+        assert!(wake.wait(Some(std::time::Duration::from_secs(10))).expect("wait"));
+        assert!(wake.drain().expect("drain") >= 1);
+        assert_eq!(take_bridged().collect::<Vec<_>>(), [libc::SIGWINCH]);
+        assert_eq!(take_bridged().count(), 0);
+        // A second install clears what the first left pending.
+        // SAFETY: as above.
+        unsafe { libc::raise(libc::SIGWINCH) };
+        let again = install_bridge(&[libc::SIGWINCH]).expect("install again");
+        assert_eq!(again.as_raw_fd(), wake.as_raw_fd());
+        assert_eq!(take_bridged().count(), 0);
+        catch(libc::SIGWINCH, libc::SIG_DFL).expect("reset SIGWINCH");
+    }
 }
