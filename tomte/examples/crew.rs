@@ -6,7 +6,9 @@
 //! * `crew.grow(mib: int) -> int`: the instance allocates and keeps `mib` MiB more (at most 256
 //!   at once), and answers its resident memory in KiB;
 //! * `crew.solo(ms: int) -> struct`: as `crew.work`, asked of `solo`, a worker of the same kind
-//!   that is not a pool (the benchmark compares the two).
+//!   that is not a pool (the benchmark compares the two);
+//! * `crew.echo(value) -> value`: an instance sends `value` back, whatever its size (one too
+//!   big for the worker channel is refused).
 //!
 //! Its settings come from the environment, so one binary serves every test:
 //! `CREW_INSTANCES` (default 4), `CREW_MAX_IN_FLIGHT`, `CREW_QUEUE`, `CREW_ASK_TIMEOUT_MS`,
@@ -40,6 +42,10 @@ impl Worker for Hand {
         };
         self.answered += 1;
         match what {
+            Some("echo") => match request {
+                Value::Array(mut items) => Ok(items.pop().unwrap_or(Value::Nil)),
+                _ => unreachable!("matched as an array of two"),
+            },
             Some("work") => {
                 std::thread::sleep(Duration::from_millis(n.clamp(0, 60_000) as u64));
                 Ok(Value::structure([
@@ -135,6 +141,15 @@ fn main() {
             Method::new_async("crew.hang", |_, ctx| ctx.ask("crew", Value::Array(vec!["hang".into(), 0.into()])))
                 .description("An instance never answers")
                 .returns(Type::Nil),
+        )
+        .method(
+            Method::new_async("crew.echo", |mut p, ctx| {
+                let value: Value = p.take("value").unwrap_or(Value::Nil);
+                ctx.ask("crew", Value::Array(vec!["echo".into(), value]))
+            })
+            .description("An instance sends VALUE back")
+            .returns(Type::Any)
+            .param(Type::Any, "value"),
         )
         .method(
             Method::typed_async("crew.grow", |Mib { mib }, ctx| {

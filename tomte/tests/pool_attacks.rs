@@ -184,3 +184,27 @@ fn a_stopping_instance_with_max_memory_leaves_the_loop_asleep() {
     assert!(call_.join().unwrap()["result"]["worker"].is_string());
     assert!(spin <= 10, "the daemon burnt {spin} ticks in 1 s while an instance with max_memory stopped");
 }
+
+/// A pool's queue held each waiting ask as the client's request, whatever its size: with every
+/// instance busy, 64 callers (the default queue limit) of an application method that forwards
+/// its argument could each park a request of the 16 MiB message limit, 1 GiB in all, only to
+/// be refused when an instance freed up ("can never be sent" down a 64 KiB channel). The queue
+/// now holds the encoded frame, refused at once when the channel could never carry it.
+#[test]
+fn an_ask_too_big_for_the_channel_is_refused_at_once_even_when_it_would_wait() {
+    let d = crew(&[("CREW_INSTANCES", "1")], None);
+    let _reaper = pids(&d);
+    until("the instance looping", Duration::from_secs(20), || looping(&d, 1));
+    let busy = work(&d, 5000);
+    until("the instance busy", Duration::from_secs(10), || in_flight(&d) == 1);
+    let big = "x".repeat(256 << 10);
+    let refused = call(&d, "crew.echo", &format!(r#"["{big}"]"#));
+    let why = refused["error"]["data"].as_str().unwrap_or_default();
+    assert!(why.contains("can never be sent"), "not refused for its size: {:.300}", refused.to_string());
+    assert!(!busy.is_finished(), "the refusal waited for the busy instance");
+    // A small ask behind the busy one waits in the queue and is answered.
+    let small = call(&d, "crew.echo", r#"["small"]"#);
+    assert_eq!(small["result"], "small", "{small}");
+    let done = busy.join().unwrap();
+    assert!(done["result"]["worker"].is_string(), "{done}");
+}

@@ -323,6 +323,9 @@ impl WorkerSpec {
     }
     /// How many asks may wait in the pool's queue while every instance is at its limit (default
     /// [`QUEUE_LIMIT`]); one more fails at once with −32000 "pool busy": back-pressure, not memory.
+    /// An ask waits as the frame it becomes in the channel, and one larger than the channel
+    /// carries ([`WorkerSpec::ring_bytes`]) is refused at once, so a queue holds at most
+    /// `queue_limit` × that size.
     pub fn queue_limit(mut self, n: usize) -> Self {
         self = if self.pool.is_none() { self.instances(1) } else { self };
         if let Some(pool) = &mut self.pool {

@@ -32,6 +32,8 @@ use std::time::{Duration, Instant};
 use tomte_rpc::{Fault, Value};
 
 use super::{Settle, Slot, State, Supervisor, Unit};
+use crate::worker::channel::{Channel, SendError};
+use crate::worker::wire::Frame;
 use crate::worker::{PoolSpec, WorkerSpec, MAX_INSTANCES};
 
 /// How often an autoscaled pool may grow while asks wait.
@@ -62,7 +64,9 @@ pub(super) struct Pool {
 /// An ask waiting in a pool's queue.
 struct Waiting {
     ticket: u64,
-    request: Value,
+    /// The ask, encoded as it goes down the channel: the queue holds at most `queue_limit`
+    /// frames no larger than the channel carries, never a client's request of any size.
+    frame: Vec<u8>,
     deadline: Option<Instant>,
 }
 
@@ -366,7 +370,15 @@ impl Supervisor {
                 ),
             ));
         }
-        pool.queue.push_back(Waiting { ticket, request, deadline });
+        let mut frame = Vec::new();
+        Frame::Request(ticket, request).encode(&mut frame);
+        let max = Channel::max_frame_for(pool.template.ring_bytes);
+        if frame.len() > max {
+            let too_large = SendError::TooLarge { len: frame.len(), max, ring: pool.template.ring_bytes };
+            return Err(Fault::internal(format!("cannot send to pool '{}': {too_large}", pool.name)));
+        }
+        frame.shrink_to_fit();
+        pool.queue.push_back(Waiting { ticket, frame, deadline });
         Ok(())
     }
 
@@ -430,7 +442,7 @@ impl Supervisor {
         while !self.pools[p].queue.is_empty() {
             let Some(i) = self.pick(p) else { return };
             let w = self.pools[p].queue.pop_front().expect("not empty");
-            if let Err(fault) = self.send_ask(i, w.ticket, w.request, w.deadline) {
+            if let Err(fault) = self.send_frame(i, w.ticket, &w.frame, w.deadline) {
                 self.answers.push((w.ticket, Err(fault)));
             }
         }

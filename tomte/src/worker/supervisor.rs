@@ -967,15 +967,21 @@ impl Supervisor {
 
     /// Sends an ask to slot `i`'s process, which must run.
     fn send_ask(&mut self, i: usize, ticket: u64, request: Value, deadline: Option<Instant>) -> Result<(), Fault> {
-        Frame::Request(ticket, request).encode(&mut self.frame);
-        let slot = &mut self.slots[i];
-        let run = slot.run.as_mut().expect("a running worker");
-        let sent = send(&mut run.end, &self.frame, &slot.spec.name).map(|()| run.asks.push((ticket, deadline)));
+        let mut frame = std::mem::take(&mut self.frame);
+        Frame::Request(ticket, request).encode(&mut frame);
+        let sent = self.send_frame(i, ticket, &frame, deadline);
         // A client's big request (too big for the channel, say) does not keep its memory.
-        if self.frame.capacity() > 64 << 10 {
-            self.frame = Vec::new();
+        if frame.capacity() <= 64 << 10 {
+            self.frame = frame;
         }
         sent
+    }
+
+    /// Sends the ask `frame` (of `ticket`, encoded) to slot `i`'s process, which must run.
+    fn send_frame(&mut self, i: usize, ticket: u64, frame: &[u8], deadline: Option<Instant>) -> Result<(), Fault> {
+        let slot = &mut self.slots[i];
+        let run = slot.run.as_mut().expect("a running worker");
+        send(&mut run.end, frame, &slot.spec.name).map(|()| run.asks.push((ticket, deadline)))
     }
 
     /// Sends a command word to worker `name` (`pause`, `resume`, `stop`, or a word of its own,

@@ -64,7 +64,7 @@ impl Channel {
                 ),
             ));
         }
-        let cap = ring_bytes.div_ceil(8).next_power_of_two().max(MIN_RING_WORDS);
+        let cap = ring_words(ring_bytes);
         let region = SharedRegion::new((HEADER_WORDS + 2 * cap) * 8)?;
         let words = region.words();
         words[MAGIC].store(MAGIC_VALUE, Ordering::Relaxed);
@@ -87,6 +87,12 @@ impl Channel {
     /// The largest frame either ring carries, in bytes.
     pub fn max_frame(&self) -> usize {
         ring::max_frame(self.shared.cap)
+    }
+
+    /// The largest frame a channel made with `ring_bytes` carries, in bytes (for a valid size,
+    /// as [`Channel::new`] takes it).
+    pub fn max_frame_for(ring_bytes: usize) -> usize {
+        ring::max_frame(ring_words(ring_bytes))
     }
 
     /// The channel's two eventfds: a forked worker that closes every descriptor that is not its
@@ -483,4 +489,10 @@ impl AsRawFd for Endpoint {
     fn as_raw_fd(&self) -> RawFd {
         wake_in(&self.shared, self.side).as_raw_fd()
     }
+}
+
+/// The words of each ring of a channel asked for with `ring_bytes`: a power of two, at least
+/// `MIN_RING_WORDS`.
+fn ring_words(ring_bytes: usize) -> usize {
+    ring_bytes.div_ceil(8).next_power_of_two().max(MIN_RING_WORDS)
 }
