@@ -232,13 +232,12 @@ pub(crate) fn readiness<S>(ctx: &Ctx<S>) -> (bool, Vec<Check>) {
         detail: if ctx.stop { "the daemon is stopping" } else { "not stopping" }.to_owned(),
     });
     let serving = |s: State| matches!(s, State::Looping | State::Paused);
-    for name in ctx.workers.names() {
-        let Ok(info) = ctx.workers.info(&name) else { continue };
-        if info.policy != Policy::Always || info.pool.is_some() {
+    for info in ctx.workers.plain_infos() {
+        if info.policy != Policy::Always {
             continue;
         }
         let ok = serving(info.state);
-        checks.push(Check { name: format!("worker:{name}"), ok, detail: info.state.as_str().to_owned() });
+        checks.push(Check { name: format!("worker:{}", info.name), ok, detail: info.state.as_str().to_owned() });
     }
     // A pool is ready while one of its instances serves (one restarting, or a new one spinning
     // up, does not make the daemon unready); a pool scaled to 0 has nothing to wait for.

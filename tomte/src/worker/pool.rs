@@ -197,12 +197,7 @@ impl Supervisor {
     pub fn pool_info(&self, name: &str) -> Result<PoolInfo, Fault> {
         let p = self.pool_index(name).ok_or_else(|| crate::faults::unknown_worker(name))?;
         let pool = &self.pools[p];
-        let instances = pool
-            .members
-            .iter()
-            .filter(|&&i| self.slots[i].visible())
-            .map(|&i| self.info(&self.slots[i].spec.name))
-            .collect::<Result<Vec<_>, _>>()?;
+        let instances = pool.members.iter().filter(|&&i| self.slots[i].visible()).map(|&i| self.info_at(i)).collect();
         Ok(PoolInfo {
             name: pool.name.clone(),
             size: self.size(p),
@@ -218,7 +213,7 @@ impl Supervisor {
         let mut all = Vec::with_capacity(self.units.len());
         for unit in &self.units {
             all.push(match *unit {
-                Unit::Worker(i) => self.info(&self.slots[i].spec.name)?.to_value(),
+                Unit::Worker(i) => self.info_at(i).to_value(),
                 Unit::Pool(p) => self.pool_info(&self.pools[p].name)?.to_value(),
             });
         }

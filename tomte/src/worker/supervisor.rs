@@ -1111,6 +1111,15 @@ impl Supervisor {
         names
     }
 
+    /// What `worker.list` shows of each worker that is not in a pool, in the order they were added.
+    pub(crate) fn plain_infos(&self) -> Vec<WorkerInfo> {
+        let plain = self.units.iter().filter_map(|unit| match *unit {
+            Unit::Worker(i) => Some(i),
+            Unit::Pool(_) => None,
+        });
+        plain.map(|i| self.info_at(i)).collect()
+    }
+
     /// What a configuration file's `[workers.NAME]` sections name: each worker that is not in a
     /// pool, and each pool (its settings are its instances').
     pub(crate) fn units(&self) -> Vec<String> {
@@ -1125,13 +1134,18 @@ impl Supervisor {
 
     /// Worker `name` as `worker.list` shows it.
     pub fn info(&self, name: &str) -> Result<WorkerInfo, Fault> {
-        let slot = &self.slots[self.find(name)?];
+        Ok(self.info_at(self.find(name)?))
+    }
+
+    /// What `worker.list` shows of slot `i`.
+    pub(super) fn info_at(&self, i: usize) -> WorkerInfo {
+        let slot = &self.slots[i];
         let state = slot.state();
         let (pid, iterations, uptime) = match &slot.run {
             Some(run) => (Some(run.pid.as_raw_nonzero().get()), run.end.counter(), Some(run.started.elapsed())),
             None => (None, slot.iterations, None),
         };
-        Ok(WorkerInfo {
+        WorkerInfo {
             name: slot.spec.name.clone(),
             pid,
             state,
@@ -1144,7 +1158,7 @@ impl Supervisor {
             asks: slot.answered,
             in_flight: slot.busy(),
             pool: slot.pool.map(|p| self.pools[p].name.clone()),
-        })
+        }
     }
 
     /// Stops every worker at once, as the daemon stops: `stop` to all, the grace period, SIGTERM
