@@ -4,82 +4,31 @@
 //! scaled back to 1, the others' processes end; `metrics` shows the pool; an unknown pool or a bad count is refused with
 //! a reason and a non-zero exit code.
 //!
-//! Needs the hash example built: `cargo build -p tomte --examples` (this test finds it next
-//! to tomtectl, in the same target directory).
+//! Needs the hash example built: `cargo build -p tomte --examples`.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
+
 use std::time::{Duration, Instant};
+
+use common::{alive, text, Started};
 
 /// Long enough for a loaded machine; only reached when something is broken.
 const LIMIT: Duration = Duration::from_secs(60);
 
-/// The hash example, built in the same target directory as tomtectl.
-fn hash_binary() -> PathBuf {
-    let dir = Path::new(env!("CARGO_BIN_EXE_tomtectl")).parent().expect("target dir");
-    let hash = dir.join("examples").join("hash");
-    assert!(hash.exists(), "{} is not built: run `cargo build -p tomte --examples` first", hash.display());
-    hash
+/// The hash example with `instances` in its pool `hasher`.
+fn hash(tag: &str, instances: usize) -> Started {
+    Started::start("hash", tag, &[], &[("HASH_WORKERS", &instances.to_string())])
 }
 
-/// A hash daemon of `instances` started with `start` in a fresh directory; it and every
-/// instance pid seen are killed on drop, pass or fail, and the directory removed.
-struct Hash {
-    dir: PathBuf,
-    sock: PathBuf,
-    pidfile: PathBuf,
-    pids: Vec<i32>,
+/// The `workers` table of a pool daemon.
+trait Workers {
+    /// The table, read back; the instance pids it names are killed on drop too.
+    fn workers(&mut self) -> Vec<Row>;
+    /// Polls `workers` until `ok` holds for it (bounded by LIMIT, a hang only); the last table.
+    fn until(&mut self, what: &str, ok: impl Fn(&[Row]) -> bool) -> Vec<Row>;
 }
 
-impl Hash {
-    fn start(tag: &str, instances: usize) -> Hash {
-        let dir = PathBuf::from(format!("/tmp/tcp-{}-{tag}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut d = Hash { sock: dir.join("d.sock"), pidfile: dir.join("d.pid"), dir, pids: Vec::new() };
-        let out = Command::new(hash_binary())
-            .arg("start")
-            .arg("--socket")
-            .arg(format!("unix://{}", d.sock.display()))
-            .arg("--pidfile")
-            .arg(&d.pidfile)
-            .arg("--log")
-            .arg(d.dir.join("d.log"))
-            .env("HASH_WORKERS", instances.to_string())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "start: {}{}", text(&out.stdout), text(&out.stderr));
-        let pid = std::fs::read_to_string(&d.pidfile).expect("the pid file");
-        d.pids.push(pid.trim().parse().expect("a pid in the pid file"));
-        d
-    }
-
-    /// `tomtectl --socket ADDR args…`.
-    fn ctl(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_tomtectl"))
-            .arg("--socket")
-            .arg(format!("unix://{}", self.sock.display()))
-            .args(args)
-            .env_remove("TOMTE_SOCKET")
-            .output()
-            .unwrap()
-    }
-
-    /// `tomtectl args…`, which must succeed: its stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.ctl(args);
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{args:?}: {}{}\nlog:\n{}",
-            text(&out.stdout),
-            text(&out.stderr),
-            self.log()
-        );
-        text(&out.stdout)
-    }
-
-    /// The `workers` table, read back; the instance pids it names are killed on drop too.
+impl Workers for Started {
     fn workers(&mut self) -> Vec<Row> {
         let rows = parse(&self.ok(&["workers"]));
         for r in &rows {
@@ -92,7 +41,6 @@ impl Hash {
         rows
     }
 
-    /// Polls `workers` until `ok` holds for it (bounded by LIMIT, a hang only); the last table.
     fn until(&mut self, what: &str, ok: impl Fn(&[Row]) -> bool) -> Vec<Row> {
         let t = Instant::now();
         loop {
@@ -103,21 +51,6 @@ impl Hash {
             assert!(t.elapsed() < LIMIT, "waited {LIMIT:?} for {what}; workers:\n{rows:#?}\nlog:\n{}", self.log());
             std::thread::sleep(Duration::from_millis(50));
         }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("d.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Hash {
-    fn drop(&mut self) {
-        for &pid in &self.pids {
-            if pid > 0 {
-                let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).output();
-            }
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -163,18 +96,6 @@ fn names(instances: &[&Row]) -> Vec<String> {
     instances.iter().map(|r| r.name.clone()).collect()
 }
 
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-/// Whether `pid` runs (a zombie does not).
-fn alive(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
-        Err(_) => false,
-    }
-}
-
 fn looping(rows: &[Row], n: usize) -> bool {
     let (line, instances) = pool(rows, "hasher");
     let want: Vec<String> = (0..n).map(|i| format!("hasher.{i}")).collect();
@@ -186,7 +107,7 @@ fn looping(rows: &[Row], n: usize) -> bool {
 
 #[test]
 fn scale_grows_and_shrinks_the_pool_and_workers_lists_its_instances_under_it() {
-    let mut d = Hash::start("scale", 2);
+    let mut d = hash("scale", 2);
     d.until("hasher.0 and hasher.1 looping", |r| looping(r, 2));
 
     assert_eq!(d.ok(&["worker", "scale", "hasher", "4"]), "hasher: 2 -> 4 instances\n");
@@ -249,7 +170,7 @@ fn scale_grows_and_shrinks_the_pool_and_workers_lists_its_instances_under_it() {
 
 #[test]
 fn an_unknown_pool_or_a_bad_count_is_refused_and_restart_wait_follows_the_instances() {
-    let mut d = Hash::start("refused", 2);
+    let mut d = hash("refused", 2);
     let rows = d.until("hasher.0 and hasher.1 looping", |r| looping(r, 2));
 
     let out = d.ctl(&["worker", "scale", "nothere", "3"]);

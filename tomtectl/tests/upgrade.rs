@@ -2,128 +2,43 @@
 //! pids, the old one's drain and its end, after which `status` names the new pid; an upgrade to
 //! `/bin/false` exits 1 with the daemon's message and the old pid serves on.
 //!
-//! Needs the echo example built: `cargo build -p tomte --examples` (this test finds it next to
-//! tomtectl, in the same target directory).
+//! Needs the echo example built: `cargo build -p tomte --examples`.
+
+mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-/// The echo example, built in the same target directory as tomtectl.
-fn echo_binary() -> PathBuf {
-    let dir = Path::new(env!("CARGO_BIN_EXE_tomtectl")).parent().expect("target dir");
-    let echo = dir.join("examples").join("echo");
-    assert!(echo.exists(), "{} is not built: run `cargo build -p tomte --examples` first", echo.display());
-    echo
+use common::{alive, text, Started};
+
+/// An echo daemon started with `start` and `extra`.
+fn echo(tag: &str, extra: &[&str]) -> Started {
+    Started::start("echo", tag, extra, &[])
 }
 
-/// An echo daemon started with `start` in a fresh directory; every pid it had is killed on
-/// drop, pass or fail, and the directory removed.
-struct Echo {
-    dir: PathBuf,
-    sock: PathBuf,
-    pidfile: PathBuf,
-    pids: Vec<i32>,
-}
-
-impl Echo {
-    fn start(tag: &str) -> Echo {
-        Echo::start_with(tag, &[])
-    }
-
-    fn start_with(tag: &str, extra: &[&str]) -> Echo {
-        let dir = PathBuf::from(format!("/tmp/tcu-{}-{tag}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut echo = Echo { sock: dir.join("d.sock"), pidfile: dir.join("d.pid"), dir, pids: Vec::new() };
-        let out = Command::new(echo_binary()).arg("start").args(echo.args()).args(extra).output().unwrap();
-        assert!(out.status.success(), "start: {}{}", text(&out.stdout), text(&out.stderr));
-        let pid = echo.pid();
-        echo.pids.push(pid);
-        echo
-    }
-
-    fn args(&self) -> Vec<String> {
-        vec![
-            "--socket".into(),
-            format!("unix://{}", self.sock.display()),
-            "--pidfile".into(),
-            self.pidfile.display().to_string(),
-            "--log".into(),
-            self.dir.join("d.log").display().to_string(),
-        ]
-    }
-
-    fn pid(&self) -> i32 {
-        let text = std::fs::read_to_string(&self.pidfile).expect("the pid file");
-        text.trim().parse().expect("a pid in the pid file")
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("d.log")).unwrap_or_default()
-    }
-
-    /// `tomtectl --socket ADDR args…`.
-    fn ctl(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_tomtectl"))
-            .arg("--socket")
-            .arg(format!("unix://{}", self.sock.display()))
-            .args(args)
-            .env_remove("TOMTE_SOCKET")
-            .output()
-            .unwrap()
-    }
-
-    /// One my.echo on a fresh connection: the pid of the process that answered, from
-    /// daemon.status on the same connection.
-    fn served_by(&self) -> i64 {
-        let s = UnixStream::connect(&self.sock).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        let mut r = BufReader::new(s);
-        let mut ask = |line: &str| {
-            r.get_mut().write_all(format!("{line}\n").as_bytes()).unwrap();
-            let mut answer = String::new();
-            r.read_line(&mut answer).unwrap();
-            serde_json::from_str::<serde_json::Value>(&answer).unwrap()
-        };
-        let v = ask(r#"{"jsonrpc":"2.0","method":"my.echo","params":["ok"],"id":1}"#);
-        assert_eq!(v["result"], "ok", "{v}");
-        let v = ask(r#"{"jsonrpc":"2.0","method":"daemon.status","id":2}"#);
-        v["result"]["pid"].as_i64().expect("daemon.status names its pid")
-    }
-}
-
-impl Drop for Echo {
-    fn drop(&mut self) {
-        if let Ok(pid) = std::fs::read_to_string(&self.pidfile).map(|t| t.trim().parse::<i32>().unwrap_or(0)) {
-            self.pids.push(pid);
-        }
-        for &pid in &self.pids {
-            if pid > 0 {
-                let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).output();
-            }
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-/// Whether `pid` runs (a zombie does not).
-fn alive(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
-        Err(_) => false,
-    }
+/// One my.echo on a fresh connection to `d`: the pid of the process that answered, from
+/// daemon.status on the same connection.
+fn served_by(d: &Started) -> i64 {
+    let s = UnixStream::connect(&d.sock).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut r = BufReader::new(s);
+    let mut ask = |line: &str| {
+        r.get_mut().write_all(format!("{line}\n").as_bytes()).unwrap();
+        let mut answer = String::new();
+        r.read_line(&mut answer).unwrap();
+        serde_json::from_str::<serde_json::Value>(&answer).unwrap()
+    };
+    let v = ask(r#"{"jsonrpc":"2.0","method":"my.echo","params":["ok"],"id":1}"#);
+    assert_eq!(v["result"], "ok", "{v}");
+    let v = ask(r#"{"jsonrpc":"2.0","method":"daemon.status","id":2}"#);
+    v["result"]["pid"].as_i64().expect("daemon.status names its pid")
 }
 
 #[test]
 fn upgrade_wait_prints_both_pids_the_drain_and_the_end_of_the_old_one() {
-    let mut d = Echo::start("wait");
+    let mut d = echo("wait", &[]);
     let old = d.pid();
     let t = Instant::now();
     let out = d.ctl(&["upgrade", "--wait"]);
@@ -136,7 +51,7 @@ fn upgrade_wait_prints_both_pids_the_drain_and_the_end_of_the_old_one() {
     assert_eq!(lines.len(), 3, "{stdout}");
     let prefix = format!("old pid {old} → new pid {new} ready in ");
     assert!(lines[0].starts_with(&prefix) && lines[0].contains(" ms ("), "{stdout}");
-    let binary = echo_binary();
+    let binary = common::example("echo");
     assert!(lines[0].ends_with(&format!("({})", binary.display())), "the binary is named: {stdout}");
     assert!(lines[1].starts_with(&format!("old pid {old} drained in ")) && lines[1].ends_with(" ms"), "{stdout}");
     assert_eq!(lines[2], format!("old pid {old} gone"));
@@ -144,7 +59,7 @@ fn upgrade_wait_prints_both_pids_the_drain_and_the_end_of_the_old_one() {
     assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
 
     // The new process serves, and says so.
-    assert_eq!(d.served_by(), i64::from(new));
+    assert_eq!(served_by(&d), i64::from(new));
     let status = d.ctl(&["--json", "status"]);
     assert!(status.status.success(), "{}", text(&status.stderr));
     let v: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
@@ -161,7 +76,7 @@ fn upgrade_wait_prints_both_pids_the_drain_and_the_end_of_the_old_one() {
 
 #[test]
 fn an_upgrade_to_a_binary_that_fails_exits_1_with_the_message_and_the_old_pid_serves_on() {
-    let d = Echo::start("false");
+    let d = echo("false", &[]);
     let old = d.pid();
     let out = d.ctl(&["upgrade", "--binary", "/bin/false"]);
     let stderr = text(&out.stderr);
@@ -171,11 +86,11 @@ fn an_upgrade_to_a_binary_that_fails_exits_1_with_the_message_and_the_old_pid_se
     assert!(!message.trim().is_empty(), "the new process's message on stderr: {stderr}");
     assert_eq!(d.pid(), old, "the pid file is unchanged");
     assert!(alive(old));
-    assert_eq!(d.served_by(), i64::from(old), "the old pid serves on");
+    assert_eq!(served_by(&d), i64::from(old), "the old pid serves on");
     // --wait too: the same failure, the same exit.
     let out = d.ctl(&["upgrade", "--wait", "--binary", "/bin/false"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
-    assert_eq!(d.served_by(), i64::from(old));
+    assert_eq!(served_by(&d), i64::from(old));
 }
 
 #[test]
@@ -190,7 +105,7 @@ fn a_client_holding_a_token_calls_on_after_an_upgrade_through_a_new_connection()
     let tokens = dir.join("tokens");
     std::fs::write(&tokens, "ops 0123456789abcdef0123\n").unwrap();
     std::fs::set_permissions(&tokens, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let mut d = Echo::start_with("token", &["--token-file", &tokens.display().to_string()]);
+    let mut d = echo("token", &["--token-file", &tokens.display().to_string()]);
     let old = d.pid();
     let address = format!("unix://{}", d.sock.display()).parse().unwrap();
     let mut c = Client::connect_checked(&address, Protocol::Json, &Trust::own()).unwrap();
