@@ -74,6 +74,11 @@ impl Worker for Hand {
     }
 }
 
+/// What a method asks of an instance: `[WHAT, ARG]`, as `Hand::on_message` reads it.
+fn order(what: &str, arg: impl Into<Value>) -> Value {
+    Value::Array(vec![what.into(), arg.into()])
+}
+
 fn env(name: &str) -> Option<u64> {
     let value = std::env::var(name).ok()?;
     match value.parse() {
@@ -124,39 +129,33 @@ fn main() {
     daemon.worker(WorkerSpec::new("solo", Duration::from_millis(200), Hand::default));
     daemon
         .method(
-            Method::typed_async("crew.work", |Ms { ms }, ctx| {
-                ctx.ask("crew", Value::Array(vec!["work".into(), ms.into()]))
-            })
-            .description("An instance sleeps MS, then answers {worker, pid, n}")
-            .returns(Type::Struct),
+            Method::typed_async("crew.work", |Ms { ms }, ctx| ctx.ask("crew", order("work", ms)))
+                .description("An instance sleeps MS, then answers {worker, pid, n}")
+                .returns(Type::Struct),
         )
         .method(
-            Method::typed_async("crew.solo", |Ms { ms }, ctx| {
-                ctx.ask("solo", Value::Array(vec!["work".into(), ms.into()]))
-            })
-            .description("Worker solo (not a pool) sleeps MS, then answers {worker, pid, n}")
-            .returns(Type::Struct),
+            Method::typed_async("crew.solo", |Ms { ms }, ctx| ctx.ask("solo", order("work", ms)))
+                .description("Worker solo (not a pool) sleeps MS, then answers {worker, pid, n}")
+                .returns(Type::Struct),
         )
         .method(
-            Method::new_async("crew.hang", |_, ctx| ctx.ask("crew", Value::Array(vec!["hang".into(), 0.into()])))
+            Method::new_async("crew.hang", |_, ctx| ctx.ask("crew", order("hang", 0)))
                 .description("An instance never answers")
                 .returns(Type::Nil),
         )
         .method(
             Method::new_async("crew.echo", |mut p, ctx| {
                 let value: Value = p.take("value").unwrap_or(Value::Nil);
-                ctx.ask("crew", Value::Array(vec!["echo".into(), value]))
+                ctx.ask("crew", order("echo", value))
             })
             .description("An instance sends VALUE back")
             .returns(Type::Any)
             .param(Type::Any, "value"),
         )
         .method(
-            Method::typed_async("crew.grow", |Mib { mib }, ctx| {
-                ctx.ask("crew", Value::Array(vec!["grow".into(), mib.into()]))
-            })
-            .description("An instance keeps MIB more MiB and answers its VmRSS in KiB")
-            .returns(Type::Int),
+            Method::typed_async("crew.grow", |Mib { mib }, ctx| ctx.ask("crew", order("grow", mib)))
+                .description("An instance keeps MIB more MiB and answers its VmRSS in KiB")
+                .returns(Type::Int),
         );
     std::process::exit(tomte::cli::main(daemon));
 }
