@@ -50,6 +50,17 @@ fn work(d: &Daemon, ms: u64) -> std::thread::JoinHandle<Json> {
     })
 }
 
+/// With the pool's 2 instances looping, a `crew.work(ms)` in flight on each, then the pool
+/// scaled to 1: the two calls.
+fn both_busy_then_scaled_to_one(d: &Daemon, ms: u64) -> Vec<std::thread::JoinHandle<Json>> {
+    until("2 instances looping", Duration::from_secs(20), || looping(d, 2));
+    let calls: Vec<_> = (0..2).map(|_| work(d, ms)).collect();
+    until("both asks in flight", Duration::from_secs(10), || in_flight(d) == 2);
+    let scaled = call(d, "worker.scale", r#"{"name":"crew","instances":1}"#);
+    assert_eq!(scaled["result"]["to"], 1, "{scaled}");
+    calls
+}
+
 fn in_flight(d: &Daemon) -> u64 {
     worker(d, "crew")["in_flight"].as_u64().unwrap_or(0)
 }
@@ -62,12 +73,8 @@ fn in_flight(d: &Daemon) -> u64 {
 fn a_scale_down_waits_for_an_ask_longer_than_twice_the_stop_grace() {
     let d = crew(&[("CREW_INSTANCES", "2")], Some("[workers.crew]\nstop-grace = 0.5\n"));
     let _reaper = pids(&d);
-    until("2 instances looping", Duration::from_secs(20), || looping(&d, 2));
     // Both instances busy for 3 s (the ask deadline is 30 s).
-    let calls: Vec<_> = (0..2).map(|_| work(&d, 3000)).collect();
-    until("both asks in flight", Duration::from_secs(10), || in_flight(&d) == 2);
-    let scaled = call(&d, "worker.scale", r#"{"name":"crew","instances":1}"#);
-    assert_eq!(scaled["result"]["to"], 1, "{scaled}");
+    let calls = both_busy_then_scaled_to_one(&d, 3000);
     let answers: Vec<Json> = calls.into_iter().map(|c| c.join().unwrap()).collect();
     for a in &answers {
         assert!(a["result"]["worker"].is_string(), "a call failed because of a scale-down: {a}");
@@ -83,11 +90,7 @@ fn a_scale_down_waits_for_an_ask_longer_than_twice_the_stop_grace() {
 fn restarting_an_instance_being_scaled_away_does_not_bring_it_back() {
     let d = crew(&[("CREW_INSTANCES", "2")], None);
     let _reaper = pids(&d);
-    until("2 instances looping", Duration::from_secs(20), || looping(&d, 2));
-    let calls: Vec<_> = (0..2).map(|_| work(&d, 1500)).collect();
-    until("both asks in flight", Duration::from_secs(10), || in_flight(&d) == 2);
-    let scaled = call(&d, "worker.scale", r#"{"name":"crew","instances":1}"#);
-    assert_eq!(scaled["result"]["to"], 1, "{scaled}");
+    let calls = both_busy_then_scaled_to_one(&d, 1500);
     // crew.1 is retired, finishing its ask: restart it by name.
     let restarted = call(&d, "worker.restart", r#"{"name":"crew.1"}"#);
     for c in calls {

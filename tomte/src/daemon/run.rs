@@ -489,8 +489,7 @@ impl<S: 'static> Running<S> {
             let registry = running.poll.registry().try_clone().map_err(io_err("cannot share the poll"))?;
             // What the start freed, and the deep end of its stack, are given back first, so
             // that no worker's fork copies them.
-            crate::sys::mem::trim_stack();
-            crate::sys::mem::trim_heap();
+            crate::sys::mem::give_back();
             running.ctx.workers.start_all(registry).map_err(io_err("cannot start the workers"))?;
         }
         Ok(running)
@@ -606,8 +605,7 @@ impl<S: 'static> Running<S> {
             }
             if self.trim_at.is_some_and(|t| t <= now) {
                 self.trim_at = None;
-                crate::sys::mem::trim_stack();
-                crate::sys::mem::trim_heap();
+                crate::sys::mem::give_back();
             }
             if self.ctx.reload {
                 self.systemd.reloading();

@@ -2,15 +2,22 @@
 
 /// Returns the heap's free memory to the kernel (glibc's `malloc_trim`). glibc keeps memory
 /// freed in small pieces for reuse, so after a burst of large requests or many clients the
-/// daemon would idle at many times its fresh footprint; the loop calls this once it goes quiet.
-/// Elsewhere than glibc it does nothing.
-pub(crate) fn trim_heap() {
+/// daemon would idle at many times its fresh footprint. Elsewhere than glibc it does nothing.
+fn trim_heap() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim takes no pointers and only walks the allocator's own state under its
     // own locks; any pad value is valid (0: keep nothing beyond what is in use).
     unsafe {
         libc::malloc_trim(0);
     }
+}
+
+/// Gives back what the process holds but does not use: the deep end of the stack, then the
+/// heap's free memory (the stack's trim may free a little heap of its own). The loop calls it
+/// once it goes quiet, the daemon before it forks its workers, a worker as it starts.
+pub(crate) fn give_back() {
+    trim_stack();
+    trim_heap();
 }
 
 /// How much of the stack below the caller's frame [`trim_stack`] keeps: room for the frames
@@ -24,7 +31,7 @@ const STACK_KEPT: usize = 8 << 10;
 /// Memory below the stack pointer holds nothing live, so a page given back is simply a zero
 /// page the next time a call reaches that deep. Does nothing off the main thread's stack.
 #[inline(never)]
-pub(crate) fn trim_stack() {
+fn trim_stack() {
     let here = 0u8;
     let sp = std::ptr::addr_of!(here) as usize;
     let Some((low, high)) = main_stack() else { return };

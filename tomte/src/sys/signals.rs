@@ -104,12 +104,20 @@ pub(crate) fn restore(mask: &SavedMask) {
 /// the signal interrupted.
 extern "C" fn on_stop(signal: libc::c_int) {
     STOP.store(signal, Ordering::SeqCst);
-    let fd = WAKE.load(Ordering::SeqCst);
+    wake_from_handler(&WAKE);
+}
+
+/// Adds one to the eventfd whose number `wake` holds (nothing while it holds -1), from a
+/// signal handler: only an atomic load and `write(2)`, both async-signal-safe, and `errno` is
+/// kept for the code the signal interrupted. Each number stored in a `wake` static names an
+/// eventfd kept open for the rest of the process (`WAKE_KEEP`, `BRIDGE_KEEP`).
+fn wake_from_handler(wake: &AtomicI32) {
+    let fd = wake.load(Ordering::SeqCst);
     if fd >= 0 {
         let one = 1u64.to_ne_bytes();
-        // SAFETY: `fd` is the eventfd kept open for the process's life by `WAKE_KEEP`; `one`
-        // is a live 8-byte buffer; `__errno_location` points at this thread's errno, which is
-        // saved before the write and put back after it.
+        // SAFETY: `fd` is an eventfd kept open for the process's life (see above); `one` is a
+        // live 8-byte buffer; `__errno_location` points at this thread's errno, which is saved
+        // before the write and put back after it.
         unsafe {
             let errno = *libc::__errno_location();
             libc::write(fd, one.as_ptr().cast(), one.len());
@@ -121,18 +129,23 @@ extern "C" fn on_stop(signal: libc::c_int) {
 /// The handler of the dropped signals: nothing at all.
 extern "C" fn on_dropped(_signal: libc::c_int) {}
 
-/// Sets `signal`'s action to `handler` (a function or SIG_IGN), with `SA_RESTART`.
-fn set_action(signal: i32, handler: libc::sighandler_t) {
+/// Sets `signal`'s action to `handler` (one of the handlers here, SIG_IGN or SIG_DFL), with
+/// `SA_RESTART`. An error (a number the kernel reserves) leaves the disposition as it was.
+fn set_action(signal: i32, handler: libc::sighandler_t) -> std::io::Result<()> {
     // SAFETY: a zeroed sigaction is a valid value (empty flags, null restorer), its mask is
-    // initialized by sigemptyset, and `handler` is SIG_IGN or one of the `extern "C"`
-    // functions above, which only do async-signal-safe work. Errors (a number the kernel
-    // reserves) leave the disposition as it was and are harmless.
-    unsafe {
+    // initialized by sigemptyset, and `handler` is SIG_IGN, SIG_DFL or one of the `extern "C"`
+    // functions of this module, which only do async-signal-safe work.
+    let done = unsafe {
         let mut action: libc::sigaction = std::mem::zeroed();
         action.sa_sigaction = handler;
         action.sa_flags = libc::SA_RESTART;
         libc::sigemptyset(&mut action.sa_mask);
-        libc::sigaction(signal, &action, std::ptr::null_mut());
+        libc::sigaction(signal, &action, std::ptr::null_mut())
+    };
+    if done == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
     }
 }
 
@@ -141,14 +154,14 @@ fn set_action(signal: i32, handler: libc::sighandler_t) {
 /// for the forked child while every signal is blocked.
 pub(crate) fn install_worker_dispositions() {
     for signal in STOP_SIGNALS {
-        set_action(signal, on_stop as extern "C" fn(libc::c_int) as libc::sighandler_t);
+        let _ = set_action(signal, on_stop as extern "C" fn(libc::c_int) as libc::sighandler_t);
     }
     for signal in IGNORED {
-        set_action(signal, libc::SIG_IGN);
+        let _ = set_action(signal, libc::SIG_IGN);
     }
     // No allocation: this runs right after fork.
     for signal in DROPPED.into_iter().chain(libc::SIGRTMIN()..=libc::SIGRTMAX()) {
-        set_action(signal, on_dropped as extern "C" fn(libc::c_int) as libc::sighandler_t);
+        let _ = set_action(signal, on_dropped as extern "C" fn(libc::c_int) as libc::sighandler_t);
     }
 }
 
@@ -178,23 +191,13 @@ static BRIDGE_WAKE: AtomicI32 = AtomicI32::new(-1);
 /// Keeps that eventfd open for the rest of the process (see `WAKE_KEEP`).
 static BRIDGE_KEEP: OnceLock<Arc<EventFd>> = OnceLock::new();
 
-/// The daemon's bridge handler: marks the signal pending, then wakes the loop. Only an atomic
-/// read-modify-write, an atomic load and `write(2)`, all async-signal-safe; `errno` is kept.
+/// The daemon's bridge handler: marks the signal pending (a lock-free atomic, async-signal-safe),
+/// then wakes the loop.
 extern "C" fn on_bridged(signal: libc::c_int) {
     if (1..=64).contains(&signal) {
         BRIDGED.fetch_or(1 << (signal - 1), Ordering::SeqCst);
     }
-    let fd = BRIDGE_WAKE.load(Ordering::SeqCst);
-    if fd >= 0 {
-        let one = 1u64.to_ne_bytes();
-        // SAFETY: as in `on_stop`: `fd` is kept open by `BRIDGE_KEEP`, `one` is a live buffer,
-        // and this thread's errno is saved and put back.
-        unsafe {
-            let errno = *libc::__errno_location();
-            libc::write(fd, one.as_ptr().cast(), one.len());
-            *libc::__errno_location() = errno;
-        }
-    }
+    wake_from_handler(&BRIDGE_WAKE);
 }
 
 /// Catches each of `signals` in the daemon's bridge: the handler only marks the signal pending
@@ -208,47 +211,25 @@ extern "C" fn on_bridged(signal: libc::c_int) {
 /// a twelfth of an idle daemon's anonymous memory, and copied into every worker by `fork`):
 /// the bridge needs no more than a bit per signal and a wake-up.
 pub(crate) fn install_bridge(signals: &[i32]) -> std::io::Result<Arc<EventFd>> {
-    let wake = match BRIDGE_KEEP.get() {
-        Some(wake) => Arc::clone(wake),
-        None => {
-            let wake = Arc::new(EventFd::new()?);
-            // Kept before its number is published, so the number never names another file.
-            let kept = Arc::clone(BRIDGE_KEEP.get_or_init(|| wake));
-            BRIDGE_WAKE.store(kept.as_raw_fd(), Ordering::SeqCst);
-            kept
-        }
-    };
+    if BRIDGE_KEEP.get().is_none() {
+        let _ = BRIDGE_KEEP.set(Arc::new(EventFd::new()?));
+    }
+    let wake = Arc::clone(BRIDGE_KEEP.get().expect("made above"));
+    // Published once kept, so the number never names another file.
+    BRIDGE_WAKE.store(wake.as_raw_fd(), Ordering::SeqCst);
     BRIDGED.store(0, Ordering::SeqCst);
     wake.drain()?;
     let signals: Vec<i32> = signals.iter().copied().filter(|s| (1..=64).contains(s)).collect();
     for (done, &signal) in signals.iter().enumerate() {
         let handler = on_bridged as extern "C" fn(libc::c_int) as libc::sighandler_t;
-        if let Err(why) = catch(signal, handler) {
+        if let Err(why) = set_action(signal, handler) {
             for &earlier in &signals[..done] {
-                let _ = catch(earlier, libc::SIG_DFL);
+                let _ = set_action(earlier, libc::SIG_DFL);
             }
             return Err(std::io::Error::new(why.kind(), format!("cannot catch signal {signal}: {why}")));
         }
     }
     Ok(wake)
-}
-
-/// Sets `signal`'s action to `handler` (the bridge's, or SIG_DFL), with `SA_RESTART`.
-fn catch(signal: i32, handler: libc::sighandler_t) -> std::io::Result<()> {
-    // SAFETY: as in `set_action`: a zeroed sigaction with an emptied mask is valid, and the
-    // handler is SIG_DFL or `on_bridged`, which only does async-signal-safe work.
-    let done = unsafe {
-        let mut action: libc::sigaction = std::mem::zeroed();
-        action.sa_sigaction = handler;
-        action.sa_flags = libc::SA_RESTART;
-        libc::sigemptyset(&mut action.sa_mask);
-        libc::sigaction(signal, &action, std::ptr::null_mut())
-    };
-    if done == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
 }
 
 /// The signals the bridge caught since the last call, in increasing number (each once, however
@@ -281,6 +262,6 @@ mod tests {
         let again = install_bridge(&[libc::SIGWINCH]).expect("install again");
         assert_eq!(again.as_raw_fd(), wake.as_raw_fd());
         assert_eq!(take_bridged().count(), 0);
-        catch(libc::SIGWINCH, libc::SIG_DFL).expect("reset SIGWINCH");
+        set_action(libc::SIGWINCH, libc::SIG_DFL).expect("reset SIGWINCH");
     }
 }

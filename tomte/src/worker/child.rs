@@ -37,8 +37,7 @@ pub(crate) fn main(name: String, interval: Duration, beat: Duration, worker: Box
     crate::logging::set_tag(&name);
     // The daemon's free heap and the deep end of its stack came along with the fork: give them
     // back, so that a worker holds only what it uses (and what it still shares with the daemon).
-    crate::sys::mem::trim_heap();
-    crate::sys::mem::trim_stack();
+    crate::sys::mem::give_back();
     let queue = super::reply::Replies::new(Some(end.wake_eventfd()));
     let mut ctx = WorkerCtx {
         name,

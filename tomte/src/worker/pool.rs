@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use tomte_rpc::{Fault, Value};
 
 use super::{Settle, Slot, State, Supervisor, Unit};
-use crate::worker::channel::{Channel, SendError};
+use crate::worker::channel::Channel;
 use crate::worker::wire::Frame;
 use crate::worker::{PoolSpec, WorkerSpec, MAX_INSTANCES};
 
@@ -367,10 +367,8 @@ impl Supervisor {
         }
         let mut frame = Vec::new();
         Frame::Request(ticket, request).encode(&mut frame);
-        let max = Channel::max_frame_for(pool.template.ring_bytes);
-        if frame.len() > max {
-            let too_large = SendError::TooLarge { len: frame.len(), max, ring: pool.template.ring_bytes };
-            return Err(Fault::internal(format!("cannot send to pool '{}': {too_large}", pool.name)));
+        if let Err(too_large) = Channel::fits(frame.len(), pool.template.ring_bytes) {
+            return Err(super::send_fault(too_large, &pool.name));
         }
         frame.shrink_to_fit();
         pool.queue.push_back(Waiting { ticket, frame, deadline });

@@ -1184,14 +1184,19 @@ impl Supervisor {
 }
 
 fn send(end: &mut Endpoint, frame: &[u8], name: &str) -> Result<(), Fault> {
-    let sent = end.send(frame).map_err(|e| match e {
+    let sent = end.send(frame).map_err(|e| send_fault(e, name));
+    let _ = end.notify();
+    sent
+}
+
+/// The fault of a frame that did not go down worker (or pool) `name`'s channel.
+pub(super) fn send_fault(e: SendError, name: &str) -> Fault {
+    match e {
         SendError::Full => {
             crate::faults::worker_unavailable(format!("worker '{name}' is not keeping up: its channel is full"))
         }
         other => Fault::internal(format!("cannot send to worker '{name}': {other}")),
-    });
-    let _ = end.notify();
-    sent
+    }
 }
 
 /// Whether `ticket` is one of `asks` — sent to this worker and not answered yet — which it

@@ -89,10 +89,14 @@ impl Channel {
         ring::max_frame(self.shared.cap)
     }
 
-    /// The largest frame a channel made with `ring_bytes` carries, in bytes (for a valid size,
-    /// as [`Channel::new`] takes it).
-    pub fn max_frame_for(ring_bytes: usize) -> usize {
-        ring::max_frame(ring_words(ring_bytes))
+    /// Whether a channel made with `ring_bytes` (a valid size, as [`Channel::new`] takes it)
+    /// could ever carry a frame of `len` bytes: the error its `send` would give, if not.
+    pub fn fits(len: usize, ring_bytes: usize) -> Result<(), SendError> {
+        let cap = ring_words(ring_bytes);
+        if len > ring::max_frame(cap) {
+            return Err(ring::too_large(len, cap));
+        }
+        Ok(())
     }
 
     /// The channel's two eventfds: a forked worker that closes every descriptor that is not its
