@@ -197,12 +197,9 @@ impl Book {
     }
 }
 
-/// The `supervisor.*` methods and the listener that keeps their book, installed once (the
-/// code's [`Daemon::supervisor_api`] and the flag may both ask).
+/// The `supervisor.*` methods and the listener that keeps their book (the daemon's run
+/// installs them once, when the code's [`Daemon::supervisor_api`] or the flag asks).
 pub(super) fn install<S: 'static>(d: &mut Daemon<S>, config: &Config) {
-    if d.registry.get("supervisor.getAPIVersion").is_some() {
-        return;
-    }
     let book: Shared = Rc::default();
     let b = Rc::clone(&book);
     d.events.on(crate::event::names::WORKER_STATE, 0, false, move |ev: &Event, _: &mut Ctx<S>| b.borrow_mut().note(ev));
@@ -222,7 +219,7 @@ fn methods<S: 'static>(book: &Shared, log: Option<PathBuf>) -> Vec<Method<Ctx<S>
     let b = Rc::clone(book);
     let all_info = Method::new("supervisor.getAllProcessInfo", move |_, ctx: &mut Ctx<S>| {
         let book = b.borrow();
-        let all = processes(&ctx.workers).iter().map(|p| process_info(&ctx.workers, &book, p)).collect();
+        let all = ctx.workers.names().iter().map(|p| process_info(&ctx.workers, &book, p)).collect();
         Ok(Value::Array(all))
     })
     .description("Every worker and pool instance as supervisord describes a process (see getProcessInfo)")
@@ -379,12 +376,6 @@ enum Found {
     Group(Vec<String>),
 }
 
-/// Every process, as supervisord lists them: plain workers and pool instances, in installation
-/// order.
-fn processes(w: &Supervisor) -> Vec<String> {
-    w.names()
-}
-
 /// The group of worker or instance `name`: its pool, or itself.
 fn group_of(w: &Supervisor, name: &str) -> String {
     w.pool_of(name).unwrap_or_else(|| name.to_owned())
@@ -392,8 +383,8 @@ fn group_of(w: &Supervisor, name: &str) -> String {
 
 /// The processes of group `group`: a pool's instances, or a plain worker alone.
 fn members(w: &Supervisor, group: &str) -> Option<Vec<String>> {
-    if w.pools().iter().any(|p| p == group) {
-        return Some(w.names().into_iter().filter(|n| w.pool_of(n).as_deref() == Some(group)).collect());
+    if let Ok(pool) = w.pool_info(group) {
+        return Some(pool.instances.into_iter().map(|i| i.name).collect());
     }
     let plain = w.names().iter().any(|n| n == group) && w.pool_of(group).is_none();
     plain.then(|| vec![group.to_owned()])
@@ -507,21 +498,15 @@ fn timedelta(secs: i64) -> String {
 fn stopped_at(secs: i64) -> String {
     const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm, public domain).
-    let z = days + 719_468;
-    let doe = z - z.div_euclid(146_097) * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let (_, month, day) = crate::logging::format::civil(days);
     let (hour, minute) = (rem / 3600, rem % 3600 / 60);
     let (h12, ampm) = (if hour % 12 == 0 { 12 } else { hour % 12 }, if hour < 12 { "AM" } else { "PM" });
     format!("{} {day:02} {h12:02}:{minute:02} {ampm}", MONTHS[usize::try_from(month - 1).unwrap_or(0)])
 }
 
 fn config_info(w: &Supervisor) -> Value {
-    let all = processes(w)
+    let all = w
+        .names()
         .into_iter()
         .map(|name| {
             let grace = w.tuning(&name).map_or(0, |t| t.stop_grace.as_secs());
@@ -799,7 +784,7 @@ fn actions<S: 'static>(book: &Shared) -> Vec<Method<Ctx<S>>> {
                 Err(f) => return Answer::refused(f),
             };
             let found = match (scope, spec) {
-                (Scope::All, _) | (_, None) => Found::Group(processes(&ctx.workers)),
+                (Scope::All, _) | (_, None) => Found::Group(ctx.workers.names()),
                 (Scope::Group, Some(g)) => match members(&ctx.workers, &g) {
                     Some(m) => Found::Group(m),
                     None => return Answer::refused(fault(BAD_NAME, &g)),

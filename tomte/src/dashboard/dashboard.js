@@ -185,8 +185,6 @@
       if (w.pool === true && Array.isArray(w.instances)) {
         const tr = row(w.name, 'pool');
         fill(tr, w, at);
-        tr.dataset.size = show(w.size);
-        tr.dataset.queued = show(w.queued);
         cell(tr, 'pid').textContent = `${show(w.size)} instance${w.size === 1 ? '' : 's'}, ${show(w.queued)} queued`;
         order.push(tr);
         for (const i of w.instances) {

@@ -180,12 +180,9 @@ fn names(var: Option<&str>, dev: u64, ino: u64) -> bool {
     d.parse() == Ok(dev) && i.parse() == Ok(ino)
 }
 
-/// UTC time as `2026-11-25T10:00:00.123Z` (RFC 3339).
-pub(crate) fn timestamp() -> String {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = now.as_secs() as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm, public domain).
+/// Days since 1970-01-01 as a civil date (year, month 1..=12, day 1..=31), by Howard
+/// Hinnant's algorithm (public domain).
+pub(crate) fn civil(days: i64) -> (i64, i64, i64) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
@@ -194,7 +191,15 @@ pub(crate) fn timestamp() -> String {
     let mp = (5 * doy + 2) / 153;
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    (yoe + era * 400 + i64::from(month <= 2), month, day)
+}
+
+/// UTC time as `2026-11-25T10:00:00.123Z` (RFC 3339).
+pub(crate) fn timestamp() -> String {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = now.as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (year, month, day) = civil(days);
     format!(
         "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
         rem / 3600,

@@ -54,7 +54,7 @@
 //! into its stderr pipe marked as records), so every line reaches the log, syslog or the
 //! journal through the daemon, in its format, and follows its log file when it is reopened.
 
-mod format;
+pub(crate) mod format;
 mod record;
 mod syslog;
 
