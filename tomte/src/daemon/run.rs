@@ -378,6 +378,11 @@ impl<S: 'static> Running<S> {
             (path, _) => path.map(PidFile::acquire).transpose()?,
         };
         let poll = Poll::new().map_err(io_err("cannot create the poll"))?;
+        // Caught before any socket is bound: a SIGTERM that comes once a client could connect
+        // (a supervisor's, say) is a graceful stop at the loop's first turn, never the default
+        // death that would leave the socket and pid files behind.
+        let mut signals = crate::signal::open().map_err(io_err("cannot install signal handlers"))?;
+        poll.registry().register(&mut signals, SIGNALS, Interest::READABLE).map_err(io_err("cannot watch signals"))?;
         let (mut listeners, listener_names) = listen(config)?;
         // Read before any client can come: a missing or bad file fails the start, naming it.
         let tls = match listeners.iter().find(|l| l.is_tls()) {
@@ -392,8 +397,6 @@ impl<S: 'static> Running<S> {
                 .register(l.source(), Token(LISTENER_BASE + i), Interest::READABLE)
                 .map_err(io_err("cannot watch a listener"))?;
         }
-        let mut signals = crate::signal::open().map_err(io_err("cannot install signal handlers"))?;
-        poll.registry().register(&mut signals, SIGNALS, Interest::READABLE).map_err(io_err("cannot watch signals"))?;
         let now = Instant::now();
         let timers = d.timers.into_iter().map(|(period, f)| Timer { period, next: now + period, f }).collect();
         let mut ctx = Ctx::new(&d.name, &d.version, d.workers, d.state);
