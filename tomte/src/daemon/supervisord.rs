@@ -335,7 +335,13 @@ fn read_log<S: 'static>(log: Option<PathBuf>) -> Method<Ctx<S>> {
     .requires(Permission::Control)
 }
 
-/// supervisord's `readFile` (supervisor/options.py), with its faults.
+/// The most `readLog` answers at once: a read of the whole log (length 0) would otherwise load
+/// a log of any size into the daemon's memory, three times over (bytes, text, XML), on its
+/// only thread. supervisorctl reads in chunks far smaller, and asks again from where it got.
+const MAX_READ: u64 = 1 << 20;
+
+/// supervisord's `readFile` (supervisor/options.py), with its faults; at most [`MAX_READ`]
+/// bytes.
 fn read_file(path: &std::path::Path, offset: i64, length: i64) -> Result<Vec<u8>, Fault> {
     use std::io::{Read, Seek, SeekFrom};
     let failed = |e: std::io::Error| fault(FAILED, &format!("{}: {e}", path.display()));
@@ -350,18 +356,18 @@ fn read_file(path: &std::path::Path, offset: i64, length: i64) -> Result<Vec<u8>
         }
         let size = f.seek(SeekFrom::End(0)).map_err(failed)?;
         let back = offset.unsigned_abs();
-        f.seek(SeekFrom::Start(size.saturating_sub(back))).map_err(failed)?;
-        f.take(back).read_to_end(&mut data).map_err(failed)?;
+        f.seek(SeekFrom::Start(size.saturating_sub(back.min(MAX_READ)))).map_err(failed)?;
+        f.take(MAX_READ).read_to_end(&mut data).map_err(failed)?;
     } else {
         if length < 0 {
             return Err(fault(BAD_ARGUMENTS, "a negative length"));
         }
         f.seek(SeekFrom::Start(offset.unsigned_abs())).map_err(failed)?;
-        match length {
-            0 => f.read_to_end(&mut data),
-            n => f.take(n.unsigned_abs()).read_to_end(&mut data),
-        }
-        .map_err(failed)?;
+        let length = match length {
+            0 => MAX_READ,
+            n => n.unsigned_abs().min(MAX_READ),
+        };
+        f.take(length).read_to_end(&mut data).map_err(failed)?;
     }
     Ok(data)
 }
@@ -869,6 +875,23 @@ mod tests {
         assert_eq!(timedelta(86_400 + 7384), "1 day, 2:03:04");
         assert_eq!(timedelta(3 * 86_400), "3 days, 0:00:00");
         assert_eq!(timedelta(-5), "0:00:00");
+    }
+
+    #[test]
+    fn a_log_read_answers_at_most_max_read_bytes() {
+        let path = std::env::temp_dir().join(format!("tomte-readlog-{}", std::process::id()));
+        let size = MAX_READ as usize + 100;
+        std::fs::write(&path, vec![b'x'; size]).unwrap();
+        let read = |offset, length| read_file(&path, offset, length).map(|d| d.len()).map_err(|f| f.message.clone());
+        // The whole log, a length past the cap, the end past the cap: capped.
+        assert_eq!(read(0, 0), Ok(MAX_READ as usize));
+        assert_eq!(read(50, i64::MAX), Ok(MAX_READ as usize));
+        assert_eq!(read(-(size as i64), 0), Ok(MAX_READ as usize));
+        // Within it: as asked.
+        assert_eq!(read(size as i64 - 10, 0), Ok(10));
+        assert_eq!(read(-10, 0), Ok(10));
+        assert_eq!(read(0, 7), Ok(7));
+        std::fs::remove_file(&path).unwrap();
     }
 
     #[test]
